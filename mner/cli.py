@@ -1,0 +1,75 @@
+"""The ``mner`` command line. Sub-apps register here; ``data`` holds the data-file checks."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import List, Optional
+
+import typer
+
+from mner.formats import DataFormatError, format_summary, read_conll, summarize, write_conll
+
+app = typer.Typer(
+    name="mner",
+    help="Multimodal NER on social-media posts with LLM-generated auxiliary knowledge.",
+    no_args_is_help=True,
+    add_completion=False,
+)
+data_app = typer.Typer(help="Inspect and validate data files.", no_args_is_help=True)
+app.add_typer(data_app, name="data")
+
+
+def _repaired_target(source: Path, out: Path, many: bool) -> Path:
+    """Where ``--write-repaired`` puts ``source``: ``out`` itself, or ``out/<name>`` for a folder."""
+    if many or out.is_dir():
+        return out / source.name
+    return out
+
+
+@data_app.command("check")
+def data_check(
+    paths: List[Path] = typer.Argument(..., help="CoNLL files to check (with or without IMGID lines)."),
+    repair: bool = typer.Option(False, "--repair", help="Convert BIO tags to IOB2 instead of reporting them."),
+    write_repaired: Optional[Path] = typer.Option(
+        None,
+        "--write-repaired",
+        help="Write the (repaired) files here: a file for one PATH, a folder for several. Implies --repair.",
+    ),
+) -> None:
+    """Check CoNLL files: print a summary per good file, one ``path:line: problem`` per error.
+
+    Exits with status 1 when any file has a problem.
+    """
+    repair = repair or write_repaired is not None
+    failed = False
+    for path in paths:
+        if not path.is_file():
+            typer.echo(f"{path}:0: no such file", err=True)
+            failed = True
+            continue
+        try:
+            conll = read_conll(path, repair=repair)
+        except DataFormatError as exc:
+            for issue in exc.issues:
+                typer.echo(str(issue), err=True)
+            typer.echo(f"{path}: {len(exc.issues)} problem(s)", err=True)
+            failed = True
+            continue
+        except OSError as exc:
+            typer.echo(f"{path}:0: cannot read ({exc.strerror or exc})", err=True)
+            failed = True
+            continue
+        typer.echo(format_summary(summarize(conll)))
+        if write_repaired is not None:
+            target = _repaired_target(path, write_repaired, len(paths) > 1)
+            if target.resolve() == path.resolve():
+                typer.echo(f"{path}:0: refusing to overwrite the input with --write-repaired", err=True)
+                failed = True
+                continue
+            write_conll(target, conll.sentences, with_image_ids=any(s.image_id for s in conll.sentences))
+            typer.echo(f"  wrote {target}")
+    raise typer.Exit(code=1 if failed else 0)
+
+
+if __name__ == "__main__":
+    app()

@@ -1,0 +1,132 @@
+"""Turn a stage's compute function into a cached Prefect task backed by the artifact store.
+
+A stage's key is a hash of (stage name, code version, content hashes of its inputs, its config).
+The same key names the output directory in the artifact store and the Prefect cache record, so
+a new flow run with unchanged inputs gets Cached for every stage, while a change of code or
+config that shapes the output gives a new key. Parameters are read as follows:
+
+- a dict with ``stage``/``key``/``dir``/``files`` (an upstream :class:`StageOutput`) enters the
+  key by the hashes of its files;
+- ``sources`` (name -> path) enters the key by the sha256 of each file's content;
+- ``artifacts_root`` is where the store lives and does not enter the key;
+- everything else is configuration and enters the key as JSON.
+"""
+
+from __future__ import annotations
+
+import inspect
+import logging
+from pathlib import Path
+from types import ModuleType
+from typing import Any, Callable, Sequence
+
+from prefect import Task, task
+from prefect.exceptions import MissingContextError
+from prefect.logging import get_run_logger
+
+from mner.store import ArtifactStore, StageOutput, StageRun, code_version, sha256_file, sha256_json
+
+_OUTPUT_KEYS = {"stage", "key", "dir", "files"}
+
+
+def _is_output(value: Any) -> bool:
+    return isinstance(value, dict) and _OUTPUT_KEYS <= set(value)
+
+
+def key_parts(params: dict[str, Any]) -> tuple[dict[str, str], dict[str, Any]]:
+    """Split task parameters into input content hashes and configuration (see module doc)."""
+    inputs: dict[str, str] = {}
+    config: dict[str, Any] = {}
+    for name, value in sorted(params.items()):
+        if name == "artifacts_root":
+            continue
+        if _is_output(value):
+            inputs[name] = sha256_json(value["files"])
+        elif name == "sources":
+            for source, path in sorted((value or {}).items()):
+                inputs[f"sources.{source}"] = sha256_file(path) if path else ""
+        else:
+            config[name] = value
+    return inputs, config
+
+
+def stage_logger() -> logging.Logger | logging.LoggerAdapter:
+    """Prefect's run logger inside a task or flow, a plain logger outside."""
+    try:
+        return get_run_logger()
+    except MissingContextError:
+        return logging.getLogger("mner")
+
+
+def stage_task(stage: str, shaped_by: Sequence[ModuleType] = ()) -> Callable[[Callable[..., Any]], Task]:
+    """Decorate ``compute(run, **params)`` into a cached Prefect task named ``stage``.
+
+    ``compute`` writes its files into ``run.work_dir`` and may return extra manifest fields. The
+    task returns the published output as a dict (paths plus content hashes, never data).
+    ``shaped_by`` lists the modules besides ``compute``'s own whose code shapes the output.
+    """
+
+    def decorate(compute: Callable[..., Any]) -> Task:
+        code = code_version([inspect.getmodule(compute), *shaped_by])  # type: ignore[list-item]
+        signature = inspect.signature(compute)
+        params = list(signature.parameters.values())[1:]
+        if "artifacts_root" not in {p.name for p in params}:
+            raise TypeError(f"{compute.__qualname__} needs an artifacts_root parameter")
+
+        def body(*args: Any, **kwargs: Any) -> dict[str, Any]:
+            bound = body.__signature__.bind(*args, **kwargs)  # type: ignore[attr-defined]
+            bound.apply_defaults()
+            kwargs = dict(bound.arguments)
+            store = ArtifactStore(kwargs["artifacts_root"])
+            inputs, config = key_parts(kwargs)
+            key = store.key_for(stage, inputs, config, code)
+            done = store.load(stage, key)
+            if done is not None:
+                return done.to_dict()
+            run = store.begin(stage, inputs, config, code)
+            extra = compute(run, **kwargs)
+            return run.publish(extra).to_dict()
+
+        def cache_key(_context: Any, parameters: dict[str, Any]) -> str:
+            inputs, config = key_parts(parameters)
+            return f"mner-{stage}-{ArtifactStore.key_for(stage, inputs, config, code)}"
+
+        body.__signature__ = signature.replace(parameters=params)  # type: ignore[attr-defined]
+        body.__name__, body.__qualname__, body.__doc__ = compute.__name__, compute.__qualname__, compute.__doc__
+        body.__module__ = compute.__module__
+        stage_fn = task(
+            name=stage,
+            cache_key_fn=cache_key,
+            persist_result=True,
+            result_serializer="json",
+            cache_result_in_memory=False,
+        )(body)
+        stage_fn.stage_name = stage  # type: ignore[attr-defined]
+        stage_fn.code_version = code  # type: ignore[attr-defined]
+        return stage_fn
+
+    return decorate
+
+
+def run_stage(stage_fn: Task, refresh: bool = False, **params: Any) -> dict[str, Any]:
+    """Call a stage task, forcing a recompute when asked or when its stored output is gone or corrupt.
+
+    Prefect alone would replay a cache record whose files were deleted; checking the store first
+    turns that into a fresh run under the same key.
+    """
+    store = ArtifactStore(params["artifacts_root"])
+    inputs, config = key_parts(params)
+    key = store.key_for(stage_fn.stage_name, inputs, config, stage_fn.code_version)  # type: ignore[attr-defined]
+    if refresh or store.load(stage_fn.stage_name, key) is None:  # type: ignore[attr-defined]
+        stage_fn = stage_fn.with_options(refresh_cache=True)
+    return stage_fn(**params)
+
+
+def output(value: dict[str, Any]) -> StageOutput:
+    """A stage's returned dict as a :class:`StageOutput`."""
+    return StageOutput.from_dict(value)
+
+
+def relative_files(run: StageRun) -> list[Path]:
+    """Files written so far into a stage's work dir (for logging)."""
+    return sorted(p.relative_to(run.work_dir) for p in run.work_dir.rglob("*") if p.is_file())

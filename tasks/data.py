@@ -1,0 +1,108 @@
+"""Stages that read the benchmark: validate the CoNLL splits, then join PGIM knowledge and captions.
+
+Both write one JSON-lines file per split (``train.jsonl``, ``dev.jsonl``, ``test.jsonl``), a
+record per sentence: ``id`` (IMGID or position), ``source`` (file:line), ``tokens``, ``tags``,
+and after the join ``knowledge`` and ``caption``.
+"""
+
+from __future__ import annotations
+
+import json
+from collections import Counter
+from pathlib import Path
+from typing import Any, Iterator
+
+import mner.formats
+import mner.pgim
+import mner.tags
+from mner import formats, pgim
+from mner.store import StageRun
+from mner.tags import iob2_spans
+from tasks.common import stage_logger, stage_task
+
+SPLITS = ("train", "dev", "test")
+
+
+def write_jsonl(path: Path, rows: list[dict[str, Any]]) -> None:
+    """Write one JSON object per line (UTF-8, non-ASCII kept readable)."""
+    with open(path, "w", encoding="utf-8") as handle:
+        for row in rows:
+            handle.write(json.dumps(row, ensure_ascii=False) + "\n")
+
+
+def read_jsonl(path: str | Path) -> list[dict[str, Any]]:
+    """Read a JSON-lines file; a bad line raises ``ValueError`` naming file and line."""
+    rows = []
+    with open(path, encoding="utf-8") as handle:
+        for number, line in enumerate(handle, 1):
+            try:
+                rows.append(json.loads(line))
+            except json.JSONDecodeError as err:
+                raise ValueError(f"{path}:{number}: not valid JSON ({err.msg})") from err
+    return rows
+
+
+def iter_splits(output: dict[str, Any]) -> Iterator[tuple[str, Path]]:
+    """(split, path) for each split file of a data-stage output."""
+    for split in SPLITS:
+        yield split, Path(output["dir"]) / f"{split}.jsonl"
+
+
+def split_statistics(rows: list[dict[str, Any]]) -> dict[str, Any]:
+    """Sentences, tokens and entities per type of one split."""
+    types: Counter[str] = Counter(span.type for row in rows for span in iob2_spans(row["tags"]))
+    return {
+        "sentences": len(rows),
+        "tokens": sum(len(row["tokens"]) for row in rows),
+        "entities": sum(types.values()),
+        "entities_per_type": dict(sorted(types.items())),
+    }
+
+
+@stage_task("load", shaped_by=[mner.formats, mner.tags])
+def load_splits(run: StageRun, sources: dict[str, str], repair_bio: bool, artifacts_root: str) -> dict[str, Any]:
+    """Read and validate the train/dev/test CoNLL files (all errors reported with file and line)."""
+    log = stage_logger()
+    stats: dict[str, Any] = {}
+    for split in SPLITS:
+        conll = formats.read_conll(sources[split], repair=repair_bio)
+        rows = [
+            {"id": s.image_id or str(i), "source": f"{Path(sources[split]).name}:{s.line}", "tokens": s.tokens, "tags": s.tags}
+            for i, s in enumerate(conll.sentences)
+        ]
+        write_jsonl(run.work_dir / f"{split}.jsonl", rows)
+        stats[split] = {**split_statistics(rows), "notes": conll.notes, "repaired_tags": conll.repaired_tags}
+        log.info("%s: %s", split, stats[split])
+    (run.work_dir / "stats.json").write_text(json.dumps(stats, indent=2), encoding="utf-8")
+    return {"stats": stats}
+
+
+@stage_task("knowledge", shaped_by=[mner.pgim, mner.formats])
+def join_knowledge(run: StageRun, data: dict[str, Any], sources: dict[str, str], artifacts_root: str) -> dict[str, Any]:
+    """Attach PGIM knowledge (aligned by position and token equality) and BLIP-2 captions.
+
+    A sentence with no knowledge block gets an empty Z and is listed in the report, never a
+    shifted alignment.
+    """
+    log = stage_logger()
+    captions = pgim.read_captions(sources["captions"]) if sources.get("captions") else {}
+    report: dict[str, Any] = {}
+    for split, path in iter_splits(data):
+        rows = read_jsonl(path)
+        knowledge_path = sources.get(f"knowledge_{split}")
+        if knowledge_path:
+            sentences = [formats.Sentence(r["tokens"], r["tags"], r["id"]) for r in rows]
+            alignment = pgim.read_knowledge(knowledge_path, sentences)
+            texts = alignment.knowledge
+            report[split] = {"missing": [list(m) for m in alignment.missing], "extra": alignment.extra}
+            log.info("%s knowledge: %s", split, alignment.report())
+        else:
+            texts = [""] * len(rows)
+            report[split] = {"missing": "no knowledge file", "extra": []}
+        for row, text in zip(rows, texts):
+            row["knowledge"] = text
+            row["caption"] = captions.get(row["id"], "")
+        report[split]["without_caption"] = sum(1 for r in rows if not r["caption"])
+        write_jsonl(run.work_dir / f"{split}.jsonl", rows)
+    (run.work_dir / "alignment.json").write_text(json.dumps(report, indent=2), encoding="utf-8")
+    return {"alignment": report}

@@ -1,0 +1,40 @@
+"""Stage ``evaluate``: tag dev and test with the trained model and score them (strict entity F1)."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import mner.metrics
+from mner import formats
+from mner.metrics import evaluate
+from mner.store import StageRun
+from tasks.common import stage_logger, stage_task
+from tasks.data import read_jsonl
+from tasks.training import load_tagger, pick_device, predict, set_threads, use_bf16
+
+
+@stage_task("evaluate", shaped_by=[mner.metrics])
+def evaluate_model(
+    run: StageRun, data: dict[str, Any], model: dict[str, Any], variant: str, precision: str, artifacts_root: str
+) -> dict[str, Any]:
+    """Write ``{split}.pred.txt`` (CoNLL with predicted tags) and ``scores.json`` for dev and test."""
+    log = stage_logger()
+    set_threads(0)
+    device = pick_device("auto")
+    bf16 = use_bf16(precision, device)
+    tagger, encoder = load_tagger(model["dir"], device)
+    scores: dict[str, Any] = {}
+    for split in ("dev", "test"):
+        rows = read_jsonl(f"{data['dir']}/{split}.jsonl")
+        knowledge = variant == "text+knowledge"
+        encoded = [encoder.encode(r["tokens"], None, r.get("knowledge") if knowledge else None) for r in rows]
+        predicted = predict(tagger, encoded, device, bf16)
+        gold = [r["tags"] for r in rows]
+        scores[split] = evaluate(gold, predicted)
+        sentences = [formats.Sentence(r["tokens"], p, r["id"]) for r, p in zip(rows, predicted)]
+        formats.write_conll(run.work_dir / f"{split}.pred.txt", sentences)
+        log.info("%s %s: P=%.4f R=%.4f F1=%.4f", variant, split, scores[split]["precision"],
+                 scores[split]["recall"], scores[split]["f1"])
+    (run.work_dir / "scores.json").write_text(json.dumps(scores, indent=2), encoding="utf-8")
+    return {"variant": variant, "test_f1": scores["test"]["f1"], "dev_f1": scores["dev"]["f1"]}

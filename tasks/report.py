@@ -1,0 +1,56 @@
+"""Stage ``report``: publish scores as Prefect artifacts (per-type table, text-only vs [T;Z] markdown)."""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+from typing import Any
+
+from prefect import task
+from prefect.artifacts import create_markdown_artifact, create_table_artifact
+
+
+def _key(text: str) -> str:
+    return re.sub(r"[^a-z0-9-]+", "-", text.lower()).strip("-")
+
+
+def per_type_rows(scores_by_variant: dict[str, dict[str, Any]], split: str = "test") -> list[dict[str, Any]]:
+    """One row per (variant, entity type) plus a micro row, P/R/F1 in percent."""
+    rows = []
+    for variant, scores in scores_by_variant.items():
+        split_scores = scores[split]
+        for entity_type, counts in sorted(split_scores["per_type"].items()):
+            rows.append({"variant": variant, "type": entity_type, "precision": round(100 * counts["precision"], 2),
+                         "recall": round(100 * counts["recall"], 2), "f1": round(100 * counts["f1"], 2),
+                         "support": counts["support"]})
+        rows.append({"variant": variant, "type": "micro", "precision": round(100 * split_scores["precision"], 2),
+                     "recall": round(100 * split_scores["recall"], 2), "f1": round(100 * split_scores["f1"], 2),
+                     "support": sum(c["support"] for c in split_scores["per_type"].values())})
+    return rows
+
+
+def comparison_markdown(dataset: str, scores_by_variant: dict[str, dict[str, Any]], dirs: dict[str, str]) -> str:
+    """Markdown report: dev/test F1 of each variant, the gain of [T;Z] over text-only, file locations."""
+    lines = [f"# mner stage 2 on {dataset}", "", "| variant | dev F1 | test P | test R | test F1 |", "|---|---|---|---|---|"]
+    for variant, scores in scores_by_variant.items():
+        test = scores["test"]
+        lines.append(f"| {variant} | {100 * scores['dev']['f1']:.2f} | {100 * test['precision']:.2f} | "
+                     f"{100 * test['recall']:.2f} | {100 * test['f1']:.2f} |")
+    if {"text", "text+knowledge"} <= set(scores_by_variant):
+        gain = 100 * (scores_by_variant["text+knowledge"]["test"]["f1"] - scores_by_variant["text"]["test"]["f1"])
+        lines += ["", f"[T;Z] minus text-only, test F1: **{gain:+.2f}**"]
+    lines += ["", "Files in the artifact store:"] + [f"- {name}: `{path}`" for name, path in dirs.items()]
+    return "\n".join(lines) + "\n"
+
+
+@task(name="report")
+def publish_report(dataset: str, evaluations: dict[str, dict[str, Any]], dirs: dict[str, str]) -> dict[str, Any]:
+    """Create the table and markdown artifacts (keys ``<dataset>-per-type-f1`` and ``<dataset>-report``)."""
+    scores = {v: json.loads(Path(e["dir"], "scores.json").read_text()) for v, e in evaluations.items()}
+    create_table_artifact(per_type_rows(scores), key=_key(f"{dataset}-per-type-f1"),
+                          description=f"Test per-type P/R/F1 on {dataset}")
+    markdown = comparison_markdown(dataset, scores, dirs)
+    create_markdown_artifact(markdown, key=_key(f"{dataset}-report"), description=f"text-only vs [T;Z] on {dataset}")
+    return {v: {"dev_f1": s["dev"]["f1"], "test_f1": s["test"]["f1"], "test_precision": s["test"]["precision"],
+                "test_recall": s["test"]["recall"]} for v, s in scores.items()}

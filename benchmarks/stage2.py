@@ -1,0 +1,106 @@
+"""Stage-2 benchmark: train and score one (dataset, variant) through the real stage functions.
+
+    python benchmarks/stage2.py --config configs/twitter2015.yaml --variant text+knowledge \
+        [--set train.epochs=6 ...] [--label NAME] [--dev-only]
+
+Runs the same cached stages as the flow (without a Prefect server) and appends one JSON line to
+benchmarks/results/stage2.jsonl: dev F1, test P/R/F1 and per-type F1, epochs, train seconds,
+sentences/s, peak RSS, the command, commit, date and machine. ``--dev-only`` skips the test split
+(for choosing settings). Run one process per variant so that peak RSS belongs to that variant.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import platform
+import resource
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import yaml
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from mner.config import load_config  # noqa: E402
+from tasks.data import join_knowledge, load_splits  # noqa: E402
+from tasks.evaluate import evaluate_model  # noqa: E402
+from tasks.train import train_model  # noqa: E402
+
+RESULTS = ROOT / "benchmarks" / "results" / "stage2.jsonl"
+
+
+def machine() -> str:
+    """A short description of this machine: CPU model, cores, memory, torch build."""
+    import os
+
+    import torch
+
+    cpu = next((l.split(":", 1)[1].strip() for l in Path("/proc/cpuinfo").read_text().splitlines()
+                if l.startswith("model name")), platform.processor())
+    mem = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30
+    gpu = torch.cuda.get_device_name(0) if torch.cuda.is_available() else "no GPU"
+    return f"{cpu}, {len(os.sched_getaffinity(0))} cores, {mem:.0f} GiB, {gpu}, torch {torch.__version__}"
+
+
+def commit() -> str:
+    """Current git commit (with -dirty when the tree has changes)."""
+    sha = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True).stdout.strip()
+    dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=ROOT, capture_output=True,
+                           text=True).stdout.strip()
+    return sha + ("-dirty" if dirty else "")
+
+
+def main() -> None:
+    """Parse arguments, run the stages, append the result line."""
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--config", required=True)
+    parser.add_argument("--variant", choices=["text", "text+knowledge"], required=True)
+    parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="config override (YAML value)")
+    parser.add_argument("--label", default="", help="name of this configuration in the results")
+    parser.add_argument("--dev-only", action="store_true", help="do not score the test split")
+    args = parser.parse_args()
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
+    overrides = {k: yaml.safe_load(v) for k, v in (s.split("=", 1) for s in args.set)}
+    cfg = load_config(args.config, overrides)
+    root, ds = str(cfg.artifacts_root), cfg.dataset
+    started = time.time()
+    data = load_splits.fn(sources={"train": str(ds.train), "dev": str(ds.dev), "test": str(ds.test)},
+                          repair_bio=ds.repair_bio, artifacts_root=root)
+    joined = join_knowledge.fn(data=data, artifacts_root=root, sources={
+        "knowledge_train": str(ds.knowledge_train), "knowledge_dev": str(ds.knowledge_dev),
+        "knowledge_test": str(ds.knowledge_test), "captions": str(ds.captions)})
+    model = train_model.fn(data=joined, variant=args.variant, model=cfg.model.model_dump(mode="json"),
+                           train=cfg.train.model_dump(mode="json"), artifacts_root=root)
+    history = json.loads(Path(model["dir"], "history.json").read_text())
+    row = {
+        "dataset": ds.name, "variant": args.variant, "label": args.label, "dev_f1": history["best_dev_f1"],
+        "best_epoch": history["best_epoch"], "epochs": history["epochs_run"], "train_seconds": history["train_seconds"],
+        "train_sentences_per_second": history["sentences_per_second"], "history": history["history"],
+        "overrides": overrides, "model_dir": model["dir"],
+    }
+    if not args.dev_only:
+        evaluation = evaluate_model.fn(data=joined, model=model, variant=args.variant, precision=cfg.train.precision,
+                                       artifacts_root=root)
+        scores = json.loads(Path(evaluation["dir"], "scores.json").read_text())
+        test = scores["test"]
+        row.update(test_precision=test["precision"], test_recall=test["recall"], test_f1=test["f1"],
+                   test_per_type_f1={t: c["f1"] for t, c in test["per_type"].items()})
+    row.update(
+        peak_rss_mib=round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
+        wall_seconds=round(time.time() - started, 1),
+        command="python " + " ".join(sys.argv), commit=commit(),
+        date=time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()), machine=machine(),
+    )
+    RESULTS.parent.mkdir(parents=True, exist_ok=True)
+    with open(RESULTS, "a", encoding="utf-8") as handle:
+        handle.write(json.dumps(row) + "\n")
+    print(json.dumps({k: v for k, v in row.items() if k != "history"}, indent=2))
+
+
+if __name__ == "__main__":
+    main()

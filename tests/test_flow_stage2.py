@@ -1,0 +1,110 @@
+"""The stage-2 flow on the demo sample against a real (temporary) Prefect server.
+
+One epoch of training per variant; then the artifacts, the manifests, and the second call,
+whose every stage task must come back Cached; then a corrupted output is recomputed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+from pathlib import Path
+
+import pytest
+
+pytestmark = pytest.mark.slow
+
+
+def _task_states(flow_run_id, expected: int = 7) -> dict[str, str]:
+    """Task-run states of a flow run; Prefect records them through events, so poll briefly."""
+    deadline = time.time() + 60
+    states = _read_task_states(flow_run_id)
+    while time.time() < deadline and (len(states) < expected or not all(_final(s) for s in states.values())):
+        time.sleep(1)
+        states = _read_task_states(flow_run_id)
+    return states
+
+
+def _final(state_name: str) -> bool:
+    return state_name in {"Completed", "Cached", "Failed", "Crashed"}
+
+
+def _read_task_states(flow_run_id) -> dict[str, str]:
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.filters import (
+        FlowRunFilter, FlowRunFilterId, TaskRunFilter,
+    )
+    from prefect.client.schemas.sorting import TaskRunSort
+
+    async def read():
+        async with get_client() as client:
+            runs = await client.read_task_runs(
+                flow_run_filter=FlowRunFilter(id=FlowRunFilterId(any_=[flow_run_id])), task_run_filter=TaskRunFilter(),
+                sort=TaskRunSort.EXPECTED_START_TIME_ASC, limit=100,
+            )
+            return {run.name: run.state.name for run in runs}
+
+    return asyncio.run(read())
+
+
+def _artifacts(keys: list[str]) -> dict[str, object]:
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterKey, FlowRunFilter, TaskRunFilter
+    from prefect.client.schemas.sorting import ArtifactSort
+
+    async def read():
+        async with get_client() as client:
+            found = await client.read_artifacts(
+                artifact_filter=ArtifactFilter(key=ArtifactFilterKey(any_=keys)), limit=100,
+                flow_run_filter=FlowRunFilter(), task_run_filter=TaskRunFilter(),
+                sort=ArtifactSort.UPDATED_DESC,
+            )
+            return {a.key: a for a in found}
+
+    return asyncio.run(read())
+
+
+def test_stage2_flow_trains_reports_and_caches(prefect_harness, tmp_path: Path) -> None:
+    from flows.stage2 import stage2
+
+    overrides = {"train.epochs": 1, "train.max_train_sentences": 60, "model.max_length": 128, "artifacts_root": str(tmp_path / "artifacts")}
+    state = stage2(overrides=overrides, return_state=True)
+    assert state.is_completed(), state
+    summary = state.result()
+    assert set(summary) == {"text", "text+knowledge"}
+    first = _task_states(state.state_details.flow_run_id)
+    assert sorted(first.values()).count("Completed") == len(first)
+
+    root = tmp_path / "artifacts"
+    for stage in ("load", "knowledge", "train", "evaluate"):
+        dirs = [d for d in (root / stage).iterdir() if not d.name.endswith(".partial")]
+        assert dirs, stage
+        for directory in dirs:
+            manifest = json.loads((directory / "manifest.json").read_text())
+            assert manifest["stage"] == stage and manifest["code_version"] and manifest["files"]
+            for name in manifest["files"]:
+                assert (directory / name).is_file()
+    train_dir = next(d for d in (root / "train").iterdir())
+    assert {"model.pt", "tagger.json", "history.json"} <= set(json.loads((train_dir / "manifest.json").read_text())["files"])
+    scores = json.loads(next((root / "evaluate").iterdir()).joinpath("scores.json").read_text())
+    assert 0.0 <= scores["test"]["f1"] <= 1.0 and "per_type" in scores["test"]
+
+    artifacts = _artifacts(["twitter2015-sample-per-type-f1", "twitter2015-sample-report"])
+    assert set(artifacts) == {"twitter2015-sample-per-type-f1", "twitter2015-sample-report"}
+    assert "[T;Z] minus text-only" in artifacts["twitter2015-sample-report"].data
+
+    second = stage2(overrides=overrides, return_state=True)
+    states = _task_states(second.state_details.flow_run_id)
+    stage_states = {name: s for name, s in states.items() if not name.startswith("report")}
+    assert len(stage_states) == 6 and set(stage_states.values()) == {"Cached"}, states
+    assert second.result() == summary
+
+    # a deleted output file is noticed and that stage (and only what depends on it) recomputed
+    evaluate_dir = next((root / "evaluate").iterdir())
+    (evaluate_dir / "scores.json").unlink()
+    third = stage2(overrides=overrides, return_state=True)
+    states = _task_states(third.state_details.flow_run_id)
+    recomputed = [name for name, s in states.items() if s == "Completed" and not name.startswith("report")]
+    assert len(recomputed) == 1 and recomputed[0].startswith("evaluate"), states
+    assert third.result() == summary

@@ -1,0 +1,86 @@
+"""The training loop: bucketed batches, and resuming after the process is killed mid-run."""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from mner.config import ModelConfig, TrainConfig
+from mner.formats import read_conll
+from mner.tags import entity_types, label_list
+from tasks.training import CHECKPOINT, Example, bucketed_batches, load_tagger, train_tagger
+
+from conftest import PROJECT, SAMPLE
+
+
+def test_bucketed_batches_cover_every_sentence_once() -> None:
+    lengths = [random.Random(i).randint(5, 200) for i in range(203)]
+    batches = bucketed_batches(lengths, batch_size=8, bucket_size=5, rng=random.Random(1))
+    flat = sorted(i for b in batches for i in b)
+    assert flat == list(range(203))
+    assert all(len(b) <= 8 for b in batches)
+    # inside a batch lengths are close: each batch is a slice of a length-sorted bucket
+    spread = sum(max(lengths[i] for i in b) - min(lengths[i] for i in b) for b in batches) / len(batches)
+    assert spread < 60
+
+
+def _tiny_examples(n: int) -> list[Example]:
+    sentences = read_conll(SAMPLE / "train.txt", repair=True).sentences[:n]
+    return [Example(s.tokens, s.tags) for s in sentences]
+
+
+TRAIN_SCRIPT = """
+import sys, json
+sys.path.insert(0, {project!r}); sys.path.insert(0, {tests!r})
+from pathlib import Path
+from test_training import run_tiny
+run_tiny(Path({work!r}), epochs=4)
+"""
+
+
+def run_tiny(work: Path, epochs: int) -> dict:
+    """Train on 24 sample sentences for ``epochs`` epochs in ``work`` (used in a child process too)."""
+    rows = _tiny_examples(24)
+    labels = label_list(entity_types([t for r in rows for t in r.tags]))
+    cfg = TrainConfig(epochs=epochs, batch_size=4, patience=10, seed=7, precision="fp32")
+    logs: list[str] = []
+    result = train_tagger(rows, rows[:8], labels, ModelConfig(max_length=64), cfg, work, False, logs.append)
+    return {"result": result.__dict__, "logs": logs}
+
+
+def test_resume_after_kill(tmp_path: Path) -> None:
+    work = tmp_path / "train"
+    script = TRAIN_SCRIPT.format(project=str(PROJECT), tests=str(Path(__file__).parent), work=str(work))
+    child = subprocess.Popen([sys.executable, "-c", script], env={**os.environ, "OMP_NUM_THREADS": "1"})
+    try:
+        deadline = time.time() + 240
+        while time.time() < deadline and not (work / CHECKPOINT).exists():
+            assert child.poll() is None, "training child exited before its first checkpoint"
+            time.sleep(0.2)
+        assert (work / CHECKPOINT).exists()
+        time.sleep(0.5)  # into the next epoch, mid-way
+    finally:
+        child.send_signal(signal.SIGKILL)
+        child.wait()
+    import torch
+
+    done = torch.load(work / CHECKPOINT, weights_only=False)["state"]["epoch"]
+    assert 1 <= done < 4
+    out = run_tiny(work, epochs=4)
+    assert any(line.startswith(f"resuming after epoch {done}") for line in out["logs"])
+    history = out["result"]["history"]
+    assert [h["epoch"] for h in history] == [1, 2, 3, 4]
+    assert not (work / CHECKPOINT).exists()  # removed once training finished
+    assert json.loads((work / "history.json").read_text())["epochs_run"] == 4
+    tagger, encoder = load_tagger(work)
+    rows = _tiny_examples(3)
+    from tasks.training import predict
+
+    tags = predict(tagger, [encoder.encode(r.tokens) for r in rows], torch.device("cpu"), False)
+    assert [len(t) for t in tags] == [len(r.tokens) for r in rows]

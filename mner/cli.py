@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import List, Optional
 
@@ -69,6 +70,45 @@ def data_check(
             write_conll(target, conll.sentences, with_image_ids=any(s.image_id for s in conll.sentences))
             typer.echo(f"  wrote {target}")
     raise typer.Exit(code=1 if failed else 0)
+
+
+def _prefect_defaults() -> None:
+    """Embedded defaults for a local run: Prefect state in the project, no analytics."""
+    from mner import PROJECT_ROOT
+
+    os.environ.setdefault("PREFECT_HOME", str(PROJECT_ROOT / ".prefect"))
+    os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
+
+
+@app.command("run")
+def run(
+    config: Optional[Path] = typer.Option(None, "--config", "-c", help="YAML/JSON config (default: the demo sample)."),
+    set_: List[str] = typer.Option([], "--set", help="Override a config field: KEY=VALUE, e.g. train.epochs=3."),
+) -> None:
+    """Run the stage-2 flow in this process with Prefect's local defaults; print the scores as JSON."""
+    import json
+
+    import yaml
+
+    from mner.config import load_config
+
+    overrides = {}
+    for item in set_:
+        key, sep, value = item.partition("=")
+        if not sep:
+            typer.echo(f"--set {item!r}: expected KEY=VALUE", err=True)
+            raise typer.Exit(2)
+        overrides[key] = yaml.safe_load(value)
+    try:
+        load_config(config, overrides)  # fail before any work, naming the field
+    except (ValueError, OSError) as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(2) from exc
+    _prefect_defaults()
+    from flows.stage2 import stage2
+
+    result = stage2(config_path=str(config) if config else None, overrides=overrides)
+    typer.echo(json.dumps(result, indent=2))
 
 
 if __name__ == "__main__":

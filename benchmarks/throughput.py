@@ -1,0 +1,150 @@
+"""Training throughput: our step vs a naive loop on the same 512 [T;Z] samples, in one process.
+
+    python benchmarks/throughput.py [--config configs/twitter2015.yaml] [--samples 512]
+
+Ours: word-level CRF, length-bucketed batches with dynamic padding, bf16 autocast where the CPU
+or GPU has it. Naive: the same encoder with a linear layer and pytorch-crf over every sub-token,
+every batch padded to max_length, shuffled order, fp32. Both run one pass over the samples
+(batch 16) after two warm-up steps; sentences/s and the ratio are appended to
+benchmarks/results/throughput.jsonl.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import random
+import sys
+import time
+from pathlib import Path
+
+import torch
+from torch import nn
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "benchmarks"))
+
+from stage2 import commit, machine  # noqa: E402
+from torchcrf import CRF as TorchCRF  # noqa: E402
+from transformers import AutoModel, AutoTokenizer  # noqa: E402
+
+from mner.config import ModelConfig, TrainConfig, load_config  # noqa: E402
+from mner.formats import read_conll  # noqa: E402
+from mner.pgim import read_knowledge  # noqa: E402
+from mner.tags import entity_types, label_list  # noqa: E402
+from models.encoding import SentenceEncoder, collate  # noqa: E402
+from tasks.training import build_tagger, bucketed_batches, pick_device, resolve_encoder, set_threads, use_bf16  # noqa: E402
+
+RESULTS = ROOT / "benchmarks" / "results" / "throughput.jsonl"
+BATCH = 16
+
+
+def load_samples(config: str, n: int) -> list[tuple[list[str], list[str], str]]:
+    """The first ``n`` train sentences with their PGIM knowledge."""
+    cfg = load_config(config)
+    sentences = read_conll(cfg.dataset.train, repair=True).sentences[:n]
+    knowledge = read_knowledge(cfg.dataset.knowledge_train, sentences).knowledge
+    return [(s.tokens, s.tags, k) for s, k in zip(sentences, knowledge)]
+
+
+def ours(samples, labels, device) -> float:
+    """Sentences/s of the project's training step."""
+    model_cfg, train_cfg = ModelConfig(), TrainConfig()
+    tagger, tokenizer = build_tagger(model_cfg, labels)
+    tagger.to(device).train()
+    bf16 = use_bf16(train_cfg.precision, device)
+    encoder = SentenceEncoder(tokenizer, model_cfg.max_length, {l: i for i, l in enumerate(labels)})
+    encoded = [encoder.encode(t, g, k) for t, g, k in samples]
+    optimizer = torch.optim.AdamW(tagger.parameters(), lr=5e-5)
+    batches = bucketed_batches([len(e.input_ids) for e in encoded], BATCH, 50, random.Random(0))
+
+    def step(indices):
+        batch = collate([encoded[i] for i in indices]).to(device)
+        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=bf16):
+            loss = tagger.loss(batch)
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+
+    for indices in batches[:2]:
+        step(indices)
+    started = time.perf_counter()
+    for indices in batches:
+        step(indices)
+    return len(samples) / (time.perf_counter() - started)
+
+
+class NaiveTagger(nn.Module):
+    """HF encoder + linear + pytorch-crf over all sub-tokens."""
+
+    def __init__(self, path: str, num_labels: int) -> None:
+        super().__init__()
+        self.encoder = AutoModel.from_pretrained(path, add_pooling_layer=False)
+        self.linear = nn.Linear(self.encoder.config.hidden_size, num_labels)
+        self.crf = TorchCRF(num_labels, batch_first=True)
+
+    def forward(self, input_ids, attention_mask, labels):
+        hidden = self.encoder(input_ids=input_ids, attention_mask=attention_mask).last_hidden_state
+        return -self.crf(self.linear(hidden), labels, mask=attention_mask.bool(), reduction="mean")
+
+
+def naive(samples, labels, device, max_length: int) -> float:
+    """Sentences/s of a plain loop: padding to max_length, no buckets, fp32."""
+    path = resolve_encoder(ModelConfig().encoder)
+    tokenizer = AutoTokenizer.from_pretrained(path)
+    label_ids = {l: i for i, l in enumerate(labels)}
+    enc = tokenizer([s[0] for s in samples], [s[2].split() for s in samples], is_split_into_words=True,
+                    truncation="only_second", max_length=max_length, padding="max_length", return_tensors="pt")
+    tags = torch.zeros_like(enc["input_ids"])
+    for row, (_, gold, _) in enumerate(samples):
+        for position, word in enumerate(enc.word_ids(row)):
+            if word is not None and enc.sequence_ids(row)[position] == 0:
+                tags[row, position] = label_ids[gold[word]]
+    model = NaiveTagger(path, len(labels)).to(device).train()
+    optimizer = torch.optim.AdamW(model.parameters(), lr=5e-5)
+    order = list(range(len(samples)))
+    random.Random(0).shuffle(order)
+    batches = [order[i : i + BATCH] for i in range(0, len(order), BATCH)]
+
+    def step(indices):
+        loss = model(enc["input_ids"][indices].to(device), enc["attention_mask"][indices].to(device),
+                     tags[indices].to(device))
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+
+    for indices in batches[:2]:
+        step(indices)
+    started = time.perf_counter()
+    for indices in batches:
+        step(indices)
+    return len(samples) / (time.perf_counter() - started)
+
+
+def main() -> None:
+    """Measure both loops and append a result line."""
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--config", default=str(ROOT / "configs" / "twitter2015.yaml"))
+    parser.add_argument("--samples", type=int, default=512)
+    args = parser.parse_args()
+    threads = set_threads(0)
+    device = pick_device("auto")
+    torch.manual_seed(0)
+    samples = load_samples(args.config, args.samples)
+    labels = label_list(entity_types([t for s in samples for t in s[1]]))
+    max_length = ModelConfig().max_length
+    ours_rate = ours(samples, labels, device)
+    naive_rate = naive(samples, labels, device, max_length)
+    row = {"samples": len(samples), "batch_size": BATCH, "max_length": max_length, "threads": threads,
+           "ours_sentences_per_second": round(ours_rate, 2), "naive_sentences_per_second": round(naive_rate, 2),
+           "ratio": round(ours_rate / naive_rate, 2), "command": "python " + " ".join(sys.argv),
+           "commit": commit(), "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()), "machine": machine()}
+    RESULTS.parent.mkdir(parents=True, exist_ok=True)
+    with open(RESULTS, "a", encoding="utf-8") as handle:
+        handle.write(json.dumps(row) + "\n")
+    print(json.dumps(row, indent=2))
+
+
+if __name__ == "__main__":
+    main()

@@ -64,7 +64,10 @@ def main() -> None:
     parser.add_argument("--label", default="", help="name of this configuration in the results")
     parser.add_argument("--dev-only", action="store_true", help="do not score the test split")
     args = parser.parse_args()
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
+    handler = logging.StreamHandler()
+    handler.setFormatter(logging.Formatter("%(asctime)s %(message)s"))
+    logging.getLogger("mner").addHandler(handler)  # the stages log here outside Prefect
+    logging.getLogger("mner").setLevel(logging.INFO)
     overrides = {k: yaml.safe_load(v) for k, v in (s.split("=", 1) for s in args.set)}
     cfg = load_config(args.config, overrides)
     root, ds = str(cfg.artifacts_root), cfg.dataset

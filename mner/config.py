@@ -48,7 +48,7 @@ class TrainConfig(_Strict):
 
     epochs: int = Field(5, ge=1)
     batch_size: int = Field(16, ge=1)
-    lr_encoder: float = Field(5e-5, gt=0)
+    lr_encoder: float = Field(2e-4, gt=0, description="chosen on Twitter-2015 dev for MiniLM")
     lr_head: float = Field(5e-3, gt=0)
     weight_decay: float = Field(0.01, ge=0)
     warmup_ratio: float = Field(0.1, ge=0, lt=1)

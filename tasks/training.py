@@ -20,6 +20,7 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 from transformers import AutoConfig, AutoModel, AutoTokenizer, get_linear_schedule_with_warmup
+from transformers.utils import logging as hf_logging
 
 from mner.config import DEFAULT_ENCODER, ModelConfig, TrainConfig
 from mner.metrics import score_entities
@@ -105,6 +106,7 @@ def set_threads(num_threads: int) -> int:
 def build_tagger(model_cfg: ModelConfig, labels: list[str]) -> tuple[KnowledgeTagger, object]:
     """A fresh tagger with pretrained encoder weights, and its tokenizer."""
     source = resolve_encoder(model_cfg.encoder)
+    hf_logging.set_verbosity_error()  # the unused pooler weights are expected, not worth a report
     tokenizer = AutoTokenizer.from_pretrained(source)
     encoder = AutoModel.from_pretrained(source, attn_implementation="sdpa", add_pooling_layer=False)
     tagger = KnowledgeTagger(

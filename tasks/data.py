@@ -1,8 +1,8 @@
 """Stages that read the benchmark: validate the CoNLL splits, then join PGIM knowledge and captions.
 
 Both write one JSON-lines file per split (``train.jsonl``, ``dev.jsonl``, ``test.jsonl``), a
-record per sentence: ``id`` (IMGID or position), ``source`` (file:line), ``tokens``, ``tags``,
-and after the join ``knowledge`` and ``caption``.
+record per sentence: ``id`` (IMGID or position), ``image_id`` (or null), ``source`` (file:line),
+``tokens``, ``tags``, and after the join ``knowledge`` and ``caption``.
 """
 
 from __future__ import annotations
@@ -67,7 +67,8 @@ def load_splits(run: StageRun, sources: dict[str, str], repair_bio: bool, artifa
     for split in SPLITS:
         conll = formats.read_conll(sources[split], repair=repair_bio)
         rows = [
-            {"id": s.image_id or str(i), "source": f"{Path(sources[split]).name}:{s.line}", "tokens": s.tokens, "tags": s.tags}
+            {"id": s.image_id or str(i), "image_id": s.image_id, "source": f"{Path(sources[split]).name}:{s.line}",
+             "tokens": s.tokens, "tags": s.tags}
             for i, s in enumerate(conll.sentences)
         ]
         write_jsonl(run.work_dir / f"{split}.jsonl", rows)
@@ -91,7 +92,7 @@ def join_knowledge(run: StageRun, data: dict[str, Any], sources: dict[str, str],
         rows = read_jsonl(path)
         knowledge_path = sources.get(f"knowledge_{split}")
         if knowledge_path:
-            sentences = [formats.Sentence(r["tokens"], r["tags"], r["id"]) for r in rows]
+            sentences = [formats.Sentence(r["tokens"], r["tags"], r["image_id"]) for r in rows]
             alignment = pgim.read_knowledge(knowledge_path, sentences)
             texts = alignment.knowledge
             report[split] = {"missing": [list(m) for m in alignment.missing], "extra": alignment.extra}
@@ -101,7 +102,7 @@ def join_knowledge(run: StageRun, data: dict[str, Any], sources: dict[str, str],
             report[split] = {"missing": "no knowledge file", "extra": []}
         for row, text in zip(rows, texts):
             row["knowledge"] = text
-            row["caption"] = captions.get(row["id"], "")
+            row["caption"] = captions.get(row["image_id"] or "", "")
         report[split]["without_caption"] = sum(1 for r in rows if not r["caption"])
         write_jsonl(run.work_dir / f"{split}.jsonl", rows)
     (run.work_dir / "alignment.json").write_text(json.dumps(report, indent=2), encoding="utf-8")

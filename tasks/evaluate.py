@@ -37,7 +37,7 @@ def evaluate_model(
         predicted = predict(tagger, encoded, device, bf16)
         gold = [r["tags"] for r in rows]
         scores[split] = evaluate(gold, predicted)
-        sentences = [formats.Sentence(r["tokens"], p, r["id"]) for r, p in zip(rows, predicted)]
+        sentences = [formats.Sentence(r["tokens"], p, r.get("image_id")) for r, p in zip(rows, predicted)]
         formats.write_conll(run.work_dir / f"{split}.pred.txt", sentences)
         log.info("%s %s: P=%.4f R=%.4f F1=%.4f", variant, split, scores[split]["precision"],
                  scores[split]["recall"], scores[split]["f1"])

@@ -72,6 +72,39 @@ def data_check(
     raise typer.Exit(code=1 if failed else 0)
 
 
+artifacts_app = typer.Typer(help="List and read the artifact store.", no_args_is_help=True)
+app.add_typer(artifacts_app, name="artifacts")
+_ROOT_OPTION = typer.Option(Path("artifacts"), "--root", help="The artifact store's root directory.")
+
+
+@artifacts_app.command("ls")
+def artifacts_ls(stage: Optional[str] = typer.Argument(None, help="Only this stage."), root: Path = _ROOT_OPTION) -> None:
+    """One line per published stage output: stage, key, created, files, size."""
+    from mner.store import ArtifactStore
+
+    for entry in ArtifactStore(root).entries(stage):
+        typer.echo(f"{entry['stage']:<10} {entry['key']}  {entry['created']}  {entry['files']:>3} files  "
+                   f"{entry['bytes'] / 2**20:8.1f} MiB")
+
+
+@artifacts_app.command("show")
+def artifacts_show(
+    stage: str = typer.Argument(..., help="Stage name, e.g. train."),
+    key: str = typer.Argument(..., help="The key or a unique prefix of it."),
+    file: Optional[str] = typer.Option(None, "--file", help="Print this file of the output instead of the manifest."),
+    root: Path = _ROOT_OPTION,
+) -> None:
+    """Print an output's manifest (inputs, config, code version, file hashes, timings) or one of its files."""
+    from mner.store import MANIFEST, ArtifactStore
+
+    try:
+        directory = ArtifactStore(root).find(stage, key)
+    except KeyError as exc:
+        typer.echo(f"error: {exc.args[0]}", err=True)
+        raise typer.Exit(1) from exc
+    typer.echo((directory / (file or MANIFEST)).read_text(encoding="utf-8"))
+
+
 def _prefect_defaults() -> None:
     """Embedded defaults for a local run: Prefect state in the project, no analytics."""
     from mner import PROJECT_ROOT
@@ -109,6 +142,43 @@ def run(
 
     result = stage2(config_path=str(config) if config else None, overrides=overrides)
     typer.echo(json.dumps(result, indent=2))
+
+
+def _model_dir(run_or_dir: str, artifacts_root: Path) -> Path:
+    """A trained model's directory from a path or a ``train`` stage key (a unique prefix is enough)."""
+    path = Path(run_or_dir)
+    if (path / "tagger.json").is_file():
+        return path
+    from mner.store import ArtifactStore
+
+    try:
+        return ArtifactStore(artifacts_root).find("train", run_or_dir)
+    except KeyError as exc:
+        raise typer.BadParameter(f"{run_or_dir!r} names no single trained model ({exc.args[0]})", param_hint="--run")
+
+
+@app.command("predict")
+def predict_command(
+    run_or_dir: str = typer.Option(..., "--run", help="A train-stage directory, or its key under artifacts/train/."),
+    text: str = typer.Option(..., "--text", help="The post; tokens are split on whitespace."),
+    knowledge: Optional[str] = typer.Option(None, "--knowledge", help="Auxiliary knowledge Z to read after the text."),
+    artifacts_root: Path = typer.Option(Path("artifacts"), "--artifacts-root", help="Where train-stage keys are looked up."),
+) -> None:
+    """Tag one post with a trained model and print the entities as JSON."""
+    import json
+
+    from mner.tags import iob2_spans
+    from tasks.training import load_tagger, pick_device, predict
+
+    tokens = text.split()
+    if not tokens:
+        raise typer.BadParameter("the text has no tokens", param_hint="--text")
+    device = pick_device("auto")
+    tagger, encoder = load_tagger(_model_dir(run_or_dir, artifacts_root), device)
+    tags = predict(tagger, [encoder.encode(tokens, None, knowledge)], device, bf16=False)[0]
+    entities = [{"text": " ".join(tokens[s.start : s.end]), "type": s.type, "start": s.start, "end": s.end}
+                for s in iob2_spans(tags)]
+    typer.echo(json.dumps({"tokens": tokens, "tags": tags, "entities": entities}, ensure_ascii=False, indent=2))
 
 
 if __name__ == "__main__":

@@ -160,6 +160,30 @@ class ArtifactStore:
         """The manifest of a published output."""
         return json.loads(Path(output.dir, MANIFEST).read_text(encoding="utf-8"))
 
+    def entries(self, stage: str | None = None) -> list[dict[str, Any]]:
+        """Published outputs (optionally of one stage): stage, key, created, file count, bytes."""
+        found = []
+        for manifest_path in sorted(self.root.glob(f"{stage or '*'}/*/{MANIFEST}")):
+            directory = manifest_path.parent
+            if directory.name.endswith(".partial"):
+                continue
+            try:
+                manifest = json.loads(manifest_path.read_text(encoding="utf-8"))
+            except ValueError:
+                continue
+            files = manifest.get("files", {})
+            size = sum((directory / name).stat().st_size for name in files if (directory / name).is_file())
+            found.append({"stage": directory.parent.name, "key": directory.name, "created": manifest.get("created", ""),
+                          "files": len(files), "bytes": size, "dir": str(directory)})
+        return found
+
+    def find(self, stage: str, key_prefix: str) -> Path:
+        """The directory of the one published output of ``stage`` whose key starts with ``key_prefix``."""
+        matches = [e["dir"] for e in self.entries(stage) if e["key"].startswith(key_prefix)]
+        if len(matches) != 1:
+            raise KeyError(f"{len(matches)} outputs of stage {stage!r} match key {key_prefix!r} under {self.root}")
+        return Path(matches[0])
+
     def begin(self, stage: str, inputs: dict[str, str], config: dict[str, Any], code: str) -> StageRun:
         """Start (or resume) computing a stage; its ``.partial`` work dir is created if needed."""
         key = self.key_for(stage, inputs, config, code)

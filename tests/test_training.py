@@ -84,3 +84,21 @@ def test_resume_after_kill(tmp_path: Path) -> None:
 
     tags = predict(tagger, [encoder.encode(r.tokens) for r in rows], torch.device("cpu"), False)
     assert [len(t) for t in tags] == [len(r.tokens) for r in rows]
+
+
+def test_predict_command_prints_entities_as_json(tmp_path: Path) -> None:
+    from typer.testing import CliRunner
+
+    from mner.cli import app
+
+    run_tiny(tmp_path / "model", epochs=1)
+    text = "RT @CNN : Obama visits Paris today"
+    result = CliRunner().invoke(app, ["predict", "--run", str(tmp_path / "model"), "--text", text])
+    assert result.exit_code == 0, result.output
+    answer = json.loads(result.output)
+    assert answer["tokens"] == text.split() and len(answer["tags"]) == len(answer["tokens"])
+    for entity in answer["entities"]:
+        assert entity["text"] == " ".join(answer["tokens"][entity["start"] : entity["end"]])
+        assert answer["tags"][entity["start"]] == "B-" + entity["type"]
+    missing = CliRunner().invoke(app, ["predict", "--run", "nope", "--text", text, "--artifacts-root", str(tmp_path)])
+    assert missing.exit_code != 0 and "names no single trained model" in missing.output

@@ -1,0 +1,41 @@
+"""Configuration: defaults point at the demo sample, files and overrides load, errors name the field."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from mner.config import load_config
+
+
+def test_defaults_are_the_demo_sample() -> None:
+    cfg = load_config()
+    assert cfg.dataset.train.is_file() and cfg.dataset.knowledge_train.is_file()
+    assert cfg.variants == ("text", "text+knowledge")
+
+
+def test_yaml_paths_resolve_against_the_file_and_overrides_apply(tmp_path: Path) -> None:
+    path = tmp_path / "c.yaml"
+    path.write_text("dataset:\n  name: x\n  train: data/train.txt\ntrain:\n  epochs: 2\n")
+    cfg = load_config(path, {"train.batch_size": 4})
+    assert cfg.dataset.train == (tmp_path / "data/train.txt").resolve()
+    assert (cfg.train.epochs, cfg.train.batch_size) == (2, 4)
+
+
+@pytest.mark.parametrize(
+    "text, field",
+    [("train:\n  epochs: 0\n", "train.epochs"), ("model:\n  dropuot: 0.2\n", "model.dropuot"),
+     ("train:\n  precision: fp8\n", "train.precision")],
+)
+def test_invalid_config_names_file_and_field(tmp_path: Path, text: str, field: str) -> None:
+    path = tmp_path / "bad.yaml"
+    path.write_text(text)
+    with pytest.raises(ValueError) as err:
+        load_config(path)
+    assert str(path) in str(err.value) and field in str(err.value)
+
+
+def test_knowledge_variant_needs_knowledge_files() -> None:
+    with pytest.raises(ValueError, match="knowledge_dev"):
+        load_config(overrides={"dataset.knowledge_dev": None})

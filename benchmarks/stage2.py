@@ -50,8 +50,9 @@ def machine() -> str:
 def commit() -> str:
     """Current git commit (with -dirty when the tree has changes)."""
     sha = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True).stdout.strip()
-    dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=ROOT, capture_output=True,
-                           text=True).stdout.strip()
+    dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no", "--", ".",
+                            ":(exclude)benchmarks/results", ":(exclude)benchmarks/RESULTS.md"],
+                           cwd=ROOT, capture_output=True, text=True).stdout.strip()
     return sha + ("-dirty" if dirty else "")
 
 

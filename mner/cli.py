@@ -117,8 +117,9 @@ def _prefect_defaults() -> None:
 def run(
     config: Optional[Path] = typer.Option(None, "--config", "-c", help="YAML/JSON config (default: the demo sample)."),
     set_: List[str] = typer.Option([], "--set", help="Override a config field: KEY=VALUE, e.g. train.epochs=3."),
+    refresh: List[str] = typer.Option([], "--refresh", help="Recompute this stage (and what follows) regardless of the cache."),
 ) -> None:
-    """Run the stage-2 flow in this process with Prefect's local defaults; print the scores as JSON."""
+    """Run the mner-pipeline flow in this process with Prefect's local defaults; print the scores as JSON."""
     import json
 
     import yaml
@@ -138,10 +139,42 @@ def run(
         typer.echo(f"error: {exc}", err=True)
         raise typer.Exit(2) from exc
     _prefect_defaults()
-    from flows.stage2 import stage2
+    from flows.pipeline import pipeline
 
-    result = stage2(config_path=str(config) if config else None, overrides=overrides)
+    result = pipeline(config_file=str(config) if config else None, overrides=overrides, refresh=refresh or None)
     typer.echo(json.dumps(result, indent=2))
+
+
+@app.command("serve")
+def serve_command(
+    port: int = typer.Option(4200, "--port", help="Port of the local Prefect server (UI and API)."),
+    no_server: bool = typer.Option(False, "--no-server", help="Use the server at PREFECT_API_URL instead of starting one."),
+) -> None:
+    """Start a local Prefect server (SQLite under PREFECT_HOME) and serve the pipeline's deployments.
+
+    Then, from another shell: ``prefect deployment run 'mner-pipeline/default'``; watch it at
+    http://127.0.0.1:PORT. Ctrl-C stops both.
+    """
+    from mner.server import server_env, start_server, stop_server
+
+    _prefect_defaults()
+    server = None
+    if not no_server:
+        home = os.environ["PREFECT_HOME"]
+        typer.echo(f"starting the Prefect server on http://127.0.0.1:{port} (PREFECT_HOME={home}) ...")
+        server = start_server(home, port)
+        os.environ.update(server_env(home, port))
+        typer.echo(f"Prefect UI: http://127.0.0.1:{port}  (API {os.environ['PREFECT_API_URL']})")
+    elif not os.environ.get("PREFECT_API_URL"):
+        typer.echo("--no-server needs PREFECT_API_URL", err=True)
+        raise typer.Exit(2)
+    try:
+        from flows.deployments import serve_pipeline
+
+        serve_pipeline()
+    finally:
+        if server is not None:
+            stop_server(server)
 
 
 def _model_dir(run_or_dir: str, artifacts_root: Path) -> Path:

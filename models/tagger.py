@@ -63,6 +63,10 @@ class KnowledgeTagger(nn.Module):
         scores = self.emissions(batch)
         return -self.crf(scores, batch.labels, mask=batch.word_mask, reduction="mean")
 
+    def forward(self, batch: Batch) -> torch.Tensor:
+        """The training loss (``forward`` so that DistributedDataParallel syncs its gradients)."""
+        return self.loss(batch)
+
     @torch.no_grad()
     def predict(self, batch: Batch) -> list[list[str]]:
         """Best tag sequence of every sentence in the batch (Viterbi)."""

@@ -7,7 +7,8 @@ config that shapes the output gives a new key. Parameters are read as follows:
 
 - a dict with ``stage``/``key``/``dir``/``files`` (an upstream :class:`StageOutput`) enters the
   key by the hashes of its files;
-- ``sources`` (name -> path) enters the key by the sha256 of each file's content;
+- ``sources`` (name -> path) enters the key by the sha256 of each file's content (a missing or
+  unreadable file by the word "missing", so the stage itself reports it);
 - ``artifacts_root`` is where the store lives and does not enter the key;
 - everything else is configuration and enters the key as JSON.
 """
@@ -21,6 +22,7 @@ from typing import Any, Callable, Sequence
 
 from prefect import Task, task
 from prefect.exceptions import MissingContextError
+from prefect.futures import PrefectFuture
 from prefect.logging import get_run_logger
 
 from mner.store import ArtifactStore, code_version, sha256_file, sha256_json
@@ -30,6 +32,26 @@ _OUTPUT_KEYS = {"stage", "key", "dir", "files"}
 
 def _is_output(value: Any) -> bool:
     return isinstance(value, dict) and _OUTPUT_KEYS <= set(value)
+
+
+def _content_hash(path: str | None) -> str:
+    if not path:
+        return ""
+    try:
+        return sha256_file(path)
+    except OSError:
+        return "missing"
+
+
+def _canonical(value: Any) -> Any:
+    """Config value with every nested stage output replaced by its content hash (paths drop out)."""
+    if _is_output(value):
+        return {"output": sha256_json(value["files"])}
+    if isinstance(value, dict):
+        return {k: _canonical(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_canonical(v) for v in value]
+    return value
 
 
 def key_parts(params: dict[str, Any]) -> tuple[dict[str, str], dict[str, Any]]:
@@ -43,9 +65,9 @@ def key_parts(params: dict[str, Any]) -> tuple[dict[str, str], dict[str, Any]]:
             inputs[name] = sha256_json(value["files"])
         elif name == "sources":
             for source, path in sorted((value or {}).items()):
-                inputs[f"sources.{source}"] = sha256_file(path) if path else ""
+                inputs[f"sources.{source}"] = _content_hash(path)
         else:
-            config[name] = value
+            config[name] = _canonical(value)
     return inputs, config
 
 
@@ -107,15 +129,24 @@ def stage_task(stage: str, shaped_by: Sequence[ModuleType] = ()) -> Callable[[Ca
     return decorate
 
 
+def _with_refresh(stage_fn: Task, refresh: bool, params: dict[str, Any]) -> Task:
+    store = ArtifactStore(params["artifacts_root"])
+    inputs, config = key_parts(params)
+    key = store.key_for(stage_fn.stage_name, inputs, config, stage_fn.code_version)  # type: ignore[attr-defined]
+    if refresh or store.load(stage_fn.stage_name, key) is None:  # type: ignore[attr-defined]
+        stage_fn = stage_fn.with_options(refresh_cache=True)
+    return stage_fn
+
+
 def run_stage(stage_fn: Task, refresh: bool = False, **params: Any) -> dict[str, Any]:
     """Call a stage task, forcing a recompute when asked or when its stored output is gone or corrupt.
 
     Prefect alone would replay a cache record whose files were deleted; checking the store first
     turns that into a fresh run under the same key.
     """
-    store = ArtifactStore(params["artifacts_root"])
-    inputs, config = key_parts(params)
-    key = store.key_for(stage_fn.stage_name, inputs, config, stage_fn.code_version)  # type: ignore[attr-defined]
-    if refresh or store.load(stage_fn.stage_name, key) is None:  # type: ignore[attr-defined]
-        stage_fn = stage_fn.with_options(refresh_cache=True)
-    return stage_fn(**params)
+    return _with_refresh(stage_fn, refresh, params)(**params)
+
+
+def submit_stage(stage_fn: Task, refresh: bool = False, **params: Any) -> PrefectFuture:
+    """Like :func:`run_stage`, but submitted to the flow's task runner; returns the future."""
+    return _with_refresh(stage_fn, refresh, params).submit(**params)

@@ -78,31 +78,52 @@ def load_splits(run: StageRun, sources: dict[str, str], repair_bio: bool, artifa
     return {"stats": stats}
 
 
-@stage_task("knowledge", shaped_by=[mner.pgim, mner.formats])
-def join_knowledge(run: StageRun, data: dict[str, Any], sources: dict[str, str], artifacts_root: str) -> dict[str, Any]:
-    """Attach PGIM knowledge (aligned by position and token equality) and BLIP-2 captions.
+def _merged_field(output: dict[str, Any] | None, split: str, field: str) -> dict[str, str]:
+    """``id -> field`` from the merged output of a per-sample stage (errors count as empty)."""
+    if output is None:
+        return {}
+    return {r["id"]: r.get(field) or "" for r in read_jsonl(Path(output["dir"]) / f"{split}.jsonl")}
 
-    A sentence with no knowledge block gets an empty Z and is listed in the report, never a
-    shifted alignment.
+
+@stage_task("knowledge", shaped_by=[mner.pgim, mner.formats])
+def join_knowledge(
+    run: StageRun,
+    data: dict[str, Any],
+    sources: dict[str, str],
+    artifacts_root: str,
+    captions: dict[str, Any] | None = None,
+    llm_knowledge: dict[str, Any] | None = None,
+) -> dict[str, Any]:
+    """Attach the knowledge Z and the image caption to every sentence.
+
+    Z comes from the stage-1 LLM output when given, otherwise from PGIM's released files in
+    ``sources`` (aligned by position and token equality: a sentence with no block gets an empty Z
+    and is listed in the report, never a shifted alignment). Captions come from the stage-1
+    caption output when given, otherwise from ``sources["captions"]``.
     """
     log = stage_logger()
-    captions = pgim.read_captions(sources["captions"]) if sources.get("captions") else {}
+    caption_file = pgim.read_captions(sources["captions"]) if sources.get("captions") and captions is None else {}
     report: dict[str, Any] = {}
     for split, path in iter_splits(data):
         rows = read_jsonl(path)
         knowledge_path = sources.get(f"knowledge_{split}")
-        if knowledge_path:
+        if llm_knowledge is not None:
+            answers = _merged_field(llm_knowledge, split, "knowledge")
+            texts = [answers.get(r["id"], "") for r in rows]
+            report[split] = {"source": "llm", "without_knowledge": sum(1 for t in texts if not t)}
+        elif knowledge_path:
             sentences = [formats.Sentence(r["tokens"], r["tags"], r["image_id"]) for r in rows]
             alignment = pgim.read_knowledge(knowledge_path, sentences)
             texts = alignment.knowledge
-            report[split] = {"missing": [list(m) for m in alignment.missing], "extra": alignment.extra}
+            report[split] = {"source": "file", "missing": [list(m) for m in alignment.missing], "extra": alignment.extra}
             log.info("%s knowledge: %s", split, alignment.report())
         else:
             texts = [""] * len(rows)
-            report[split] = {"missing": "no knowledge file", "extra": []}
+            report[split] = {"source": None, "missing": "no knowledge file", "extra": []}
+        split_captions = _merged_field(captions, split, "caption")
         for row, text in zip(rows, texts):
             row["knowledge"] = text
-            row["caption"] = captions.get(row["image_id"] or "", "")
+            row["caption"] = split_captions.get(row["id"], "") if captions is not None else caption_file.get(row["image_id"] or "", "")
         report[split]["without_caption"] = sum(1 for r in rows if not r["caption"])
         write_jsonl(run.work_dir / f"{split}.jsonl", rows)
     (run.work_dir / "alignment.json").write_text(json.dumps(report, indent=2), encoding="utf-8")

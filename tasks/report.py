@@ -7,6 +7,7 @@ import re
 from pathlib import Path
 from typing import Any
 
+import yaml
 from prefect import task
 from prefect.artifacts import create_markdown_artifact, create_table_artifact
 
@@ -30,9 +31,11 @@ def per_type_rows(scores_by_variant: dict[str, dict[str, Any]], split: str = "te
     return rows
 
 
-def comparison_markdown(dataset: str, scores_by_variant: dict[str, dict[str, Any]], dirs: dict[str, str]) -> str:
-    """Markdown report: dev/test F1 of each variant, the gain of [T;Z] over text-only, file locations."""
-    lines = [f"# mner stage 2 on {dataset}", "", "| variant | dev F1 | test P | test R | test F1 |", "|---|---|---|---|---|"]
+def comparison_markdown(
+    dataset: str, scores_by_variant: dict[str, dict[str, Any]], dirs: dict[str, str], config: dict[str, Any] | None = None
+) -> str:
+    """Markdown report: dev/test F1 of each variant, the gain of [T;Z] over text-only, file links, config."""
+    lines = [f"# mner on {dataset}", "", "| variant | dev F1 | test P | test R | test F1 |", "|---|---|---|---|---|"]
     for variant, scores in scores_by_variant.items():
         test = scores["test"]
         lines.append(f"| {variant} | {100 * scores['dev']['f1']:.2f} | {100 * test['precision']:.2f} | "
@@ -40,17 +43,38 @@ def comparison_markdown(dataset: str, scores_by_variant: dict[str, dict[str, Any
     if {"text", "text+knowledge"} <= set(scores_by_variant):
         gain = 100 * (scores_by_variant["text+knowledge"]["test"]["f1"] - scores_by_variant["text"]["test"]["f1"])
         lines += ["", f"[T;Z] minus text-only, test F1: **{gain:+.2f}**"]
-    lines += ["", "Files in the artifact store:"] + [f"- {name}: `{path}`" for name, path in dirs.items()]
+    lines += ["", "Files in the artifact store:"]
+    lines += [f"- {name}: [`{path}`]({Path(path).resolve().as_uri()})" for name, path in dirs.items()]
+    if config is not None:
+        lines += ["", "Config:", "", "```yaml", yaml.safe_dump(config, sort_keys=False).rstrip(), "```"]
     return "\n".join(lines) + "\n"
 
 
+def dataset_stats_rows(stats: dict[str, Any]) -> list[dict[str, Any]]:
+    """One row per split: sentences, tokens, entities, entities per type, repaired tags."""
+    types = sorted({t for split in stats.values() for t in split["entities_per_type"]})
+    return [{"split": split, "sentences": s["sentences"], "tokens": s["tokens"], "entities": s["entities"],
+             **{t: s["entities_per_type"].get(t, 0) for t in types}, "repaired_tags": s.get("repaired_tags", 0)}
+            for split, s in stats.items()]
+
+
+@task(name="dataset-stats")
+def publish_dataset_stats(dataset: str, data: dict[str, Any]) -> None:
+    """Table artifact ``<dataset>-dataset-stats`` from the load stage's statistics."""
+    stats = json.loads(Path(data["dir"], "stats.json").read_text(encoding="utf-8"))
+    create_table_artifact(dataset_stats_rows(stats), key=_key(f"{dataset}-dataset-stats"),
+                          description=f"Sentences, tokens and entities per split of {dataset}")
+
+
 @task(name="report")
-def publish_report(dataset: str, evaluations: dict[str, dict[str, Any]], dirs: dict[str, str]) -> dict[str, Any]:
+def publish_report(
+    dataset: str, evaluations: dict[str, dict[str, Any]], dirs: dict[str, str], config: dict[str, Any] | None = None
+) -> dict[str, Any]:
     """Create the table and markdown artifacts (keys ``<dataset>-per-type-f1`` and ``<dataset>-report``)."""
     scores = {v: json.loads(Path(e["dir"], "scores.json").read_text()) for v, e in evaluations.items()}
     create_table_artifact(per_type_rows(scores), key=_key(f"{dataset}-per-type-f1"),
                           description=f"Test per-type P/R/F1 on {dataset}")
-    markdown = comparison_markdown(dataset, scores, dirs)
+    markdown = comparison_markdown(dataset, scores, dirs, config)
     create_markdown_artifact(markdown, key=_key(f"{dataset}-report"), description=f"text-only vs [T;Z] on {dataset}")
     return {v: {"dev_f1": s["dev"]["f1"], "test_f1": s["test"]["f1"], "test_precision": s["test"]["precision"],
                 "test_recall": s["test"]["recall"]} for v, s in scores.items()}

@@ -8,6 +8,7 @@ epoch from which a killed run resumes.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import random
@@ -18,6 +19,8 @@ from typing import Callable
 
 import numpy as np
 import torch
+import torch.distributed as dist
+from torch.nn.parallel import DistributedDataParallel
 from tqdm.auto import tqdm
 from transformers import AutoConfig, AutoModel, AutoTokenizer, get_linear_schedule_with_warmup
 from transformers.utils import logging as hf_logging
@@ -52,6 +55,7 @@ class TrainResult:
     train_sentences: int
     sentences_per_second: float
     history: list[dict] = field(default_factory=list)
+    rank_weight_digests: list[str] = field(default_factory=list)  # DDP: one per rank, all equal
 
 
 def resolve_encoder(name: str) -> str:
@@ -64,10 +68,30 @@ def resolve_encoder(name: str) -> str:
 
 
 def pick_device(setting: str) -> torch.device:
-    """``cuda`` when asked for or when ``auto`` finds a GPU, else ``cpu``."""
+    """``cuda`` when asked for or when ``auto`` finds a GPU, else ``cpu``; under DDP, this rank's GPU."""
     if setting == "cuda" or (setting == "auto" and torch.cuda.is_available()):
+        if dist.is_available() and dist.is_initialized():
+            local = int(os.environ.get("LOCAL_RANK", "0"))
+            torch.cuda.set_device(local)
+            return torch.device("cuda", local)
         return torch.device("cuda")
     return torch.device("cpu")
+
+
+def rank_and_world() -> tuple[int, int]:
+    """This process's rank and the number of training processes (0, 1 without DDP)."""
+    if dist.is_available() and dist.is_initialized():
+        return dist.get_rank(), dist.get_world_size()
+    return 0, 1
+
+
+def weights_digest(module: torch.nn.Module) -> str:
+    """sha256 of every parameter's bytes: equal on all DDP ranks after each step."""
+    digest = hashlib.sha256()
+    for name, tensor in sorted(module.state_dict().items()):
+        digest.update(name.encode())
+        digest.update(tensor.detach().float().cpu().contiguous().numpy().tobytes())
+    return digest.hexdigest()
 
 
 def cpu_has_bf16() -> bool:
@@ -97,8 +121,8 @@ def set_seed(seed: int) -> None:
 
 
 def set_threads(num_threads: int) -> int:
-    """Use ``num_threads`` torch threads (0 = every core this process may run on)."""
-    count = num_threads or len(os.sched_getaffinity(0))
+    """Use ``num_threads`` torch threads (0 = this process's share of the cores it may run on)."""
+    count = num_threads or max(1, len(os.sched_getaffinity(0)) // rank_and_world()[1])
     torch.set_num_threads(count)
     return count
 
@@ -198,16 +222,20 @@ def train_tagger(
     """Train on ``train``, select on ``dev`` F1, and leave the best weights in ``work_dir``.
 
     If ``work_dir`` holds a checkpoint from an interrupted run with the same settings, training
-    resumes after its last finished epoch instead of starting over.
+    resumes after its last finished epoch instead of starting over. Under DDP (torchrun), each
+    rank trains on its share of every epoch's batches, every rank scores dev identically, and
+    rank 0 alone writes files.
     """
     work_dir.mkdir(parents=True, exist_ok=True)
+    rank, world = rank_and_world()
     threads = set_threads(train_cfg.num_threads)
     device = pick_device(train_cfg.device)
     bf16 = use_bf16(train_cfg.precision, device)
     set_seed(train_cfg.seed)
     tagger, tokenizer = build_tagger(model_cfg, labels)
     tagger.to(device)
-    save_tagger(tagger, tokenizer, model_cfg, work_dir)
+    if rank == 0:
+        save_tagger(tagger, tokenizer, model_cfg, work_dir)
     encoder = SentenceEncoder(tokenizer, model_cfg.max_length, {l: i for i, l in enumerate(labels)})
 
     def encode(rows: list[Example]) -> list[EncodedSentence]:
@@ -215,10 +243,10 @@ def train_tagger(
 
     train_enc, dev_enc = encode(train), encode(dev)
     truncated = sum(e.knowledge_truncated for e in train_enc)
-    log(f"device={device} bf16={bf16} threads={threads} train={len(train_enc)} dev={len(dev_enc)} "
-        f"knowledge_truncated={truncated}")
+    log(f"device={device} bf16={bf16} threads={threads} rank={rank}/{world} train={len(train_enc)} "
+        f"dev={len(dev_enc)} knowledge_truncated={truncated}")
 
-    steps_per_epoch = -(-len(train_enc) // train_cfg.batch_size)
+    steps_per_epoch = max(1, -(-len(train_enc) // train_cfg.batch_size) // world)
     total_steps = steps_per_epoch * train_cfg.epochs
     no_decay = ("bias", "LayerNorm.weight", "layer_norm", "norm.weight")
 
@@ -252,16 +280,21 @@ def train_tagger(
     for _ in range(state["epoch"]):
         bucketed_batches(lengths, train_cfg.batch_size, train_cfg.bucket_size, rng)  # replay the order
 
+    model = tagger
+    if world > 1:
+        model = DistributedDataParallel(tagger, device_ids=[device.index] if device.type == "cuda" else None)
     while state["epoch"] < train_cfg.epochs and state["stale"] < train_cfg.patience:
         epoch = state["epoch"] + 1
         tagger.train()
         batches = bucketed_batches(lengths, train_cfg.batch_size, train_cfg.bucket_size, rng)
+        if world > 1:  # the same order on every rank (same seed); equal step counts keep all-reduce in step
+            batches = batches[rank : max(world, len(batches) // world * world) : world]
         started, seen, loss_sum = time.perf_counter(), 0, 0.0
-        bar = tqdm(batches, desc=f"epoch {epoch}", unit="batch", mininterval=5, disable=None)
+        bar = tqdm(batches, desc=f"epoch {epoch}", unit="batch", mininterval=5, disable=None if rank == 0 else True)
         for step, indices in enumerate(bar, 1):
             batch = collate([train_enc[i] for i in indices], tokenizer.pad_token_id or 0).to(device)
             with torch.autocast(device.type, dtype=torch.bfloat16, enabled=bf16):
-                loss = tagger.loss(batch)
+                loss = model(batch)
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             torch.nn.utils.clip_grad_norm_(tagger.parameters(), train_cfg.max_grad_norm)
@@ -282,23 +315,33 @@ def train_tagger(
         log(json.dumps(record))
         if dev_f1 > state["best_f1"]:
             state.update(best_f1=dev_f1, best_epoch=epoch, stale=0)
-            tmp = work_dir / (BEST_WEIGHTS + ".tmp")
-            torch.save(tagger.state_dict(), tmp)
-            os.replace(tmp, work_dir / BEST_WEIGHTS)
+            if rank == 0:
+                tmp = work_dir / (BEST_WEIGHTS + ".tmp")
+                torch.save(tagger.state_dict(), tmp)
+                os.replace(tmp, work_dir / BEST_WEIGHTS)
         else:
             state["stale"] += 1
         state["epoch"] = epoch
+        if rank != 0:
+            continue
         _save_checkpoint(checkpoint_path, {
             "model": tagger.state_dict(), "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
             "state": state, "rng": {"python": random.getstate(), "torch": torch.get_rng_state()},
         })
 
-    checkpoint_path.unlink(missing_ok=True)
+    digests: list[str] = []
+    if world > 1:
+        digests = [""] * world
+        dist.all_gather_object(digests, weights_digest(tagger))  # also: no rank still reads the checkpoint
+    if rank == 0:
+        checkpoint_path.unlink(missing_ok=True)
     sentences = len(train_enc) * len(state["history"])
     result = TrainResult(
         best_dev_f1=state["best_f1"], best_epoch=state["best_epoch"], epochs_run=state["epoch"],
         train_seconds=round(state["train_seconds"], 2), train_sentences=sentences,
         sentences_per_second=round(sentences / max(state["train_seconds"], 1e-9), 2), history=state["history"],
+        rank_weight_digests=digests,
     )
-    (work_dir / "history.json").write_text(json.dumps(result.__dict__, indent=2), encoding="utf-8")
+    if rank == 0:
+        (work_dir / "history.json").write_text(json.dumps(result.__dict__, indent=2), encoding="utf-8")
     return result

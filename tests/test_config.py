@@ -39,3 +39,24 @@ def test_invalid_config_names_file_and_field(tmp_path: Path, text: str, field: s
 def test_knowledge_variant_needs_knowledge_files() -> None:
     with pytest.raises(ValueError, match="knowledge_dev"):
         load_config(overrides={"dataset.knowledge_dev": None})
+
+
+def test_resolve_config_names_the_field_of_a_bad_override() -> None:
+    from mner.config import PipelineConfig, resolve_config
+
+    with pytest.raises(ValueError, match=r"stage1\.runner\.kind"):
+        resolve_config(PipelineConfig(), overrides={"stage1.runner.kind": "mpi"})
+    with pytest.raises(ValueError, match="either config or config_file"):
+        resolve_config(PipelineConfig(), "x.yaml")
+    assert resolve_config({"train": {"epochs": 2}}).train.epochs == 2
+
+
+def test_mner_run_fails_fast_on_an_invalid_config(tmp_path: Path) -> None:
+    from typer.testing import CliRunner
+
+    from mner.cli import app
+
+    result = CliRunner().invoke(app, ["run", "--set", "train.epochs=0", "--set", f"artifacts_root={tmp_path}"])
+    assert result.exit_code == 2
+    assert "train.epochs" in result.output
+    assert not any(tmp_path.iterdir())  # no stage ran

@@ -1,4 +1,4 @@
-"""The stage-2 flow on the demo sample against a real (temporary) Prefect server.
+"""The mner-pipeline flow (stage 1 from files, stage 2) on the demo sample against a real (temporary) Prefect server.
 
 One epoch of training per variant; then the artifacts, the manifests, and the second call,
 whose every stage task must come back Cached; then a corrupted output is recomputed.
@@ -31,19 +31,24 @@ def _final(state_name: str) -> bool:
 
 
 def _read_task_states(flow_run_id) -> dict[str, str]:
+    """Task runs of a flow run and of its subflow runs, by name (subflow placeholders left out)."""
     from prefect.client.orchestration import get_client
     from prefect.client.schemas.filters import (
-        FlowRunFilter, FlowRunFilterId, TaskRunFilter,
+        FlowRunFilter, FlowRunFilterId, FlowRunFilterParentFlowRunId, TaskRunFilter,
     )
-    from prefect.client.schemas.sorting import TaskRunSort
+    from prefect.client.schemas.sorting import FlowRunSort, TaskRunSort
 
     async def read():
         async with get_client() as client:
+            children = await client.read_flow_runs(
+                flow_run_filter=FlowRunFilter(parent_flow_run_id=FlowRunFilterParentFlowRunId(any_=[flow_run_id])),
+                task_run_filter=TaskRunFilter(), sort=FlowRunSort.START_TIME_DESC, limit=100)
+            ids = [flow_run_id, *(c.id for c in children)]
             runs = await client.read_task_runs(
-                flow_run_filter=FlowRunFilter(id=FlowRunFilterId(any_=[flow_run_id])), task_run_filter=TaskRunFilter(),
-                sort=TaskRunSort.EXPECTED_START_TIME_ASC, limit=100,
+                flow_run_filter=FlowRunFilter(id=FlowRunFilterId(any_=ids)), task_run_filter=TaskRunFilter(),
+                sort=TaskRunSort.EXPECTED_START_TIME_ASC, limit=200,
             )
-            return {run.name: run.state.name for run in runs}
+            return {run.name: run.state.name for run in runs if not run.name.startswith("mner-stage1")}
 
     return asyncio.run(read())
 
@@ -65,19 +70,22 @@ def _artifacts(keys: list[str]) -> dict[str, object]:
     return asyncio.run(read())
 
 
-def test_stage2_flow_trains_reports_and_caches(prefect_harness, tmp_path: Path) -> None:
-    from flows.stage2 import stage2
+def test_pipeline_flow_trains_reports_and_caches(prefect_harness, tmp_path: Path) -> None:
+    from flows.pipeline import pipeline
+
+    def stage2(overrides, return_state):
+        return pipeline(overrides=overrides, return_state=return_state)
 
     overrides = {"train.epochs": 1, "train.max_train_sentences": 60, "model.max_length": 128, "artifacts_root": str(tmp_path / "artifacts")}
     state = stage2(overrides=overrides, return_state=True)
     assert state.is_completed(), state
     summary = state.result()
     assert set(summary) == {"text", "text+knowledge"}
-    first = _task_states(state.state_details.flow_run_id)
+    first = _task_states(state.state_details.flow_run_id, expected=20)
     assert sorted(first.values()).count("Completed") == len(first)
 
     root = tmp_path / "artifacts"
-    for stage in ("load", "knowledge", "train", "evaluate"):
+    for stage in ("load", "caption", "caption-shard", "ocr", "ocr-shard", "knowledge", "train", "evaluate"):
         dirs = [d for d in (root / stage).iterdir() if not d.name.endswith(".partial")]
         assert dirs, stage
         for directory in dirs:
@@ -90,21 +98,22 @@ def test_stage2_flow_trains_reports_and_caches(prefect_harness, tmp_path: Path) 
     scores = json.loads(next((root / "evaluate").iterdir()).joinpath("scores.json").read_text())
     assert 0.0 <= scores["test"]["f1"] <= 1.0 and "per_type" in scores["test"]
 
-    artifacts = _artifacts(["twitter2015-sample-per-type-f1", "twitter2015-sample-report"])
-    assert set(artifacts) == {"twitter2015-sample-per-type-f1", "twitter2015-sample-report"}
+    keys = ["twitter2015-sample-per-type-f1", "twitter2015-sample-report", "twitter2015-sample-dataset-stats"]
+    artifacts = _artifacts(keys)
+    assert set(artifacts) == set(keys)
     assert "[T;Z] minus text-only" in artifacts["twitter2015-sample-report"].data
 
     second = stage2(overrides=overrides, return_state=True)
-    states = _task_states(second.state_details.flow_run_id)
-    stage_states = {name: s for name, s in states.items() if not name.startswith("report")}
-    assert len(stage_states) == 6 and set(stage_states.values()) == {"Cached"}, states
+    states = _task_states(second.state_details.flow_run_id, expected=20)
+    stage_states = {name: s for name, s in states.items() if not name.startswith(("report", "dataset-stats"))}
+    assert len(stage_states) == 18 and set(stage_states.values()) == {"Cached"}, states
     assert second.result() == summary
 
     # a deleted output file is noticed and that stage (and only what depends on it) recomputed
     evaluate_dir = next((root / "evaluate").iterdir())
     (evaluate_dir / "scores.json").unlink()
     third = stage2(overrides=overrides, return_state=True)
-    states = _task_states(third.state_details.flow_run_id)
-    recomputed = [name for name, s in states.items() if s == "Completed" and not name.startswith("report")]
+    states = _task_states(third.state_details.flow_run_id, expected=20)
+    recomputed = [name for name, s in states.items() if s == "Completed" and not name.startswith(("report", "dataset-stats"))]
     assert len(recomputed) == 1 and recomputed[0].startswith("evaluate"), states
     assert third.result() == summary

@@ -1,0 +1,114 @@
+"""The ``mner-pipeline`` flow: load -> stage 1 (subflow) -> join knowledge -> train -> evaluate -> report.
+
+Every stage is a cached task keyed by its inputs' content, its config and its code version, so a
+new run replays unchanged stages as Cached. ``refresh`` names stages to recompute regardless of the
+cache (with everything downstream of them); ``until`` stops after the named stage, which is how the
+per-stage deployments rerun one stage.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from prefect import flow
+
+from flows.stage1 import stage1
+from mner.config import PipelineConfig, resolve_config
+from tasks.common import run_stage
+from tasks.data import join_knowledge, load_splits
+from tasks.evaluate import evaluate_model
+from tasks.report import publish_dataset_stats, publish_report
+from tasks.runners import build_task_runner
+from tasks.train import train_model
+
+# stage -> the stages whose outputs it reads
+STAGE_INPUTS: dict[str, tuple[str, ...]] = {
+    "load": (),
+    "caption": ("load",),
+    "ocr": ("load",),
+    "knowledge": ("load", "caption"),
+    "train": ("knowledge",),
+    "evaluate": ("train", "knowledge"),
+}
+STAGES = tuple(STAGE_INPUTS)
+STAGE1_STAGES = ("caption", "ocr")
+
+
+def downstream_of(stages: list[str]) -> set[str]:
+    """``stages`` and every stage that reads, directly or not, from one of them."""
+    unknown = sorted(set(stages) - set(STAGES))
+    if unknown:
+        raise ValueError(f"refresh names unknown stages {unknown}; stages are {list(STAGES)}")
+    closed = set(stages)
+    changed = True
+    while changed:
+        grown = closed | {s for s, inputs in STAGE_INPUTS.items() if closed & set(inputs)}
+        changed, closed = grown != closed, grown
+    return closed
+
+
+def _path(value: object) -> str | None:
+    return str(value) if value else None
+
+
+@flow(name="mner-pipeline", log_prints=True)
+def pipeline(
+    config: PipelineConfig | None = None,
+    config_file: str | None = None,
+    overrides: dict[str, Any] | None = None,
+    refresh: list[str] | None = None,
+    until: str | None = None,
+) -> dict[str, Any]:
+    """Run the whole pipeline on one dataset and report text-only vs [T;Z] scores.
+
+    ``config`` (or ``config_file``, with dotted ``overrides``) is validated before any work; an
+    invalid one fails the run with the field named.
+    """
+    cfg = resolve_config(config, config_file, overrides)
+    if until is not None and until not in STAGES:
+        raise ValueError(f"until={until!r} is not a stage; stages are {list(STAGES)}")
+    recompute = downstream_of(list(refresh or []))
+    root, ds = str(cfg.artifacts_root), cfg.dataset
+
+    data = run_stage(load_splits, "load" in recompute, sources={"train": str(ds.train), "dev": str(ds.dev),
+                     "test": str(ds.test)}, repair_bio=ds.repair_bio, artifacts_root=root)
+    publish_dataset_stats(ds.name, data)
+    if until == "load":
+        return {"load": data["dir"]}
+
+    first = stage1.with_options(task_runner=build_task_runner(cfg.stage1.runner))(
+        cfg, data, sorted(recompute), until)
+    if until in STAGE1_STAGES:
+        return {until: first[until]["dir"] if first[until] else None}
+
+    by_file = cfg.stage1.knowledge.backend == "file"
+    joined = run_stage(join_knowledge, "knowledge" in recompute, data=data, artifacts_root=root,
+                       captions=first["caption"], llm_knowledge=None if by_file else first["llm"], sources={
+                           "knowledge_train": _path(ds.knowledge_train) if by_file else None,
+                           "knowledge_dev": _path(ds.knowledge_dev) if by_file else None,
+                           "knowledge_test": _path(ds.knowledge_test) if by_file else None,
+                           "captions": None if first["caption"] else _path(ds.captions)})
+    if until == "knowledge":
+        return {"knowledge": joined["dir"]}
+
+    evaluations, dirs = {}, {"data": data["dir"], "joined data": joined["dir"]}
+    for stage in ("caption", "ocr"):
+        if first[stage]:
+            dirs[stage] = first[stage]["dir"]
+    models = {}
+    for variant in cfg.variants:
+        models[variant] = run_stage(train_model, "train" in recompute, data=joined, variant=variant,
+                                    model=cfg.model.model_dump(mode="json"), train=cfg.train.model_dump(mode="json"),
+                                    artifacts_root=root)
+        dirs[f"model ({variant})"] = models[variant]["dir"]
+    if until == "train":
+        return {f"train ({v})": m["dir"] for v, m in models.items()}
+    for variant, model in models.items():
+        evaluations[variant] = run_stage(evaluate_model, "evaluate" in recompute, data=joined, model=model,
+                                         variant=variant, precision=cfg.train.precision, artifacts_root=root)
+        dirs[f"scores ({variant})"] = evaluations[variant]["dir"]
+    return publish_report(ds.name, evaluations, dirs, cfg.model_dump(mode="json"))
+
+
+if __name__ == "__main__":
+    pipeline()

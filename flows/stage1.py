@@ -1,0 +1,107 @@
+"""Stage 1: image to text (captions, OCR), similar-example retrieval, prompts, LLM knowledge.
+
+With ``stage1.knowledge.backend: file`` the knowledge is PGIM's released ChatGPT answers (joined
+in stage 2) and retrieval, prompts and the LLM are skipped.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Callable
+
+from prefect import flow
+
+from mner.config import PipelineConfig
+from tasks.caption import caption_shard
+from tasks.common import run_stage
+from tasks.llm import llm_shard
+from tasks.llm_server import resolve_base_url
+from tasks.ocr import ocr_shard
+from tasks.prompt import build_prompts, template_sources
+from tasks.retrieve import retrieve_examples
+from tasks.sft import export_sft
+from tasks.shards import map_shards
+
+STAGES = ("caption", "ocr", "retrieve", "prompts", "llm", "sft")
+
+
+def _path(value: object) -> str | None:
+    return str(value) if value else None
+
+
+@flow(name="mner-stage1", log_prints=True)
+def stage1(config: PipelineConfig, data: dict[str, Any], refresh: list[str], until: str | None = None) -> dict[str, Any]:
+    """Run the stage-1 stages on every sample; returns their outputs by stage name (None when skipped)."""
+    cfg, ds, root = config.stage1, config.dataset, str(config.artifacts_root)
+    out: dict[str, Any] = dict.fromkeys(STAGES)
+
+    def done(stage: str) -> bool:
+        return until == stage
+
+    if cfg.caption.backend != "none":
+        c = cfg.caption
+        by_file = c.backend == "file"
+        out["caption"] = map_shards(
+            caption_shard, data, cfg.runner.shard_size, "caption" in refresh,
+            shard_params=_file_source(ds.captions) if by_file else _image_sources(config),
+            backend=c.backend, model=c.model, batch_size=c.batch_size, max_new_tokens=c.max_new_tokens, dtype=c.dtype,
+            artifacts_root=root)
+    if done("caption"):
+        return out
+    if cfg.ocr.backend != "none" and ds.images is not None:
+        out["ocr"] = map_shards(ocr_shard, data, cfg.runner.shard_size, "ocr" in refresh,
+                                shard_params=_image_sources(config), backend=cfg.ocr.backend,
+                                min_score=cfg.ocr.min_score, artifacts_root=root)
+    if done("ocr") or cfg.knowledge.backend == "file":
+        return out
+
+    examples = {"examples": _path(ds.examples), "examples_entities": _path(ds.examples_entities)}
+    r = cfg.retrieval
+    out["retrieve"] = run_stage(retrieve_examples, "retrieve" in refresh, data=data, captions=out["caption"],
+                                ocr=out["ocr"], sources=examples, embedder=r.embedder, encoder=r.encoder,
+                                top_n=r.top_n, seed=r.seed, artifacts_root=root)
+    if done("retrieve"):
+        return out
+    p = cfg.prompt
+    out["prompts"] = run_stage(build_prompts, "prompts" in refresh, data=data, retrieval=out["retrieve"],
+                               captions=out["caption"], ocr=out["ocr"],
+                               sources={**template_sources(p.template_dir), **examples}, n_examples=p.n_examples,
+                               max_prompt_tokens=p.max_prompt_tokens, tokenizer=p.tokenizer, artifacts_root=root)
+    if done("prompts"):
+        return out
+    llm = cfg.llm
+    generation = llm.model_dump(exclude={"base_url", "local_model", "n_parallel", "n_ctx", "shard_size"})
+    with resolve_base_url(llm.model_dump()) as base_url:
+        out["llm"] = map_shards(llm_shard, out["prompts"], llm.shard_size, "llm" in refresh, input_name="prompts",
+                                endpoint=endpoint_identity(llm.base_url, llm.local_model),
+                                runtime={"base_url": base_url}, **generation, artifacts_root=root)
+    publish_llm_usage(config.dataset.name, out["llm"])
+    if done("llm") or not cfg.knowledge.sft_export:
+        return out
+    out["sft"] = run_stage(export_sft, "sft" in refresh, prompts=out["prompts"], knowledge=out["llm"],
+                           splits=["train", "dev"], artifacts_root=root)
+    return out
+
+
+def endpoint_identity(base_url, local_model):  # TODO move
+    return base_url or f"llama.cpp:{local_model or 'smollm2'}"
+
+
+def publish_llm_usage(name, out):  # TODO move
+    return None
+
+
+def _file_source(path: object) -> Callable[[list[dict[str, Any]]], dict[str, Any]]:
+    """``rows -> {"sources": {"captions": file}}``: every shard keys on the whole file's content."""
+    return lambda rows: {"sources": {"captions": _path(path)}}
+
+
+def _image_sources(config: PipelineConfig) -> Callable[[list[dict[str, Any]]], dict[str, Any]]:
+    """``rows -> {"sources": {row id: image path}}`` for the image stages."""
+    images = config.dataset.images
+
+    def sources(rows: list[dict[str, Any]]) -> dict[str, Any]:
+        if images is None:
+            return {"sources": {}}
+        return {"sources": {str(r["id"]): str(images / f"{r['image_id']}.jpg") for r in rows if r.get("image_id")}}
+
+    return sources

@@ -1,0 +1,78 @@
+"""Start and stop a local Prefect server as a child process (SQLite in PREFECT_HOME by default).
+
+No Prefect import: the server is the ``prefect server start`` command, checked over HTTP. A
+PostgreSQL database is used instead when PREFECT_API_DATABASE_CONNECTION_URL is set
+(``postgresql+asyncpg://user:password@host:5432/prefect``).
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from pathlib import Path
+
+
+def free_port() -> int:
+    """A TCP port on 127.0.0.1 that nothing listens on right now."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def server_env(home: str | Path, port: int, base: dict[str, str] | None = None) -> dict[str, str]:
+    """Environment for the server and its clients: this PREFECT_HOME, this API URL, no analytics."""
+    env = dict(os.environ if base is None else base)
+    env.update(PREFECT_HOME=str(home), PREFECT_API_URL=f"http://127.0.0.1:{port}/api",
+               PREFECT_SERVER_ANALYTICS_ENABLED="false", PREFECT_UI_API_URL=f"http://127.0.0.1:{port}/api")
+    return env
+
+
+def wait_healthy(api_url: str, timeout: float = 120.0, process: subprocess.Popen | None = None) -> None:
+    """Block until ``<api_url>/health`` answers; raise if ``process`` exits or time runs out."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if process is not None and process.poll() is not None:
+            raise RuntimeError(f"the Prefect server exited with code {process.returncode} before it was ready")
+        try:
+            with urllib.request.urlopen(f"{api_url}/health", timeout=2) as response:
+                if response.status == 200:
+                    return
+        except (urllib.error.URLError, OSError):
+            pass
+        time.sleep(0.5)
+    raise TimeoutError(f"no Prefect server answered at {api_url} within {timeout:.0f} s")
+
+
+def start_server(home: str | Path, port: int, log_file: str | Path | None = None) -> subprocess.Popen:
+    """Start ``prefect server start`` on 127.0.0.1:``port`` and wait until it is healthy."""
+    Path(home).mkdir(parents=True, exist_ok=True)
+    log = open(log_file or Path(home) / "server.log", "ab")
+    prefect = Path(sys.executable).with_name("prefect")
+    command = [str(prefect) if prefect.exists() else "prefect", "server", "start", "--host", "127.0.0.1",
+               "--port", str(port)]
+    process = subprocess.Popen(command, env=server_env(home, port), stdout=log, stderr=subprocess.STDOUT,
+                               start_new_session=True)
+    try:
+        wait_healthy(f"http://127.0.0.1:{port}/api", process=process)
+    except BaseException:
+        stop_server(process)
+        raise
+    return process
+
+
+def stop_server(process: subprocess.Popen, timeout: float = 20.0) -> None:
+    """Stop the server by its PID (its whole process group): SIGTERM, then SIGKILL."""
+    if process.poll() is not None:
+        return
+    os.killpg(process.pid, signal.SIGTERM)
+    try:
+        process.wait(timeout)
+    except subprocess.TimeoutExpired:
+        os.killpg(process.pid, signal.SIGKILL)
+        process.wait()

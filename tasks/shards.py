@@ -1,0 +1,99 @@
+"""Per-sample stages run as shards mapped over a task runner, then merged into one output.
+
+A shard stage processes rows ``[start, stop)`` of one split of a data output and writes
+``results.jsonl`` (one record per row, in order, each with ``id`` and ``error``). Each shard is a
+cached stage of its own, so a crash loses only the shards in flight, and a rerun recomputes only
+what is missing. The merge stage concatenates the shards into ``{split}.jsonl`` and counts the
+per-sample failures.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any, Callable
+
+from prefect import Task
+from prefect.artifacts import create_progress_artifact, update_progress_artifact
+from prefect.futures import as_completed
+
+from mner.store import StageRun
+from tasks.common import stage_logger, stage_task, submit_stage, run_stage
+from tasks.data import SPLITS, read_jsonl
+
+_MERGE_TASKS: dict[str, Task] = {}
+
+
+def shard_ranges(count: int, size: int) -> list[tuple[int, int]]:
+    """``[start, stop)`` ranges of at most ``size`` rows covering ``count`` rows."""
+    return [(start, min(start + size, count)) for start in range(0, count, size)]
+
+
+def read_shard_rows(data: dict[str, Any], split: str, start: int, stop: int) -> list[dict[str, Any]]:
+    """The rows a shard stage works on."""
+    return read_jsonl(Path(data["dir"]) / f"{split}.jsonl")[start:stop]
+
+
+def _merge(run: StageRun, shards: list[dict[str, Any]], artifacts_root: str) -> dict[str, Any]:
+    """Concatenate shard results per split, in row order; count samples and failures."""
+    by_split: dict[str, list[dict[str, Any]]] = {split: [] for split in SPLITS}
+    for shard in sorted(shards, key=lambda s: (SPLITS.index(s["split"]), s["start"])):
+        rows = read_jsonl(Path(shard["output"]["dir"]) / "results.jsonl")
+        if len(rows) != shard["stop"] - shard["start"]:
+            raise ValueError(f"shard {shard['split']}[{shard['start']}:{shard['stop']}] of {shard['output']['dir']} "
+                             f"holds {len(rows)} results for {shard['stop'] - shard['start']} rows")
+        by_split[shard["split"]] += rows
+    summary: dict[str, Any] = {}
+    for split, rows in by_split.items():
+        with open(run.work_dir / f"{split}.jsonl", "w", encoding="utf-8") as handle:
+            for row in rows:
+                handle.write(json.dumps(row, ensure_ascii=False) + "\n")
+        failures = [{"id": r["id"], **r["error"]} for r in rows if r.get("error")]
+        summary[split] = {"samples": len(rows), "failed": len(failures), "failures": failures[:50]}
+    (run.work_dir / "summary.json").write_text(json.dumps(summary, indent=2), encoding="utf-8")
+    return {"samples": {s: v["samples"] for s, v in summary.items()}, "failed": {s: v["failed"] for s, v in summary.items()}}
+
+
+def merge_task(stage: str) -> Task:
+    """The cached stage that merges the shards of ``stage`` (one Prefect task per stage name)."""
+    if stage not in _MERGE_TASKS:
+        _MERGE_TASKS[stage] = stage_task(stage)(_merge)
+    return _MERGE_TASKS[stage]
+
+
+def map_shards(
+    shard_task: Task,
+    data: dict[str, Any],
+    shard_size: int,
+    refresh: bool = False,
+    shard_params: Callable[[list[dict[str, Any]]], dict[str, Any]] | None = None,
+    input_name: str = "data",
+    **params: Any,
+) -> dict[str, Any]:
+    """Run ``shard_task`` over every shard of every split on the flow's task runner, then merge.
+
+    ``data`` (passed to the shard task as ``input_name``) is the output whose ``{split}.jsonl``
+    rows are the samples. ``shard_params(rows)`` may add parameters that depend on a shard's rows
+    (image paths whose content must enter the shard's key). A progress artifact follows the
+    shards as they finish.
+    """
+    stage = shard_task.stage_name.removesuffix("-shard")  # type: ignore[attr-defined]
+    log = stage_logger()
+    submitted = []
+    for split in SPLITS:
+        rows = read_jsonl(Path(data["dir"]) / f"{split}.jsonl")
+        for start, stop in shard_ranges(len(rows), shard_size):
+            extra = shard_params(rows[start:stop]) if shard_params else {}
+            inputs = {input_name: data, "split": split, "start": start, "stop": stop}
+            future = submit_stage(shard_task, refresh, **inputs, **extra, **params)
+            submitted.append((future, {"split": split, "start": start, "stop": stop}))
+    progress_id = create_progress_artifact(0.0, key=f"{stage}-progress", description=f"{stage}: shards finished")
+    placement = {id(future): where for future, where in submitted}
+    shards, finished = [], 0
+    for future in as_completed([future for future, _ in submitted]):
+        shards.append({**placement[id(future)], "output": future.result()})
+        finished += 1
+        update_progress_artifact(progress_id, round(100 * finished / len(submitted), 1))
+    log.info("%s: %d shards finished", stage, finished)
+    shards.sort(key=lambda s: (SPLITS.index(s["split"]), s["start"]))  # completion order must not shape the key
+    return run_stage(merge_task(stage), refresh, shards=shards, artifacts_root=params["artifacts_root"])

@@ -1,0 +1,49 @@
+"""One training job in a process of its own: ``python -m tasks.train_worker JOB.json``.
+
+The train stage writes the job file and starts this module, directly for one process or under
+``torch.distributed.run`` for several (one per GPU on CUDA; gloo processes on the CPU). Keeping
+training out of the flow's process frees its memory when it ends and lets DDP ranks start clean.
+Rank 0 writes the result file named in the job.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import torch
+import torch.distributed as dist
+
+from mner.config import ModelConfig, TrainConfig
+from tasks.data import read_jsonl
+from tasks.training import Example, rank_and_world, train_tagger
+
+
+def _examples(path: str, limit: int | None = None) -> list[Example]:
+    return [Example(r["tokens"], r["tags"], r.get("knowledge", "")) for r in read_jsonl(path)[:limit]]
+
+
+def run_job(job_path: str | Path) -> dict:
+    """Run the job described by ``job_path``; returns (and on rank 0 writes) the result."""
+    job = json.loads(Path(job_path).read_text(encoding="utf-8"))
+    model_cfg, train_cfg = ModelConfig.model_validate(job["model"]), TrainConfig.model_validate(job["train"])
+    distributed = int(job.get("processes", 1)) > 1
+    if distributed:
+        use_nccl = torch.cuda.is_available() and train_cfg.device != "cpu"
+        dist.init_process_group("nccl" if use_nccl else "gloo")
+    rank, _ = rank_and_world()
+    log = (lambda message: print(message, flush=True)) if rank == 0 else (lambda _message: None)
+    result = train_tagger(
+        _examples(job["train_file"], train_cfg.max_train_sentences), _examples(job["dev_file"]), job["labels"],
+        model_cfg, train_cfg, Path(job["work_dir"]), job["use_knowledge"], log,
+    )
+    if rank == 0:
+        Path(job["result_file"]).write_text(json.dumps(result.__dict__, indent=2), encoding="utf-8")
+    if distributed:
+        dist.destroy_process_group()
+    return result.__dict__
+
+
+if __name__ == "__main__":
+    run_job(sys.argv[1])

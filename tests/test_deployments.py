@@ -1,0 +1,155 @@
+"""End to end through deployments: a real ``prefect server start``, ``mner serve``, ``prefect deployment run``.
+
+The server runs on a free loopback port with a temporary PREFECT_HOME and is stopped by its PID.
+Three runs of ``mner-pipeline/default``: the first computes and publishes the artifacts, the
+second replays every stage as Cached, the third refreshes ``train`` and recomputes exactly train
+and what reads from it (evaluate).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from mner.server import free_port, server_env, start_server, stop_server
+from tests.conftest import PROJECT
+
+pytestmark = pytest.mark.slow
+
+STAGE_PREFIXES = ("load", "caption", "ocr", "knowledge", "train", "evaluate")
+
+
+@pytest.fixture(scope="module")
+def served(tmp_path_factory):
+    """A Prefect server and a process serving the deployments; yields (env, api_url)."""
+    home = tmp_path_factory.mktemp("prefect-home")
+    port = free_port()
+    server = start_server(home, port)
+    env = server_env(home, port)
+    log = open(home / "serve.log", "wb")
+    serving = subprocess.Popen([str(Path(sys.executable).with_name("mner")), "serve", "--no-server"], cwd=PROJECT,
+                               env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+    try:
+        _wait_for_deployment(env, "mner-pipeline/default")
+        yield env, env["PREFECT_API_URL"]
+    finally:
+        os.killpg(serving.pid, signal.SIGTERM)
+        serving.wait(30)
+        stop_server(server)
+        assert server.poll() is not None
+
+
+def _prefect(env: dict[str, str], *args: str, timeout: float = 600) -> subprocess.CompletedProcess:
+    prefect = str(Path(sys.executable).with_name("prefect"))
+    return subprocess.run([prefect, *args], env=env, capture_output=True, text=True, timeout=timeout, cwd=PROJECT)
+
+
+def _wait_for_deployment(env: dict[str, str], name: str, timeout: float = 120) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if _prefect(env, "deployment", "inspect", name, timeout=60).returncode == 0:
+            return
+        time.sleep(2)
+    raise TimeoutError(f"deployment {name} did not appear")
+
+
+def _run_deployment(env: dict[str, str], params: dict, name: str = "mner-pipeline/default") -> str:
+    """``prefect deployment run NAME --params JSON --watch``; returns the flow run id."""
+    done = _prefect(env, "deployment", "run", name, "--params", json.dumps(params), "--watch")
+    assert done.returncode == 0, done.stdout + done.stderr
+    for line in done.stdout.splitlines():
+        if "UUID:" in line:
+            return line.split("UUID:")[1].strip()
+    raise AssertionError(f"no flow run id in:\n{done.stdout}")
+
+
+def _client_call(api_url: str, call):
+    from prefect.client.orchestration import get_client
+    from prefect.settings import PREFECT_API_URL, temporary_settings
+
+    async def run():
+        async with get_client() as client:
+            return await call(client)
+
+    with temporary_settings({PREFECT_API_URL: api_url}):
+        return asyncio.run(run())
+
+
+def _stage_states(api_url: str, flow_run_id: str) -> dict[str, str]:
+    """Final state of every stage task of a flow run and its subflows, by task-run name."""
+    from prefect.client.schemas.filters import (
+        FlowRunFilter, FlowRunFilterId, FlowRunFilterParentFlowRunId, TaskRunFilter,
+    )
+    from prefect.client.schemas.sorting import FlowRunSort, TaskRunSort
+
+    async def read(client):
+        children = await client.read_flow_runs(
+            flow_run_filter=FlowRunFilter(parent_flow_run_id=FlowRunFilterParentFlowRunId(any_=[flow_run_id])),
+            task_run_filter=TaskRunFilter(), sort=FlowRunSort.START_TIME_DESC, limit=50)
+        runs = await client.read_task_runs(
+            flow_run_filter=FlowRunFilter(id=FlowRunFilterId(any_=[flow_run_id, *(c.id for c in children)])),
+            task_run_filter=TaskRunFilter(), sort=TaskRunSort.EXPECTED_START_TIME_ASC, limit=200)
+        return {r.name: r.state.name for r in runs if r.name.startswith(STAGE_PREFIXES)}
+
+    deadline = time.monotonic() + 60
+    while True:  # task-run states arrive through events: wait until all are final
+        states = _client_call(api_url, read)
+        final = states and all(s in {"Completed", "Cached", "Failed"} for s in states.values())
+        if final or time.monotonic() > deadline:
+            return states
+        time.sleep(1)
+
+
+def _artifact_keys(api_url: str) -> set[str]:
+    """Keys of every artifact on the server (raw REST: an empty task-run filter would hide flow-level ones)."""
+    import httpx
+
+    response = httpx.post(f"{api_url}/artifacts/filter", json={"limit": 200, "offset": 0, "sort": "UPDATED_DESC",
+                                                               "artifacts": {}}, timeout=30)
+    response.raise_for_status()
+    return {a["key"] for a in response.json() if a["key"]}
+
+
+def test_deployment_runs_cache_and_refresh_one_stage(served, tmp_path: Path) -> None:
+    env, api_url = served
+    params = {"overrides": {"artifacts_root": str(tmp_path / "artifacts"), "train.epochs": 1,
+                            "train.max_train_sentences": 40, "model.max_length": 96}}
+
+    first = _stage_states(api_url, _run_deployment(env, params))
+    assert first and set(first.values()) == {"Completed"}, first
+    assert {"twitter2015-sample-dataset-stats", "twitter2015-sample-per-type-f1", "twitter2015-sample-report",
+            "caption-progress"} <= _artifact_keys(api_url)
+
+    second = _stage_states(api_url, _run_deployment(env, params))
+    assert second and set(second.values()) == {"Cached"}, second
+    assert len(second) == len(first)
+
+    third = _stage_states(api_url, _run_deployment(env, {**params, "refresh": ["train"]}))
+    recomputed = {name.rsplit("-", 1)[0] for name, state in third.items() if state == "Completed"}
+    cached = {name.rsplit("-", 1)[0] for name, state in third.items() if state == "Cached"}
+    assert recomputed == {"train", "evaluate"}, third
+    assert cached == {"load", "caption-shard", "caption", "ocr-shard", "ocr", "knowledge"}, third
+
+
+def test_stage_deployment_reruns_only_that_stage(served, tmp_path: Path) -> None:
+    env, api_url = served
+    params = {"overrides": {"artifacts_root": str(tmp_path / "artifacts")}}
+    states = _stage_states(api_url, _run_deployment(env, params, "mner-pipeline/knowledge"))
+    names = {name.rsplit("-", 1)[0] for name in states}
+    assert names == {"load", "caption-shard", "caption", "ocr-shard", "ocr", "knowledge"}, states
+
+
+def test_invalid_config_fails_the_run_naming_the_field(served) -> None:
+    env, _ = served
+    bad = _prefect(env, "deployment", "run", "mner-pipeline/default", "--params",
+                   json.dumps({"config": {"train": {"epochs": 0}}}), "--watch")
+    assert bad.returncode != 0
+    assert "epochs" in bad.stdout + bad.stderr

@@ -1,0 +1,121 @@
+"""LLM knowledge throughput against the local llama.cpp server (SmolLM2-135M), sequential vs concurrent.
+
+    python benchmarks/llm_throughput.py [--prompts 32] [--max-tokens 48] [--slots 2 4]
+
+The prompts are real Twitter-2015 train tweets (``../shared/data``) in a short knowledge prompt.
+Runs, each with an empty answer cache after one warm-up request:
+
+- sequential: one server process, concurrency 1;
+- concurrent, one process: N requests at a time to that same process (llama_cpp.server runs
+  them one at a time behind its lock, so this shows what concurrency alone buys);
+- slots: N server processes behind one port (``local_llama_server(n_parallel=N)``), N requests at
+  a time;
+- warm rerun: the sequential run again over its filled cache (no requests).
+
+Each run appends a JSON row to benchmarks/results/llm_throughput.jsonl; a markdown table is printed.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "benchmarks"))
+
+from stage2 import commit, machine  # noqa: E402
+
+from mner.formats import read_conll  # noqa: E402
+from tasks.llm_client import LLMSettings, complete_all  # noqa: E402
+from tasks.llm_server import local_llama_server  # noqa: E402
+
+RESULTS = ROOT / "benchmarks" / "results" / "llm_throughput.jsonl"
+DATA = ROOT.parent / "shared" / "data" / "twitter2015" / "train.txt"
+
+
+def load_prompts(path: Path, n: int) -> list[list[dict[str, str]]]:
+    """Knowledge prompts for the first ``n`` tweets of a CoNLL split."""
+    if not path.is_file():
+        raise SystemExit(f"{path}: benchmark data not found (expected the shared Twitter-2015 data)")
+    tweets = [" ".join(s.tokens) for s in read_conll(path, repair=True).sentences[:n]]
+    return [[
+        {"role": "system", "content": "You are a helpful assistant who explains named entities in tweets."},
+        {"role": "user", "content": f"Text: {tweet}\nBriefly explain the people, places and organisations in the text."},
+    ] for tweet in tweets]
+
+
+def timed_run(url: str, prompts: list, concurrency: int, max_tokens: int, cache_dir: Path) -> tuple[float, dict]:
+    """Seconds to answer all prompts (after one untimed warm-up request) and the usage counters."""
+    settings = LLMSettings(base_url=url, model="smollm2", max_tokens=max_tokens, concurrency=concurrency, timeout_s=300)
+    warm = [{"role": "user", "content": f"Say hello ({time.time()})."}]
+    complete_all(LLMSettings(base_url=url, model="smollm2", max_tokens=4), cache_dir / "warmup", [warm])
+    started = time.perf_counter()
+    results, usage = complete_all(settings, cache_dir / "answers", prompts)
+    seconds = time.perf_counter() - started
+    failed = [r.error for r in results if r.error]
+    if failed:
+        raise SystemExit(f"{len(failed)} prompts failed, e.g. {failed[0]}")
+    return seconds, usage
+
+
+def main() -> None:
+    """Run the configurations, append result rows, print the table."""
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--prompts", type=int, default=32)
+    parser.add_argument("--max-tokens", type=int, default=48)
+    parser.add_argument("--slots", type=int, nargs="+", default=[2, 4])
+    parser.add_argument("--data", type=Path, default=DATA)
+    parser.add_argument("--threads", type=int, default=None, help="threads per server process (default: the server's)")
+    args = parser.parse_args()
+    prompts = load_prompts(args.data, args.prompts)
+    scratch = Path(tempfile.mkdtemp(prefix="mner-llm-bench-"))
+    common = {"prompts": len(prompts), "max_tokens": args.max_tokens, "cpus": os.cpu_count(),
+              "command": "python benchmarks/llm_throughput.py " + " ".join(sys.argv[1:]),
+              "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()), "machine": machine(), "commit": commit()}
+    rows = []
+
+    def record(mode: str, n: int, processes: int, seconds: float, usage: dict, base: float | None) -> None:
+        threads = args.threads or max(1, len(os.sched_getaffinity(0)) // 2 // processes)
+        row = {"mode": mode, "concurrency": n, "processes": processes, "threads_per_process": threads,
+               "seconds": round(seconds, 2),
+               "samples_per_second": round(len(prompts) / seconds, 3),
+               "ratio_vs_sequential": round(base / seconds, 2) if base else 1.0,
+               "requests": usage["requests"], "cached": usage["cached"],
+               "completion_tokens": usage["completion_tokens"], **common}
+        rows.append(row)
+        print(json.dumps(row), flush=True)
+
+    with local_llama_server(n_ctx=1024, n_threads=args.threads, log_dir=scratch / "logs") as url:
+        base, usage = timed_run(url, prompts, 1, args.max_tokens, scratch / "seq")
+        record("sequential", 1, 1, base, usage, None)
+        for n in args.slots:
+            seconds, usage = timed_run(url, prompts, n, args.max_tokens, scratch / f"conc{n}")
+            record("concurrent, one process", n, 1, seconds, usage, base)
+        started = time.perf_counter()
+        _, usage = complete_all(LLMSettings(base_url=url, model="smollm2", max_tokens=args.max_tokens),
+                                scratch / "seq" / "answers", prompts)
+        record("warm rerun (all cached)", 1, 1, time.perf_counter() - started, usage, base)
+    for n in args.slots:
+        with local_llama_server(n_parallel=n, n_ctx=1024, n_threads=args.threads, log_dir=scratch / "logs") as url:
+            seconds, usage = timed_run(url, prompts, n, args.max_tokens, scratch / f"slots{n}")
+            record("slots (N processes)", n, n, seconds, usage, base)
+
+    RESULTS.parent.mkdir(parents=True, exist_ok=True)
+    with open(RESULTS, "a", encoding="utf-8") as handle:
+        for row in rows:
+            handle.write(json.dumps(row) + "\n")
+    print("\n| mode | concurrency | processes x threads | seconds | samples/s | ratio vs sequential | requests |")
+    print("|---|---|---|---|---|---|---|")
+    for r in rows:
+        print(f"| {r['mode']} | {r['concurrency']} | {r['processes']} x {r['threads_per_process']} | {r['seconds']} "
+              f"| {r['samples_per_second']} | {r['ratio_vs_sequential']} | {r['requests']} |")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,154 @@
+"""Stage ``llm``: ask an OpenAI-compatible LLM for each prompt's auxiliary knowledge Z.
+
+``llm_shard`` reads rows ``[start:stop]`` of ``{split}.jsonl`` of a prompts output (rows
+``{"id", "messages", ...}``) and writes ``results.jsonl``, one row per input row in order:
+``{"id", "knowledge", "raw", "usage", "cached", "error"}``. ``knowledge`` is the answer with its
+whitespace collapsed and its length capped at a word boundary; ``raw`` is the answer as received.
+A failed sample gets ``knowledge``/``raw`` null and ``error: {"reason": ...}``; nothing is raised
+or dropped. Answers are cached per sample (see :mod:`tasks.llm_client`) as they arrive, so a
+killed shard resumes with only the missing samples requested.
+"""
+
+from __future__ import annotations
+
+import re
+import time
+from pathlib import Path
+from typing import Any, Callable
+
+import tasks.data
+import tasks.llm_client
+from mner.store import StageRun
+from tasks.common import stage_logger, stage_task
+from tasks.data import read_jsonl, write_jsonl
+from tasks.llm_client import Completion, LLMSettings, complete_all
+
+_SPACE = re.compile(r"\s+")
+
+
+def clean_answer(text: str, max_chars: int) -> str:
+    """Collapse whitespace and cap the length at ``max_chars``, cutting at a word boundary."""
+    text = _SPACE.sub(" ", text).strip()
+    if max_chars <= 0 or len(text) <= max_chars:
+        return text
+    cut = text[: max_chars + 1]
+    boundary = cut.rfind(" ")
+    return (cut[:boundary] if boundary > 0 else text[:max_chars]).rstrip()
+
+
+def check_prompt_row(row: Any) -> str | None:
+    """Why a prompt row cannot be sent (``None`` when it can): it needs a non-empty ``messages`` list."""
+    if not isinstance(row, dict):
+        return "row is not a JSON object"
+    if row.get("error"):
+        reason = row["error"].get("reason") if isinstance(row["error"], dict) else row["error"]
+        return f"prompt stage failed: {reason}"
+    messages = row.get("messages")
+    if not isinstance(messages, list) or not messages:
+        return "no 'messages' list"
+    for number, message in enumerate(messages):
+        if not isinstance(message, dict) or not isinstance(message.get("role"), str) or not isinstance(message.get("content"), str):
+            return f"messages[{number}] needs string 'role' and 'content'"
+    return None
+
+
+def answer_rows(
+    rows: list[dict[str, Any]], settings: LLMSettings, cache_dir: str | Path, source: str, first_line: int = 1,
+    max_answer_chars: int = 1000, on_done: Callable[[int, Completion], None] | None = None,
+) -> tuple[list[dict[str, Any]], dict[str, Any]]:
+    """Answer prompt rows; (result rows in input order, summary). ``source`` and ``first_line`` name bad rows."""
+    problems = {i: check_prompt_row(row) for i, row in enumerate(rows)}
+    sendable = [i for i, problem in problems.items() if problem is None]
+    started = time.time()
+    completions, usage = complete_all(settings, cache_dir, [rows[i]["messages"] for i in sendable], on_done)
+    by_index = dict(zip(sendable, completions))
+    results, failures = [], []
+    for i, row in enumerate(rows):
+        row_id = row.get("id") if isinstance(row, dict) else None
+        done = by_index.get(i)
+        reason = problems[i] or (done.error if done else None)
+        if done and reason is None and not done.content.strip():  # type: ignore[union-attr]
+            reason = "empty answer"
+        result: dict[str, Any] = {
+            "id": row_id, "knowledge": None, "raw": done.content if done else None,
+            "usage": done.usage if done else {}, "cached": bool(done and done.cached), "error": None,
+        }
+        if reason is None:
+            result["knowledge"] = clean_answer(done.content, max_answer_chars)  # type: ignore[union-attr, arg-type]
+        else:
+            result["error"] = {"reason": reason}
+            failures.append({"id": row_id, "path": f"{source}:{first_line + i}", "reason": reason})
+        results.append(result)
+    summary = {
+        "rows": len(rows), "answered": len(rows) - len(failures), "cached": usage["cached"],
+        "failed": len(failures), "failures": failures, "usage": usage, "seconds": round(time.time() - started, 3),
+    }
+    return results, summary
+
+
+def default_cache_dir(artifacts_root: str | Path) -> Path:
+    """The per-sample answer cache of an artifact store: ``<root>/cache/llm``."""
+    return Path(artifacts_root) / "cache" / "llm"
+
+
+@stage_task("llm-shard", shaped_by=[tasks.llm_client, tasks.data])
+def llm_shard(
+    run: StageRun, prompts: dict[str, Any], split: str, start: int, stop: int, endpoint: str, model: str,
+    runtime: dict[str, Any] | None = None, api_key_env: str = "OPENAI_API_KEY", api_key_secret: str | None = None, temperature: float = 0.0,
+    max_tokens: int = 256, top_p: float = 1.0, seed: int | None = 0, concurrency: int = 4, rpm: int = 0,
+    tpm: int = 0, timeout_s: float = 60.0, max_retries: int = 6, max_answer_chars: int = 1000,
+    price_prompt_per_1k: float = 0.0, price_completion_per_1k: float = 0.0, cache_dir: str | None = None,
+    artifacts_root: str = "artifacts",
+) -> dict[str, Any]:
+    """Ask the LLM for rows ``[start:stop]`` of ``{split}.jsonl`` of ``prompts``; write ``results.jsonl``.
+
+    ``endpoint`` names the server in the keys (a URL, or e.g. ``llama.cpp:smollm2`` for a local
+    server); ``runtime["base_url"]`` is where requests go this run (default: ``endpoint``). The
+    runtime dict must not shape the output: the flow keeps it out of the stage key.
+    """
+    logger = stage_logger()
+    base_url = (runtime or {}).get("base_url") or endpoint
+    if not str(base_url).startswith(("http://", "https://")):
+        raise ValueError(f"llm: no base URL to send requests to (endpoint {endpoint!r}, runtime {runtime!r})")
+    source = Path(prompts["dir"]) / f"{split}.jsonl"
+    rows = read_jsonl(source)[start:stop]
+    settings = LLMSettings(
+        base_url=base_url, model=model, endpoint=endpoint, api_key_env=api_key_env, api_key_secret=api_key_secret,
+        temperature=temperature, max_tokens=max_tokens, top_p=top_p, seed=seed, concurrency=concurrency,
+        rpm=rpm, tpm=tpm, timeout_s=timeout_s, max_retries=max_retries,
+        price_prompt_per_1k=price_prompt_per_1k, price_completion_per_1k=price_completion_per_1k,
+    )
+    cache = Path(cache_dir) if cache_dir else default_cache_dir(artifacts_root)
+    results, summary = answer_rows(rows, settings, cache, str(source), start + 1, max_answer_chars)
+    write_jsonl(run.work_dir / "results.jsonl", results)
+    usage = summary["usage"]
+    logger.info(
+        "llm %s[%d:%d]: %d answered (%d cached), %d failed; %d requests, %d retries, %d+%d tokens, cost %.4f",
+        split, start, stop, summary["answered"], usage["cached"], summary["failed"], usage["requests"],
+        usage["retries"], usage["prompt_tokens"], usage["completion_tokens"], usage["cost"],
+    )
+    for failure in summary["failures"][:20]:
+        logger.warning("llm: %s (%s): %s", failure["path"], failure["id"], failure["reason"])
+    return {"split": split, "start": start, "stop": stop, **summary}
+
+
+def usage_table_rows(summaries: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """One row per shard summary plus a total: rows, answered, cached, failed, requests, retries, tokens, cost."""
+    table = []
+    for s in summaries:
+        usage = s.get("usage", {})
+        table.append({
+            "shard": f"{s.get('split', '?')}[{s.get('start', '?')}:{s.get('stop', '?')}]",
+            "rows": s.get("rows", 0), "answered": s.get("answered", 0), "cached": usage.get("cached", 0),
+            "failed": s.get("failed", 0), "requests": usage.get("requests", 0), "retries": usage.get("retries", 0),
+            "prompt_tokens": usage.get("prompt_tokens", 0), "completion_tokens": usage.get("completion_tokens", 0),
+            "cost": usage.get("cost", 0.0),
+        })
+    if table:
+        total: dict[str, Any] = {"shard": "total"}
+        for name in table[0]:
+            if name != "shard":
+                total[name] = sum(row[name] for row in table)
+        total["cost"] = round(total["cost"], 6)
+        table.append(total)
+    return table

@@ -1,5 +1,8 @@
 """The ``mner-pipeline`` flow: load -> stage 1 (subflow) -> join knowledge -> train -> evaluate -> report.
 
+Stage 1 is captions and OCR, then (with the ``llm`` knowledge backend) retrieval, prompts, the
+LLM and the SFT export; with the ``file`` backend, PGIM's released knowledge is joined instead.
+
 Every stage is a cached task keyed by its inputs' content, its config and its code version, so a
 new run replays unchanged stages as Cached. ``refresh`` names stages to recompute regardless of the
 cache (with everything downstream of them); ``until`` stops after the named stage, which is how the
@@ -26,12 +29,16 @@ STAGE_INPUTS: dict[str, tuple[str, ...]] = {
     "load": (),
     "caption": ("load",),
     "ocr": ("load",),
-    "knowledge": ("load", "caption"),
+    "retrieve": ("load", "caption", "ocr"),
+    "prompts": ("load", "retrieve", "caption", "ocr"),
+    "llm": ("prompts",),
+    "sft": ("prompts", "llm"),
+    "knowledge": ("load", "caption", "llm"),
     "train": ("knowledge",),
     "evaluate": ("train", "knowledge"),
 }
 STAGES = tuple(STAGE_INPUTS)
-STAGE1_STAGES = ("caption", "ocr")
+STAGE1_STAGES = ("caption", "ocr", "retrieve", "prompts", "llm", "sft")
 
 
 def downstream_of(stages: list[str]) -> set[str]:
@@ -92,7 +99,7 @@ def pipeline(
         return {"knowledge": joined["dir"]}
 
     evaluations, dirs = {}, {"data": data["dir"], "joined data": joined["dir"]}
-    for stage in ("caption", "ocr"):
+    for stage in STAGE1_STAGES:
         if first[stage]:
             dirs[stage] = first[stage]["dir"]
     models = {}

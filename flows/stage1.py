@@ -14,9 +14,10 @@ from mner.config import PipelineConfig
 from tasks.caption import caption_shard
 from tasks.common import run_stage
 from tasks.llm import llm_shard
-from tasks.llm_server import resolve_base_url
+from tasks.llm_server import endpoint_identity, resolve_base_url
 from tasks.ocr import ocr_shard
 from tasks.prompt import build_prompts, template_sources
+from tasks.report import publish_llm_usage
 from tasks.retrieve import retrieve_examples
 from tasks.sft import export_sft
 from tasks.shards import map_shards
@@ -80,14 +81,6 @@ def stage1(config: PipelineConfig, data: dict[str, Any], refresh: list[str], unt
     out["sft"] = run_stage(export_sft, "sft" in refresh, prompts=out["prompts"], knowledge=out["llm"],
                            splits=["train", "dev"], artifacts_root=root)
     return out
-
-
-def endpoint_identity(base_url, local_model):  # TODO move
-    return base_url or f"llama.cpp:{local_model or 'smollm2'}"
-
-
-def publish_llm_usage(name, out):  # TODO move
-    return None
 
 
 def _file_source(path: object) -> Callable[[list[dict[str, Any]]], dict[str, Any]]:

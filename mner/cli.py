@@ -194,24 +194,25 @@ def _model_dir(run_or_dir: str, artifacts_root: Path) -> Path:
 def predict_command(
     run_or_dir: str = typer.Option(..., "--run", help="A train-stage directory, or its key under artifacts/train/."),
     text: str = typer.Option(..., "--text", help="The post; tokens are split on whitespace."),
+    image: Optional[Path] = typer.Option(None, "--image", help="The post's image: captioned and OCR'd with the configured backends."),
+    llm: bool = typer.Option(False, "--llm", help="Ask the configured LLM (default: a local llama.cpp server) for knowledge Z."),
     knowledge: Optional[str] = typer.Option(None, "--knowledge", help="Auxiliary knowledge Z to read after the text."),
+    config: Optional[Path] = typer.Option(None, "--config", "-c", help="Config naming the backends (default: the demo's)."),
     artifacts_root: Path = typer.Option(Path("artifacts"), "--artifacts-root", help="Where train-stage keys are looked up."),
 ) -> None:
     """Tag one post with a trained model and print the entities as JSON."""
     import json
 
-    from mner.tags import iob2_spans
-    from tasks.training import load_tagger, pick_device, predict
+    from mner.config import load_config
+    from tasks.predict import predict_post
 
-    tokens = text.split()
-    if not tokens:
+    if not text.split():
         raise typer.BadParameter("the text has no tokens", param_hint="--text")
-    device = pick_device("auto")
-    tagger, encoder = load_tagger(_model_dir(run_or_dir, artifacts_root), device)
-    tags = predict(tagger, [encoder.encode(tokens, None, knowledge)], device, bf16=False)[0]
-    entities = [{"text": " ".join(tokens[s.start : s.end]), "type": s.type, "start": s.start, "end": s.end}
-                for s in iob2_spans(tags)]
-    typer.echo(json.dumps({"tokens": tokens, "tags": tags, "entities": entities}, ensure_ascii=False, indent=2))
+    if image is not None and not image.is_file():
+        raise typer.BadParameter(f"{image}: no such file", param_hint="--image")
+    cfg = load_config(config, {"artifacts_root": str(artifacts_root)})
+    result = predict_post(_model_dir(run_or_dir, artifacts_root), text, cfg, knowledge, image, llm)
+    typer.echo(json.dumps(result, ensure_ascii=False, indent=2))
 
 
 if __name__ == "__main__":

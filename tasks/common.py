@@ -9,7 +9,8 @@ config that shapes the output gives a new key. Parameters are read as follows:
   key by the hashes of its files;
 - ``sources`` (name -> path) enters the key by the sha256 of each file's content (a missing or
   unreadable file by the word "missing", so the stage itself reports it);
-- ``artifacts_root`` is where the store lives and does not enter the key;
+- ``artifacts_root`` (where the store lives) and ``runtime`` (values of this run only, such as the
+  URL of a local server on a random port) do not enter the key;
 - everything else is configuration and enters the key as JSON.
 """
 
@@ -28,6 +29,7 @@ from prefect.logging import get_run_logger
 from mner.store import ArtifactStore, code_version, sha256_file, sha256_json
 
 _OUTPUT_KEYS = {"stage", "key", "dir", "files"}
+_NOT_IN_KEY = {"artifacts_root", "runtime"}
 
 
 def _is_output(value: Any) -> bool:
@@ -59,7 +61,7 @@ def key_parts(params: dict[str, Any]) -> tuple[dict[str, str], dict[str, Any]]:
     inputs: dict[str, str] = {}
     config: dict[str, Any] = {}
     for name, value in sorted(params.items()):
-        if name == "artifacts_root":
+        if name in _NOT_IN_KEY:
             continue
         if _is_output(value):
             inputs[name] = sha256_json(value["files"])

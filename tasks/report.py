@@ -78,3 +78,17 @@ def publish_report(
     create_markdown_artifact(markdown, key=_key(f"{dataset}-report"), description=f"text-only vs [T;Z] on {dataset}")
     return {v: {"dev_f1": s["dev"]["f1"], "test_f1": s["test"]["f1"], "test_precision": s["test"]["precision"],
                 "test_recall": s["test"]["recall"]} for v, s in scores.items()}
+
+
+@task(name="llm-usage")
+def publish_llm_usage(dataset: str, llm_output: dict[str, Any]) -> list[dict[str, Any]]:
+    """Table artifact ``<dataset>-llm-usage``: requests, retries, cached answers, tokens, estimated cost per shard.
+
+    The figures are those of the run that computed each shard (a replayed shard made no new requests).
+    """
+    from tasks.llm import usage_table_rows
+
+    summary = json.loads(Path(llm_output["dir"], "summary.json").read_text(encoding="utf-8"))
+    rows = usage_table_rows(summary["shards"])
+    create_table_artifact(rows, key=_key(f"{dataset}-llm-usage"), description=f"LLM usage and estimated cost on {dataset}")
+    return rows

@@ -17,11 +17,12 @@ from prefect import Task
 from prefect.artifacts import create_progress_artifact, update_progress_artifact
 from prefect.futures import as_completed
 
-from mner.store import StageRun
+from mner.store import MANIFEST, StageRun
 from tasks.common import stage_logger, stage_task, submit_stage, run_stage
-from tasks.data import SPLITS, read_jsonl
+from tasks.data import SPLITS, read_jsonl, write_jsonl
 
 _MERGE_TASKS: dict[str, Task] = {}
+_MANIFEST_FIELDS = {"stage", "key", "inputs", "config", "code_version", "files", "timings", "created"}
 
 
 def shard_ranges(count: int, size: int) -> list[tuple[int, int]]:
@@ -37,7 +38,10 @@ def read_shard_rows(data: dict[str, Any], split: str, start: int, stop: int) -> 
 def _merge(run: StageRun, shards: list[dict[str, Any]], artifacts_root: str) -> dict[str, Any]:
     """Concatenate shard results per split, in row order; count samples and failures."""
     by_split: dict[str, list[dict[str, Any]]] = {split: [] for split in SPLITS}
+    shard_summaries = []
     for shard in sorted(shards, key=lambda s: (SPLITS.index(s["split"]), s["start"])):
+        manifest = json.loads((Path(shard["output"]["dir"]) / MANIFEST).read_text(encoding="utf-8"))
+        shard_summaries.append({k: v for k, v in manifest.items() if k not in _MANIFEST_FIELDS})
         rows = read_jsonl(Path(shard["output"]["dir"]) / "results.jsonl")
         if len(rows) != shard["stop"] - shard["start"]:
             raise ValueError(f"shard {shard['split']}[{shard['start']}:{shard['stop']}] of {shard['output']['dir']} "
@@ -45,13 +49,13 @@ def _merge(run: StageRun, shards: list[dict[str, Any]], artifacts_root: str) -> 
         by_split[shard["split"]] += rows
     summary: dict[str, Any] = {}
     for split, rows in by_split.items():
-        with open(run.work_dir / f"{split}.jsonl", "w", encoding="utf-8") as handle:
-            for row in rows:
-                handle.write(json.dumps(row, ensure_ascii=False) + "\n")
+        write_jsonl(run.work_dir / f"{split}.jsonl", rows)
         failures = [{"id": r["id"], **r["error"]} for r in rows if r.get("error")]
         summary[split] = {"samples": len(rows), "failed": len(failures), "failures": failures[:50]}
+    counts = {"samples": {s: v["samples"] for s, v in summary.items()}, "failed": {s: v["failed"] for s, v in summary.items()}}
+    summary["shards"] = shard_summaries  # what each shard's stage reported when it was computed
     (run.work_dir / "summary.json").write_text(json.dumps(summary, indent=2), encoding="utf-8")
-    return {"samples": {s: v["samples"] for s, v in summary.items()}, "failed": {s: v["failed"] for s, v in summary.items()}}
+    return counts
 
 
 def merge_task(stage: str) -> Task:

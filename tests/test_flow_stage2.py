@@ -103,6 +103,8 @@ def test_pipeline_flow_trains_reports_and_caches(prefect_harness, tmp_path: Path
     assert set(artifacts) == set(keys)
     assert "[T;Z] minus text-only" in artifacts["twitter2015-sample-report"].data
 
+    _predict_with_the_demo_model(root, tmp_path)
+
     second = stage2(overrides=overrides, return_state=True)
     states = _task_states(second.state_details.flow_run_id, expected=20)
     stage_states = {name: s for name, s in states.items() if not name.startswith(("report", "dataset-stats"))}
@@ -117,3 +119,24 @@ def test_pipeline_flow_trains_reports_and_caches(prefect_harness, tmp_path: Path
     recomputed = [name for name, s in states.items() if s == "Completed" and not name.startswith(("report", "dataset-stats"))]
     assert len(recomputed) == 1 and recomputed[0].startswith("evaluate"), states
     assert third.result() == summary
+
+
+def _predict_with_the_demo_model(root: Path, tmp_path: Path) -> None:
+    """``mner predict`` with a model the flow trained on the demo sample, and a demo image (real OCR)."""
+    from typer.testing import CliRunner
+
+    from mner.cli import app
+    from tests.conftest import SAMPLE
+
+    model_dir = next(d for d in (root / "train").iterdir() if not d.name.endswith(".partial"))
+    text = "Pope Francis meets Barack Obama in Washington on Monday"
+    result = CliRunner().invoke(app, ["predict", "--run", model_dir.name, "--artifacts-root", str(root), "--text", text,
+                                      "--image", str(SAMPLE / "images" / "1351124.jpg")])
+    assert result.exit_code == 0, result.output
+    answer = json.loads(result.output)
+    assert set(answer) >= {"tokens", "tags", "entities", "knowledge", "caption", "ocr", "errors"}
+    assert answer["tokens"] == text.split() and len(answer["tags"]) == len(answer["tokens"])
+    assert "Pope Francis" in answer["ocr"]
+    for entity in answer["entities"]:
+        assert entity["text"] == " ".join(answer["tokens"][entity["start"] : entity["end"]])
+        assert answer["tags"][entity["start"]] == "B-" + entity["type"]

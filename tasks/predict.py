@@ -1,0 +1,93 @@
+"""Tag one post with a trained model: optional image text (caption, OCR) and optional LLM knowledge.
+
+The same functions as the pipeline's stages do the work, on one sample: the configured caption
+and OCR backends read the image, the configured retrieval and prompt template build the few-shot
+prompt, and the configured endpoint (by default a local llama.cpp server) answers it.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from mner import formats
+from mner.config import PipelineConfig
+from mner.tags import iob2_spans
+
+
+def image_text(image: str | Path, config: PipelineConfig) -> dict[str, Any]:
+    """Caption and OCR text of one image with the configured backends; errors are reported, not raised."""
+    from tasks.caption import caption_rows
+    from tasks.ocr import ocr_rows
+
+    row = [{"id": "post", "image_id": Path(image).stem}]
+    out: dict[str, Any] = {"caption": "", "ocr": "", "errors": []}
+    caption = config.stage1.caption
+    if caption.backend != "none":
+        sources = {"captions": str(config.dataset.captions)} if caption.backend == "file" else {"post": str(image)}
+        results, _, _ = caption_rows(row, sources, caption.backend, caption.model, 1, caption.max_new_tokens, caption.dtype)
+        out["caption"] = results[0]["caption"] or ""
+        if results[0]["error"]:
+            out["errors"].append({"stage": "caption", **results[0]["error"]})
+    if config.stage1.ocr.backend != "none":
+        results, _ = ocr_rows(row, {"post": str(image)}, config.stage1.ocr.backend, config.stage1.ocr.min_score)
+        out["ocr"] = results[0]["text"] or ""
+        if results[0]["error"]:
+            out["errors"].append({"stage": "ocr", **results[0]["error"]})
+    return out
+
+
+def llm_knowledge(tokens: list[str], caption: str, ocr: str, config: PipelineConfig) -> str:
+    """Ask the configured LLM for knowledge about one post, with the pipeline's retrieval and prompt."""
+    from tasks.llm import clean_answer
+    from tasks.llm_client import LLMSettings, complete_all
+    from tasks.llm_server import resolve_base_url
+    from tasks.prompt import fit_prompt, load_template, make_token_counter, template_sources
+    from tasks.retrieve import EmbedderOptions, Item, load_examples, make_embedder, retrieve
+
+    ds, s1 = config.dataset, config.stage1
+    query = Item("post", None, " ".join(tokens), caption, ocr, "--text")
+    shots: list[tuple[Item, str]] = []
+    sources = {"examples": str(ds.examples), "examples_entities": str(ds.examples_entities)}
+    if s1.prompt.n_examples and ds.examples is not None:
+        manual = load_examples(sources)
+        train = {s.image_id: s for s in formats.read_conll(ds.train, repair=True).sentences if s.image_id}
+        examples = [Item(e.image_id, e.image_id, " ".join(train[e.image_id].tokens)) for e in manual if e.image_id in train]
+        answers = {e.image_id: e.answer for e in manual}
+        embedder = make_embedder(s1.retrieval.embedder, EmbedderOptions(encoder=s1.retrieval.encoder, seed=s1.retrieval.seed))
+        _, hits = retrieve([query], examples, embedder, s1.retrieval.top_n)
+        by_id = {e.image_id: e for e in examples}
+        shots = [(by_id[hit["image_id"]], answers[hit["image_id"]]) for hit in hits[0][: s1.prompt.n_examples]]
+    template = load_template({**template_sources(s1.prompt.template_dir), **sources})
+    prompt = fit_prompt(template, shots, query, make_token_counter(s1.prompt.tokenizer), s1.prompt.max_prompt_tokens)
+    llm = s1.llm
+    with resolve_base_url({**llm.model_dump(), "n_parallel": 1}) as base_url:
+        settings = LLMSettings(base_url=base_url, model=llm.model, api_key_env=llm.api_key_env,
+                               api_key_secret=llm.api_key_secret, temperature=llm.temperature,
+                               max_tokens=llm.max_tokens, top_p=llm.top_p, seed=llm.seed, timeout_s=llm.timeout_s,
+                               max_retries=llm.max_retries)
+        completions, _ = complete_all(settings, Path(config.artifacts_root) / "cache" / "llm", [prompt.messages])
+    if completions[0].content is None:
+        raise RuntimeError(f"the LLM gave no answer: {completions[0].error}")
+    return clean_answer(completions[0].content, llm.max_answer_chars)
+
+
+def predict_post(
+    model_dir: str | Path, text: str, config: PipelineConfig, knowledge: str | None = None,
+    image: str | Path | None = None, ask_llm: bool = False,
+) -> dict[str, Any]:
+    """Entities of one post as a JSON-able dict: tokens, tags, entities (text, type, start, end), inputs used."""
+    from tasks.training import load_tagger, pick_device, predict
+
+    tokens = text.split()
+    if not tokens:
+        raise ValueError("the text has no tokens")
+    seen = image_text(image, config) if image else {"caption": "", "ocr": "", "errors": []}
+    if ask_llm and knowledge is None:
+        knowledge = llm_knowledge(tokens, seen["caption"], seen["ocr"], config)
+    device = pick_device("auto")
+    tagger, encoder = load_tagger(model_dir, device)
+    tags = predict(tagger, [encoder.encode(tokens, None, knowledge or None)], device, bf16=False)[0]
+    entities = [{"text": " ".join(tokens[s.start : s.end]), "type": s.type, "start": s.start, "end": s.end}
+                for s in iob2_spans(tags)]
+    return {"tokens": tokens, "tags": tags, "entities": entities, "knowledge": knowledge or "", **seen}

@@ -1,0 +1,74 @@
+"""The whole stage 1 on the demo sample with the real local llama.cpp server (SmolLM2) and real RapidOCR,
+then stage 2 consuming its knowledge; a rerun replays from the cache; the API key leaks nowhere."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import SAMPLE
+
+pytestmark = pytest.mark.slow
+SECRET = "sk-test-SECRET-stage1-7731"
+
+
+def _rows(directory: str, split: str) -> list[dict]:
+    return [json.loads(line) for line in (Path(directory) / f"{split}.jsonl").read_text(encoding="utf-8").splitlines()]
+
+
+def test_stage1_with_local_llm_feeds_stage2(prefect_harness, tmp_path: Path, monkeypatch, caplog, capfd) -> None:
+    from flows.pipeline import pipeline
+
+    monkeypatch.setenv("OPENAI_API_KEY", SECRET)
+    root = tmp_path / "artifacts"
+    overrides = {"artifacts_root": str(root), "stage1.knowledge.backend": "llm", "stage1.prompt.n_examples": 1,
+                 "stage1.llm.max_tokens": 16, "stage1.llm.n_parallel": 2, "stage1.llm.concurrency": 2,
+                 "stage1.llm.shard_size": 32, "variants": ["text+knowledge"], "train.epochs": 1,
+                 "train.max_train_sentences": 40, "model.max_length": 128}
+    state = pipeline(overrides=overrides, return_state=True)
+    assert state.is_completed(), state
+
+    llm_dir = next(d for d in (root / "llm").iterdir() if not d.name.endswith(".partial"))
+    joined_dir = next(d for d in (root / "knowledge").iterdir() if not d.name.endswith(".partial"))
+    for split, size in (("train", 150), ("dev", 50), ("test", 50)):
+        answers = _rows(str(llm_dir), split)
+        assert len(answers) == size and all(a["knowledge"] and a["error"] is None for a in answers), split
+        joined = _rows(str(joined_dir), split)
+        assert [r["knowledge"] for r in joined] == [a["knowledge"] for a in answers]
+    ocr_dir = next(d for d in (root / "ocr").iterdir() if not d.name.endswith(".partial"))
+    assert any("Tower Bridge" in (r["text"] or "") for r in _rows(str(ocr_dir), "train"))
+    prompts_dir = next(d for d in (root / "prompts").iterdir() if not d.name.endswith(".partial"))
+    assert all(len(r["example_ids"]) <= 1 for r in _rows(str(prompts_dir), "dev"))
+    sft_dir = next(d for d in (root / "sft").iterdir() if not d.name.endswith(".partial"))
+    record = json.loads((sft_dir / "train.jsonl").read_text(encoding="utf-8").splitlines()[0])
+    assert [m["role"] for m in record["messages"]][-1] == "assistant"
+    scores = json.loads(next((root / "evaluate").iterdir()).joinpath("scores.json").read_text())
+    assert 0.0 <= scores["test"]["f1"] <= 1.0
+
+    # the rerun asks nothing: every shard and the per-sample cache are reused
+    again = pipeline(overrides=overrides, return_state=True)
+    assert again.is_completed() and again.result() == state.result()
+
+    leaked = [str(p) for p in root.rglob("*") if p.is_file() and SECRET.encode() in p.read_bytes()]
+    assert not leaked
+    captured = capfd.readouterr()
+    assert SECRET not in captured.out + captured.err + caplog.text
+
+
+def test_predict_asks_the_local_llm(tmp_path: Path) -> None:
+    from typer.testing import CliRunner
+
+    from mner.cli import app
+    from tests.test_training import run_tiny
+
+    run_tiny(tmp_path / "model", epochs=1)
+    text = "Larkin Square is busy tonight"
+    result = CliRunner().invoke(app, ["predict", "--run", str(tmp_path / "model"), "--text", text, "--llm",
+                                      "--image", str(SAMPLE / "images" / "123765.jpg"),
+                                      "--artifacts-root", str(tmp_path / "artifacts")])
+    assert result.exit_code == 0, result.output
+    answer = json.loads(result.output[result.output.index("{"):])
+    assert answer["knowledge"] and answer["tokens"] == text.split()
+    assert "Larkin Square" in answer["ocr"]

@@ -80,6 +80,43 @@ def dev_table(results: list[dict]) -> list[str]:
     return lines
 
 
+def _commands(results: list[dict]) -> list[str]:
+    seen = dict.fromkeys(f"- `{r['command']}` (commit {r['commit']}, {r['date']})" for r in results)
+    return ["Commands:", ""] + list(seen) + [""]
+
+
+def stage1_sections() -> list[str]:
+    """Retrieval quality, LLM throughput, and stage-2 F1 by knowledge source."""
+    md: list[str] = []
+    retrieval = rows("retrieval.jsonl")
+    if retrieval:
+        md += ["## Stage 1 retrieval quality (MSEA): share of top-k examples sharing an entity type with the query", "",
+               "Queries without gold entities are skipped; examples are PGIM's hand-written ones (all from train).", "",
+               "| dataset | split | embedder | query | k | score | queries | examples |", "|---|---|---|---|---|---|---|---|"]
+        md += [f"| {r['dataset']} | {r['split']} | {r['embedder']} | {r['query']} | {r['k']} | **{r['score']:.3f}** | "
+               f"{r['n_queries']} | {r['n_examples']} |" for r in retrieval]
+        md += ["", f"Machine: {retrieval[-1]['machine']}.", ""] + _commands(retrieval)
+    llm = rows("llm_throughput.jsonl")
+    if llm:
+        md += ["## Stage 1 knowledge throughput against the local llama.cpp server (SmolLM2-135M, Q4_1)", "",
+               "| mode | concurrency | processes x threads | prompts | max_tokens | seconds | samples/s | ratio vs sequential | date |",
+               "|---|---|---|---|---|---|---|---|---|"]
+        md += [f"| {r['mode']} | {r['concurrency']} | {r['processes']}x{r['threads_per_process']} | {r['prompts']} | "
+               f"{r['max_tokens']} | {r['seconds']} | {r['samples_per_second']} | "
+               f"{r['ratio_vs_sequential'] if r['ratio_vs_sequential'] is not None else '-'} | {r['date']} |" for r in llm]
+        md += ["", f"Machine: {llm[-1]['machine']}.", ""] + _commands(llm)
+    sources = rows("knowledge_sources.jsonl")
+    if sources:
+        md += ["## Stage 2 F1 by knowledge source (Twitter-2015 subset, same budget)", "",
+               "| subset (train/dev/test tweets) | variant | knowledge | dev F1 | test P | test R | test F1 | date |",
+               "|---|---|---|---|---|---|---|---|"]
+        md += [f"| {r['subset']['train']}/{r['subset']['dev']}/{r['subset']['test']} | {r['variant']} | "
+               f"{r['knowledge'] or '-'} | {100 * r['dev_f1']:.2f} | {100 * r['test_precision']:.2f} | "
+               f"{100 * r['test_recall']:.2f} | **{100 * r['test_f1']:.2f}** | {r['date']} |" for r in sources]
+        md += ["", f"Machine: {sources[-1]['machine']}.", ""] + _commands(sources)
+    return md
+
+
 def main() -> None:
     """Write RESULTS.md."""
     stage2 = rows("stage2.jsonl")
@@ -109,6 +146,7 @@ def main() -> None:
                       f"{r['samples']} | {r['batch_size']} | {r['max_length']} | {r['threads']} | {r['commit']} | "
                       f"`{r['command']}` | {r['date']} |")
         md += ["", f"Machine: {throughput[-1]['machine']}.", ""]
+    md += stage1_sections()
     md += READING
     OUT.write_text("\n".join(md), encoding="utf-8")
     print(f"wrote {OUT}")

@@ -23,7 +23,7 @@ def test_stage1_with_local_llm_feeds_stage2(prefect_harness, tmp_path: Path, mon
 
     monkeypatch.setenv("OPENAI_API_KEY", SECRET)
     root = tmp_path / "artifacts"
-    overrides = {"artifacts_root": str(root), "stage1.knowledge.backend": "llm", "stage1.prompt.n_examples": 1,
+    overrides = {"artifacts_root": str(root), "stage1.knowledge.backend": "llm", "stage1.prompt.n_examples": 0,
                  "stage1.llm.max_tokens": 16, "stage1.llm.n_parallel": 2, "stage1.llm.concurrency": 2,
                  "stage1.llm.shard_size": 32, "variants": ["text+knowledge"], "train.epochs": 1,
                  "train.max_train_sentences": 40, "model.max_length": 128}
@@ -40,7 +40,7 @@ def test_stage1_with_local_llm_feeds_stage2(prefect_harness, tmp_path: Path, mon
     ocr_dir = next(d for d in (root / "ocr").iterdir() if not d.name.endswith(".partial"))
     assert any("Tower Bridge" in (r["text"] or "") for r in _rows(str(ocr_dir), "train"))
     prompts_dir = next(d for d in (root / "prompts").iterdir() if not d.name.endswith(".partial"))
-    assert all(len(r["example_ids"]) <= 1 for r in _rows(str(prompts_dir), "dev"))
+    assert all(r["example_ids"] == [] and r["messages"][-1]["role"] == "user" for r in _rows(str(prompts_dir), "dev"))
     sft_dir = next(d for d in (root / "sft").iterdir() if not d.name.endswith(".partial"))
     record = json.loads((sft_dir / "train.jsonl").read_text(encoding="utf-8").splitlines()[0])
     assert [m["role"] for m in record["messages"]][-1] == "assistant"

@@ -13,6 +13,7 @@ from prefect import flow
 from mner.config import PipelineConfig
 from tasks.caption import caption_shard
 from tasks.common import run_stage
+from tasks.image_io import image_sources
 from tasks.llm import llm_shard
 from tasks.llm_server import endpoint_identity, resolve_base_url
 from tasks.ocr import ocr_shard
@@ -91,10 +92,4 @@ def _file_source(path: object) -> Callable[[list[dict[str, Any]]], dict[str, Any
 def _image_sources(config: PipelineConfig) -> Callable[[list[dict[str, Any]]], dict[str, Any]]:
     """``rows -> {"sources": {row id: image path}}`` for the image stages."""
     images = config.dataset.images
-
-    def sources(rows: list[dict[str, Any]]) -> dict[str, Any]:
-        if images is None:
-            return {"sources": {}}
-        return {"sources": {str(r["id"]): str(images / f"{r['image_id']}.jpg") for r in rows if r.get("image_id")}}
-
-    return sources
+    return lambda rows: {"sources": image_sources(rows, images) if images is not None else {}}

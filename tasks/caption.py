@@ -28,8 +28,9 @@ import tasks.image_io
 from mner.store import StageRun
 from tasks.common import stage_logger, stage_task
 from tasks.data import write_jsonl
+from tasks.shards import read_shard_rows
 from tasks.image_io import (
-    BACKEND, NO_IMAGE, BackendUnavailable, BadImage, ShardItem, load_image, read_shard_rows, shard_items, summarise,
+    BACKEND, NO_IMAGE, BackendUnavailable, BadImage, ShardItem, load_image, shard_items, summarise,
 )
 
 BACKENDS = ("file", "blip2", "lavis")

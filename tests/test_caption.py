@@ -166,6 +166,7 @@ def test_caption_shard_stage_on_sample(prefect_harness, tiny_blip2: str, tmp_pat
     from tasks.common import run_stage
     from tasks.data import load_splits, read_jsonl
     from tasks.image_io import image_sources
+    from tasks.shards import read_shard_rows
 
     root = str(tmp_path / "artifacts")
     splits = {"train": str(SAMPLE / "train.txt"), "dev": str(SAMPLE / "valid.txt"), "test": str(SAMPLE / "test.txt")}
@@ -179,7 +180,7 @@ def test_caption_shard_stage_on_sample(prefect_harness, tiny_blip2: str, tmp_pat
     assert len(rows) == 12 and all(r["error"] is None and r["caption"] for r in rows)
     assert rows[0] == {"id": "32977", "caption": rows[0]["caption"], "error": None}
 
-    sources = image_sources(data, "dev", 0, 12, SAMPLE / "images")
+    sources = image_sources(read_shard_rows(data, "dev", 0, 12), SAMPLE / "images")
     by_model = run_stage(caption_shard, sources=sources, backend="blip2", **common)
     rows = read_jsonl(Path(by_model["dir"]) / "results.jsonl")
     assert [r["id"] for r in rows] == [r["id"] for r in read_jsonl(Path(data["dir"]) / "dev.jsonl")][:12]

@@ -141,12 +141,13 @@ def test_ocr_shard_stage_on_sample(prefect_harness, tmp_path: Path) -> None:
     from tasks.common import run_stage
     from tasks.data import load_splits, read_jsonl
     from tasks.image_io import image_sources
+    from tasks.shards import read_shard_rows
     from tasks.ocr import ocr_shard
 
     root = str(tmp_path / "artifacts")
     splits = {"train": str(SAMPLE / "train.txt"), "dev": str(SAMPLE / "valid.txt"), "test": str(SAMPLE / "test.txt")}
     data = run_stage(load_splits, sources=splits, repair_bio=True, artifacts_root=root)
-    sources = image_sources(data, "dev", 0, 50, SAMPLE / "images")
+    sources = image_sources(read_shard_rows(data, "dev", 0, 50), SAMPLE / "images")
     params = dict(data=data, split="dev", start=0, stop=50, sources=sources, backend="rapidocr", min_score=0.5,
                   artifacts_root=root)
     output = run_stage(ocr_shard, **params)

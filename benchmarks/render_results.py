@@ -19,6 +19,15 @@ OUT = ROOT / "benchmarks" / "RESULTS.md"
 
 READING = [
     "## Reading these results", "",
+    "- Knowledge sources (issue 4): the local SmolLM2 answered about 0.3 prompts/s here (421 one-shot prompts took",
+    "  24 minutes with 2 server processes, while the test suite ran beside it), so the comparison runs on a subset: the first",
+    "  150/60/150 tweets of train/dev/test plus the 61 further train tweets that are PGIM's hand-written examples",
+    "  (retrieval needs them), 3 epochs, one-shot prompts, 48 answer tokens. With about 250 test entities a",
+    "  difference of a few F1 points is within noise: both knowledge sources beat text-only on this subset, and",
+    "  SmolLM2's knowledge is not shown to be better or worse than ChatGPT's. The rows' commit field was read",
+    "  when each row was written; the process started at 867e815 (`-dirty`: README edits only) and ran that code.",
+    "- The machine of 2026-11-23 reports no AVX512-BF16, so `precision: auto` trained in fp32 there; timings of",
+    "  2026-11-22 (bf16 autocast) and 2026-11-23 are not comparable.",
     "- `-dirty` on the rows of commit d516b36: those runs came from a clean worktree of that commit; the only",
     "  modified tracked file was `benchmarks/results/stage2.jsonl` itself, which the runs append to. The script",
     "  now leaves the results files out of that check. The lr probes marked `-dirty` ran in the main checkout",

@@ -94,7 +94,7 @@ def main() -> None:
     with open(RESULTS, "a", encoding="utf-8") as handle:
         for row in rows:
             handle.write(json.dumps(row) + "\n")
-    print(f"| dataset | embedder | query | k | type-overlap@k | queries |\n|---|---|---|---|---|---|")
+    print("| dataset | embedder | query | k | type-overlap@k | queries |\n|---|---|---|---|---|---|")
     for row in rows:
         print(f"| {row['dataset']} | {row['embedder']} | {row['query']} | {row['k']} | {row['score']:.3f} | {row['n_queries']} |")
 

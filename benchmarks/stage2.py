@@ -95,7 +95,8 @@ def main() -> None:
         row.update(test_precision=test["precision"], test_recall=test["recall"], test_f1=test["f1"],
                    test_per_type_f1={t: c["f1"] for t, c in test["per_type"].items()})
     row.update(
-        peak_rss_mib=round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
+        # training runs in a child process (tasks/train_worker.py): the larger of this process and its children
+        peak_rss_mib=round(max(resource.getrusage(who).ru_maxrss for who in (resource.RUSAGE_SELF, resource.RUSAGE_CHILDREN)) / 1024, 1),
         wall_seconds=round(time.time() - started, 1),
         command="python " + " ".join(sys.argv), commit=commit(),
         date=time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()), machine=machine(),

@@ -15,7 +15,7 @@ from typing import Any
 
 from prefect import flow
 
-from flows.stage1 import stage1
+from flows.stage1 import as_source, stage1
 from mner.config import PipelineConfig, resolve_config
 from tasks.common import run_stage
 from tasks.data import join_knowledge, load_splits
@@ -54,10 +54,6 @@ def downstream_of(stages: list[str]) -> set[str]:
     return closed
 
 
-def _path(value: object) -> str | None:
-    return str(value) if value else None
-
-
 @flow(name="mner-pipeline", log_prints=True)
 def pipeline(
     config: PipelineConfig | None = None,
@@ -91,10 +87,10 @@ def pipeline(
     by_file = cfg.stage1.knowledge.backend == "file"
     joined = run_stage(join_knowledge, "knowledge" in recompute, data=data, artifacts_root=root,
                        captions=first["caption"], llm_knowledge=None if by_file else first["llm"], sources={
-                           "knowledge_train": _path(ds.knowledge_train) if by_file else None,
-                           "knowledge_dev": _path(ds.knowledge_dev) if by_file else None,
-                           "knowledge_test": _path(ds.knowledge_test) if by_file else None,
-                           "captions": None if first["caption"] else _path(ds.captions)})
+                           "knowledge_train": as_source(ds.knowledge_train) if by_file else None,
+                           "knowledge_dev": as_source(ds.knowledge_dev) if by_file else None,
+                           "knowledge_test": as_source(ds.knowledge_test) if by_file else None,
+                           "captions": None if first["caption"] else as_source(ds.captions)})
     if until == "knowledge":
         return {"knowledge": joined["dir"]}
 

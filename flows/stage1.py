@@ -26,7 +26,8 @@ from tasks.shards import map_shards
 STAGES = ("caption", "ocr", "retrieve", "prompts", "llm", "sft")
 
 
-def _path(value: object) -> str | None:
+def as_source(value: object) -> str | None:
+    """A config path as a ``sources`` entry (None stays None)."""
     return str(value) if value else None
 
 
@@ -56,7 +57,7 @@ def stage1(config: PipelineConfig, data: dict[str, Any], refresh: list[str], unt
     if done("ocr") or cfg.knowledge.backend == "file":
         return out
 
-    examples = {"examples": _path(ds.examples), "examples_entities": _path(ds.examples_entities)}
+    examples = {"examples": as_source(ds.examples), "examples_entities": as_source(ds.examples_entities)}
     r = cfg.retrieval
     out["retrieve"] = run_stage(retrieve_examples, "retrieve" in refresh, data=data, captions=out["caption"],
                                 ocr=out["ocr"], sources=examples, embedder=r.embedder, encoder=r.encoder,
@@ -86,7 +87,7 @@ def stage1(config: PipelineConfig, data: dict[str, Any], refresh: list[str], unt
 
 def _file_source(path: object) -> Callable[[list[dict[str, Any]]], dict[str, Any]]:
     """``rows -> {"sources": {"captions": file}}``: every shard keys on the whole file's content."""
-    return lambda rows: {"sources": {"captions": _path(path)}}
+    return lambda rows: {"sources": {"captions": as_source(path)}}
 
 
 def _image_sources(config: PipelineConfig) -> Callable[[list[dict[str, Any]]], dict[str, Any]]:

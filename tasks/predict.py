@@ -42,7 +42,7 @@ def llm_knowledge(tokens: list[str], caption: str, ocr: str, config: PipelineCon
     from tasks.llm import clean_answer
     from tasks.llm_client import LLMSettings, complete_all
     from tasks.llm_server import resolve_base_url
-    from tasks.prompt import fit_prompt, load_template, make_token_counter, template_sources
+    from tasks.prompt import example_shots, fit_prompt, load_template, make_token_counter, template_sources
     from tasks.retrieve import EmbedderOptions, Item, load_examples, make_embedder, retrieve
 
     ds, s1 = config.dataset, config.stage1
@@ -50,14 +50,12 @@ def llm_knowledge(tokens: list[str], caption: str, ocr: str, config: PipelineCon
     shots: list[tuple[Item, str]] = []
     sources = {"examples": str(ds.examples), "examples_entities": str(ds.examples_entities)}
     if s1.prompt.n_examples and ds.examples is not None:
-        manual = load_examples(sources)
-        train = {s.image_id: s for s in formats.read_conll(ds.train, repair=True).sentences if s.image_id}
-        examples = [Item(e.image_id, e.image_id, " ".join(train[e.image_id].tokens)) for e in manual if e.image_id in train]
-        answers = {e.image_id: e.answer for e in manual}
+        train = [Item(str(i), s.image_id, " ".join(s.tokens))
+                 for i, s in enumerate(formats.read_conll(ds.train, repair=True).sentences)]
+        by_image = example_shots(load_examples(sources), train, ds.examples)
         embedder = make_embedder(s1.retrieval.embedder, EmbedderOptions(encoder=s1.retrieval.encoder, seed=s1.retrieval.seed))
-        _, hits = retrieve([query], examples, embedder, s1.retrieval.top_n)
-        by_id = {e.image_id: e for e in examples}
-        shots = [(by_id[hit["image_id"]], answers[hit["image_id"]]) for hit in hits[0][: s1.prompt.n_examples]]
+        _, hits = retrieve([query], [item for item, _ in by_image.values()], embedder, s1.retrieval.top_n)
+        shots = [by_image[hit["image_id"]] for hit in hits[0][: s1.prompt.n_examples]]
     template = load_template({**template_sources(s1.prompt.template_dir), **sources})
     prompt = fit_prompt(template, shots, query, make_token_counter(s1.prompt.tokenizer), s1.prompt.max_prompt_tokens)
     llm = s1.llm

@@ -24,6 +24,7 @@ from typing import Any, Callable, Sequence
 import mner.pgim
 import tasks.retrieve
 from mner.config import DEFAULT_ENCODER
+from mner.pgim import ManualExample
 from mner.store import StageRun
 from tasks.common import stage_logger, stage_task
 from tasks.data import SPLITS, read_jsonl, write_jsonl
@@ -169,6 +170,12 @@ def _retrieved_ids(path: Path, rows: list[dict[str, Any]], queries: Sequence[Ite
     return [[hit["image_id"] for hit in row["examples"]] for row in rows]
 
 
+def example_shots(manual: Sequence[ManualExample], train: Sequence[Item], examples_path: str | Path) -> dict[str, tuple[Item, str]]:
+    """``image id -> (example tweet, its hand-written answer)``; an example not in ``train`` raises, naming file:line."""
+    answers = {e.image_id: e.answer for e in manual}
+    return {item.image_id: (item, answers[item.image_id]) for item in example_items(manual, train, examples_path)}
+
+
 @stage_task("prompts", shaped_by=[tasks.retrieve, mner.pgim])
 def build_prompts(run: StageRun, data: dict[str, Any], retrieval: dict[str, Any], captions: dict[str, Any] | None,
                   ocr: dict[str, Any] | None, sources: dict[str, str], n_examples: int, max_prompt_tokens: int,
@@ -181,10 +188,7 @@ def build_prompts(run: StageRun, data: dict[str, Any], retrieval: dict[str, Any]
     log = stage_logger()
     template = load_template(sources)
     count = make_token_counter(tokenizer)
-    manual = load_examples(sources)
-    answers = {e.image_id: e.answer for e in manual}
-    shots = {item.image_id: (item, answers[item.image_id])
-             for item in example_items(manual, split_items(data, "train", captions, ocr), sources["examples"])}
+    shots = example_shots(load_examples(sources), split_items(data, "train", captions, ocr), sources["examples"])
     summary: dict[str, Any] = {"template_version": template.version}
     failures: list[str] = []
     for split in SPLITS:

@@ -37,3 +37,33 @@ def minilm_path() -> str:
     from mner.config import DEFAULT_ENCODER
 
     return resolve_encoder(DEFAULT_ENCODER)
+
+
+def task_run_states(flow_run_id, api_url: str | None = None) -> dict[str, str]:
+    """Task-run states by name of a flow run and of its subflow runs (subflow placeholder tasks left out).
+
+    ``api_url`` names a server other than the one the current Prefect settings point at.
+    """
+    import asyncio
+    import contextlib
+
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.filters import (
+        FlowRunFilter, FlowRunFilterId, FlowRunFilterParentFlowRunId, TaskRunFilter,
+    )
+    from prefect.client.schemas.sorting import FlowRunSort, TaskRunSort
+    from prefect.settings import PREFECT_API_URL, temporary_settings
+
+    async def read():
+        async with get_client() as client:
+            children = await client.read_flow_runs(
+                flow_run_filter=FlowRunFilter(parent_flow_run_id=FlowRunFilterParentFlowRunId(any_=[flow_run_id])),
+                task_run_filter=TaskRunFilter(), sort=FlowRunSort.START_TIME_DESC, limit=100)
+            runs = await client.read_task_runs(
+                flow_run_filter=FlowRunFilter(id=FlowRunFilterId(any_=[flow_run_id, *(c.id for c in children)])),
+                task_run_filter=TaskRunFilter(), sort=TaskRunSort.EXPECTED_START_TIME_ASC, limit=200)
+            return {r.name: r.state.name for r in runs if not r.name.startswith("mner-stage1")}
+
+    settings = temporary_settings({PREFECT_API_URL: api_url}) if api_url else contextlib.nullcontext()
+    with settings:
+        return asyncio.run(read())

@@ -8,7 +8,6 @@ and what reads from it (evaluate).
 
 from __future__ import annotations
 
-import asyncio
 import json
 import os
 import signal
@@ -20,7 +19,7 @@ from pathlib import Path
 import pytest
 
 from mner.server import free_port, server_env, start_server, stop_server
-from tests.conftest import PROJECT
+from tests.conftest import PROJECT, task_run_states
 
 pytestmark = pytest.mark.slow
 
@@ -71,37 +70,11 @@ def _run_deployment(env: dict[str, str], params: dict, name: str = "mner-pipelin
     raise AssertionError(f"no flow run id in:\n{done.stdout}")
 
 
-def _client_call(api_url: str, call):
-    from prefect.client.orchestration import get_client
-    from prefect.settings import PREFECT_API_URL, temporary_settings
-
-    async def run():
-        async with get_client() as client:
-            return await call(client)
-
-    with temporary_settings({PREFECT_API_URL: api_url}):
-        return asyncio.run(run())
-
-
 def _stage_states(api_url: str, flow_run_id: str) -> dict[str, str]:
     """Final state of every stage task of a flow run and its subflows, by task-run name."""
-    from prefect.client.schemas.filters import (
-        FlowRunFilter, FlowRunFilterId, FlowRunFilterParentFlowRunId, TaskRunFilter,
-    )
-    from prefect.client.schemas.sorting import FlowRunSort, TaskRunSort
-
-    async def read(client):
-        children = await client.read_flow_runs(
-            flow_run_filter=FlowRunFilter(parent_flow_run_id=FlowRunFilterParentFlowRunId(any_=[flow_run_id])),
-            task_run_filter=TaskRunFilter(), sort=FlowRunSort.START_TIME_DESC, limit=50)
-        runs = await client.read_task_runs(
-            flow_run_filter=FlowRunFilter(id=FlowRunFilterId(any_=[flow_run_id, *(c.id for c in children)])),
-            task_run_filter=TaskRunFilter(), sort=TaskRunSort.EXPECTED_START_TIME_ASC, limit=200)
-        return {r.name: r.state.name for r in runs if r.name.startswith(STAGE_PREFIXES)}
-
     deadline = time.monotonic() + 60
     while True:  # task-run states arrive through events: wait until all are final
-        states = _client_call(api_url, read)
+        states = {n: s for n, s in task_run_states(flow_run_id, api_url).items() if n.startswith(STAGE_PREFIXES)}
         final = states and all(s in {"Completed", "Cached", "Failed"} for s in states.values())
         if final or time.monotonic() > deadline:
             return states

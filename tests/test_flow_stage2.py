@@ -13,44 +13,23 @@ from pathlib import Path
 
 import pytest
 
+from tests.conftest import task_run_states
+
 pytestmark = pytest.mark.slow
 
 
 def _task_states(flow_run_id, expected: int = 7) -> dict[str, str]:
     """Task-run states of a flow run; Prefect records them through events, so poll briefly."""
     deadline = time.time() + 60
-    states = _read_task_states(flow_run_id)
+    states = task_run_states(flow_run_id)
     while time.time() < deadline and (len(states) < expected or not all(_final(s) for s in states.values())):
         time.sleep(1)
-        states = _read_task_states(flow_run_id)
+        states = task_run_states(flow_run_id)
     return states
 
 
 def _final(state_name: str) -> bool:
     return state_name in {"Completed", "Cached", "Failed", "Crashed"}
-
-
-def _read_task_states(flow_run_id) -> dict[str, str]:
-    """Task runs of a flow run and of its subflow runs, by name (subflow placeholders left out)."""
-    from prefect.client.orchestration import get_client
-    from prefect.client.schemas.filters import (
-        FlowRunFilter, FlowRunFilterId, FlowRunFilterParentFlowRunId, TaskRunFilter,
-    )
-    from prefect.client.schemas.sorting import FlowRunSort, TaskRunSort
-
-    async def read():
-        async with get_client() as client:
-            children = await client.read_flow_runs(
-                flow_run_filter=FlowRunFilter(parent_flow_run_id=FlowRunFilterParentFlowRunId(any_=[flow_run_id])),
-                task_run_filter=TaskRunFilter(), sort=FlowRunSort.START_TIME_DESC, limit=100)
-            ids = [flow_run_id, *(c.id for c in children)]
-            runs = await client.read_task_runs(
-                flow_run_filter=FlowRunFilter(id=FlowRunFilterId(any_=ids)), task_run_filter=TaskRunFilter(),
-                sort=TaskRunSort.EXPECTED_START_TIME_ASC, limit=200,
-            )
-            return {run.name: run.state.name for run in runs if not run.name.startswith("mner-stage1")}
-
-    return asyncio.run(read())
 
 
 def _artifacts(keys: list[str]) -> dict[str, object]:

@@ -29,7 +29,8 @@ STAGE_INPUTS: dict[str, tuple[str, ...]] = {
     "load": (),
     "caption": ("load",),
     "ocr": ("load",),
-    "retrieve": ("load", "caption", "ocr"),
+    "backbone": ("load", "caption", "ocr"),
+    "retrieve": ("load", "caption", "ocr", "backbone"),
     "prompts": ("load", "retrieve", "caption", "ocr"),
     "llm": ("prompts",),
     "sft": ("prompts", "llm"),
@@ -38,7 +39,7 @@ STAGE_INPUTS: dict[str, tuple[str, ...]] = {
     "evaluate": ("train", "knowledge"),
 }
 STAGES = tuple(STAGE_INPUTS)
-STAGE1_STAGES = ("caption", "ocr", "retrieve", "prompts", "llm", "sft")
+STAGE1_STAGES = ("caption", "ocr", "backbone", "retrieve", "prompts", "llm", "sft")
 
 
 def downstream_of(stages: list[str]) -> set[str]:

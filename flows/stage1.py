@@ -1,5 +1,8 @@
 """Stage 1: image to text (captions, OCR), similar-example retrieval, prompts, LLM knowledge.
 
+With ``stage1.retrieval.embedder: fused`` the multimodal backbone is trained first (stage
+``backbone``) and retrieval uses its fused features (PGIM's MSEA).
+
 With ``stage1.knowledge.backend: file`` the knowledge is PGIM's released ChatGPT answers (joined
 in stage 2) and retrieval, prompts and the LLM are skipped.
 """
@@ -11,6 +14,7 @@ from typing import Any, Callable
 from prefect import flow
 
 from mner.config import PipelineConfig
+from tasks.backbone import backbone_image_sources, train_backbone_stage
 from tasks.caption import caption_shard
 from tasks.common import run_stage
 from tasks.image_io import image_sources
@@ -23,7 +27,7 @@ from tasks.retrieve import retrieve_examples
 from tasks.sft import export_sft
 from tasks.shards import map_shards
 
-STAGES = ("caption", "ocr", "retrieve", "prompts", "llm", "sft")
+STAGES = ("caption", "ocr", "backbone", "retrieve", "prompts", "llm", "sft")
 
 
 def as_source(value: object) -> str | None:
@@ -54,14 +58,20 @@ def stage1(config: PipelineConfig, data: dict[str, Any], refresh: list[str], unt
         out["ocr"] = map_shards(ocr_shard, data, cfg.runner.shard_size, "ocr" in refresh,
                                 shard_params=_image_sources(config), backend=cfg.ocr.backend,
                                 min_score=cfg.ocr.min_score, artifacts_root=root)
-    if done("ocr") or cfg.knowledge.backend == "file":
+    if done("ocr"):
         return out
-
-    examples = {"examples": as_source(ds.examples), "examples_entities": as_source(ds.examples_entities)}
     r = cfg.retrieval
+    if until == "backbone" or (cfg.knowledge.backend == "llm" and r.embedder == "fused"):
+        out["backbone"] = run_stage(train_backbone_stage, "backbone" in refresh,
+                                    **backbone_params(config, data, out["caption"], out["ocr"]))
+    if done("backbone") or cfg.knowledge.backend == "file":
+        return out
+    examples = {"examples": as_source(ds.examples), "examples_entities": as_source(ds.examples_entities)}
+    clip_images = as_source(ds.images) if config.backbone.image_source == "clip" else None
     out["retrieve"] = run_stage(retrieve_examples, "retrieve" in refresh, data=data, captions=out["caption"],
                                 ocr=out["ocr"], sources=examples, embedder=r.embedder, encoder=r.encoder,
-                                top_n=r.top_n, seed=r.seed, artifacts_root=root)
+                                top_n=r.top_n, seed=r.seed, backbone=out["backbone"], images=clip_images,
+                                artifacts_root=root)
     if done("retrieve"):
         return out
     p = cfg.prompt
@@ -83,6 +93,18 @@ def stage1(config: PipelineConfig, data: dict[str, Any], refresh: list[str], unt
     out["sft"] = run_stage(export_sft, "sft" in refresh, prompts=out["prompts"], knowledge=out["llm"],
                            splits=["train", "dev"], artifacts_root=root)
     return out
+
+
+def backbone_params(config: PipelineConfig, data: dict[str, Any], captions: dict[str, Any] | None,
+                    ocr: dict[str, Any] | None, **weights: float) -> dict[str, Any]:
+    """Parameters of the ``backbone`` stage from the config; ``weights`` override loss weights (grid search)."""
+    clip = config.backbone.image_source == "clip"
+    if clip and config.dataset.images is None:
+        raise ValueError("backbone.image_source=clip needs dataset.images")
+    return dict(data=data, captions=captions, ocr=ocr,
+                sources=backbone_image_sources(data, config.dataset.images) if clip else {},
+                backbone={**config.backbone.model_dump(mode="json"), **weights},
+                train=config.train.model_dump(mode="json"), artifacts_root=str(config.artifacts_root))
 
 
 def _file_source(path: object) -> Callable[[list[dict[str, Any]]], dict[str, Any]]:

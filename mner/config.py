@@ -69,6 +69,42 @@ class TrainConfig(_Strict):
     processes: int = Field(0, ge=0, description="training processes (DDP); 0 = one per GPU on CUDA, 1 on the CPU")
 
 
+class BackboneConfig(_Strict):
+    """The multimodal NER backbone whose fused features H drive MSEA retrieval (``stage1.retrieval.embedder: fused``).
+
+    Training reuses ``train`` for batch size, weight decay, warm-up, clipping, seed, precision and
+    device; the two phases and their learning rates are set here.
+    """
+
+    encoder: str = Field(DEFAULT_ENCODER, description="text encoder: HF id, local path, or offline:all-MiniLM-L6-v2")
+    image_source: Literal["text", "clip"] = Field(
+        "text", description="text: caption + OCR through the text encoder (offline default); clip: pixels through CLIP")
+    clip_model: str = Field("openai/clip-vit-base-patch32", description="CLIP id or local path (image_source: clip)")
+    num_queries: int = Field(8, ge=1, description="visual tokens made by the resampler")
+    cross_layers: int = Field(1, ge=1, description="text-to-visual cross-attention blocks")
+    heads: int = Field(4, ge=1)
+    dropout: float = Field(0.1, ge=0.0, lt=1.0)
+    shape_features: bool = True
+    shape_dim: int = Field(32, ge=1)
+    projection_dim: int = Field(128, ge=8, description="space of the alignment and InfoNCE losses")
+    temperature: float = Field(0.07, gt=0)
+    align_lambda: float = Field(0.1, ge=0, description="weight of the text-image alignment loss")
+    infonce_lambda: float = Field(0.1, ge=0, description="weight of the InfoNCE loss")
+    max_length: int = Field(128, ge=8, description="sub-tokens of [CLS] T [SEP]")
+    max_image_tokens: int = Field(64, ge=4, description="sub-tokens of the image text (image_source: text)")
+    s1_epochs: int = Field(1, ge=0, description="phase S1: encoders frozen")
+    s2_epochs: int = Field(3, ge=0, description="phase S2: encoders fine-tuned at lr_encoder")
+    lr_head: float = Field(5e-3, gt=0, description="resampler, cross-attention, fusion, heads and CRF, both phases")
+    lr_encoder: float = Field(1e-4, gt=0, description="encoders in S2, lower than lr_head")
+    constrained_decoding: bool = True
+
+    @model_validator(mode="after")
+    def _some_epochs(self) -> "BackboneConfig":
+        if self.s1_epochs + self.s2_epochs < 1:
+            raise ValueError("s1_epochs + s2_epochs must be at least 1")
+        return self
+
+
 class RunnerConfig(_Strict):
     """How per-sample stages (captions, OCR, LLM calls) are spread: shards mapped over a task runner."""
 
@@ -98,7 +134,8 @@ class OcrConfig(_Strict):
 class RetrievalConfig(_Strict):
     """MSEA: the most similar hand-written examples of every sample (FAISS, inner product on unit vectors)."""
 
-    embedder: Literal["text", "random"] = Field("text", description="text: sentence embedding of tweet + caption + OCR")
+    embedder: Literal["text", "random", "fused"] = Field(
+        "text", description="text: sentence embedding of tweet + caption + OCR; fused: pooled H of the trained backbone")
     encoder: str = DEFAULT_ENCODER
     top_n: int = Field(5, ge=1)
     seed: int = 42
@@ -164,6 +201,7 @@ class PipelineConfig(_Strict):
     stage1: Stage1Config = Stage1Config()
     model: ModelConfig = ModelConfig()
     train: TrainConfig = TrainConfig()
+    backbone: BackboneConfig = BackboneConfig()
     variants: tuple[Literal["text", "text+knowledge"], ...] = ("text", "text+knowledge")
     artifacts_root: Path = PROJECT_ROOT / "artifacts"
 

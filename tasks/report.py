@@ -92,3 +92,12 @@ def publish_llm_usage(dataset: str, llm_output: dict[str, Any]) -> list[dict[str
     rows = usage_table_rows(summary["shards"])
     create_table_artifact(rows, key=_key(f"{dataset}-llm-usage"), description=f"LLM usage and estimated cost on {dataset}")
     return rows
+
+
+@task(name="backbone-grid-table")
+def publish_grid(dataset: str, grid_output: dict[str, Any]) -> list[dict[str, Any]]:
+    """Table artifact ``<dataset>-backbone-grid``: loss weights and dev/test P/R/F1 of every grid point."""
+    rows = json.loads(Path(grid_output["dir"], "grid.json").read_text(encoding="utf-8"))
+    create_table_artifact(rows, key=_key(f"{dataset}-backbone-grid"),
+                          description=f"Backbone loss-weight grid on {dataset} (choose on dev F1)")
+    return rows

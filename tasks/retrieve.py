@@ -7,10 +7,11 @@ gives each query its top-N examples by cosine similarity. A query never gets its
 example whose image id equals the query's is filtered out of the N+1 nearest.
 
 Embedders (``EMBEDDERS``, extended with :func:`register_embedder`): ``text`` (mean-pooled
-sentence embedding from a transformers encoder) and ``random`` (seeded baseline). A
-multimodal ``fused`` embedder registers itself the same way: its factory receives
-:class:`EmbedderOptions` (add fields there, e.g. an image folder) and returns an object whose
-``embed(items)`` sees each :class:`Item`'s ``image_id``.
+sentence embedding from a transformers encoder), ``random`` (seeded baseline) and ``fused``
+(PGIM's MSEA: the pooled fused text-image features H of the trained multimodal backbone of the
+``backbone`` stage, reading the caption and OCR text, or the image file through CLIP). A factory
+receives :class:`EmbedderOptions` and returns an object whose ``embed(items)`` sees each
+:class:`Item`.
 """
 
 from __future__ import annotations
@@ -60,6 +61,8 @@ class EmbedderOptions:
     batch_size: int = 64
     max_length: int = 256
     device: str = "auto"
+    backbone_dir: str | None = None  # fused: a trained backbone (output of the backbone stage)
+    images: str | None = None  # fused with a CLIP backbone: folder of <image_id>.jpg
 
 
 class Embedder(Protocol):
@@ -149,8 +152,34 @@ class TextEmbedder:
         return normalise(out)
 
 
+class FusedEmbedder:
+    """Mean-pooled fused features H of a trained multimodal backbone (L2-normalised)."""
+
+    def __init__(self, options: EmbedderOptions) -> None:
+        from tasks.backbone_training import load_backbone
+        from tasks.training import pick_device
+
+        if not options.backbone_dir:
+            raise ValueError("the fused embedder needs a trained backbone (backbone_dir); run the backbone stage")
+        self.device = pick_device(options.device)
+        self.model, self.encoder = load_backbone(options.backbone_dir, self.device)
+        self.images, self.batch_size = options.images, options.batch_size
+
+    def embed(self, items: Sequence[Item]) -> np.ndarray:
+        """Each item's words, caption + OCR (or image file) through the backbone, pooled over the words."""
+        from tasks.backbone import image_text
+        from tasks.backbone_training import Post, embed_posts
+
+        def image_path(item: Item) -> str | None:
+            return str(Path(self.images) / f"{item.image_id}.jpg") if self.images and item.image_id else None
+
+        posts = [Post(item.text.split(), None, image_text(item.caption, item.ocr), image_path(item)) for item in items]
+        return normalise(embed_posts(self.model, self.encoder, posts, self.device, self.batch_size))
+
+
 register_embedder("random")(RandomEmbedder)
 register_embedder("text")(TextEmbedder)
+register_embedder("fused")(FusedEmbedder)
 
 
 def build_index(vectors: np.ndarray) -> faiss.IndexFlatIP:
@@ -243,8 +272,11 @@ def load_examples(sources: dict[str, str]) -> list[ManualExample]:
 @stage_task("retrieve", shaped_by=[mner.pgim])
 def retrieve_examples(run: StageRun, data: dict[str, Any], captions: dict[str, Any] | None,
                       ocr: dict[str, Any] | None, sources: dict[str, str], embedder: str, encoder: str,
-                      top_n: int, seed: int, artifacts_root: str) -> dict[str, Any]:
+                      top_n: int, seed: int, artifacts_root: str, backbone: dict[str, Any] | None = None,
+                      images: str | None = None) -> dict[str, Any]:
     """Top-N similar manual examples for every tweet of every split (never the tweet itself).
+
+    The ``fused`` embedder needs ``backbone`` (the backbone stage's output; ``images`` for a CLIP one).
 
     Writes ``{split}.jsonl`` rows ``{"id", "examples": [{"image_id", "score"}]}``, the example
     index ``index.faiss`` and ``examples.json`` (image ids in index order, with the embedded text).
@@ -252,7 +284,10 @@ def retrieve_examples(run: StageRun, data: dict[str, Any], captions: dict[str, A
     log = stage_logger()
     if top_n < 1:
         raise ValueError(f"top_n must be at least 1, got {top_n}")
-    model = make_embedder(embedder, EmbedderOptions(encoder=encoder, seed=seed))
+    if embedder == "fused" and backbone is None:
+        raise ValueError("embedder 'fused' needs the backbone stage's output")
+    model = make_embedder(embedder, EmbedderOptions(encoder=encoder, seed=seed, images=images,
+                                                    backbone_dir=backbone["dir"] if backbone else None))
     manual = load_examples(sources)
     examples = example_items(manual, split_items(data, "train", captions, ocr), sources["examples"])
     index = build_index(model.embed(examples))

@@ -15,29 +15,42 @@ from pathlib import Path
 import torch
 import torch.distributed as dist
 
-from mner.config import ModelConfig, TrainConfig
+from mner.config import BackboneConfig, ModelConfig, TrainConfig
 from tasks.data import read_jsonl
-from tasks.training import Example, rank_and_world, train_tagger
+from tasks.training import Example, TrainResult, rank_and_world, train_tagger
 
 
 def _examples(path: str, limit: int | None = None) -> list[Example]:
     return [Example(r["tokens"], r["tags"], r.get("knowledge", "")) for r in read_jsonl(path)[:limit]]
 
 
+def _train_backbone(job: dict, train_cfg: TrainConfig, log) -> TrainResult:
+    """The ``backbone`` job kind (one process): posts from the job's files, two-phase training."""
+    from tasks.backbone import as_posts
+    from tasks.backbone_training import train_backbone
+
+    return train_backbone(as_posts(read_jsonl(job["train_file"])[: train_cfg.max_train_sentences]),
+                          as_posts(read_jsonl(job["dev_file"])), job["labels"],
+                          BackboneConfig.model_validate(job["backbone"]), train_cfg, Path(job["work_dir"]), log)
+
+
 def run_job(job_path: str | Path) -> dict:
     """Run the job described by ``job_path``; returns (and on rank 0 writes) the result."""
     job = json.loads(Path(job_path).read_text(encoding="utf-8"))
-    model_cfg, train_cfg = ModelConfig.model_validate(job["model"]), TrainConfig.model_validate(job["train"])
+    train_cfg = TrainConfig.model_validate(job["train"])
     distributed = int(job.get("processes", 1)) > 1
     if distributed:
         use_nccl = torch.cuda.is_available() and train_cfg.device != "cpu"
         dist.init_process_group("nccl" if use_nccl else "gloo")
     rank, _ = rank_and_world()
     log = (lambda message: print(message, flush=True)) if rank == 0 else (lambda _message: None)
-    result = train_tagger(
-        _examples(job["train_file"], train_cfg.max_train_sentences), _examples(job["dev_file"]), job["labels"],
-        model_cfg, train_cfg, Path(job["work_dir"]), job["use_knowledge"], log,
-    )
+    if job.get("kind") == "backbone":
+        result = _train_backbone(job, train_cfg, log)
+    else:
+        result = train_tagger(
+            _examples(job["train_file"], train_cfg.max_train_sentences), _examples(job["dev_file"]), job["labels"],
+            ModelConfig.model_validate(job["model"]), train_cfg, Path(job["work_dir"]), job["use_knowledge"], log,
+        )
     if rank == 0:
         Path(job["result_file"]).write_text(json.dumps(result.__dict__, indent=2), encoding="utf-8")
     if distributed:

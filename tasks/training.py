@@ -203,7 +203,8 @@ def predict(
     return out
 
 
-def _save_checkpoint(path: Path, state: dict) -> None:
+def save_checkpoint(path: Path, state: dict) -> None:
+    """Write ``state`` to ``path`` atomically (a crash leaves the previous checkpoint)."""
     tmp = path.with_name(path.name + ".tmp")
     torch.save(state, tmp)
     os.replace(tmp, path)
@@ -324,7 +325,7 @@ def train_tagger(
         state["epoch"] = epoch
         if rank != 0:
             continue
-        _save_checkpoint(checkpoint_path, {
+        save_checkpoint(checkpoint_path, {
             "model": tagger.state_dict(), "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
             "state": state, "rng": {"python": random.getstate(), "torch": torch.get_rng_state()},
         })

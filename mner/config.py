@@ -7,7 +7,7 @@ from pathlib import Path
 from typing import Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, NonNegativeInt, ValidationError, model_validator
 
 from mner import PROJECT_ROOT
 
@@ -36,6 +36,21 @@ class DatasetConfig(_Strict):
     repair_bio: bool = Field(True, description="convert BIO to IOB2 (the Twitter files have I-X after O); the count is reported")
 
 
+class LoraConfig(_Strict):
+    """LoRA adapters (peft) on the encoder's attention projections; every other encoder weight stays frozen."""
+
+    rank: int = Field(8, ge=1, description="r, the rank of each adapter")
+    alpha: float = Field(16.0, gt=0, description="lora_alpha; the update is scaled by alpha / rank")
+    dropout: float = Field(0.1, ge=0.0, lt=1.0)
+    target_modules: tuple[str, ...] = Field(
+        ("query", "key", "value"), min_length=1,
+        description="attention projection names: query/key/value in BERT and MiniLM, and in RoBERTa and XLM-R too",
+    )
+    layers: tuple[NonNegativeInt, ...] | None = Field(
+        None, min_length=1, description="encoder layer indices to adapt (peft layers_to_transform); None = all"
+    )
+
+
 class ModelConfig(_Strict):
     """The [T;Z] tagger: encoder, head and input format."""
 
@@ -45,6 +60,18 @@ class ModelConfig(_Strict):
     shape_dim: int = Field(32, ge=1)
     max_length: int = Field(256, ge=8, description="sub-tokens of [CLS] T [SEP] Z [SEP]; Z is cut to fit")
     constrained_decoding: bool = True
+    lora: LoraConfig | None = Field(None, description="train LoRA adapters instead of the whole encoder; None = full fine-tuning")
+    head: Literal["linear", "bilstm_attention"] = Field(
+        "linear", description="bilstm_attention: a BiLSTM and word self-attention between the word features and the linear layer"
+    )
+    lstm_hidden: int = Field(256, ge=2, multiple_of=2, description="BiLSTM output size, both directions together (bilstm_attention)")
+    attention_heads: int = Field(4, ge=1, description="self-attention heads (bilstm_attention); must divide lstm_hidden")
+
+    @model_validator(mode="after")
+    def _heads_divide_hidden(self) -> "ModelConfig":
+        if self.lstm_hidden % self.attention_heads:
+            raise ValueError(f"attention_heads={self.attention_heads} does not divide lstm_hidden={self.lstm_hidden}")
+        return self
 
 
 class TrainConfig(_Strict):
@@ -54,6 +81,7 @@ class TrainConfig(_Strict):
     batch_size: int = Field(16, ge=1)
     lr_encoder: float = Field(2e-4, gt=0, description="chosen on Twitter-2015 dev for MiniLM")
     lr_head: float = Field(5e-3, gt=0)
+    lr_lora: float = Field(1e-3, gt=0, description="learning rate of the LoRA adapters when model.lora is set (lr_encoder is then unused)")
     weight_decay: float = Field(0.01, ge=0)
     warmup_ratio: float = Field(0.1, ge=0, lt=1)
     max_grad_norm: float = Field(1.0, gt=0)

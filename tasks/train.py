@@ -16,6 +16,7 @@ import torch
 import mner.tags
 import models.crf
 import models.encoding
+import models.heads
 import models.tagger
 import tasks.train_worker
 import tasks.training
@@ -69,7 +70,7 @@ def run_training_job(job: dict[str, Any], work_dir, log) -> dict[str, Any]:
     return result
 
 
-@stage_task("train", shaped_by=[tasks.training, tasks.train_worker, models.tagger, models.crf, models.encoding, mner.tags])
+@stage_task("train", shaped_by=[tasks.training, tasks.train_worker, models.tagger, models.heads, models.crf, models.encoding, mner.tags])
 def train_model(
     run: StageRun, data: dict[str, Any], variant: str, model: dict[str, Any], train: dict[str, Any], artifacts_root: str
 ) -> dict[str, Any]:

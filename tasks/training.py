@@ -1,9 +1,9 @@
 """The stage-2 training loop, free of Prefect so that benchmarks and tests can call it directly.
 
-AdamW with one learning rate for the encoder and another for the head and CRF, linear warm-up
-and decay, gradient clipping, length-bucketed batches with dynamic padding, bf16 autocast where
-the hardware has it, dev-F1 model selection with early stopping, and a checkpoint after every
-epoch from which a killed run resumes.
+AdamW with one learning rate for the encoder (or its LoRA adapters) and another for the head and
+CRF, linear warm-up and decay, gradient clipping, length-bucketed batches with dynamic padding,
+bf16 autocast where the hardware has it, dev-F1 model selection with early stopping, and a
+checkpoint after every epoch from which a killed run resumes.
 """
 
 from __future__ import annotations
@@ -54,6 +54,8 @@ class TrainResult:
     train_seconds: float
     train_sentences: int
     sentences_per_second: float
+    trainable_parameters: int
+    total_parameters: int
     history: list[dict] = field(default_factory=list)
     rank_weight_digests: list[str] = field(default_factory=list)  # DDP: one per rank, all equal
 
@@ -127,16 +129,33 @@ def set_threads(num_threads: int) -> int:
     return count
 
 
+def assemble_tagger(encoder: torch.nn.Module, labels: list[str], model_cfg: ModelConfig) -> KnowledgeTagger:
+    """The tagger ``model_cfg`` describes around ``encoder``, which gets LoRA adapters (peft) when configured.
+
+    With LoRA only the adapters of the encoder stay trainable; the head, linear layer and CRF
+    always train.
+    """
+    if model_cfg.lora is not None:
+        import peft  # takes seconds to import; only LoRA runs need it
+
+        lora = model_cfg.lora
+        encoder = peft.get_peft_model(encoder, peft.LoraConfig(
+            r=lora.rank, lora_alpha=lora.alpha, lora_dropout=lora.dropout, target_modules=list(lora.target_modules),
+            layers_to_transform=list(lora.layers) if lora.layers is not None else None, bias="none",
+        ))
+    return KnowledgeTagger(
+        encoder, labels, model_cfg.dropout, model_cfg.shape_features, model_cfg.shape_dim, model_cfg.constrained_decoding,
+        model_cfg.head, model_cfg.lstm_hidden, model_cfg.attention_heads,
+    )
+
+
 def build_tagger(model_cfg: ModelConfig, labels: list[str]) -> tuple[KnowledgeTagger, object]:
     """A fresh tagger with pretrained encoder weights, and its tokenizer."""
     source = resolve_encoder(model_cfg.encoder)
     hf_logging.set_verbosity_error()  # the unused pooler weights are expected, not worth a report
     tokenizer = AutoTokenizer.from_pretrained(source)
     encoder = AutoModel.from_pretrained(source, attn_implementation="sdpa", add_pooling_layer=False)
-    tagger = KnowledgeTagger(
-        encoder, labels, model_cfg.dropout, model_cfg.shape_features, model_cfg.shape_dim, model_cfg.constrained_decoding
-    )
-    return tagger, tokenizer
+    return assemble_tagger(encoder, labels, model_cfg), tokenizer
 
 
 def save_tagger(tagger: KnowledgeTagger, tokenizer, model_cfg: ModelConfig, directory: Path) -> None:
@@ -149,15 +168,17 @@ def save_tagger(tagger: KnowledgeTagger, tokenizer, model_cfg: ModelConfig, dire
 
 
 def load_tagger(directory: str | Path, device: str | torch.device = "cpu") -> tuple[KnowledgeTagger, SentenceEncoder]:
-    """Load a tagger saved by :func:`save_tagger` plus its best weights, ready for prediction."""
+    """Load a tagger saved by :func:`save_tagger` plus its best weights, ready for prediction.
+
+    The structure (LoRA adapters, head) is rebuilt from the saved model config; ``model.pt``
+    holds every weight, the adapters' included.
+    """
     directory = Path(directory)
     meta = json.loads((directory / TAGGER_META).read_text(encoding="utf-8"))
     model_cfg = ModelConfig.model_validate(meta["model"])
     config = AutoConfig.from_pretrained(directory / "encoder")
     encoder = AutoModel.from_config(config, attn_implementation="sdpa", add_pooling_layer=False)
-    tagger = KnowledgeTagger(
-        encoder, meta["labels"], model_cfg.dropout, model_cfg.shape_features, model_cfg.shape_dim, model_cfg.constrained_decoding
-    )
+    tagger = assemble_tagger(encoder, meta["labels"], model_cfg)
     tagger.load_state_dict(torch.load(directory / BEST_WEIGHTS, map_location="cpu"))
     tokenizer = AutoTokenizer.from_pretrained(directory / "encoder")
     sentence_encoder = SentenceEncoder(tokenizer, model_cfg.max_length, {l: i for i, l in enumerate(meta["labels"])})
@@ -257,11 +278,15 @@ def train_tagger(
         return [{"params": decay, "lr": lr, "weight_decay": train_cfg.weight_decay},
                 {"params": rest, "lr": lr, "weight_decay": 0.0}]
 
-    named = list(tagger.named_parameters())
+    named = [(n, p) for n, p in tagger.named_parameters() if p.requires_grad]
+    lr_encoder = train_cfg.lr_lora if model_cfg.lora is not None else train_cfg.lr_encoder
     optimizer = torch.optim.AdamW(
-        groups([(n, p) for n, p in named if n.startswith("encoder.")], train_cfg.lr_encoder)
+        groups([(n, p) for n, p in named if n.startswith("encoder.")], lr_encoder)
         + groups([(n, p) for n, p in named if not n.startswith("encoder.")], train_cfg.lr_head)
     )
+    trainable = sum(p.numel() for _, p in named)
+    total = sum(p.numel() for p in tagger.parameters())
+    log(f"trainable parameters: {trainable:,} of {total:,}")
     scheduler = get_linear_schedule_with_warmup(optimizer, int(train_cfg.warmup_ratio * total_steps), total_steps)
 
     state = {"epoch": 0, "best_f1": -1.0, "best_epoch": 0, "stale": 0, "history": [], "train_seconds": 0.0}
@@ -340,7 +365,8 @@ def train_tagger(
     result = TrainResult(
         best_dev_f1=state["best_f1"], best_epoch=state["best_epoch"], epochs_run=state["epoch"],
         train_seconds=round(state["train_seconds"], 2), train_sentences=sentences,
-        sentences_per_second=round(sentences / max(state["train_seconds"], 1e-9), 2), history=state["history"],
+        sentences_per_second=round(sentences / max(state["train_seconds"], 1e-9), 2),
+        trainable_parameters=trainable, total_parameters=total, history=state["history"],
         rank_weight_digests=digests,
     )
     if rank == 0:

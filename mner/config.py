@@ -123,7 +123,7 @@ class BackboneConfig(_Strict):
     s1_epochs: int = Field(1, ge=0, description="phase S1: encoders frozen")
     s2_epochs: int = Field(3, ge=0, description="phase S2: encoders fine-tuned at lr_encoder")
     lr_head: float = Field(5e-3, gt=0, description="resampler, cross-attention, fusion, heads and CRF, both phases")
-    lr_encoder: float = Field(1e-4, gt=0, description="encoders in S2, lower than lr_head")
+    lr_encoder: float = Field(2e-4, gt=0, description="encoders in S2, lower than lr_head (2e-4: the tagger's, chosen on T15 dev)")
     constrained_decoding: bool = True
 
     @model_validator(mode="after")

@@ -26,8 +26,8 @@ from mner.metrics import score_entities
 from models.backbone import MultimodalBackbone, MultimodalBatch
 from models.encoding import EncodedSentence, SentenceEncoder, collate
 from tasks.image_io import BadImage, load_image
-from tasks.training import (CHECKPOINT, BEST_WEIGHTS, TrainResult, bucketed_batches, pick_device, resolve_encoder,
-                            save_checkpoint, set_seed, set_threads, use_bf16)
+from tasks.training import (BEST_WEIGHTS, CHECKPOINT, TrainResult, bucketed_batches, param_groups, pick_device,
+                            resolve_encoder, save_checkpoint, set_seed, set_threads, use_bf16)
 
 BACKBONE_META = "backbone.json"
 
@@ -210,13 +210,6 @@ def _phase_schedule(s1_steps: int, total_steps: int, warmup_ratio: float) -> tup
             lambda step: 0.0 if step < s1_steps else linear(step - s1_steps, total_steps - s1_steps))
 
 
-def _param_groups(named: list[tuple[str, torch.nn.Parameter]], lr: float, weight_decay: float) -> list[dict]:
-    no_decay = ("bias", "LayerNorm.weight", "layer_norm", "norm.weight", "norm_")
-    decay = [p for n, p in named if not any(k in n for k in no_decay)]
-    rest = [p for n, p in named if any(k in n for k in no_decay)]
-    return [{"params": decay, "lr": lr, "weight_decay": weight_decay}, {"params": rest, "lr": lr, "weight_decay": 0.0}]
-
-
 def train_backbone(
     train: Sequence[Post], dev: Sequence[Post], labels: list[str], cfg: BackboneConfig, train_cfg: TrainConfig,
     work_dir: Path, log: Callable[[str], None] = print,
@@ -241,9 +234,12 @@ def train_backbone(
     steps_per_epoch = max(1, math.ceil(len(train_enc) / train_cfg.batch_size))
     encoder_ids = {id(p) for p in model.encoder_parameters()}
     named = list(model.named_parameters())
-    head_groups = _param_groups([(n, p) for n, p in named if id(p) not in encoder_ids], cfg.lr_head, train_cfg.weight_decay)
-    encoder_groups = _param_groups([(n, p) for n, p in named if id(p) in encoder_ids], cfg.lr_encoder, train_cfg.weight_decay)
+    head_groups = param_groups([(n, p) for n, p in named if id(p) not in encoder_ids], cfg.lr_head, train_cfg.weight_decay)
+    encoder_groups = param_groups([(n, p) for n, p in named if id(p) in encoder_ids], cfg.lr_encoder, train_cfg.weight_decay)
     optimizer = torch.optim.AdamW(head_groups + encoder_groups)
+    total_params = sum(p.numel() for p in model.parameters())
+    trainable = total_params if cfg.s2_epochs else total_params - sum(p.numel() for p in model.encoder_parameters())
+    log(f"parameters: {total_params:,}, trained in S2 (S1 without the encoders): {trainable:,}")
     head_lr, encoder_lr = _phase_schedule(cfg.s1_epochs * steps_per_epoch, epochs * steps_per_epoch, train_cfg.warmup_ratio)
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, [head_lr, head_lr, encoder_lr, encoder_lr])
 
@@ -308,6 +304,7 @@ def train_backbone(
     result = TrainResult(
         best_dev_f1=state["best_f1"], best_epoch=state["best_epoch"], epochs_run=state["epoch"],
         train_seconds=round(state["train_seconds"], 2), train_sentences=sentences,
-        sentences_per_second=round(sentences / max(state["train_seconds"], 1e-9), 2), history=state["history"])
+        sentences_per_second=round(sentences / max(state["train_seconds"], 1e-9), 2), trainable_parameters=trainable,
+        total_parameters=total_params, history=state["history"])
     (work_dir / "history.json").write_text(json.dumps(result.__dict__, indent=2), encoding="utf-8")
     return result

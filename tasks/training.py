@@ -224,6 +224,16 @@ def predict(
     return out
 
 
+NO_DECAY = ("bias", "LayerNorm.weight", "layer_norm", "norm.weight", "norm_")
+
+
+def param_groups(named: list[tuple[str, torch.nn.Parameter]], lr: float, weight_decay: float) -> list[dict]:
+    """Two AdamW groups at ``lr``: weights with ``weight_decay``, biases and norms without."""
+    decay = [p for n, p in named if not any(k in n for k in NO_DECAY)]
+    rest = [p for n, p in named if any(k in n for k in NO_DECAY)]
+    return [{"params": decay, "lr": lr, "weight_decay": weight_decay}, {"params": rest, "lr": lr, "weight_decay": 0.0}]
+
+
 def save_checkpoint(path: Path, state: dict) -> None:
     """Write ``state`` to ``path`` atomically (a crash leaves the previous checkpoint)."""
     tmp = path.with_name(path.name + ".tmp")
@@ -270,19 +280,11 @@ def train_tagger(
 
     steps_per_epoch = max(1, -(-len(train_enc) // train_cfg.batch_size) // world)
     total_steps = steps_per_epoch * train_cfg.epochs
-    no_decay = ("bias", "LayerNorm.weight", "layer_norm", "norm.weight")
-
-    def groups(params: list[tuple[str, torch.nn.Parameter]], lr: float) -> list[dict]:
-        decay = [p for n, p in params if not any(k in n for k in no_decay)]
-        rest = [p for n, p in params if any(k in n for k in no_decay)]
-        return [{"params": decay, "lr": lr, "weight_decay": train_cfg.weight_decay},
-                {"params": rest, "lr": lr, "weight_decay": 0.0}]
-
     named = [(n, p) for n, p in tagger.named_parameters() if p.requires_grad]
     lr_encoder = train_cfg.lr_lora if model_cfg.lora is not None else train_cfg.lr_encoder
     optimizer = torch.optim.AdamW(
-        groups([(n, p) for n, p in named if n.startswith("encoder.")], lr_encoder)
-        + groups([(n, p) for n, p in named if not n.startswith("encoder.")], train_cfg.lr_head)
+        param_groups([(n, p) for n, p in named if n.startswith("encoder.")], lr_encoder, train_cfg.weight_decay)
+        + param_groups([(n, p) for n, p in named if not n.startswith("encoder.")], train_cfg.lr_head, train_cfg.weight_decay)
     )
     trainable = sum(p.numel() for _, p in named)
     total = sum(p.numel() for p in tagger.parameters())

@@ -1,0 +1,82 @@
+"""Backbone benchmark: train the multimodal backbone (image as text: PGIM's BLIP-2 captions) and score it.
+
+    python benchmarks/backbone.py --config configs/twitter2015.yaml [--set backbone.s2_epochs=3 ...] [--label NAME]
+
+Runs the real ``backbone`` stage (training in its child process, then dev and test scoring)
+without a Prefect server, on the splits joined with their captions, and appends one JSON line to
+benchmarks/results/backbone.jsonl: dev/test P/R/F1, per-type test F1, the epoch history with each
+loss part, train seconds, parameters, peak RSS, the model directory (which the retrieval benchmark's
+``fused`` embedder reads), the command, commit, date and machine. Compare with
+``benchmarks/stage2.py --variant text`` at the same encoder and epoch budget.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import resource
+import sys
+import time
+from pathlib import Path
+
+import yaml
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "benchmarks"))
+
+from mner.config import load_config  # noqa: E402
+from stage2 import commit, machine  # noqa: E402
+from tasks.backbone import train_backbone_stage  # noqa: E402
+from tasks.data import join_knowledge, load_splits  # noqa: E402
+
+RESULTS = ROOT / "benchmarks" / "results" / "backbone.jsonl"
+
+
+def main() -> None:
+    """Parse arguments, run the stages, append the result line."""
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--config", required=True)
+    parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="config override (YAML value)")
+    parser.add_argument("--label", default="", help="name of this configuration in the results")
+    args = parser.parse_args()
+    handler = logging.StreamHandler()
+    handler.setFormatter(logging.Formatter("%(asctime)s %(message)s"))
+    logging.getLogger("mner").addHandler(handler)
+    logging.getLogger("mner").setLevel(logging.INFO)
+    overrides = {k: yaml.safe_load(v) for k, v in (s.split("=", 1) for s in args.set)}
+    cfg = load_config(args.config, overrides)
+    root, ds = str(cfg.artifacts_root), cfg.dataset
+    started = time.time()
+    data = load_splits.fn(sources={"train": str(ds.train), "dev": str(ds.dev), "test": str(ds.test)},
+                          repair_bio=ds.repair_bio, artifacts_root=root)
+    # the joined rows carry each post's caption by id, as a captions stage output would
+    joined = join_knowledge.fn(data=data, artifacts_root=root, sources={
+        "knowledge_train": None, "knowledge_dev": None, "knowledge_test": None, "captions": str(ds.captions)})
+    out = train_backbone_stage.fn(data=joined, captions=joined, ocr=None, sources={},
+                                  backbone=cfg.backbone.model_dump(mode="json"), train=cfg.train.model_dump(mode="json"),
+                                  artifacts_root=root)
+    history = json.loads(Path(out["dir"], "history.json").read_text())
+    scores = json.loads(Path(out["dir"], "scores.json").read_text())
+    row = {
+        "dataset": ds.name, "variant": f"backbone ({cfg.backbone.image_source})", "label": args.label,
+        **{f"{split}_{m}": scores[split][m] for split in ("dev", "test") for m in ("precision", "recall", "f1")},
+        "test_per_type_f1": {t: c["f1"] for t, c in scores["test"]["per_type"].items()},
+        "best_epoch": history["best_epoch"], "epochs": history["epochs_run"], "train_seconds": history["train_seconds"],
+        "train_sentences_per_second": history["sentences_per_second"], "history": history["history"],
+        "trainable_parameters": history["trainable_parameters"], "total_parameters": history["total_parameters"],
+        "overrides": overrides, "model_dir": out["dir"],
+        "peak_rss_mib": round(max(resource.getrusage(who).ru_maxrss
+                                  for who in (resource.RUSAGE_SELF, resource.RUSAGE_CHILDREN)) / 1024, 1),
+        "wall_seconds": round(time.time() - started, 1), "command": "python " + " ".join(sys.argv),
+        "commit": commit(), "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()), "machine": machine(),
+    }
+    RESULTS.parent.mkdir(parents=True, exist_ok=True)
+    with open(RESULTS, "a", encoding="utf-8") as handle:
+        handle.write(json.dumps(row) + "\n")
+    print(json.dumps({k: v for k, v in row.items() if k != "history"}, indent=2))
+
+
+if __name__ == "__main__":
+    main()

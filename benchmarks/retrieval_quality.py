@@ -1,11 +1,15 @@
 """Retrieval-quality benchmark: do the retrieved examples share an entity type with the query?
 
     python benchmarks/retrieval_quality.py [--datasets twitter2015 twitter2017] [--k 5] [--split test]
+        [--embedders random text fused] [--backbone-label main]
 
 For every query tweet of the split with at least one gold entity, the score is the share of its
 top-k retrieved manual examples whose gold entities include one of the query's entity types
 (averaged over queries). Embedders: ``random`` (seeded) and ``text`` (offline MiniLM) on tweet +
-BLIP-2 caption, plus ``text`` on the tweet alone. Retrieval runs through the stage's own
+BLIP-2 caption, plus ``text`` on the tweet alone, and ``fused`` (MSEA: pooled fused features of the
+multimodal backbone trained by ``benchmarks/backbone.py``; the newest row of
+benchmarks/results/backbone.jsonl with the given label names its directory, which must still be in the
+artifact store) on tweet + caption. Retrieval runs through the stage's own
 functions (tasks.retrieve: items, embedders, FAISS index, search). Needs ../shared/data.
 Appends one JSON line per (dataset, embedder, query) to benchmarks/results/retrieval.jsonl and
 prints a markdown table.
@@ -32,7 +36,17 @@ from tasks.retrieve import EmbedderOptions, Item, example_items, make_embedder, 
 RESULTS = ROOT / "benchmarks" / "results" / "retrieval.jsonl"
 DATA = ROOT.parent / "shared" / "data"
 SPLIT_FILES = {"train": "train.txt", "dev": "valid.txt", "test": "test.txt"}
-RUNS = (("random", "tweet+caption"), ("text", "tweet+caption"), ("text", "tweet"))
+RUNS = (("random", "tweet+caption"), ("text", "tweet+caption"), ("text", "tweet"), ("fused", "tweet+caption"))
+BACKBONES = ROOT / "benchmarks" / "results" / "backbone.jsonl"
+
+
+def backbone_dir(dataset: str, label: str) -> str:
+    """Directory of the newest backbone trained by benchmarks/backbone.py on ``dataset`` under ``label``."""
+    rows = [json.loads(line) for line in BACKBONES.read_text().splitlines()] if BACKBONES.exists() else []
+    rows = [r for r in rows if r["dataset"] == dataset and r["label"] == label and Path(r["model_dir"]).is_dir()]
+    if not rows:
+        sys.exit(f"no backbone for {dataset} (label {label!r}) in {BACKBONES}: run benchmarks/backbone.py first")
+    return rows[-1]["model_dir"]
 
 
 def read_items(folder: Path, split: str, captions: dict[str, str]) -> tuple[list[Item], list[set[str]]]:
@@ -53,7 +67,7 @@ def type_overlap(hits: list[list[dict]], query_types: list[set[str]], example_ty
     return sum(shares) / max(len(shares), 1), len(shares)
 
 
-def run_dataset(name: str, split: str, k: int, seed: int) -> list[dict]:
+def run_dataset(name: str, split: str, k: int, seed: int, embedders: list[str], label: str) -> list[dict]:
     """All benchmark runs on one dataset; one result row each."""
     folder = DATA / name
     captions = pgim.read_captions(folder / "pgim" / "blip2_captions.txt")
@@ -64,15 +78,16 @@ def run_dataset(name: str, split: str, k: int, seed: int) -> list[dict]:
     examples = example_items(manual, train, examples_path)
     queries, query_types = read_items(folder, split, captions)
     rows = []
-    for embedder_name, query in RUNS:
+    for embedder_name, query in [run for run in RUNS if run[0] in embedders]:
         strip = (lambda items: [replace(i, caption="") for i in items]) if query == "tweet" else list
         started = time.time()
-        embedder = make_embedder(embedder_name, EmbedderOptions(seed=seed))
+        model_dir = backbone_dir(name, label) if embedder_name == "fused" else None
+        embedder = make_embedder(embedder_name, EmbedderOptions(seed=seed, backbone_dir=model_dir))
         _, hits = retrieve(strip(queries), strip(examples), embedder, k)
         score, n_queries = type_overlap(hits, query_types, example_types, k)
         rows.append({"dataset": name, "split": split, "embedder": embedder_name, "query": query, "k": k,
                      "score": round(score, 4), "n_queries": n_queries, "n_examples": len(examples),
-                     "seed": seed, "seconds": round(time.time() - started, 1)})
+                     "seed": seed, "seconds": round(time.time() - started, 1), "backbone_dir": model_dir})
         print(f"{name} {embedder_name} ({query}): {score:.4f} over {n_queries} queries", file=sys.stderr)
     return rows
 
@@ -84,12 +99,14 @@ def main() -> None:
     parser.add_argument("--split", default="test", choices=sorted(SPLIT_FILES))
     parser.add_argument("--k", type=int, default=5)
     parser.add_argument("--seed", type=int, default=42)
+    parser.add_argument("--embedders", nargs="+", default=["random", "text", "fused"], choices=["random", "text", "fused"])
+    parser.add_argument("--backbone-label", default="main", help="label of the backbone.jsonl row to use for fused")
     args = parser.parse_args()
     if not DATA.is_dir():
         sys.exit(f"benchmark data not found at {DATA} (see the project README)")
     meta = {"command": "python " + " ".join(sys.argv), "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
             "machine": machine(), "commit": commit()}
-    rows = [{**row, **meta} for name in args.datasets for row in run_dataset(name, args.split, args.k, args.seed)]
+    rows = [{**row, **meta} for name in args.datasets for row in run_dataset(name, args.split, args.k, args.seed, args.embedders, args.backbone_label)]
     RESULTS.parent.mkdir(parents=True, exist_ok=True)
     with open(RESULTS, "a", encoding="utf-8") as handle:
         for row in rows:

@@ -85,6 +85,7 @@ def main() -> None:
         "dataset": ds.name, "variant": args.variant, "label": args.label, "dev_f1": history["best_dev_f1"],
         "best_epoch": history["best_epoch"], "epochs": history["epochs_run"], "train_seconds": history["train_seconds"],
         "train_sentences_per_second": history["sentences_per_second"], "history": history["history"],
+        "trainable_parameters": history.get("trainable_parameters"), "total_parameters": history.get("total_parameters"),
         "overrides": overrides, "model_dir": model["dir"],
     }
     if not args.dev_only:

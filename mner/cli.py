@@ -124,6 +124,16 @@ def run(
     """Run the mner-pipeline flow in this process with Prefect's local defaults; print the scores as JSON."""
     import json
 
+    overrides = _checked_overrides(config, set_)
+    _prefect_defaults()
+    from flows.pipeline import pipeline
+
+    result = pipeline(config_file=str(config) if config else None, overrides=overrides, refresh=refresh or None)
+    typer.echo(json.dumps(result, indent=2))
+
+
+def _checked_overrides(config: Optional[Path], set_: List[str]) -> dict:
+    """``--set KEY=VALUE`` items as overrides, validated with the config before any work (exit 2 naming the field)."""
     import yaml
 
     from mner.config import load_config
@@ -136,15 +146,30 @@ def run(
             raise typer.Exit(2)
         overrides[key] = yaml.safe_load(value)
     try:
-        load_config(config, overrides)  # fail before any work, naming the field
+        load_config(config, overrides)
     except (ValueError, OSError) as exc:
         typer.echo(f"error: {exc}", err=True)
         raise typer.Exit(2) from exc
-    _prefect_defaults()
-    from flows.pipeline import pipeline
+    return overrides
 
-    result = pipeline(config_file=str(config) if config else None, overrides=overrides, refresh=refresh or None)
-    typer.echo(json.dumps(result, indent=2))
+
+@app.command("grid")
+def grid_command(
+    config: Optional[Path] = typer.Option(None, "--config", "-c", help="YAML/JSON config (default: the demo sample)."),
+    set_: List[str] = typer.Option([], "--set", help="Override a config field: KEY=VALUE, e.g. backbone.s2_epochs=2."),
+    align: List[float] = typer.Option([0.0, 0.1, 0.5], "--align", help="align_lambda values (repeat the option)."),
+    infonce: List[float] = typer.Option([0.0, 0.1, 0.5], "--infonce", help="infonce_lambda values (repeat the option)."),
+) -> None:
+    """Run the mner-backbone-grid flow: one backbone per loss-weight pair; print the table (also grid.csv)."""
+    import json
+
+    overrides = _checked_overrides(config, set_)
+    _prefect_defaults()
+    from flows.backbone_grid import backbone_grid
+
+    rows = backbone_grid(config_file=str(config) if config else None, overrides=overrides,
+                         align_lambdas=list(align), infonce_lambdas=list(infonce))
+    typer.echo(json.dumps(rows, indent=2))
 
 
 @app.command("serve")

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
 import os
+import time
 import tempfile
 from pathlib import Path
 
@@ -44,7 +46,6 @@ def task_run_states(flow_run_id, api_url: str | None = None) -> dict[str, str]:
 
     ``api_url`` names a server other than the one the current Prefect settings point at.
     """
-    import asyncio
     import contextlib
 
     from prefect.client.orchestration import get_client
@@ -67,3 +68,35 @@ def task_run_states(flow_run_id, api_url: str | None = None) -> dict[str, str]:
     settings = temporary_settings({PREFECT_API_URL: api_url}) if api_url else contextlib.nullcontext()
     with settings:
         return asyncio.run(read())
+
+
+def settled_task_states(flow_run_id, expected: int = 7) -> dict[str, str]:
+    """Task-run states of a flow run once they have settled; Prefect records them through events, so poll briefly."""
+    deadline = time.time() + 60
+    states = task_run_states(flow_run_id)
+    while time.time() < deadline and (len(states) < expected or not all(_settled(s) for s in states.values())):
+        time.sleep(1)
+        states = task_run_states(flow_run_id)
+    return states
+
+
+def _settled(state_name: str) -> bool:
+    return state_name in {"Completed", "Cached", "Failed", "Crashed"}
+
+
+def artifacts_by_key(keys: list[str]) -> dict[str, object]:
+    """The newest task-level artifact of each key on the current Prefect server."""
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterKey, FlowRunFilter, TaskRunFilter
+    from prefect.client.schemas.sorting import ArtifactSort
+
+    async def read():
+        async with get_client() as client:
+            found = await client.read_artifacts(
+                artifact_filter=ArtifactFilter(key=ArtifactFilterKey(any_=keys)), limit=100,
+                flow_run_filter=FlowRunFilter(), task_run_filter=TaskRunFilter(),
+                sort=ArtifactSort.UPDATED_DESC,
+            )
+            return {a.key: a for a in found}
+
+    return asyncio.run(read())

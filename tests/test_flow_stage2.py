@@ -6,47 +6,14 @@ whose every stage task must come back Cached; then a corrupted output is recompu
 
 from __future__ import annotations
 
-import asyncio
 import json
-import time
 from pathlib import Path
 
 import pytest
 
-from tests.conftest import task_run_states
+from tests.conftest import artifacts_by_key, settled_task_states
 
 pytestmark = pytest.mark.slow
-
-
-def _task_states(flow_run_id, expected: int = 7) -> dict[str, str]:
-    """Task-run states of a flow run; Prefect records them through events, so poll briefly."""
-    deadline = time.time() + 60
-    states = task_run_states(flow_run_id)
-    while time.time() < deadline and (len(states) < expected or not all(_final(s) for s in states.values())):
-        time.sleep(1)
-        states = task_run_states(flow_run_id)
-    return states
-
-
-def _final(state_name: str) -> bool:
-    return state_name in {"Completed", "Cached", "Failed", "Crashed"}
-
-
-def _artifacts(keys: list[str]) -> dict[str, object]:
-    from prefect.client.orchestration import get_client
-    from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterKey, FlowRunFilter, TaskRunFilter
-    from prefect.client.schemas.sorting import ArtifactSort
-
-    async def read():
-        async with get_client() as client:
-            found = await client.read_artifacts(
-                artifact_filter=ArtifactFilter(key=ArtifactFilterKey(any_=keys)), limit=100,
-                flow_run_filter=FlowRunFilter(), task_run_filter=TaskRunFilter(),
-                sort=ArtifactSort.UPDATED_DESC,
-            )
-            return {a.key: a for a in found}
-
-    return asyncio.run(read())
 
 
 def test_pipeline_flow_trains_reports_and_caches(prefect_harness, tmp_path: Path) -> None:
@@ -60,7 +27,7 @@ def test_pipeline_flow_trains_reports_and_caches(prefect_harness, tmp_path: Path
     assert state.is_completed(), state
     summary = state.result()
     assert set(summary) == {"text", "text+knowledge"}
-    first = _task_states(state.state_details.flow_run_id, expected=20)
+    first = settled_task_states(state.state_details.flow_run_id, expected=20)
     assert sorted(first.values()).count("Completed") == len(first)
 
     root = tmp_path / "artifacts"
@@ -78,14 +45,14 @@ def test_pipeline_flow_trains_reports_and_caches(prefect_harness, tmp_path: Path
     assert 0.0 <= scores["test"]["f1"] <= 1.0 and "per_type" in scores["test"]
 
     keys = ["twitter2015-sample-per-type-f1", "twitter2015-sample-report", "twitter2015-sample-dataset-stats"]
-    artifacts = _artifacts(keys)
+    artifacts = artifacts_by_key(keys)
     assert set(artifacts) == set(keys)
     assert "[T;Z] minus text-only" in artifacts["twitter2015-sample-report"].data
 
     _predict_with_the_demo_model(root, tmp_path)
 
     second = stage2(overrides=overrides, return_state=True)
-    states = _task_states(second.state_details.flow_run_id, expected=20)
+    states = settled_task_states(second.state_details.flow_run_id, expected=20)
     stage_states = {name: s for name, s in states.items() if not name.startswith(("report", "dataset-stats"))}
     assert len(stage_states) == 18 and set(stage_states.values()) == {"Cached"}, states
     assert second.result() == summary
@@ -94,7 +61,7 @@ def test_pipeline_flow_trains_reports_and_caches(prefect_harness, tmp_path: Path
     evaluate_dir = next((root / "evaluate").iterdir())
     (evaluate_dir / "scores.json").unlink()
     third = stage2(overrides=overrides, return_state=True)
-    states = _task_states(third.state_details.flow_run_id, expected=20)
+    states = settled_task_states(third.state_details.flow_run_id, expected=20)
     recomputed = [name for name, s in states.items() if s == "Completed" and not name.startswith(("report", "dataset-stats"))]
     assert len(recomputed) == 1 and recomputed[0].startswith("evaluate"), states
     assert third.result() == summary
@@ -103,7 +70,7 @@ def test_pipeline_flow_trains_reports_and_caches(prefect_harness, tmp_path: Path
     # knowledge files nothing downstream reads OCR); the merge replays only if the shards' files came out
     # byte-identical (the demo images' text is read with scores above 0.9), which content keys allow
     fourth = stage2(overrides={**overrides, "stage1.ocr.min_score": 0.9}, return_state=True)
-    states = _task_states(fourth.state_details.flow_run_id, expected=20)
+    states = settled_task_states(fourth.state_details.flow_run_id, expected=20)
     recomputed = {name.rsplit("-", 1)[0] for name, s in states.items() if s == "Completed"} - {"report", "dataset-stats"}
     ocr_shards = [s for name, s in states.items() if name.startswith("ocr-shard")]
     assert ocr_shards and set(ocr_shards) == {"Completed"} and recomputed <= {"ocr-shard", "ocr"}, states

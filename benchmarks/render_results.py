@@ -62,14 +62,59 @@ def pct(value: float | None) -> str:
 
 def stage2_table(results: list[dict]) -> list[str]:
     """The main table: one row per (dataset, variant) scored on test."""
-    lines = ["| dataset | variant | dev F1 | test P | test R | test F1 | per-type test F1 | epochs (best) | train s | train sent/s | peak RSS MiB | commit |",
-             "|---|---|---|---|---|---|---|---|---|---|---|---|"]
+    lines = ["| dataset | variant | dev F1 | test P | test R | test F1 | per-type test F1 | epochs (best) | train s | train sent/s | peak RSS MiB | commit | date |",
+             "|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
     for r in results:
         per_type = ", ".join(f"{t} {pct(f)}" for t, f in sorted(r["test_per_type_f1"].items()))
         lines.append(f"| {r['dataset']} | {r['variant']} | {pct(r['dev_f1'])} | {pct(r['test_precision'])} | "
                      f"{pct(r['test_recall'])} | **{pct(r['test_f1'])}** | {per_type} | {r['epochs']} ({r['best_epoch']}) | "
-                     f"{r['train_seconds']:.0f} | {r['train_sentences_per_second']:.1f} | {r['peak_rss_mib']:.0f} | {r['commit']} |")
+                     f"{r['train_seconds']:.0f} | {r['train_sentences_per_second']:.1f} | {r['peak_rss_mib']:.0f} | {r['commit']} | "
+                     f"{r['date']} |")
     return lines
+
+
+def backbone_section(stage2: list[dict], backbones: list[dict]) -> list[str]:
+    """Issue 5: the backbone (image as text) against the newest text-only tagger of the same dataset and budget."""
+    if not backbones:
+        return []
+    md = ["## Multimodal backbone (image as text: PGIM's BLIP-2 captions) vs the text-only tagger", "",
+          "Same encoder (offline all-MiniLM-L6-v2), seed and 4-epoch budget: text-only 4 epochs; backbone 1 S1 epoch",
+          "(encoders frozen) + 3 S2 epochs; align_lambda 0.1, infonce_lambda 0.1 (the defaults; the grid flow was run",
+          "on the demo sample only). Each text-only row is the newest `main` one of its dataset.", "",
+          "| dataset | model | dev F1 | test P | test R | test F1 | per-type test F1 | epochs (best) | train s | parameters | commit | date |",
+          "|---|---|---|---|---|---|---|---|---|---|---|---|"]
+    for b in backbones:
+        text = [r for r in stage2 if r["dataset"] == b["dataset"] and r["variant"] == "text" and r.get("label") == "main"
+                and "test_f1" in r]
+        for r in ([text[-1]] if text else []) + [b]:
+            per_type = ", ".join(f"{t} {pct(f)}" for t, f in sorted(r["test_per_type_f1"].items()))
+            params = f"{r['total_parameters']:,}" if r.get("total_parameters") else "-"
+            md.append(f"| {r['dataset']} | {r['variant']} | {pct(r['dev_f1'])} | {pct(r['test_precision'])} | "
+                      f"{pct(r['test_recall'])} | **{pct(r['test_f1'])}** | {per_type} | {r['epochs']} ({r['best_epoch']}) | "
+                      f"{r['train_seconds']:.0f} | {params} | {r['commit']} | {r['date']} |")
+        if text:
+            md.append(f"| {b['dataset']} | backbone minus text-only | | | | **{100 * (b['test_f1'] - text[-1]['test_f1']):+.2f}** | | | | | | |")
+    md += ["", f"Machine: {backbones[-1]['machine']}.", ""] + _commands(backbones)
+    return md
+
+
+def variants_section(stage2: list[dict]) -> list[str]:
+    """Issue 5: tagger variants (full fine-tuning, LoRA, BiLSTM + attention head) at one budget."""
+    variants = [r for r in stage2 if str(r.get("label", "")).startswith("variant-") and "test_f1" in r]
+    if not variants:
+        return []
+    md = ["## Tagger variants on [T;Z] Twitter-2015 (same budget)", "",
+          "Budget that fits 2 CPU cores: the first 1500 training tweets, 3 epochs, 128 sub-tokens of [T;Z] (Z cut to",
+          "fit); full dev and test splits. LoRA: rank 8, alpha 16, on query/key/value of every layer, lr 1e-3.", "",
+          "| variant | dev F1 | test P | test R | test F1 | trainable / total parameters | train s | train sent/s | commit | date |",
+          "|---|---|---|---|---|---|---|---|---|---|"]
+    for r in variants:
+        md.append(f"| {r['label'].removeprefix('variant-')} | {pct(r['dev_f1'])} | {pct(r['test_precision'])} | "
+                  f"{pct(r['test_recall'])} | **{pct(r['test_f1'])}** | {r['trainable_parameters']:,} / "
+                  f"{r['total_parameters']:,} | {r['train_seconds']:.0f} | {r['train_sentences_per_second']:.1f} | "
+                  f"{r['commit']} | {r['date']} |")
+    md += ["", f"Machine: {variants[-1]['machine']}.", ""] + _commands(variants)
+    return md
 
 
 def gains(results: list[dict]) -> list[str]:
@@ -106,9 +151,10 @@ def stage1_sections() -> list[str]:
     if retrieval:
         md += ["## Stage 1 retrieval quality (MSEA): share of top-k examples sharing an entity type with the query", "",
                "Queries without gold entities are skipped; examples are PGIM's hand-written ones (all from train).", "",
-               "| dataset | split | embedder | query | k | score | queries | examples |", "|---|---|---|---|---|---|---|---|"]
+               "`fused` is MSEA proper: H of the multimodal backbone of the section below, pooled over the words.", "",
+               "| dataset | split | embedder | query | k | score | queries | examples | date |", "|---|---|---|---|---|---|---|---|---|"]
         md += [f"| {r['dataset']} | {r['split']} | {r['embedder']} | {r['query']} | {r['k']} | **{r['score']:.3f}** | "
-               f"{r['n_queries']} | {r['n_examples']} |" for r in retrieval]
+               f"{r['n_queries']} | {r['n_examples']} | {r['date']} |" for r in retrieval]
         md += ["", f"Machine: {retrieval[-1]['machine']}.", ""] + _commands(retrieval)
     llm = rows("llm_throughput.jsonl")
     if llm:
@@ -134,7 +180,7 @@ def stage1_sections() -> list[str]:
 def main() -> None:
     """Write RESULTS.md."""
     stage2 = rows("stage2.jsonl")
-    scored = [r for r in stage2 if "test_f1" in r]
+    scored = [r for r in stage2 if "test_f1" in r and not str(r.get("label", "")).startswith("variant-")]
     dev_only = [r for r in stage2 if "test_f1" not in r]
     throughput = rows("throughput.jsonl")
     md = ["# Benchmark results", "",
@@ -161,6 +207,7 @@ def main() -> None:
                       f"`{r['command']}` | {r['date']} |")
         md += ["", f"Machine: {throughput[-1]['machine']}.", ""]
     md += stage1_sections()
+    md += backbone_section(stage2, rows("backbone.jsonl")) + variants_section(stage2)
     md += READING
     OUT.write_text("\n".join(md), encoding="utf-8")
     print(f"wrote {OUT}")

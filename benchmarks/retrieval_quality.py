@@ -1,7 +1,7 @@
 """Retrieval-quality benchmark: do the retrieved examples share an entity type with the query?
 
     python benchmarks/retrieval_quality.py [--datasets twitter2015 twitter2017] [--k 5] [--split test]
-        [--embedders random text fused] [--backbone-label main]
+        [--embedders random text fused] [--backbone-label main] [--pooling mean entity]
 
 For every query tweet of the split with at least one gold entity, the score is the share of its
 top-k retrieved manual examples whose gold entities include one of the query's entity types
@@ -67,7 +67,8 @@ def type_overlap(hits: list[list[dict]], query_types: list[set[str]], example_ty
     return sum(shares) / max(len(shares), 1), len(shares)
 
 
-def run_dataset(name: str, split: str, k: int, seed: int, embedders: list[str], label: str) -> list[dict]:
+def run_dataset(name: str, split: str, k: int, seed: int, embedders: list[str], label: str,
+                poolings: list[str]) -> list[dict]:
     """All benchmark runs on one dataset; one result row each."""
     folder = DATA / name
     captions = pgim.read_captions(folder / "pgim" / "blip2_captions.txt")
@@ -78,14 +79,16 @@ def run_dataset(name: str, split: str, k: int, seed: int, embedders: list[str], 
     examples = example_items(manual, train, examples_path)
     queries, query_types = read_items(folder, split, captions)
     rows = []
-    for embedder_name, query in [run for run in RUNS if run[0] in embedders]:
+    runs = [(e, q, p) for e, q in RUNS if e in embedders for p in (poolings if e == "fused" else [None])]
+    for embedder_name, query, pooling in runs:
         strip = (lambda items: [replace(i, caption="") for i in items]) if query == "tweet" else list
         started = time.time()
         model_dir = backbone_dir(name, label) if embedder_name == "fused" else None
-        embedder = make_embedder(embedder_name, EmbedderOptions(seed=seed, backbone_dir=model_dir))
+        embedder = make_embedder(embedder_name, EmbedderOptions(seed=seed, backbone_dir=model_dir, pooling=pooling or "mean"))
         _, hits = retrieve(strip(queries), strip(examples), embedder, k)
         score, n_queries = type_overlap(hits, query_types, example_types, k)
-        rows.append({"dataset": name, "split": split, "embedder": embedder_name, "query": query, "k": k,
+        rows.append({"dataset": name, "split": split, "embedder": embedder_name + (f" ({pooling})" if pooling else ""),
+                     "query": query, "k": k,
                      "score": round(score, 4), "n_queries": n_queries, "n_examples": len(examples),
                      "seed": seed, "seconds": round(time.time() - started, 1), "backbone_dir": model_dir})
         print(f"{name} {embedder_name} ({query}): {score:.4f} over {n_queries} queries", file=sys.stderr)
@@ -101,12 +104,13 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=42)
     parser.add_argument("--embedders", nargs="+", default=["random", "text", "fused"], choices=["random", "text", "fused"])
     parser.add_argument("--backbone-label", default="main", help="label of the backbone.jsonl row to use for fused")
+    parser.add_argument("--pooling", nargs="+", default=["mean"], choices=["mean", "entity"], help="fused: how H is pooled")
     args = parser.parse_args()
     if not DATA.is_dir():
         sys.exit(f"benchmark data not found at {DATA} (see the project README)")
     meta = {"command": "python " + " ".join(sys.argv), "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
             "machine": machine(), "commit": commit()}
-    rows = [{**row, **meta} for name in args.datasets for row in run_dataset(name, args.split, args.k, args.seed, args.embedders, args.backbone_label)]
+    rows = [{**row, **meta} for name in args.datasets for row in run_dataset(name, args.split, args.k, args.seed, args.embedders, args.backbone_label, args.pooling)]
     RESULTS.parent.mkdir(parents=True, exist_ok=True)
     with open(RESULTS, "a", encoding="utf-8") as handle:
         for row in rows:

@@ -71,6 +71,7 @@ def stage1(config: PipelineConfig, data: dict[str, Any], refresh: list[str], unt
     out["retrieve"] = run_stage(retrieve_examples, "retrieve" in refresh, data=data, captions=out["caption"],
                                 ocr=out["ocr"], sources=examples, embedder=r.embedder, encoder=r.encoder,
                                 top_n=r.top_n, seed=r.seed, backbone=out["backbone"], images=clip_images,
+                                pooling=r.fused_pooling,
                                 artifacts_root=root)
     if done("retrieve"):
         return out

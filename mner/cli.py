@@ -204,17 +204,17 @@ def serve_command(
             stop_server(server)
 
 
-def _model_dir(run_or_dir: str, artifacts_root: Path) -> Path:
-    """A trained model's directory from a path or a ``train`` stage key (a unique prefix is enough)."""
+def _stage_dir(run_or_dir: str, stage: str, marker: str, artifacts_root: Path, option: str) -> Path:
+    """A stage output's directory from a path holding ``marker`` or a ``stage`` key (a unique prefix is enough)."""
     path = Path(run_or_dir)
-    if (path / "tagger.json").is_file():
+    if (path / marker).is_file():
         return path
     from mner.store import ArtifactStore
 
     try:
-        return ArtifactStore(artifacts_root).find("train", run_or_dir)
+        return ArtifactStore(artifacts_root).find(stage, run_or_dir)
     except KeyError as exc:
-        raise typer.BadParameter(f"{run_or_dir!r} names no single trained model ({exc.args[0]})", param_hint="--run")
+        raise typer.BadParameter(f"{run_or_dir!r} names no single {stage} output ({exc.args[0]})", param_hint=option)
 
 
 @app.command("predict")
@@ -226,6 +226,7 @@ def predict_command(
     knowledge: Optional[str] = typer.Option(None, "--knowledge", help="Auxiliary knowledge Z to read after the text."),
     config: Optional[Path] = typer.Option(None, "--config", "-c", help="Config naming the backends (default: the demo's)."),
     artifacts_root: Path = typer.Option(Path("artifacts"), "--artifacts-root", help="Where train-stage keys are looked up."),
+    backbone: Optional[str] = typer.Option(None, "--backbone", help="With --llm and the fused embedder: a backbone-stage directory or key."),
 ) -> None:
     """Tag one post with a trained model and print the entities as JSON."""
     import json
@@ -238,7 +239,11 @@ def predict_command(
     if image is not None and not image.is_file():
         raise typer.BadParameter(f"{image}: no such file", param_hint="--image")
     cfg = load_config(config, {"artifacts_root": str(artifacts_root)})
-    result = predict_post(_model_dir(run_or_dir, artifacts_root), text, cfg, knowledge, image, llm)
+    backbone_dir = _stage_dir(backbone, "backbone", "backbone.json", artifacts_root, "--backbone") if backbone else None
+    if llm and cfg.stage1.retrieval.embedder == "fused" and backbone_dir is None:
+        raise typer.BadParameter("the fused embedder needs a trained backbone", param_hint="--backbone")
+    result = predict_post(_stage_dir(run_or_dir, "train", "tagger.json", artifacts_root, "--run"), text, cfg,
+                          knowledge, image, llm, backbone_dir)
     typer.echo(json.dumps(result, ensure_ascii=False, indent=2))
 
 

@@ -245,7 +245,22 @@ class MultimodalBackbone(nn.Module):
         return [[self.labels[i] for i in path] for path in paths]
 
     @torch.no_grad()
-    def fused_embedding(self, batch: MultimodalBatch) -> torch.Tensor:
-        """One L2-normalised float32 vector per post: H mean-pooled over the words (MSEA's feature)."""
+    def fused_embedding(self, batch: MultimodalBatch, pooling: str = "mean") -> torch.Tensor:
+        """One L2-normalised float32 vector per post (MSEA's feature): H pooled over the words.
+
+        ``mean``: every word alike. ``entity``: each word weighted by the tagger's belief that it is
+        part of an entity (1 - softmax of its emissions at ``O``), so that posts are compared by what
+        their entities look like rather than by their many other words.
+        """
         fused = self.features(batch)["fused"]
-        return F.normalize(masked_mean(fused, batch.text.word_mask).float(), dim=-1)
+        mask = batch.text.word_mask
+        if pooling == "mean":
+            pooled = masked_mean(fused, mask)
+        elif pooling == "entity":
+            outside = self.labels.index("O")
+            entity = 1.0 - self._emissions(batch, fused).softmax(-1)[..., outside]
+            weights = (entity + 1e-3) * mask
+            pooled = (fused * weights.unsqueeze(-1).to(fused.dtype)).sum(1) / weights.sum(1, keepdim=True).to(fused.dtype)
+        else:
+            raise ValueError(f"unknown pooling {pooling!r}: expected 'mean' or 'entity'")
+        return F.normalize(pooled.float(), dim=-1)

@@ -185,15 +185,15 @@ def predict_posts(model: MultimodalBackbone, encoder: PostEncoder, encoded: Sequ
 
 
 def embed_posts(model: MultimodalBackbone, encoder: PostEncoder, posts: Sequence[Post], device: torch.device,
-                batch_size: int = 64) -> np.ndarray:
-    """MSEA features: one L2-normalised float32 row of pooled H per post, in input order."""
+                batch_size: int = 64, pooling: str = "mean") -> np.ndarray:
+    """MSEA features: one L2-normalised float32 row of pooled H per post, in input order (see ``fused_embedding``)."""
     model.eval()
     encoded = [encoder.encode(post) for post in posts]
     out = np.zeros((len(posts), model.text_encoder.config.hidden_size), dtype=np.float32)
     with torch.inference_mode():
         for chunk in _batches_in_order(encoded, batch_size):
             batch = encoder.collate([encoded[i] for i in chunk]).to(device)
-            out[chunk] = model.fused_embedding(batch).cpu().numpy()
+            out[chunk] = model.fused_embedding(batch, pooling).cpu().numpy()
     return out
 
 

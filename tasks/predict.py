@@ -37,8 +37,12 @@ def image_text(image: str | Path, config: PipelineConfig) -> dict[str, Any]:
     return out
 
 
-def llm_knowledge(tokens: list[str], caption: str, ocr: str, config: PipelineConfig) -> str:
-    """Ask the configured LLM for knowledge about one post, with the pipeline's retrieval and prompt."""
+def llm_knowledge(tokens: list[str], caption: str, ocr: str, config: PipelineConfig,
+                  backbone_dir: str | Path | None = None) -> str:
+    """Ask the configured LLM for knowledge about one post, with the pipeline's retrieval and prompt.
+
+    The ``fused`` embedder needs ``backbone_dir`` (a backbone-stage output directory).
+    """
     from tasks.llm import clean_answer
     from tasks.llm_client import LLMSettings, complete_all
     from tasks.llm_server import resolve_base_url
@@ -53,7 +57,9 @@ def llm_knowledge(tokens: list[str], caption: str, ocr: str, config: PipelineCon
         train = [Item(str(i), s.image_id, " ".join(s.tokens))
                  for i, s in enumerate(formats.read_conll(ds.train, repair=True).sentences)]
         by_image = example_shots(load_examples(sources), train, ds.examples)
-        embedder = make_embedder(s1.retrieval.embedder, EmbedderOptions(encoder=s1.retrieval.encoder, seed=s1.retrieval.seed))
+        embedder = make_embedder(s1.retrieval.embedder, EmbedderOptions(
+            encoder=s1.retrieval.encoder, seed=s1.retrieval.seed, pooling=s1.retrieval.fused_pooling,
+            backbone_dir=str(backbone_dir) if backbone_dir else None))
         _, hits = retrieve([query], [item for item, _ in by_image.values()], embedder, s1.retrieval.top_n)
         shots = [by_image[hit["image_id"]] for hit in hits[0][: s1.prompt.n_examples]]
     template = load_template({**template_sources(s1.prompt.template_dir), **sources})
@@ -72,7 +78,7 @@ def llm_knowledge(tokens: list[str], caption: str, ocr: str, config: PipelineCon
 
 def predict_post(
     model_dir: str | Path, text: str, config: PipelineConfig, knowledge: str | None = None,
-    image: str | Path | None = None, ask_llm: bool = False,
+    image: str | Path | None = None, ask_llm: bool = False, backbone_dir: str | Path | None = None,
 ) -> dict[str, Any]:
     """Entities of one post as a JSON-able dict: tokens, tags, entities (text, type, start, end), inputs used."""
     from tasks.training import load_tagger, pick_device, predict
@@ -82,7 +88,7 @@ def predict_post(
         raise ValueError("the text has no tokens")
     seen = image_text(image, config) if image else {"caption": "", "ocr": "", "errors": []}
     if ask_llm and knowledge is None:
-        knowledge = llm_knowledge(tokens, seen["caption"], seen["ocr"], config)
+        knowledge = llm_knowledge(tokens, seen["caption"], seen["ocr"], config, backbone_dir)
     device = pick_device("auto")
     tagger, encoder = load_tagger(model_dir, device)
     tags = predict(tagger, [encoder.encode(tokens, None, knowledge or None)], device, bf16=False)[0]

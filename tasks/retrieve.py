@@ -63,6 +63,7 @@ class EmbedderOptions:
     device: str = "auto"
     backbone_dir: str | None = None  # fused: a trained backbone (output of the backbone stage)
     images: str | None = None  # fused with a CLIP backbone: folder of <image_id>.jpg
+    pooling: str = "mean"  # fused: "mean" or "entity" (see MultimodalBackbone.fused_embedding)
 
 
 class Embedder(Protocol):
@@ -163,7 +164,7 @@ class FusedEmbedder:
             raise ValueError("the fused embedder needs a trained backbone (backbone_dir); run the backbone stage")
         self.device = pick_device(options.device)
         self.model, self.encoder = load_backbone(options.backbone_dir, self.device)
-        self.images, self.batch_size = options.images, options.batch_size
+        self.images, self.batch_size, self.pooling = options.images, options.batch_size, options.pooling
 
     def embed(self, items: Sequence[Item]) -> np.ndarray:
         """Each item's words, caption + OCR (or image file) through the backbone, pooled over the words."""
@@ -174,7 +175,7 @@ class FusedEmbedder:
             return str(Path(self.images) / f"{item.image_id}.jpg") if self.images and item.image_id else None
 
         posts = [Post(item.text.split(), None, image_text(item.caption, item.ocr), image_path(item)) for item in items]
-        return normalise(embed_posts(self.model, self.encoder, posts, self.device, self.batch_size))
+        return normalise(embed_posts(self.model, self.encoder, posts, self.device, self.batch_size, self.pooling))
 
 
 register_embedder("random")(RandomEmbedder)
@@ -273,7 +274,7 @@ def load_examples(sources: dict[str, str]) -> list[ManualExample]:
 def retrieve_examples(run: StageRun, data: dict[str, Any], captions: dict[str, Any] | None,
                       ocr: dict[str, Any] | None, sources: dict[str, str], embedder: str, encoder: str,
                       top_n: int, seed: int, artifacts_root: str, backbone: dict[str, Any] | None = None,
-                      images: str | None = None) -> dict[str, Any]:
+                      images: str | None = None, pooling: str = "mean") -> dict[str, Any]:
     """Top-N similar manual examples for every tweet of every split (never the tweet itself).
 
     The ``fused`` embedder needs ``backbone`` (the backbone stage's output; ``images`` for a CLIP one).
@@ -286,7 +287,7 @@ def retrieve_examples(run: StageRun, data: dict[str, Any], captions: dict[str, A
         raise ValueError(f"top_n must be at least 1, got {top_n}")
     if embedder == "fused" and backbone is None:
         raise ValueError("embedder 'fused' needs the backbone stage's output")
-    model = make_embedder(embedder, EmbedderOptions(encoder=encoder, seed=seed, images=images,
+    model = make_embedder(embedder, EmbedderOptions(encoder=encoder, seed=seed, images=images, pooling=pooling,
                                                     backbone_dir=backbone["dir"] if backbone else None))
     manual = load_examples(sources)
     examples = example_items(manual, split_items(data, "train", captions, ocr), sources["examples"])

@@ -67,8 +67,13 @@ def test_ragged_batch_shapes_and_padding_do_not_leak(tiny_backbone, tokenizer) -
     alone = tiny_backbone.features(encoder.collate([encoder.encode(short)]))["fused"]
     torch.testing.assert_close(out["fused"][0, :3], alone[0], atol=1e-5, rtol=1e-4)
     assert [len(t) for t in tiny_backbone.predict(batch)] == [3, 12, 3]
-    vectors = tiny_backbone.fused_embedding(batch)
-    torch.testing.assert_close(vectors.norm(dim=-1), torch.ones(3))
+    for pooling in ("mean", "entity"):
+        vectors = tiny_backbone.fused_embedding(batch, pooling)
+        torch.testing.assert_close(vectors.norm(dim=-1), torch.ones(3))
+        alone = tiny_backbone.fused_embedding(encoder.collate([encoder.encode(short)]), pooling)
+        torch.testing.assert_close(vectors[0], alone[0], atol=1e-5, rtol=1e-4)
+    with pytest.raises(ValueError, match="unknown pooling"):
+        tiny_backbone.fused_embedding(batch, "max")
 
 
 def test_losses_finite_and_gradients_follow_the_phase(tiny_backbone, tokenizer) -> None:
@@ -162,10 +167,11 @@ def test_fused_embedder_retrieves_normalised_and_never_the_sample_itself(tmp_pat
     captions = pgim.read_captions(SAMPLE / "blip2_captions.txt")
     conll = formats.read_conll(SAMPLE / "train.txt", repair=True)
     items = [Item(s.image_id, s.image_id, " ".join(s.tokens), captions.get(s.image_id, "")) for s in conll.sentences[:30]]
-    embedder = make_embedder("fused", EmbedderOptions(backbone_dir=str(tmp_path / "model")))
-    vectors = embedder.embed(items)
-    assert vectors.shape == (30, 384) and vectors.dtype == np.float32
-    np.testing.assert_allclose(np.linalg.norm(vectors, axis=1), 1.0, rtol=1e-5)
+    for pooling in ("entity", "mean"):
+        embedder = make_embedder("fused", EmbedderOptions(backbone_dir=str(tmp_path / "model"), pooling=pooling))
+        vectors = embedder.embed(items)
+        assert vectors.shape == (30, 384) and vectors.dtype == np.float32
+        np.testing.assert_allclose(np.linalg.norm(vectors, axis=1), 1.0, rtol=1e-5)
     _, hits = retrieve(items, items, embedder, top_n=5)
     assert all(len(h) == 5 for h in hits)
     assert all(item.image_id not in {h["image_id"] for h in hit} for item, hit in zip(items, hits))

@@ -106,9 +106,9 @@ def test_determinism_random_vs_text(train_items: list[Item], examples: list[Item
 
 
 def test_registry_and_errors(train_items: list[Item], tmp_path: Path) -> None:
-    assert {"text", "random"} <= set(EMBEDDERS)
-    with pytest.raises(ValueError, match=r"unknown embedder 'fused'.*'random', 'text'"):
-        make_embedder("fused")
+    assert {"text", "random", "fused"} <= set(EMBEDDERS)
+    with pytest.raises(ValueError, match=r"unknown embedder 'clip'.*'fused', 'random', 'text'"):
+        make_embedder("clip")
     assert np.allclose(normalise(np.array([[3.0, 4.0], [0.0, 0.0]])), [[0.6, 0.8], [0.0, 0.0]])
     foreign = tmp_path / "manual_examples.txt"
     foreign.write_text("50447\nanswer\n999999\nanswer\n", encoding="utf-8")

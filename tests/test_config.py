@@ -60,3 +60,15 @@ def test_mner_run_fails_fast_on_an_invalid_config(tmp_path: Path) -> None:
     assert result.exit_code == 2
     assert "train.epochs" in result.output
     assert not any(tmp_path.iterdir())  # no stage ran
+
+
+def test_predict_with_the_fused_embedder_needs_a_backbone(tmp_path: Path) -> None:
+    from typer.testing import CliRunner
+
+    from mner.cli import app
+
+    config = tmp_path / "fused.yaml"
+    config.write_text("stage1:\n  retrieval:\n    embedder: fused\n", encoding="utf-8")
+    result = CliRunner().invoke(app, ["predict", "--run", "whatever", "--text", "Obama in Paris", "--llm",
+                                      "--config", str(config), "--artifacts-root", str(tmp_path)])
+    assert result.exit_code == 2 and "--backbone" in result.output, result.output

@@ -14,20 +14,17 @@ from __future__ import annotations
 
 import argparse
 import json
-import logging
-import resource
 import sys
 import time
 from pathlib import Path
 
-import yaml
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "benchmarks"))
 
 from mner.config import load_config  # noqa: E402
-from stage2 import commit, machine  # noqa: E402
+from stage2 import commit, log_stages_to_stderr, machine, parse_overrides, peak_rss_mib  # noqa: E402
 from tasks.backbone import train_backbone_stage  # noqa: E402
 from tasks.data import join_knowledge, load_splits  # noqa: E402
 
@@ -41,11 +38,8 @@ def main() -> None:
     parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="config override (YAML value)")
     parser.add_argument("--label", default="", help="name of this configuration in the results")
     args = parser.parse_args()
-    handler = logging.StreamHandler()
-    handler.setFormatter(logging.Formatter("%(asctime)s %(message)s"))
-    logging.getLogger("mner").addHandler(handler)
-    logging.getLogger("mner").setLevel(logging.INFO)
-    overrides = {k: yaml.safe_load(v) for k, v in (s.split("=", 1) for s in args.set)}
+    log_stages_to_stderr()
+    overrides = parse_overrides(args.set)
     cfg = load_config(args.config, overrides)
     root, ds = str(cfg.artifacts_root), cfg.dataset
     started = time.time()
@@ -67,8 +61,7 @@ def main() -> None:
         "train_sentences_per_second": history["sentences_per_second"], "history": history["history"],
         "trainable_parameters": history["trainable_parameters"], "total_parameters": history["total_parameters"],
         "overrides": overrides, "model_dir": out["dir"],
-        "peak_rss_mib": round(max(resource.getrusage(who).ru_maxrss
-                                  for who in (resource.RUSAGE_SELF, resource.RUSAGE_CHILDREN)) / 1024, 1),
+        "peak_rss_mib": peak_rss_mib(),
         "wall_seconds": round(time.time() - started, 1), "command": "python " + " ".join(sys.argv),
         "commit": commit(), "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()), "machine": machine(),
     }

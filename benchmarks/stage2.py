@@ -56,6 +56,24 @@ def commit() -> str:
     return sha + ("-dirty" if dirty else "")
 
 
+def log_stages_to_stderr() -> None:
+    """Show the stages' log lines with timestamps (outside Prefect they log to the ``mner`` logger)."""
+    handler = logging.StreamHandler()
+    handler.setFormatter(logging.Formatter("%(asctime)s %(message)s"))
+    logging.getLogger("mner").addHandler(handler)
+    logging.getLogger("mner").setLevel(logging.INFO)
+
+
+def parse_overrides(items: list[str]) -> dict:
+    """``--set KEY=VALUE`` items as dotted config overrides (values read as YAML)."""
+    return {k: yaml.safe_load(v) for k, v in (item.split("=", 1) for item in items)}
+
+
+def peak_rss_mib() -> float:
+    """Peak resident memory of this process or its children (training runs in a child), in MiB."""
+    return round(max(resource.getrusage(who).ru_maxrss for who in (resource.RUSAGE_SELF, resource.RUSAGE_CHILDREN)) / 1024, 1)
+
+
 def main() -> None:
     """Parse arguments, run the stages, append the result line."""
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -65,11 +83,8 @@ def main() -> None:
     parser.add_argument("--label", default="", help="name of this configuration in the results")
     parser.add_argument("--dev-only", action="store_true", help="do not score the test split")
     args = parser.parse_args()
-    handler = logging.StreamHandler()
-    handler.setFormatter(logging.Formatter("%(asctime)s %(message)s"))
-    logging.getLogger("mner").addHandler(handler)  # the stages log here outside Prefect
-    logging.getLogger("mner").setLevel(logging.INFO)
-    overrides = {k: yaml.safe_load(v) for k, v in (s.split("=", 1) for s in args.set)}
+    log_stages_to_stderr()
+    overrides = parse_overrides(args.set)
     cfg = load_config(args.config, overrides)
     root, ds = str(cfg.artifacts_root), cfg.dataset
     started = time.time()
@@ -96,8 +111,7 @@ def main() -> None:
         row.update(test_precision=test["precision"], test_recall=test["recall"], test_f1=test["f1"],
                    test_per_type_f1={t: c["f1"] for t, c in test["per_type"].items()})
     row.update(
-        # training runs in a child process (tasks/train_worker.py): the larger of this process and its children
-        peak_rss_mib=round(max(resource.getrusage(who).ru_maxrss for who in (resource.RUSAGE_SELF, resource.RUSAGE_CHILDREN)) / 1024, 1),
+        peak_rss_mib=peak_rss_mib(),
         wall_seconds=round(time.time() - started, 1),
         command="python " + " ".join(sys.argv), commit=commit(),
         date=time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()), machine=machine(),

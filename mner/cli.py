@@ -214,7 +214,8 @@ def _stage_dir(run_or_dir: str, stage: str, marker: str, artifacts_root: Path, o
     try:
         return ArtifactStore(artifacts_root).find(stage, run_or_dir)
     except KeyError as exc:
-        raise typer.BadParameter(f"{run_or_dir!r} names no single {stage} output ({exc.args[0]})", param_hint=option)
+        noun = "trained model" if stage == "train" else f"{stage} output"
+        raise typer.BadParameter(f"{run_or_dir!r} names no single {noun} ({exc.args[0]})", param_hint=option)
 
 
 @app.command("predict")

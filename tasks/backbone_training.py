@@ -11,7 +11,6 @@ from __future__ import annotations
 import json
 import math
 import os
-import random
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -27,7 +26,8 @@ from models.backbone import MultimodalBackbone, MultimodalBatch
 from models.encoding import EncodedSentence, SentenceEncoder, collate
 from tasks.image_io import BadImage, load_image
 from tasks.training import (BEST_WEIGHTS, CHECKPOINT, TrainResult, bucketed_batches, param_groups, pick_device,
-                            resolve_encoder, save_checkpoint, set_seed, set_threads, use_bf16)
+                            replayed_batch_rng, resolve_encoder, resume_state, save_checkpoint, set_seed, set_threads,
+                            use_bf16)
 
 BACKBONE_META = "backbone.json"
 
@@ -243,21 +243,10 @@ def train_backbone(
     head_lr, encoder_lr = _phase_schedule(cfg.s1_epochs * steps_per_epoch, epochs * steps_per_epoch, train_cfg.warmup_ratio)
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, [head_lr, head_lr, encoder_lr, encoder_lr])
 
-    state = {"epoch": 0, "best_f1": -1.0, "best_epoch": 0, "stale": 0, "history": [], "train_seconds": 0.0}
     checkpoint_path = work_dir / CHECKPOINT
-    if checkpoint_path.exists():
-        saved = torch.load(checkpoint_path, map_location="cpu", weights_only=False)
-        model.load_state_dict(saved["model"])
-        optimizer.load_state_dict(saved["optimizer"])
-        scheduler.load_state_dict(saved["scheduler"])
-        state = saved["state"]
-        random.setstate(saved["rng"]["python"])
-        torch.set_rng_state(saved["rng"]["torch"])
-        log(f"resuming after epoch {state['epoch']} (best dev F1 {state['best_f1']:.4f})")
+    state = resume_state(checkpoint_path, model, optimizer, scheduler, log)
     lengths = [len(e.sentence.input_ids) + len(e.image_ids) for e in train_enc]
-    rng = random.Random(train_cfg.seed)
-    for _ in range(state["epoch"]):
-        bucketed_batches(lengths, train_cfg.batch_size, train_cfg.bucket_size, rng)  # replay the order
+    rng = replayed_batch_rng(lengths, train_cfg, state["epoch"])
 
     while state["epoch"] < epochs and state["stale"] < train_cfg.patience:
         epoch = state["epoch"] + 1
@@ -296,9 +285,7 @@ def train_backbone(
         elif phase == "S2":
             state["stale"] += 1
         state["epoch"] = epoch
-        save_checkpoint(checkpoint_path, {
-            "model": model.state_dict(), "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
-            "state": state, "rng": {"python": random.getstate(), "torch": torch.get_rng_state()}})
+        save_checkpoint(checkpoint_path, model, optimizer, scheduler, state)
     checkpoint_path.unlink(missing_ok=True)
     sentences = len(train_enc) * len(state["history"])
     result = TrainResult(

@@ -234,11 +234,34 @@ def param_groups(named: list[tuple[str, torch.nn.Parameter]], lr: float, weight_
     return [{"params": decay, "lr": lr, "weight_decay": weight_decay}, {"params": rest, "lr": lr, "weight_decay": 0.0}]
 
 
-def save_checkpoint(path: Path, state: dict) -> None:
-    """Write ``state`` to ``path`` atomically (a crash leaves the previous checkpoint)."""
+def save_checkpoint(path: Path, model: torch.nn.Module, optimizer, scheduler, state: dict) -> None:
+    """Write model, optimizer, scheduler, loop state and RNG states to ``path`` atomically (a crash keeps the last one)."""
     tmp = path.with_name(path.name + ".tmp")
-    torch.save(state, tmp)
+    torch.save({"model": model.state_dict(), "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
+                "state": state, "rng": {"python": random.getstate(), "torch": torch.get_rng_state()}}, tmp)
     os.replace(tmp, path)
+
+
+def resume_state(path: Path, model: torch.nn.Module, optimizer, scheduler, log: Callable[[str], None]) -> dict:
+    """The epoch loop's state: fresh, or restored from the checkpoint at ``path`` (with model, optimizer, scheduler, RNG)."""
+    if not path.exists():
+        return {"epoch": 0, "best_f1": -1.0, "best_epoch": 0, "stale": 0, "history": [], "train_seconds": 0.0}
+    saved = torch.load(path, map_location="cpu", weights_only=False)
+    model.load_state_dict(saved["model"])
+    optimizer.load_state_dict(saved["optimizer"])
+    scheduler.load_state_dict(saved["scheduler"])
+    random.setstate(saved["rng"]["python"])
+    torch.set_rng_state(saved["rng"]["torch"])
+    log(f"resuming after epoch {saved['state']['epoch']} (best dev F1 {saved['state']['best_f1']:.4f})")
+    return saved["state"]
+
+
+def replayed_batch_rng(lengths: list[int], train_cfg: TrainConfig, epochs_done: int) -> random.Random:
+    """The batch-order RNG after ``epochs_done`` epochs, so a resumed run sees the orders it would have seen."""
+    rng = random.Random(train_cfg.seed)
+    for _ in range(epochs_done):
+        bucketed_batches(lengths, train_cfg.batch_size, train_cfg.bucket_size, rng)
+    return rng
 
 
 def train_tagger(
@@ -291,22 +314,10 @@ def train_tagger(
     log(f"trainable parameters: {trainable:,} of {total:,}")
     scheduler = get_linear_schedule_with_warmup(optimizer, int(train_cfg.warmup_ratio * total_steps), total_steps)
 
-    state = {"epoch": 0, "best_f1": -1.0, "best_epoch": 0, "stale": 0, "history": [], "train_seconds": 0.0}
     checkpoint_path = work_dir / CHECKPOINT
-    if checkpoint_path.exists():
-        saved = torch.load(checkpoint_path, map_location="cpu", weights_only=False)
-        tagger.load_state_dict(saved["model"])
-        optimizer.load_state_dict(saved["optimizer"])
-        scheduler.load_state_dict(saved["scheduler"])
-        state = saved["state"]
-        random.setstate(saved["rng"]["python"])
-        torch.set_rng_state(saved["rng"]["torch"])
-        log(f"resuming after epoch {state['epoch']} (best dev F1 {state['best_f1']:.4f})")
-
+    state = resume_state(checkpoint_path, tagger, optimizer, scheduler, log)
     lengths = [len(e.input_ids) for e in train_enc]
-    rng = random.Random(train_cfg.seed)
-    for _ in range(state["epoch"]):
-        bucketed_batches(lengths, train_cfg.batch_size, train_cfg.bucket_size, rng)  # replay the order
+    rng = replayed_batch_rng(lengths, train_cfg, state["epoch"])
 
     model = tagger
     if world > 1:
@@ -352,10 +363,7 @@ def train_tagger(
         state["epoch"] = epoch
         if rank != 0:
             continue
-        save_checkpoint(checkpoint_path, {
-            "model": tagger.state_dict(), "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
-            "state": state, "rng": {"python": random.getstate(), "torch": torch.get_rng_state()},
-        })
+        save_checkpoint(checkpoint_path, tagger, optimizer, scheduler, state)
 
     digests: list[str] = []
     if world > 1:

@@ -8,9 +8,9 @@ among its keys, so a post without an image attends to something), cross-attentio
 word attend to them, and a gated concatenation fuses word and visual context into H, the features
 that MSEA pools for retrieval. A linear layer and the project's CRF tag H.
 
-Losses: CRF negative log-likelihood + ``align_lambda`` x alignment (1 - cosine of the pooled text
-and pooled image projections of each post with an image) + ``infonce_lambda`` x symmetric InfoNCE
-between those projections over the posts of a batch that have an image.
+Losses: CRF negative log-likelihood + ``align_lambda`` x alignment (1 - cosine of each post's pooled
+image projection and its pooled text projection, the text side held fixed) + ``infonce_lambda`` x
+symmetric InfoNCE between those projections over the posts of a batch that have an image.
 """
 
 from __future__ import annotations
@@ -223,7 +223,9 @@ class MultimodalBackbone(nn.Module):
         text = F.normalize(self.text_head(out["text_pooled"][present]).float(), dim=-1)
         image = F.normalize(self.image_head(out["image_pooled"][present]).float(), dim=-1)
         zero = crf.new_zeros(())
-        align = (1.0 - (text * image).sum(-1)).mean() if len(text) else zero
+        # the text side is detached: pulling both sides together would let them meet by collapsing to
+        # one point, where InfoNCE has no gradient left; this way InfoNCE alone shapes the text side
+        align = (1.0 - (text.detach() * image).sum(-1)).mean() if len(text) else zero
         if len(text) >= 2:
             logits = text @ image.T / self.temperature
             target = torch.arange(len(text), device=logits.device)

@@ -96,11 +96,13 @@ def test_losses_finite_and_gradients_follow_the_phase(tiny_backbone, tokenizer) 
                        tiny_backbone.classifier, tiny_backbone.text_head, tiny_backbone.image_head):
             grads = [p.grad for p in module.parameters()]
             assert all(g is not None and torch.isfinite(g).all() for g in grads), (phase, module)
-    # the alignment and InfoNCE losses alone reach both projection heads
+    # InfoNCE reaches both projection heads; alignment pulls only the image side (no collapse to one point)
     tiny_backbone.zero_grad(set_to_none=True)
-    parts = tiny_backbone.losses(batch)
-    (parts["align"] + parts["infonce"]).backward()
+    tiny_backbone.losses(batch)["infonce"].backward()
     assert tiny_backbone.image_head.weight.grad.abs().sum() > 0 and tiny_backbone.text_head.weight.grad.abs().sum() > 0
+    tiny_backbone.zero_grad(set_to_none=True)
+    tiny_backbone.losses(batch)["align"].backward()
+    assert tiny_backbone.image_head.weight.grad.abs().sum() > 0 and tiny_backbone.text_head.weight.grad is None
     tiny_backbone.freeze_encoders(False)
 
 

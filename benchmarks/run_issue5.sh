@@ -12,9 +12,9 @@ done
 # MSEA: the fused pooling is chosen on dev, then every reported configuration is scored once on test
 $py benchmarks/retrieval_quality.py --split dev --embedders text fused --pooling mean entity
 $py benchmarks/retrieval_quality.py --embedders random text fused --pooling mean entity
-# Tagger variants on [T;Z] Twitter-2015 with a budget that fits 2 CPU cores: the first 1500 training
+# Tagger variants on [T;Z] Twitter-2015 with a budget that fits 2 CPU cores: the first 1000 training
 # tweets, 3 epochs, 128 sub-tokens of [T;Z] (Z cut to fit); full dev and test.
-budget=(--set train.epochs=3 --set train.max_train_sentences=1500 --set model.max_length=128)
+budget=(--set train.epochs=3 --set train.max_train_sentences=1000 --set model.max_length=128)
 $py benchmarks/stage2.py --config configs/twitter2015.yaml --variant text+knowledge "${budget[@]}" --label variant-full
 $py benchmarks/stage2.py --config configs/twitter2015.yaml --variant text+knowledge "${budget[@]}" --set 'model.lora={}' --label variant-lora
 $py benchmarks/stage2.py --config configs/twitter2015.yaml --variant text+knowledge "${budget[@]}" --set model.head=bilstm_attention --label variant-bilstm-attention

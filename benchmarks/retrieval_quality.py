@@ -84,7 +84,7 @@ def run_dataset(name: str, split: str, k: int, seed: int, embedders: list[str], 
         strip = (lambda items: [replace(i, caption="") for i in items]) if query == "tweet" else list
         started = time.time()
         model_dir = backbone_dir(name, label) if embedder_name == "fused" else None
-        embedder = make_embedder(embedder_name, EmbedderOptions(seed=seed, backbone_dir=model_dir, pooling=pooling or "mean"))
+        embedder = make_embedder(embedder_name, EmbedderOptions(seed=seed, backbone_dir=model_dir, pooling=pooling or "entity"))
         _, hits = retrieve(strip(queries), strip(examples), embedder, k)
         score, n_queries = type_overlap(hits, query_types, example_types, k)
         rows.append({"dataset": name, "split": split, "embedder": embedder_name + (f" ({pooling})" if pooling else ""),
@@ -104,7 +104,7 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=42)
     parser.add_argument("--embedders", nargs="+", default=["random", "text", "fused"], choices=["random", "text", "fused"])
     parser.add_argument("--backbone-label", default="main", help="label of the backbone.jsonl row to use for fused")
-    parser.add_argument("--pooling", nargs="+", default=["mean"], choices=["mean", "entity"], help="fused: how H is pooled")
+    parser.add_argument("--pooling", nargs="+", default=["entity"], choices=["mean", "entity"], help="fused: how H is pooled")
     args = parser.parse_args()
     if not DATA.is_dir():
         sys.exit(f"benchmark data not found at {DATA} (see the project README)")

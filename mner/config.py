@@ -166,7 +166,8 @@ class RetrievalConfig(_Strict):
         "text", description="text: sentence embedding of tweet + caption + OCR; fused: pooled H of the trained backbone")
     encoder: str = DEFAULT_ENCODER
     fused_pooling: Literal["mean", "entity"] = Field(
-        "mean", description="fused: pool H over all words alike, or weighted by each word's entity belief")
+        "entity", description="fused: pool H weighted by each word's entity belief, or over all words alike "
+                              "(entity chosen on the dev splits, benchmarks/RESULTS.md)")
     top_n: int = Field(5, ge=1)
     seed: int = 42
 

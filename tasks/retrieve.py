@@ -63,7 +63,7 @@ class EmbedderOptions:
     device: str = "auto"
     backbone_dir: str | None = None  # fused: a trained backbone (output of the backbone stage)
     images: str | None = None  # fused with a CLIP backbone: folder of <image_id>.jpg
-    pooling: str = "mean"  # fused: "mean" or "entity" (see MultimodalBackbone.fused_embedding)
+    pooling: str = "entity"  # fused: "mean" or "entity" (see MultimodalBackbone.fused_embedding)
 
 
 class Embedder(Protocol):
@@ -274,7 +274,7 @@ def load_examples(sources: dict[str, str]) -> list[ManualExample]:
 def retrieve_examples(run: StageRun, data: dict[str, Any], captions: dict[str, Any] | None,
                       ocr: dict[str, Any] | None, sources: dict[str, str], embedder: str, encoder: str,
                       top_n: int, seed: int, artifacts_root: str, backbone: dict[str, Any] | None = None,
-                      images: str | None = None, pooling: str = "mean") -> dict[str, Any]:
+                      images: str | None = None, pooling: str = "entity") -> dict[str, Any]:
     """Top-N similar manual examples for every tweet of every split (never the tweet itself).
 
     The ``fused`` embedder needs ``backbone`` (the backbone stage's output; ``images`` for a CLIP one).

@@ -24,9 +24,8 @@ sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "benchmarks"))
 
 from mner.config import load_config  # noqa: E402
-from stage2 import commit, log_stages_to_stderr, machine, parse_overrides, peak_rss_mib  # noqa: E402
+from stage2 import commit, joined_splits, log_stages_to_stderr, machine, parse_overrides, peak_rss_mib  # noqa: E402
 from tasks.backbone import train_backbone_stage  # noqa: E402
-from tasks.data import join_knowledge, load_splits  # noqa: E402
 
 RESULTS = ROOT / "benchmarks" / "results" / "backbone.jsonl"
 
@@ -43,11 +42,7 @@ def main() -> None:
     cfg = load_config(args.config, overrides)
     root, ds = str(cfg.artifacts_root), cfg.dataset
     started = time.time()
-    data = load_splits.fn(sources={"train": str(ds.train), "dev": str(ds.dev), "test": str(ds.test)},
-                          repair_bio=ds.repair_bio, artifacts_root=root)
-    # the joined rows carry each post's caption by id, as a captions stage output would
-    joined = join_knowledge.fn(data=data, artifacts_root=root, sources={
-        "knowledge_train": None, "knowledge_dev": None, "knowledge_test": None, "captions": str(ds.captions)})
+    joined = joined_splits(cfg, knowledge=False)
     out = train_backbone_stage.fn(data=joined, captions=joined, ocr=None, sources={},
                                   backbone=cfg.backbone.model_dump(mode="json"), train=cfg.train.model_dump(mode="json"),
                                   artifacts_root=root)

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import sys
 import tempfile
 import time
@@ -28,6 +27,7 @@ sys.path.insert(0, str(ROOT / "benchmarks"))
 from stage2 import commit, machine  # noqa: E402
 
 from mner import formats, pgim  # noqa: E402
+from mner.server import prefect_defaults  # noqa: E402
 
 DATA = ROOT.parent / "shared" / "data" / "twitter2015"
 OUT = ROOT / "benchmarks" / "out" / "knowledge_sources"
@@ -67,8 +67,7 @@ def main() -> None:
     args = parser.parse_args()
     if not DATA.is_dir():
         raise SystemExit(f"{DATA} is absent: this benchmark needs ../shared/data")
-    os.environ.setdefault("PREFECT_HOME", tempfile.mkdtemp(prefix="mner-bench-prefect-"))
-    os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
+    prefect_defaults(tempfile.mkdtemp(prefix="mner-bench-prefect-"))
     from flows.pipeline import pipeline
 
     fields = write_subset({"train": args.train, "dev": args.dev, "test": args.test})

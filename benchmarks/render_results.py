@@ -119,6 +119,21 @@ def backbone_section(stage2: list[dict], backbones: list[dict]) -> list[str]:
     return md
 
 
+def grid_section(grid: list[dict]) -> list[str]:
+    """Issue 5: the loss-weight grid of the backbone (newest run per dataset), chosen on dev F1."""
+    if not grid:
+        return []
+    last_run = {r["dataset"]: (r["date"], r["command"]) for r in grid}  # one run writes a line per point
+    runs = [r for r in grid if last_run[r["dataset"]] == (r["date"], r["command"])]
+    md = ["## Backbone loss-weight grid (flow `mner-backbone-grid`, choose on dev F1)", "",
+          "| dataset | align_lambda | infonce_lambda | dev F1 | test P | test R | test F1 | chosen on dev | train s | commit | date |",
+          "|---|---|---|---|---|---|---|---|---|---|---|"]
+    md += [f"| {r['dataset']} | {r['align_lambda']} | {r['infonce_lambda']} | {r['dev_f1']:.2f} | {r['test_precision']:.2f} | "
+           f"{r['test_recall']:.2f} | **{r['test_f1']:.2f}** | {'yes' if r['chosen_on_dev'] else ''} | "
+           f"{r['train_seconds']:.0f} | {r['commit']} | {r['date']} |" for r in runs]
+    return md + ["", f"Machine: {runs[-1]['machine']}.", ""] + _commands(runs)
+
+
 def variants_section(stage2: list[dict]) -> list[str]:
     """Issue 5: tagger variants (full fine-tuning, LoRA, BiLSTM + attention head) at one budget."""
     variants = [r for r in stage2 if str(r.get("label", "")).startswith("variant-") and "test_f1" in r]
@@ -245,7 +260,8 @@ def main() -> None:
                       f"`{r['command']}` | {r['date']} |")
         md += ["", f"Machine: {throughput[-1]['machine']}.", ""]
     md += stage1_sections()
-    md += backbone_section(stage2, rows("backbone.jsonl")) + variants_section(stage2)
+    md += backbone_section(stage2, rows("backbone.jsonl")) + grid_section(rows("backbone_grid.jsonl"))
+    md += variants_section(stage2)
     md += READING
     OUT.write_text("\n".join(md), encoding="utf-8")
     print(f"wrote {OUT}")

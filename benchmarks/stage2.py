@@ -26,7 +26,7 @@ import yaml
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from mner.config import load_config  # noqa: E402
+from mner.config import PipelineConfig, load_config  # noqa: E402
 from tasks.data import join_knowledge, load_splits  # noqa: E402
 from tasks.evaluate import evaluate_model  # noqa: E402
 from tasks.train import train_model  # noqa: E402
@@ -74,6 +74,19 @@ def peak_rss_mib() -> float:
     return round(max(resource.getrusage(who).ru_maxrss for who in (resource.RUSAGE_SELF, resource.RUSAGE_CHILDREN)) / 1024, 1)
 
 
+def joined_splits(cfg: PipelineConfig, knowledge: bool) -> dict:
+    """The config's splits joined with their captions (by post id), and with PGIM's knowledge when ``knowledge``.
+
+    The stages' own functions run without Prefect, as a captions/knowledge stage output would feed them.
+    """
+    root, ds = str(cfg.artifacts_root), cfg.dataset
+    data = load_splits.fn(sources={"train": str(ds.train), "dev": str(ds.dev), "test": str(ds.test)},
+                          repair_bio=ds.repair_bio, artifacts_root=root)
+    files = {f"knowledge_{split}": str(getattr(ds, f"knowledge_{split}")) if knowledge else None
+             for split in ("train", "dev", "test")}
+    return join_knowledge.fn(data=data, artifacts_root=root, sources={**files, "captions": str(ds.captions)})
+
+
 def main() -> None:
     """Parse arguments, run the stages, append the result line."""
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -88,11 +101,7 @@ def main() -> None:
     cfg = load_config(args.config, overrides)
     root, ds = str(cfg.artifacts_root), cfg.dataset
     started = time.time()
-    data = load_splits.fn(sources={"train": str(ds.train), "dev": str(ds.dev), "test": str(ds.test)},
-                          repair_bio=ds.repair_bio, artifacts_root=root)
-    joined = join_knowledge.fn(data=data, artifacts_root=root, sources={
-        "knowledge_train": str(ds.knowledge_train), "knowledge_dev": str(ds.knowledge_dev),
-        "knowledge_test": str(ds.knowledge_test), "captions": str(ds.captions)})
+    joined = joined_splits(cfg, knowledge=True)
     model = train_model.fn(data=joined, variant=args.variant, model=cfg.model.model_dump(mode="json"),
                            train=cfg.train.model_dump(mode="json"), artifacts_root=root)
     history = json.loads(Path(model["dir"], "history.json").read_text())

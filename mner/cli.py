@@ -9,6 +9,7 @@ from typing import List, Optional
 import typer
 
 from mner.formats import DataFormatError, format_summary, read_conll, summarize, write_conll
+from mner.server import prefect_defaults
 
 app = typer.Typer(
     name="mner",
@@ -105,16 +106,6 @@ def artifacts_show(
     typer.echo((directory / (file or MANIFEST)).read_text(encoding="utf-8"))
 
 
-def _prefect_defaults() -> None:
-    """Embedded defaults for a local run: Prefect state in the project, no analytics."""
-    from mner import PROJECT_ROOT
-
-    os.environ.setdefault("PREFECT_HOME", str(PROJECT_ROOT / ".prefect"))
-    os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
-    # a first start migrates a fresh SQLite database: on 2 busy cores that can pass Prefect's 20 s default
-    os.environ.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "180")
-
-
 @app.command("run")
 def run(
     config: Optional[Path] = typer.Option(None, "--config", "-c", help="YAML/JSON config (default: the demo sample)."),
@@ -125,7 +116,7 @@ def run(
     import json
 
     overrides = _checked_overrides(config, set_)
-    _prefect_defaults()
+    prefect_defaults()
     from flows.pipeline import pipeline
 
     result = pipeline(config_file=str(config) if config else None, overrides=overrides, refresh=refresh or None)
@@ -164,7 +155,7 @@ def grid_command(
     import json
 
     overrides = _checked_overrides(config, set_)
-    _prefect_defaults()
+    prefect_defaults()
     from flows.backbone_grid import backbone_grid
 
     rows = backbone_grid(config_file=str(config) if config else None, overrides=overrides,
@@ -184,7 +175,7 @@ def serve_command(
     """
     from mner.server import server_env, start_server, stop_server
 
-    _prefect_defaults()
+    prefect_defaults()
     server = None
     if not no_server:
         home = os.environ["PREFECT_HOME"]

@@ -18,6 +18,19 @@ import urllib.request
 from pathlib import Path
 
 
+def prefect_defaults(home: str | Path | None = None) -> None:
+    """Embedded defaults for a local run: Prefect state in ``home`` (default: the project's .prefect), no analytics.
+
+    Values already in the environment win.
+    """
+    from mner import PROJECT_ROOT
+
+    os.environ.setdefault("PREFECT_HOME", str(home or PROJECT_ROOT / ".prefect"))
+    os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
+    # a first start migrates a fresh SQLite database: on 2 busy cores that can pass Prefect's 20 s default
+    os.environ.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "180")
+
+
 def free_port(host: str = "127.0.0.1") -> int:
     """A TCP port on ``host`` that nothing listens on right now."""
     with socket.socket() as sock:

@@ -30,7 +30,7 @@ from tasks.data import SPLITS, read_jsonl, write_jsonl
 from tasks.image_io import image_sources
 from tasks.retrieve import side_texts
 from tasks.train import run_training_job
-from tasks.training import pick_device, set_threads, use_bf16
+from tasks.training import prepare_runtime
 
 
 def image_text(caption: str, ocr: str) -> str:
@@ -81,9 +81,7 @@ def train_backbone_stage(
     result = run_training_job(job, run.work_dir, log.info)
     run.timings["train_s"] = result["train_seconds"]
 
-    set_threads(train_cfg.num_threads)
-    device = pick_device(train_cfg.device)
-    bf16 = use_bf16(train_cfg.precision, device)
+    _, device, bf16 = prepare_runtime(train_cfg)
     model, encoder = load_backbone(run.work_dir, device)
     scores: dict[str, Any] = {}
     for split in ("dev", "test"):

@@ -25,9 +25,8 @@ from mner.metrics import score_entities
 from models.backbone import MultimodalBackbone, MultimodalBatch
 from models.encoding import EncodedSentence, SentenceEncoder, collate
 from tasks.image_io import BadImage, load_image
-from tasks.training import (BEST_WEIGHTS, CHECKPOINT, TrainResult, bucketed_batches, param_groups, pick_device,
-                            replayed_batch_rng, resolve_encoder, resume_state, save_checkpoint, set_seed, set_threads,
-                            use_bf16)
+from tasks.training import (BEST_WEIGHTS, CHECKPOINT, TrainResult, bucketed_batches, param_groups, prepare_runtime,
+                            replayed_batch_rng, resolve_encoder, resume_state, save_checkpoint, set_seed)
 
 BACKBONE_META = "backbone.json"
 
@@ -216,9 +215,7 @@ def train_backbone(
 ) -> TrainResult:
     """Train in two phases (S1 encoders frozen, S2 fine-tuned), keep the best dev-F1 weights in ``work_dir``."""
     work_dir.mkdir(parents=True, exist_ok=True)
-    threads = set_threads(train_cfg.num_threads)
-    device = pick_device(train_cfg.device)
-    bf16 = use_bf16(train_cfg.precision, device)
+    threads, device, bf16 = prepare_runtime(train_cfg)
     set_seed(train_cfg.seed)
     model, encoder = build_backbone(cfg, labels)
     model.to(device)

@@ -43,13 +43,6 @@ Captioner = Callable[[list[Image.Image]], list[str]]
 _LOAD_LOCK = threading.Lock()  # shards on a thread runner share one loaded model
 
 
-def pick_device() -> str:
-    """``"cuda"`` when a CUDA device is present, else ``"cpu"``."""
-    import torch
-
-    return "cuda" if torch.cuda.is_available() else "cpu"
-
-
 def resolve_dtype(dtype: str, device: str) -> str:
     """The torch dtype name to run in: float32 on CPU; on CUDA ``dtype`` ("auto": bfloat16 if supported).
 
@@ -82,7 +75,9 @@ def blip2_captioner(model: str, dtype: str, max_new_tokens: int) -> tuple[Captio
     """A function captioning a batch of PIL images with BLIP-2, and the device/dtype it runs in."""
     import torch
 
-    device = pick_device()
+    from tasks.training import pick_device
+
+    device = pick_device("auto").type
     run_dtype = resolve_dtype(dtype, device)
     with _LOAD_LOCK:
         network, processor = load_blip2(model, device, run_dtype)
@@ -110,7 +105,9 @@ def lavis_captioner(model: str, max_new_tokens: int) -> tuple[Captioner, dict[st
     name, sep, model_type = model.partition(":")
     if not sep or not name or not model_type:
         raise ValueError(f"lavis caption model {model!r} must be '<name>:<type>', e.g. 'blip2_opt:caption_coco_opt2.7b'")
-    device = pick_device()
+    from tasks.training import pick_device
+
+    device = pick_device("auto").type
     network, vis_processors, _ = lavis_models.load_model_and_preprocess(
         name=name, model_type=model_type, is_eval=True, device=device
     )

@@ -129,6 +129,13 @@ def set_threads(num_threads: int) -> int:
     return count
 
 
+def prepare_runtime(train_cfg: TrainConfig) -> tuple[int, torch.device, bool]:
+    """Torch threads, device and whether to autocast to bf16 for one run configured by ``train_cfg``."""
+    threads = set_threads(train_cfg.num_threads)
+    device = pick_device(train_cfg.device)
+    return threads, device, use_bf16(train_cfg.precision, device)
+
+
 def assemble_tagger(encoder: torch.nn.Module, labels: list[str], model_cfg: ModelConfig) -> KnowledgeTagger:
     """The tagger ``model_cfg`` describes around ``encoder``, which gets LoRA adapters (peft) when configured.
 
@@ -283,9 +290,7 @@ def train_tagger(
     """
     work_dir.mkdir(parents=True, exist_ok=True)
     rank, world = rank_and_world()
-    threads = set_threads(train_cfg.num_threads)
-    device = pick_device(train_cfg.device)
-    bf16 = use_bf16(train_cfg.precision, device)
+    threads, device, bf16 = prepare_runtime(train_cfg)
     set_seed(train_cfg.seed)
     tagger, tokenizer = build_tagger(model_cfg, labels)
     tagger.to(device)

@@ -1,0 +1,55 @@
+"""Loss-weight grid benchmark: the real ``mner-backbone-grid`` flow on a benchmark split.
+
+    python benchmarks/backbone_grid.py --config configs/twitter2017.yaml [--align 0 --align 0.1]
+        [--infonce 0 --infonce 0.1] [--set backbone.s2_epochs=3 ...]
+
+Runs the flow (Prefect's local ephemeral server, the project's artifact store; every point is a
+cached ``backbone`` stage), then appends one JSON line per grid point to
+benchmarks/results/backbone_grid.jsonl: dataset, weights, dev/test P/R/F1 (percent), the point chosen
+on dev, train seconds, the command, commit, date and machine.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "benchmarks"))
+
+from mner.server import prefect_defaults  # noqa: E402
+from stage2 import commit, machine, parse_overrides  # noqa: E402
+
+RESULTS = ROOT / "benchmarks" / "results" / "backbone_grid.jsonl"
+
+
+def main() -> None:
+    """Parse arguments, run the grid flow, append one line per point."""
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--config", required=True)
+    parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="config override (YAML value)")
+    parser.add_argument("--align", action="append", type=float, help="align_lambda values (repeat; default 0 0.1)")
+    parser.add_argument("--infonce", action="append", type=float, help="infonce_lambda values (repeat; default 0 0.1)")
+    args = parser.parse_args()
+    prefect_defaults()
+    from flows.backbone_grid import backbone_grid
+
+    started = time.time()
+    rows = backbone_grid(config_file=args.config, overrides=parse_overrides(args.set),
+                         align_lambdas=args.align or [0.0, 0.1], infonce_lambdas=args.infonce or [0.0, 0.1])
+    meta = {"overrides": parse_overrides(args.set), "wall_seconds": round(time.time() - started, 1),
+            "command": "python " + " ".join(sys.argv), "commit": commit(),
+            "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()), "machine": machine()}
+    RESULTS.parent.mkdir(parents=True, exist_ok=True)
+    with open(RESULTS, "a", encoding="utf-8") as handle:
+        for row in rows:
+            handle.write(json.dumps({**row, **meta}) + "\n")
+    print(json.dumps(rows, indent=2))
+
+
+if __name__ == "__main__":
+    main()

@@ -15,8 +15,10 @@ export TRANSFORMERS_OFFLINE ?= 1
 
 setup: $(VENV)/.installed
 
-# llama-cpp-python compiles from source (6-9 minutes once; pip caches the wheel): only the server library.
-export CMAKE_ARGS ?= -DLLAVA_BUILD=OFF -DLLAMA_BUILD_TOOLS=OFF -DLLAMA_BUILD_EXAMPLES=OFF -DLLAMA_BUILD_TESTS=OFF
+# llama-cpp-python compiles from source (6-9 minutes once; pip caches the wheel): only the server library,
+# for any x86-64 with AVX2 instead of this CPU (GGML_NATIVE=OFF): a native build on an Intel CPU with AMX
+# crashed at the first answer in a VM, and pip's wheel cache would carry a native build to other CPUs.
+export CMAKE_ARGS ?= -DGGML_NATIVE=OFF -DLLAVA_BUILD=OFF -DLLAMA_BUILD_TOOLS=OFF -DLLAMA_BUILD_EXAMPLES=OFF -DLLAMA_BUILD_TESTS=OFF
 
 $(VENV)/.installed: pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)

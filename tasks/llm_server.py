@@ -24,6 +24,7 @@ import importlib.util
 import logging
 import os
 import queue
+import signal
 import subprocess
 import sys
 import tempfile
@@ -63,7 +64,7 @@ def _wait_ready(base_url: str, process: subprocess.Popen, log_path: Path, timeou
     while time.time() < deadline:
         if process.poll() is not None:
             tail = log_path.read_text(encoding="utf-8", errors="replace")[-2000:]
-            raise RuntimeError(f"llama.cpp server exited with code {process.returncode}; log {log_path}:\n{tail}")
+            raise RuntimeError(f"llama.cpp server exited ({_exit_reason(process.returncode)}); log {log_path}:\n{tail}")
         try:
             if httpx.get(f"{base_url}/models", timeout=2).status_code == 200:
                 return
@@ -71,6 +72,16 @@ def _wait_ready(base_url: str, process: subprocess.Popen, log_path: Path, timeou
             pass
         time.sleep(0.1)
     raise TimeoutError(f"llama.cpp server at {base_url} not ready after {timeout_s:.0f}s; log {log_path}")
+
+
+def _exit_reason(returncode: int) -> str:
+    """``signal SIGSEGV`` for a process killed by a signal, else ``exit code N``."""
+    if returncode < 0:
+        try:
+            return f"signal {signal.Signals(-returncode).name}"
+        except ValueError:
+            return f"signal {-returncode}"
+    return f"exit code {returncode}"
 
 
 def _stop(process: subprocess.Popen) -> None:
@@ -99,7 +110,13 @@ def _one_server(model: Path, host: str, port: int, n_ctx: int, n_threads: int, l
         log.info("llama.cpp server ready at %s (pid %d, log %s)", base_url, process.pid, log_path)
         yield base_url
     finally:
+        died = process.poll()
         _stop(process)
+        if died is not None:
+            log.error("llama.cpp server at %s (pid %d) died while in use: %s; log %s. A crash on an Intel CPU with "
+                      "AMX usually means a native llama.cpp build: reinstall llama-cpp-python with "
+                      "CMAKE_ARGS=-DGGML_NATIVE=OFF (README, Troubleshooting)", base_url, process.pid,
+                      _exit_reason(died), log_path)
 
 
 class SlotDispatcher:

@@ -63,7 +63,7 @@ def test_missing_or_broken_models_give_clear_errors(tmp_path: Path) -> None:
             pass
     broken = tmp_path / "broken.gguf"
     broken.write_bytes(b"this is not a GGUF file")
-    with pytest.raises(RuntimeError, match="llama.cpp server exited with code"):
+    with pytest.raises(RuntimeError, match=r"llama.cpp server exited \(exit code"):
         with local_llama_server(model_path=broken, log_dir=tmp_path / "logs"):
             pass
     assert default_model_path().name == "SmolLM2-135M-Instruct.Q4_1.gguf"

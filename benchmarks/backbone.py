@@ -12,7 +12,6 @@ loss part, train seconds, parameters, peak RSS, the model directory (which the r
 
 from __future__ import annotations
 
-import argparse
 import json
 import sys
 import time
@@ -24,7 +23,7 @@ sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "benchmarks"))
 
 from mner.config import load_config  # noqa: E402
-from stage2 import commit, joined_splits, log_stages_to_stderr, machine, parse_overrides, peak_rss_mib  # noqa: E402
+from stage2 import config_parser, joined_splits, log_stages_to_stderr, parse_overrides, peak_rss_mib, provenance  # noqa: E402
 from tasks.backbone import train_backbone_stage  # noqa: E402
 
 RESULTS = ROOT / "benchmarks" / "results" / "backbone.jsonl"
@@ -32,9 +31,7 @@ RESULTS = ROOT / "benchmarks" / "results" / "backbone.jsonl"
 
 def main() -> None:
     """Parse arguments, run the stages, append the result line."""
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--config", required=True)
-    parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="config override (YAML value)")
+    parser = config_parser(__doc__)
     parser.add_argument("--label", default="", help="name of this configuration in the results")
     args = parser.parse_args()
     log_stages_to_stderr()
@@ -57,8 +54,7 @@ def main() -> None:
         "trainable_parameters": history["trainable_parameters"], "total_parameters": history["total_parameters"],
         "overrides": overrides, "model_dir": out["dir"],
         "peak_rss_mib": peak_rss_mib(),
-        "wall_seconds": round(time.time() - started, 1), "command": "python " + " ".join(sys.argv),
-        "commit": commit(), "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()), "machine": machine(),
+        "wall_seconds": round(time.time() - started, 1), **provenance(),
     }
     RESULTS.parent.mkdir(parents=True, exist_ok=True)
     with open(RESULTS, "a", encoding="utf-8") as handle:

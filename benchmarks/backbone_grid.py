@@ -11,7 +11,6 @@ on dev, train seconds, the command, commit, date and machine.
 
 from __future__ import annotations
 
-import argparse
 import json
 import sys
 import time
@@ -22,28 +21,25 @@ sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "benchmarks"))
 
 from mner.server import prefect_defaults  # noqa: E402
-from stage2 import commit, machine, parse_overrides  # noqa: E402
+from stage2 import config_parser, parse_overrides, provenance  # noqa: E402
 
 RESULTS = ROOT / "benchmarks" / "results" / "backbone_grid.jsonl"
 
 
 def main() -> None:
     """Parse arguments, run the grid flow, append one line per point."""
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--config", required=True)
-    parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="config override (YAML value)")
+    parser = config_parser(__doc__)
     parser.add_argument("--align", action="append", type=float, help="align_lambda values (repeat; default 0 0.1)")
     parser.add_argument("--infonce", action="append", type=float, help="infonce_lambda values (repeat; default 0 0.1)")
     args = parser.parse_args()
     prefect_defaults()
     from flows.backbone_grid import backbone_grid
 
+    overrides = parse_overrides(args.set)
     started = time.time()
-    rows = backbone_grid(config_file=args.config, overrides=parse_overrides(args.set),
+    rows = backbone_grid(config_file=args.config, overrides=overrides,
                          align_lambdas=args.align or [0.0, 0.1], infonce_lambdas=args.infonce or [0.0, 0.1])
-    meta = {"overrides": parse_overrides(args.set), "wall_seconds": round(time.time() - started, 1),
-            "command": "python " + " ".join(sys.argv), "commit": commit(),
-            "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()), "machine": machine()}
+    meta = {"overrides": overrides, "wall_seconds": round(time.time() - started, 1), **provenance()}
     RESULTS.parent.mkdir(parents=True, exist_ok=True)
     with open(RESULTS, "a", encoding="utf-8") as handle:
         for row in rows:

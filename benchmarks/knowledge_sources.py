@@ -24,7 +24,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "benchmarks"))
 
-from stage2 import commit, machine  # noqa: E402
+from stage2 import provenance  # noqa: E402
 
 from mner import formats, pgim  # noqa: E402
 from mner.server import prefect_defaults  # noqa: E402
@@ -88,8 +88,7 @@ def main() -> None:
                    "variant": variant, "dev_f1": s["dev_f1"], "test_precision": s["test_precision"],
                    "test_recall": s["test_recall"], "test_f1": s["test_f1"], "flow_seconds": round(time.time() - started, 1),
                    "overrides": {**{k: v for k, v in base.items() if not k.startswith("dataset.")}, **overrides},
-                   "command": "python benchmarks/knowledge_sources.py " + " ".join(sys.argv[1:]),
-                   "commit": commit(), "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()), "machine": machine()}
+                   **provenance()}
             with open(RESULTS, "a", encoding="utf-8") as handle:
                 handle.write(json.dumps(row) + "\n")
             print(json.dumps(row))

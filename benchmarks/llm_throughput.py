@@ -29,7 +29,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "benchmarks"))
 
-from stage2 import commit, machine  # noqa: E402
+from stage2 import provenance  # noqa: E402
 
 from mner.formats import read_conll  # noqa: E402
 from tasks.llm_client import LLMSettings, complete_all  # noqa: E402
@@ -76,8 +76,7 @@ def main() -> None:
     prompts = load_prompts(args.data, args.prompts)
     scratch = Path(tempfile.mkdtemp(prefix="mner-llm-bench-"))
     common = {"prompts": len(prompts), "max_tokens": args.max_tokens, "cpus": os.cpu_count(),
-              "command": "python benchmarks/llm_throughput.py " + " ".join(sys.argv[1:]),
-              "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()), "machine": machine(), "commit": commit()}
+              **provenance()}
     rows = []
 
     def record(mode: str, n: int, processes: int, seconds: float, usage: dict, base: float | None) -> None:

@@ -30,7 +30,7 @@ sys.path.insert(0, str(ROOT / "benchmarks"))
 
 from mner import formats, pgim  # noqa: E402
 from mner.tags import iob2_spans  # noqa: E402
-from stage2 import commit, machine  # noqa: E402
+from stage2 import provenance  # noqa: E402
 from tasks.retrieve import EmbedderOptions, Item, example_items, make_embedder, retrieve  # noqa: E402
 
 RESULTS = ROOT / "benchmarks" / "results" / "retrieval.jsonl"
@@ -84,7 +84,7 @@ def run_dataset(name: str, split: str, k: int, seed: int, embedders: list[str], 
         strip = (lambda items: [replace(i, caption="") for i in items]) if query == "tweet" else list
         started = time.time()
         model_dir = backbone_dir(name, label) if embedder_name == "fused" else None
-        embedder = make_embedder(embedder_name, EmbedderOptions(seed=seed, backbone_dir=model_dir, pooling=pooling or "entity"))
+        embedder = make_embedder(embedder_name, EmbedderOptions(seed=seed, backbone_dir=model_dir, pooling=pooling or EmbedderOptions.pooling))
         _, hits = retrieve(strip(queries), strip(examples), embedder, k)
         score, n_queries = type_overlap(hits, query_types, example_types, k)
         rows.append({"dataset": name, "split": split, "embedder": embedder_name + (f" ({pooling})" if pooling else ""),
@@ -104,12 +104,11 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=42)
     parser.add_argument("--embedders", nargs="+", default=["random", "text", "fused"], choices=["random", "text", "fused"])
     parser.add_argument("--backbone-label", default="main", help="label of the backbone.jsonl row to use for fused")
-    parser.add_argument("--pooling", nargs="+", default=["entity"], choices=["mean", "entity"], help="fused: how H is pooled")
+    parser.add_argument("--pooling", nargs="+", default=[EmbedderOptions.pooling], choices=["mean", "entity"], help="fused: how H is pooled")
     args = parser.parse_args()
     if not DATA.is_dir():
         sys.exit(f"benchmark data not found at {DATA} (see the project README)")
-    meta = {"command": "python " + " ".join(sys.argv), "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
-            "machine": machine(), "commit": commit()}
+    meta = provenance()
     rows = [{**row, **meta} for name in args.datasets for row in run_dataset(name, args.split, args.k, args.seed, args.embedders, args.backbone_label, args.pooling)]
     RESULTS.parent.mkdir(parents=True, exist_ok=True)
     with open(RESULTS, "a", encoding="utf-8") as handle:

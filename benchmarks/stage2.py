@@ -56,6 +56,21 @@ def commit() -> str:
     return sha + ("-dirty" if dirty else "")
 
 
+def provenance() -> dict[str, str]:
+    """Where a result line comes from: the command as typed from the project root, commit, UTC date, machine."""
+    command = " ".join(["python", f"benchmarks/{Path(sys.argv[0]).name}", *sys.argv[1:]])
+    return {"command": command, "commit": commit(), "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
+            "machine": machine()}
+
+
+def config_parser(doc: str | None) -> argparse.ArgumentParser:
+    """An argument parser with the options every config-driven benchmark takes: ``--config`` and ``--set``."""
+    parser = argparse.ArgumentParser(description=doc, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--config", required=True)
+    parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="config override (YAML value)")
+    return parser
+
+
 def log_stages_to_stderr() -> None:
     """Show the stages' log lines with timestamps (outside Prefect they log to the ``mner`` logger)."""
     handler = logging.StreamHandler()
@@ -89,10 +104,8 @@ def joined_splits(cfg: PipelineConfig, knowledge: bool) -> dict:
 
 def main() -> None:
     """Parse arguments, run the stages, append the result line."""
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--config", required=True)
+    parser = config_parser(__doc__)
     parser.add_argument("--variant", choices=["text", "text+knowledge"], required=True)
-    parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="config override (YAML value)")
     parser.add_argument("--label", default="", help="name of this configuration in the results")
     parser.add_argument("--dev-only", action="store_true", help="do not score the test split")
     args = parser.parse_args()
@@ -122,8 +135,7 @@ def main() -> None:
     row.update(
         peak_rss_mib=peak_rss_mib(),
         wall_seconds=round(time.time() - started, 1),
-        command="python " + " ".join(sys.argv), commit=commit(),
-        date=time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()), machine=machine(),
+        **provenance(),
     )
     RESULTS.parent.mkdir(parents=True, exist_ok=True)
     with open(RESULTS, "a", encoding="utf-8") as handle:

@@ -25,7 +25,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "benchmarks"))
 
-from stage2 import commit, machine  # noqa: E402
+from stage2 import provenance  # noqa: E402
 from torchcrf import CRF as TorchCRF  # noqa: E402
 from transformers import AutoModel, AutoTokenizer  # noqa: E402
 
@@ -139,8 +139,7 @@ def main() -> None:
     naive_rate = naive(samples, labels, device, max_length)
     row = {"samples": len(samples), "batch_size": BATCH, "max_length": max_length, "threads": threads,
            "ours_sentences_per_second": round(ours_rate, 2), "naive_sentences_per_second": round(naive_rate, 2),
-           "ratio": round(ours_rate / naive_rate, 2), "command": "python " + " ".join(sys.argv),
-           "commit": commit(), "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()), "machine": machine()}
+           "ratio": round(ours_rate / naive_rate, 2), **provenance()}
     RESULTS.parent.mkdir(parents=True, exist_ok=True)
     with open(RESULTS, "a", encoding="utf-8") as handle:
         handle.write(json.dumps(row) + "\n")

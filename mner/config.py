@@ -12,6 +12,7 @@ from pydantic import BaseModel, ConfigDict, Field, NonNegativeInt, ValidationErr
 from mner import PROJECT_ROOT
 
 DEFAULT_ENCODER = "offline:all-MiniLM-L6-v2"
+DEFAULT_FUSED_POOLING = "entity"  # beat "mean" on both dev splits (benchmarks/RESULTS.md)
 
 
 class _Strict(BaseModel):
@@ -166,8 +167,7 @@ class RetrievalConfig(_Strict):
         "text", description="text: sentence embedding of tweet + caption + OCR; fused: pooled H of the trained backbone")
     encoder: str = DEFAULT_ENCODER
     fused_pooling: Literal["mean", "entity"] = Field(
-        "entity", description="fused: pool H weighted by each word's entity belief, or over all words alike "
-                              "(entity chosen on the dev splits, benchmarks/RESULTS.md)")
+        DEFAULT_FUSED_POOLING, description="fused: pool H weighted by each word's entity belief, or over all words alike")
     top_n: int = Field(5, ge=1)
     seed: int = 42
 

@@ -26,7 +26,7 @@ import faiss
 import numpy as np
 
 import mner.pgim
-from mner.config import DEFAULT_ENCODER
+from mner.config import DEFAULT_ENCODER, DEFAULT_FUSED_POOLING
 from mner.pgim import ManualExample, read_manual_examples
 from mner.store import StageRun
 from tasks.common import stage_logger, stage_task
@@ -63,7 +63,7 @@ class EmbedderOptions:
     device: str = "auto"
     backbone_dir: str | None = None  # fused: a trained backbone (output of the backbone stage)
     images: str | None = None  # fused with a CLIP backbone: folder of <image_id>.jpg
-    pooling: str = "entity"  # fused: "mean" or "entity" (see MultimodalBackbone.fused_embedding)
+    pooling: str = DEFAULT_FUSED_POOLING  # fused: "mean" or "entity" (see MultimodalBackbone.fused_embedding)
 
 
 class Embedder(Protocol):
@@ -274,7 +274,7 @@ def load_examples(sources: dict[str, str]) -> list[ManualExample]:
 def retrieve_examples(run: StageRun, data: dict[str, Any], captions: dict[str, Any] | None,
                       ocr: dict[str, Any] | None, sources: dict[str, str], embedder: str, encoder: str,
                       top_n: int, seed: int, artifacts_root: str, backbone: dict[str, Any] | None = None,
-                      images: str | None = None, pooling: str = "entity") -> dict[str, Any]:
+                      images: str | None = None, pooling: str = DEFAULT_FUSED_POOLING) -> dict[str, Any]:
     """Top-N similar manual examples for every tweet of every split (never the tweet itself).
 
     The ``fused`` embedder needs ``backbone`` (the backbone stage's output; ``images`` for a CLIP one).

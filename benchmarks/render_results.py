@@ -48,30 +48,33 @@ READING = [
     "- The text-only rows of 2026-11-23 repeat the `main` runs of 2026-11-22 as the issue-5 baseline, in fp32 on",
     "  that day's machine; the [T;Z] gains pair rows of the same day only. The spread between the two text-only",
     "  runs of one configuration (precision and machine differ, seed the same) is a fair guess of the noise.",
-    "- Backbone (issue 5): with PGIM's BLIP-2 captions as the image, the backbone is within half an F1 point of the",
-    "  text-only tagger on both test splits (one seed): read as no gain from captions at this budget, not as a",
-    "  difference. The first Twitter-2015 backbone row (commit 7723702, symmetric alignment loss that collapsed",
-    "  both projections to one point) stays in backbone.jsonl; the table shows the newest row per dataset. The",
-    "  Twitter-2015 text-only `main` row of 2026-11-23 trained while other jobs shared the 2 cores, so its train",
-    "  seconds are not comparable with the backbone's. The InfoNCE term stayed close to its chance value",
-    "  ln(batch): matching a tweet to its own caption is hard for this small encoder.",
-    "- Loss-weight grid (issue 5): ran on 2026-11-27 on another machine (Intel Xeon with AMX-BF16, so `precision:",
-    "  auto` trained in bf16 there; the other backbone rows are fp32 on AMD EPYC), so compare grid rows with each",
-    "  other only. The defaults (0.1, 0.1) are the dev choice on Twitter-2015 and stay; on Twitter-2017 all four",
+    "- Backbone (issue 5): the table compares rows of 2026-11-27, rerun on commit a0b1d7e (the code as it is now",
+    "  for these paths) on one machine (Intel Xeon with AMX-BF16, so `precision: auto` trained in bf16), each run",
+    "  alone. With PGIM's BLIP-2 captions as the image, the backbone is level with the text-only tagger on",
+    "  Twitter-2015 and slightly ahead (under one F1 point) on Twitter-2017, one seed each: the spread between",
+    "  repeated text-only runs of one configuration (the `main` rows of three days) is about half a point, so",
+    "  no gain from captions is shown at this budget. Older rows (AMD EPYC, fp32, 2026-11-23, and the first",
+    "  Twitter-2015 row of commit 7723702 with a symmetric alignment loss that collapsed both projections) stay",
+    "  in the jsonl files.",
+    "- Loss-weight grid (issue 5): the same machine as the backbone table (2026-11-27, commit 5aff885: later",
+    "  commits changed no code the grid runs, only its report). The defaults (0.1, 0.1) are the dev choice on",
+    "  Twitter-2015 and stay; on Twitter-2017 all four",
     "  points are within half a dev F1 point, one seed each, so no weight is shown to matter there. Each point's",
     "  per-epoch loss parts are in its `history.json`: with both weights at 0.1 on Twitter-2015 the alignment term",
     "  fell near zero while InfoNCE stayed at chance (ln 16 for batches of 16), i.e. the pooled text projections",
     "  of different tweets became nearly parallel; the auxiliary losses add little post-specific structure here.",
     "  The Twitter-2015 grid rows say `-dirty` because this renderer was being edited while they ran.",
-    "- MSEA (issue 5): fused pooling was chosen on dev (`entity` beat `mean` on both datasets), then every",
-    "  embedder was scored once on test; issue 5's target (fused at least 0.05 above text at top-5) is met on",
+    "- MSEA (issue 5): fused pooling was chosen on dev (`entity` beat `mean` on both datasets, on 2026-11-23",
+    "  and again on the rerun of 2026-11-27 with new backbones), then every embedder was scored on test; the table",
+    "  shows the newest row of each; issue 5's target (fused at least 0.05 above text at top-5) is met on",
     "  both datasets. Two cautions: the score (examples sharing an entity type) is close to what the backbone's",
     "  tagger is trained to see, and the backbone trained on the train split, which holds the hand-written",
     "  examples with their gold tags. Whether better examples give better knowledge Z and stage-2 F1 was not",
     "  measured: the local LLM is too slow for the full splits here.",
     "- Tagger variants (issue 5): one seed at a small budget; LoRA's learning rate (1e-3) was not tuned and its",
     "  adapters train 0.5% of the parameters, so its gap to full fine-tuning at 3 epochs on 1000 tweets says",
-    "  little about longer runs. Train seconds of the three runs are comparable (each ran alone).",
+    "  little about longer runs. The table shows the newest run of each variant (2026-11-27, commit a0b1d7e,",
+    "  bf16); train seconds of the three are comparable (each ran alone).",
     "",
 ]
 
@@ -143,7 +146,8 @@ def grid_section(grid: list[dict]) -> list[str]:
 
 def variants_section(stage2: list[dict]) -> list[str]:
     """Issue 5: tagger variants (full fine-tuning, LoRA, BiLSTM + attention head) at one budget."""
-    variants = [r for r in stage2 if str(r.get("label", "")).startswith("variant-") and "test_f1" in r]
+    newest = {r["label"]: r for r in stage2 if str(r.get("label", "")).startswith("variant-") and "test_f1" in r}
+    variants = list(newest.values())  # older rows stay in stage2.jsonl
     if not variants:
         return []
     md = ["## Tagger variants on [T;Z] Twitter-2015 (same budget)", "",
@@ -193,7 +197,7 @@ def _commands(results: list[dict]) -> list[str]:
 
 
 def fused_gains(retrieval: list[dict]) -> list[str]:
-    """Issue 5's target: fused minus text (both on tweet + caption) at top-k, newest rows per dataset and split."""
+    """Issue 5's target: fused minus text (both on tweet + caption) at top-k, per dataset and split."""
     newest = {(r["dataset"], r["split"], r["embedder"], r["query"]): r for r in retrieval}
     lines = []
     for (dataset, split, embedder, query), r in newest.items():
@@ -206,7 +210,8 @@ def fused_gains(retrieval: list[dict]) -> list[str]:
 def stage1_sections() -> list[str]:
     """Retrieval quality, LLM throughput, and stage-2 F1 by knowledge source."""
     md: list[str] = []
-    retrieval = rows("retrieval.jsonl")
+    # the newest row of each (dataset, split, embedder, query); older ones stay in retrieval.jsonl
+    retrieval = list({(r["dataset"], r["split"], r["embedder"], r["query"]): r for r in rows("retrieval.jsonl")}.values())
     if retrieval:
         md += ["## Stage 1 retrieval quality (MSEA): share of top-k examples sharing an entity type with the query", "",
                "Queries without gold entities are skipped; examples are PGIM's hand-written ones (all from train).", "",

@@ -5,7 +5,7 @@ PYTHON ?= python3
 TORCH ?= torch==2.13.0
 BIN := $(VENV)/bin
 
-export PREFECT_HOME ?= $(CURDIR)/.prefect
+# Prefect state: the project's .prefect (mner sets it when PREFECT_HOME is unset); the test suite always uses its own.
 export PREFECT_SERVER_ANALYTICS_ENABLED := false
 export PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS ?= 180
 export HF_HUB_OFFLINE ?= 1

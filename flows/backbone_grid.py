@@ -18,7 +18,7 @@ from prefect.task_runners import ThreadPoolTaskRunner
 from flows.stage1 import backbone_params, stage1
 from mner.config import PipelineConfig, resolve_config
 from tasks.backbone import summarise_grid, train_backbone_stage
-from tasks.common import run_stage, submit_stage
+from tasks.common import checked, run_stage, submit_stage
 from tasks.data import load_splits
 from tasks.report import publish_grid
 
@@ -40,10 +40,11 @@ def backbone_grid(
                      repair_bio=ds.repair_bio, artifacts_root=root)
     seen = stage1(cfg, data, [], until="ocr")
     grid = [{"align_lambda": float(a), "infonce_lambda": float(i)} for a, i in product(align_lambdas, infonce_lambdas)]
-    futures = [submit_stage(train_backbone_stage, **backbone_params(cfg, data, seen["caption"], seen["ocr"], **weights))
-               for weights in grid]
+    params = [backbone_params(cfg, data, seen["caption"], seen["ocr"], **weights) for weights in grid]
+    futures = [submit_stage(train_backbone_stage, **p) for p in params]
     wait(futures)
-    runs = [{"weights": weights, "backbone": future.result()} for weights, future in zip(grid, futures)]
+    runs = [{"weights": weights, "backbone": checked(train_backbone_stage, future.result(), p)}
+            for weights, future, p in zip(grid, futures, params)]
     summary = run_stage(summarise_grid, dataset=ds.name, runs=runs, artifacts_root=root)
     return publish_grid(ds.name, summary)
 

@@ -83,10 +83,10 @@ def stage1(config: PipelineConfig, data: dict[str, Any], refresh: list[str], unt
     if done("prompts"):
         return out
     llm = cfg.llm
-    generation = llm.model_dump(exclude={"base_url", "local_model", "n_parallel", "n_ctx", "shard_size"})
+    generation = llm.model_dump(exclude={"base_url", "local_model", "n_parallel", "n_ctx", "shard_size", "max_missing"})
     with resolve_base_url(llm.model_dump()) as base_url:
         out["llm"] = map_shards(llm_shard, out["prompts"], llm.shard_size, "llm" in refresh, input_name="prompts",
-                                endpoint=endpoint_identity(llm.base_url, llm.local_model),
+                                max_missing=llm.max_missing, endpoint=endpoint_identity(llm.base_url, llm.local_model),
                                 runtime={"base_url": base_url}, **generation, artifacts_root=root)
     publish_llm_usage(config.dataset.name, out["llm"])
     if done("llm") or not cfg.knowledge.sft_export:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 from typing import Literal
 
@@ -13,6 +14,11 @@ from mner import PROJECT_ROOT
 
 DEFAULT_ENCODER = "offline:all-MiniLM-L6-v2"
 DEFAULT_FUSED_POOLING = "entity"  # beat "mean" on both dev splits (benchmarks/RESULTS.md)
+
+
+def default_artifacts_root() -> Path:
+    """``$MNER_ARTIFACTS_ROOT`` when set (the test suite sets its own), else ``artifacts/`` in the project."""
+    return Path(os.environ.get("MNER_ARTIFACTS_ROOT") or PROJECT_ROOT / "artifacts").resolve()
 
 
 class _Strict(BaseModel):
@@ -204,6 +210,8 @@ class LlmConfig(_Strict):
     price_prompt_per_1k: float = Field(0.0, ge=0.0, description="USD, for the cost estimate")
     price_completion_per_1k: float = Field(0.0, ge=0.0)
     shard_size: int = Field(16, ge=1, description="prompts per task (and per cache checkpoint of the stage)")
+    max_missing: int = Field(0, ge=0, description="samples allowed to end without an answer; more fail the stage "
+                                                  "(a rerun asks again for exactly the failed ones)")
 
 
 class KnowledgeConfig(_Strict):
@@ -234,7 +242,8 @@ class PipelineConfig(_Strict):
     train: TrainConfig = TrainConfig()
     backbone: BackboneConfig = BackboneConfig()
     variants: tuple[Literal["text", "text+knowledge"], ...] = ("text", "text+knowledge")
-    artifacts_root: Path = PROJECT_ROOT / "artifacts"
+    artifacts_root: Path = Field(default_factory=lambda: default_artifacts_root(),
+                                 description="the artifact store; default $MNER_ARTIFACTS_ROOT, else artifacts/ in the project")
 
     @model_validator(mode="after")
     def _knowledge_needs_files(self) -> "PipelineConfig":

@@ -12,13 +12,6 @@ import json
 from pathlib import Path
 from typing import Any
 
-import mner.metrics
-import mner.tags
-import models.backbone
-import models.crf
-import models.encoding
-import tasks.backbone_training
-import tasks.train_worker
 from mner import formats
 from mner.config import BackboneConfig, TrainConfig
 from mner.metrics import evaluate
@@ -57,8 +50,7 @@ def as_posts(rows: list[dict[str, Any]], with_tags: bool = True) -> list[Post]:
     return [Post(r["tokens"], r["tags"] if with_tags else None, r["image_text"], r.get("image_path")) for r in rows]
 
 
-@stage_task("backbone", shaped_by=[tasks.backbone_training, tasks.train_worker, models.backbone, models.crf,
-                                   models.encoding, mner.tags, mner.metrics])
+@stage_task("backbone")
 def train_backbone_stage(
     run: StageRun, data: dict[str, Any], captions: dict[str, Any] | None, ocr: dict[str, Any] | None,
     sources: dict[str, str], backbone: dict[str, Any], train: dict[str, Any], artifacts_root: str,

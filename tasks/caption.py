@@ -24,7 +24,6 @@ from typing import Any, Callable
 from PIL import Image
 
 import mner.pgim
-import tasks.image_io
 from mner.store import StageRun
 from tasks.common import stage_logger, stage_task
 from tasks.data import write_jsonl
@@ -209,7 +208,7 @@ def caption_rows(
     return results, items, info
 
 
-@stage_task("caption-shard", shaped_by=[tasks.image_io, mner.pgim])
+@stage_task("caption-shard")
 def caption_shard(
     run: StageRun, data: dict[str, Any], split: str, start: int, stop: int, sources: dict[str, str],
     backend: str, model: str, batch_size: int, max_new_tokens: int, dtype: str, artifacts_root: str,

@@ -12,9 +12,6 @@ from collections import Counter
 from pathlib import Path
 from typing import Any, Iterator
 
-import mner.formats
-import mner.pgim
-import mner.tags
 from mner import formats, pgim
 from mner.store import StageRun
 from mner.tags import iob2_spans
@@ -59,7 +56,7 @@ def split_statistics(rows: list[dict[str, Any]]) -> dict[str, Any]:
     }
 
 
-@stage_task("load", shaped_by=[mner.formats, mner.tags])
+@stage_task("load")
 def load_splits(run: StageRun, sources: dict[str, str], repair_bio: bool, artifacts_root: str) -> dict[str, Any]:
     """Read and validate the train/dev/test CoNLL files (all errors reported with file and line)."""
     log = stage_logger()
@@ -85,7 +82,7 @@ def _merged_field(output: dict[str, Any] | None, split: str, field: str) -> dict
     return {r["id"]: r.get(field) or "" for r in read_jsonl(Path(output["dir"]) / f"{split}.jsonl")}
 
 
-@stage_task("knowledge", shaped_by=[mner.pgim, mner.formats])
+@stage_task("knowledge")
 def join_knowledge(
     run: StageRun,
     data: dict[str, Any],
@@ -98,7 +95,8 @@ def join_knowledge(
 
     Z comes from the stage-1 LLM output when given, otherwise from PGIM's released files in
     ``sources`` (aligned by position and token equality: a sentence with no block gets an empty Z
-    and is listed in the report, never a shifted alignment). Captions come from the stage-1
+    and is listed in the report, never a shifted alignment). Every sample left without Z is
+    listed by id in ``alignment.json`` (``without_knowledge``) and counted in the log. Captions come from the stage-1
     caption output when given, otherwise from ``sources["captions"]``.
     """
     log = stage_logger()
@@ -110,7 +108,7 @@ def join_knowledge(
         if llm_knowledge is not None:
             answers = _merged_field(llm_knowledge, split, "knowledge")
             texts = [answers.get(r["id"], "") for r in rows]
-            report[split] = {"source": "llm", "without_knowledge": sum(1 for t in texts if not t)}
+            report[split] = {"source": "llm"}
         elif knowledge_path:
             sentences = [formats.Sentence(r["tokens"], r["tags"], r["image_id"]) for r in rows]
             alignment = pgim.read_knowledge(knowledge_path, sentences)
@@ -120,6 +118,11 @@ def join_knowledge(
         else:
             texts = [""] * len(rows)
             report[split] = {"source": None, "missing": "no knowledge file", "extra": []}
+        report[split]["without_knowledge"] = [r["id"] for r, text in zip(rows, texts) if not text.strip()]
+        if report[split]["without_knowledge"]:
+            missing = report[split]["without_knowledge"]
+            log.warning("%s: %d of %d samples have no knowledge Z (first ids: %s); see alignment.json",
+                        split, len(missing), len(rows), ", ".join(missing[:10]))
         split_captions = _merged_field(captions, split, "caption")
         for row, text in zip(rows, texts):
             row["knowledge"] = text

@@ -5,12 +5,6 @@ from __future__ import annotations
 import json
 from typing import Any
 
-import mner.formats
-import mner.metrics
-import models.crf
-import models.encoding
-import models.tagger
-import tasks.training
 from mner import formats
 from mner.metrics import evaluate
 from mner.store import StageRun
@@ -19,7 +13,7 @@ from tasks.data import read_jsonl
 from tasks.training import load_tagger, pick_device, predict, set_threads, use_bf16
 
 
-@stage_task("evaluate", shaped_by=[mner.metrics, mner.formats, tasks.training, models.tagger, models.crf, models.encoding])
+@stage_task("evaluate")
 def evaluate_model(
     run: StageRun, data: dict[str, Any], model: dict[str, Any], variant: str, precision: str, artifacts_root: str
 ) -> dict[str, Any]:

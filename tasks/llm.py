@@ -6,7 +6,9 @@
 whitespace collapsed and its length capped at a word boundary; ``raw`` is the answer as received.
 A failed sample gets ``knowledge``/``raw`` null and ``error: {"reason": ...}``; nothing is raised
 or dropped. Answers are cached per sample (see :mod:`tasks.llm_client`) as they arrive, so a
-killed shard resumes with only the missing samples requested.
+killed shard resumes with only the missing samples requested. A shard where a request failed
+is published as incomplete: the next run computes it again, which asks
+for exactly those samples; the merge fails the stage when more are missing than allowed.
 """
 
 from __future__ import annotations
@@ -16,8 +18,6 @@ import time
 from pathlib import Path
 from typing import Any, Callable
 
-import tasks.data
-import tasks.llm_client
 from mner.store import StageRun
 from tasks.common import stage_logger, stage_task
 from tasks.data import read_jsonl, write_jsonl
@@ -62,7 +62,7 @@ def answer_rows(
     started = time.time()
     completions, usage = complete_all(settings, cache_dir, [rows[i]["messages"] for i in sendable], on_done)
     by_index = dict(zip(sendable, completions))
-    results, failures = [], []
+    results, failures, retryable = [], [], []
     for i, row in enumerate(rows):
         row_id = row.get("id") if isinstance(row, dict) else None
         done = by_index.get(i)
@@ -78,10 +78,13 @@ def answer_rows(
         else:
             result["error"] = {"reason": reason}
             failures.append({"id": row_id, "path": f"{source}:{first_line + i}", "reason": reason})
+            if problems[i] is None and (done is None or done.error is not None):
+                retryable.append(reason)
         results.append(result)
     summary = {
         "rows": len(rows), "answered": len(rows) - len(failures), "cached": usage["cached"],
-        "failed": len(failures), "failures": failures, "usage": usage, "seconds": round(time.time() - started, 3),
+        "failed": len(failures), "failures": failures, "retryable": len(retryable), "usage": usage,
+        "seconds": round(time.time() - started, 3),
     }
     return results, summary
 
@@ -91,7 +94,7 @@ def default_cache_dir(artifacts_root: str | Path) -> Path:
     return Path(artifacts_root) / "cache" / "llm"
 
 
-@stage_task("llm-shard", shaped_by=[tasks.llm_client, tasks.data])
+@stage_task("llm-shard")
 def llm_shard(
     run: StageRun, prompts: dict[str, Any], split: str, start: int, stop: int, endpoint: str, model: str,
     runtime: dict[str, Any] | None = None, api_key_env: str = "OPENAI_API_KEY", api_key_secret: str | None = None, temperature: float = 0.0,
@@ -129,7 +132,8 @@ def llm_shard(
     )
     for failure in summary["failures"][:20]:
         logger.warning("llm: %s (%s): %s", failure["path"], failure["id"], failure["reason"])
-    return {"split": split, "start": start, "stop": stop, **summary}
+    incomplete = {"retryable": summary["retryable"]} if summary["retryable"] else None
+    return {"split": split, "start": start, "stop": stop, **summary, "incomplete": incomplete}
 
 
 def usage_table_rows(summaries: list[dict[str, Any]]) -> list[dict[str, Any]]:

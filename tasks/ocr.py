@@ -182,7 +182,7 @@ def ocr_rows(
     return results, items
 
 
-@stage_task("ocr-shard", shaped_by=[tasks.image_io])
+@stage_task("ocr-shard")
 def ocr_shard(
     run: StageRun, data: dict[str, Any], split: str, start: int, stop: int, sources: dict[str, str],
     backend: str, min_score: float, artifacts_root: str,

@@ -21,8 +21,6 @@ from pathlib import Path
 from string import Template
 from typing import Any, Callable, Sequence
 
-import mner.pgim
-import tasks.retrieve
 from mner.config import DEFAULT_ENCODER
 from mner.pgim import ManualExample
 from mner.store import StageRun
@@ -176,7 +174,7 @@ def example_shots(manual: Sequence[ManualExample], train: Sequence[Item], exampl
     return {item.image_id: (item, answers[item.image_id]) for item in example_items(manual, train, examples_path)}
 
 
-@stage_task("prompts", shaped_by=[tasks.retrieve, mner.pgim])
+@stage_task("prompts")
 def build_prompts(run: StageRun, data: dict[str, Any], retrieval: dict[str, Any], captions: dict[str, Any] | None,
                   ocr: dict[str, Any] | None, sources: dict[str, str], n_examples: int, max_prompt_tokens: int,
                   tokenizer: str, artifacts_root: str) -> dict[str, Any]:

@@ -31,10 +31,17 @@ def per_type_rows(scores_by_variant: dict[str, dict[str, Any]], split: str = "te
     return rows
 
 
+def without_knowledge(knowledge: dict[str, Any]) -> dict[str, int]:
+    """Samples per split that the knowledge join left without Z (from its ``alignment.json``)."""
+    alignment = json.loads(Path(knowledge["dir"], "alignment.json").read_text(encoding="utf-8"))
+    return {split: len(report.get("without_knowledge", [])) for split, report in alignment.items()}
+
+
 def comparison_markdown(
-    dataset: str, scores_by_variant: dict[str, dict[str, Any]], dirs: dict[str, str], config: dict[str, Any] | None = None
+    dataset: str, scores_by_variant: dict[str, dict[str, Any]], dirs: dict[str, str], config: dict[str, Any] | None = None,
+    missing_knowledge: dict[str, int] | None = None,
 ) -> str:
-    """Markdown report: dev/test F1 of each variant, the gain of [T;Z] over text-only, file links, config."""
+    """Markdown report: dev/test F1 of each variant, the gain of [T;Z] over text-only, samples without Z, file links, config."""
     lines = [f"# mner on {dataset}", "", "| variant | dev F1 | test P | test R | test F1 |", "|---|---|---|---|---|"]
     for variant, scores in scores_by_variant.items():
         test = scores["test"]
@@ -43,6 +50,9 @@ def comparison_markdown(
     if {"text", "text+knowledge"} <= set(scores_by_variant):
         gain = 100 * (scores_by_variant["text+knowledge"]["test"]["f1"] - scores_by_variant["text"]["test"]["f1"])
         lines += ["", f"[T;Z] minus text-only, test F1: **{gain:+.2f}**"]
+    if missing_knowledge is not None:
+        counts = ", ".join(f"{split} {count}" for split, count in missing_knowledge.items())
+        lines += ["", f"Samples without knowledge Z: {counts} (listed in the knowledge stage's `alignment.json`)"]
     lines += ["", "Files in the artifact store:"]
     lines += [f"- {name}: [`{path}`]({Path(path).resolve().as_uri()})" for name, path in dirs.items()]
     if config is not None:
@@ -68,13 +78,18 @@ def publish_dataset_stats(dataset: str, data: dict[str, Any]) -> None:
 
 @task(name="report")
 def publish_report(
-    dataset: str, evaluations: dict[str, dict[str, Any]], dirs: dict[str, str], config: dict[str, Any] | None = None
+    dataset: str, evaluations: dict[str, dict[str, Any]], dirs: dict[str, str], config: dict[str, Any] | None = None,
+    knowledge: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
-    """Create the table and markdown artifacts (keys ``<dataset>-per-type-f1`` and ``<dataset>-report``)."""
+    """Create the table and markdown artifacts (keys ``<dataset>-per-type-f1`` and ``<dataset>-report``).
+
+    ``knowledge`` (the join's output) adds the count of samples without Z per split.
+    """
     scores = {v: json.loads(Path(e["dir"], "scores.json").read_text()) for v, e in evaluations.items()}
     create_table_artifact(per_type_rows(scores), key=_key(f"{dataset}-per-type-f1"),
                           description=f"Test per-type P/R/F1 on {dataset}")
-    markdown = comparison_markdown(dataset, scores, dirs, config)
+    missing = without_knowledge(knowledge) if knowledge is not None else None
+    markdown = comparison_markdown(dataset, scores, dirs, config, missing)
     create_markdown_artifact(markdown, key=_key(f"{dataset}-report"), description=f"text-only vs [T;Z] on {dataset}")
     return {v: {"dev_f1": s["dev"]["f1"], "test_f1": s["test"]["f1"], "test_precision": s["test"]["precision"],
                 "test_recall": s["test"]["recall"]} for v, s in scores.items()}

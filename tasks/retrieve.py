@@ -25,7 +25,6 @@ from typing import Any, Callable, Protocol, Sequence
 import faiss
 import numpy as np
 
-import mner.pgim
 from mner.config import DEFAULT_ENCODER, DEFAULT_FUSED_POOLING
 from mner.pgim import ManualExample, read_manual_examples
 from mner.store import StageRun
@@ -270,7 +269,7 @@ def load_examples(sources: dict[str, str]) -> list[ManualExample]:
     return read_manual_examples(sources["examples"], sources["examples_entities"])
 
 
-@stage_task("retrieve", shaped_by=[mner.pgim])
+@stage_task("retrieve")
 def retrieve_examples(run: StageRun, data: dict[str, Any], captions: dict[str, Any] | None,
                       ocr: dict[str, Any] | None, sources: dict[str, str], embedder: str, encoder: str,
                       top_n: int, seed: int, artifacts_root: str, backbone: dict[str, Any] | None = None,

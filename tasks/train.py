@@ -13,16 +13,10 @@ from typing import Any
 
 import torch
 
-import mner.tags
-import models.crf
-import models.encoding
-import models.heads
-import models.tagger
-import tasks.train_worker
-import tasks.training
 from mner.config import TrainConfig
 from mner.store import StageRun
 from mner.tags import entity_types, label_list
+from tasks import train_worker
 from tasks.common import stage_logger, stage_task
 from tasks.data import read_jsonl
 
@@ -40,7 +34,7 @@ def training_processes(train_cfg: TrainConfig) -> int:
 
 def launch_command(job_file: str, processes: int) -> list[str]:
     """The command that runs a training job: the worker module, under torchrun for several processes."""
-    worker = ["-m", "tasks.train_worker", job_file]
+    worker = ["-m", train_worker.__name__, job_file]
     if processes == 1:
         return [sys.executable, *worker]
     return [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc-per-node={processes}", *worker]
@@ -70,7 +64,7 @@ def run_training_job(job: dict[str, Any], work_dir, log) -> dict[str, Any]:
     return result
 
 
-@stage_task("train", shaped_by=[tasks.training, tasks.train_worker, models.tagger, models.heads, models.crf, models.encoding, mner.tags])
+@stage_task("train")
 def train_model(
     run: StageRun, data: dict[str, Any], variant: str, model: dict[str, Any], train: dict[str, Any], artifacts_root: str
 ) -> dict[str, Any]:

@@ -10,9 +10,12 @@ from pathlib import Path
 
 import pytest
 
-# Before anything imports prefect or transformers: keep their state out of the user's home.
+# Before anything imports prefect or transformers: the suite gets its own Prefect home and artifact
+# store, whatever the caller's environment says (make exports the user's PREFECT_HOME).
 _PREFECT_HOME = tempfile.mkdtemp(prefix="mner-test-prefect-")
-os.environ.setdefault("PREFECT_HOME", _PREFECT_HOME)
+os.environ["PREFECT_HOME"] = _PREFECT_HOME
+os.environ["MNER_ARTIFACTS_ROOT"] = tempfile.mkdtemp(prefix="mner-test-artifacts-")
+os.environ.pop("PREFECT_API_URL", None)
 os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
 os.environ.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "180")
 os.environ.setdefault("HF_HUB_OFFLINE", "1")

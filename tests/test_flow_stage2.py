@@ -39,6 +39,13 @@ def test_pipeline_flow_trains_reports_and_caches(prefect_harness, tmp_path: Path
             assert manifest["stage"] == stage and manifest["code_version"] and manifest["files"]
             for name in manifest["files"]:
                 assert (directory / name).is_file()
+    joined_dir = next((root / "knowledge").iterdir())
+    alignment = json.loads((joined_dir / "alignment.json").read_text())
+    for split in ("train", "dev", "test"):  # Z really joined: every sample has PGIM's text but those listed as without
+        rows = [json.loads(line) for line in (joined_dir / f"{split}.jsonl").read_text().splitlines()]
+        empty = [r["id"] for r in rows if not r["knowledge"].strip()]
+        assert empty == alignment[split]["without_knowledge"] and len(empty) <= 1, (split, empty)
+        assert sum(len(r["knowledge"].split()) for r in rows) > 20 * len(rows)
     train_dir = next(d for d in (root / "train").iterdir())
     assert {"model.pt", "tagger.json", "history.json"} <= set(json.loads((train_dir / "manifest.json").read_text())["files"])
     scores = json.loads(next((root / "evaluate").iterdir()).joinpath("scores.json").read_text())

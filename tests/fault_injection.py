@@ -7,6 +7,8 @@ counts every call, every fault by kind and every successful upstream answer per 
 :func:`prompt_key` of the request's messages). With ``fault_rate=0`` it is a counting proxy.
 ``echo_auth_401=True`` answers every call with a 401 whose body echoes the Authorization header,
 like a careless server would, to check that the client never leaks the key it sent.
+``fail_when(messages)`` (settable at any time; None to recover) answers HTTP 500 to every request
+whose messages it picks, e.g. every request for some samples.
 """
 
 from __future__ import annotations
@@ -18,7 +20,7 @@ import threading
 import time
 from collections import Counter
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Any
+from typing import Any, Callable
 
 import httpx
 
@@ -35,10 +37,13 @@ class FaultInjectingProxy:
 
     def __init__(
         self, upstream: str, fault_rate: float = 0.0, seed: int = 0, hang_s: float = 10.0, echo_auth_401: bool = False,
+        fail_when: Callable[[Any], bool] | None = None,
     ) -> None:
         self.upstream = upstream.rstrip("/")
         self.fault_rate, self.hang_s, self.echo_auth_401 = fault_rate, hang_s, echo_auth_401
         self.rng = random.Random(seed)
+        self.fail_when = fail_when
+        self.picked: Counter[str] = Counter()
         self.lock = threading.Lock()
         self.calls = 0
         self.active = 0
@@ -71,6 +76,7 @@ class FaultInjectingProxy:
         with self.lock:
             self.calls = 0
             self.faults.clear()
+            self.picked.clear()
             self.upstream_ok.clear()
 
     def wait_idle(self, timeout_s: float = 120.0) -> None:
@@ -131,6 +137,13 @@ class FaultInjectingProxy:
                         proxy.calls += 1
                     echoed = json.dumps({"error": {"message": f"bad key: {self.headers.get('Authorization')}"}})
                     return self._reply(401, echoed.encode())
+                fail_when = proxy.fail_when
+                messages = json.loads(body or b"{}").get("messages")
+                if fail_when is not None and fail_when(messages):
+                    with proxy.lock:
+                        proxy.calls += 1
+                        proxy.picked[prompt_key(messages)] += 1
+                    return self._reply(500, b'{"error": {"message": "injected: this sample always fails"}}')
                 fault = proxy._pick_fault()
                 if fault == "429":
                     return self._reply(429, b'{"error": {"message": "rate limited"}}', {"Retry-After": "0"})

@@ -80,11 +80,11 @@ def _root_of(module: ModuleType) -> Path:
     return path.parents[depth]
 
 
-def code_version(modules: Iterable[ModuleType]) -> str:
-    """A short hash of the source of ``modules`` and of every project module they import, transitively."""
+def tree_version(root: Path, names: Iterable[str]) -> str:
+    """A short hash of modules ``names`` under ``root`` and of every project module they import, transitively."""
     files: dict[str, Path] = {}
-    for module in modules:
-        files.update(project_imports(_root_of(module), module.__name__))
+    for name in names:
+        files.update(project_imports(Path(root), name))
     digest = hashlib.sha256()
     for name, path in sorted(files.items()):
         digest.update(name.encode())
@@ -92,6 +92,15 @@ def code_version(modules: Iterable[ModuleType]) -> str:
         digest.update(path.read_bytes())
         digest.update(b"\0")
     return digest.hexdigest()[:16]
+
+
+def code_version(modules: Iterable[ModuleType]) -> str:
+    """The :func:`tree_version` of loaded ``modules`` (all from one source tree)."""
+    modules = list(modules)
+    roots = {_root_of(module) for module in modules}
+    if len(roots) > 1:
+        raise ValueError(f"modules from several source trees: {sorted(map(str, roots))}")
+    return tree_version(roots.pop(), [module.__name__ for module in modules]) if modules else ""
 
 
 def code_modules(module: ModuleType) -> list[str]:

@@ -100,6 +100,9 @@ def artifacts_by_key(keys: list[str]) -> dict[str, object]:
                 flow_run_filter=FlowRunFilter(), task_run_filter=TaskRunFilter(),
                 sort=ArtifactSort.UPDATED_DESC,
             )
-            return {a.key: a for a in found}
+            newest: dict[str, object] = {}
+            for artifact in found:  # newest first
+                newest.setdefault(artifact.key, artifact)
+            return newest
 
     return asyncio.run(read())

@@ -54,3 +54,86 @@ def test_artifacts_cli_lists_and_shows(tmp_path: Path) -> None:
     assert json.loads(file.output) == {"best": 1}
     missing = runner.invoke(app, ["artifacts", "show", "train", "zzz", "--root", str(tmp_path)])
     assert missing.exit_code == 1 and "0 outputs of stage 'train'" in missing.output
+
+
+def _publish(store: ArtifactStore, text: str, fresh: bool = False, extra: dict | None = None):
+    run = store.begin("demo", {"data": "abc"}, {"lr": 1}, "v1", fresh=fresh)
+    (run.work_dir / "out.txt").write_text(text)
+    return run.publish(extra)
+
+
+def test_refresh_replaces_the_output_atomically_and_a_crash_keeps_the_old_one(tmp_path: Path) -> None:
+    store = ArtifactStore(tmp_path)
+    old = _publish(store, "old")
+    old_run = json.loads(Path(old.dir, "manifest.json").read_text())["run_id"]
+
+    run = store.begin("demo", {"data": "abc"}, {"lr": 1}, "v1", fresh=True)  # a refresh that crashes mid-way
+    (run.work_dir / "out.txt").write_text("half")
+    assert store.load("demo", old.key) == old and Path(old.dir, "out.txt").read_text() == "old"
+
+    new = _publish(store, "new", fresh=True)
+    assert new.dir == old.dir and new.files != old.files
+    assert Path(new.dir, "out.txt").read_text() == "new" and store.load("demo", new.key) == new
+    assert json.loads(Path(new.dir, "manifest.json").read_text())["run_id"] != old_run
+    assert sorted(p.name for p in (tmp_path / "demo").iterdir()) == [new.key]  # no leftovers
+
+
+def test_an_output_moved_aside_by_a_crashed_swap_is_recovered(tmp_path: Path) -> None:
+    store = ArtifactStore(tmp_path)
+    output = _publish(store, "kept")
+    Path(output.dir).rename(Path(output.dir).with_name(output.key + ".replaced-1-2"))  # crash between the renames
+    assert store.load("demo", output.key) == output
+
+
+def test_an_incomplete_output_is_kept_but_not_returned(tmp_path: Path) -> None:
+    store = ArtifactStore(tmp_path)
+    output = _publish(store, "partial answers", extra={"incomplete": {"retryable": 3}})
+    assert store.load("demo", output.key) is None
+    assert store.load("demo", output.key, complete=False) == output
+    assert store.entries("demo")[0]["incomplete"] is True
+
+
+def test_store_identity_is_stable_and_new_for_a_new_store(tmp_path: Path) -> None:
+    first = ArtifactStore(tmp_path / "a").identity
+    assert first == ArtifactStore(tmp_path / "a").identity and len(first) == 32
+    assert ArtifactStore(tmp_path / "b").identity != first
+    import shutil
+
+    shutil.rmtree(tmp_path / "a")
+    assert ArtifactStore(tmp_path / "a").identity != first  # deleted and made again at the same path
+
+
+def test_holds_accepts_only_what_this_store_has(tmp_path: Path) -> None:
+    a, b = ArtifactStore(tmp_path / "a"), ArtifactStore(tmp_path / "b")
+    in_a, in_b = _publish(a, "x"), _publish(b, "x")
+    assert a.holds(in_a.to_dict()) and not a.holds(in_b.to_dict())
+    stale = {**in_a.to_dict(), "files": {"out.txt": "0" * 64}}
+    assert not a.holds(stale)
+
+
+LOCK_HOLDER = """
+import sys, time
+from mner.store import ArtifactStore
+with ArtifactStore(sys.argv[1]).lock("demo", "k"):
+    print("locked", flush=True)
+    time.sleep(float(sys.argv[2]))
+    open(sys.argv[3], "w").write("first done")
+"""
+
+
+def test_a_second_run_waits_for_the_first_holder_of_a_key(tmp_path: Path) -> None:
+    import subprocess
+    import sys
+
+    marker = tmp_path / "marker"
+    holder = subprocess.Popen([sys.executable, "-c", LOCK_HOLDER, str(tmp_path), "2", str(marker)],
+                              stdout=subprocess.PIPE, text=True, cwd=Path(__file__).resolve().parents[1])
+    assert holder.stdout.readline().strip() == "locked"
+    waited = []
+    with ArtifactStore(tmp_path).lock("demo", "k", on_wait=waited.append):
+        seen = marker.read_text() if marker.exists() else None
+    holder.wait(30)
+    assert waited and seen == "first done"
+    with ArtifactStore(tmp_path).lock("demo", "k", on_wait=waited.append):  # free now: no wait
+        pass
+    assert len(waited) == 1

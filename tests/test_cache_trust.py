@@ -1,0 +1,79 @@
+"""The cache against one Prefect home shared by several artifact stores, and against stale Prefect records.
+
+A run returns and reads only outputs of its own store: a record made for store B is never replayed
+for store A (the store's id is in the Prefect key), and a replayed record whose files differ from
+what the store holds is computed again instead of being returned.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import shutil
+from pathlib import Path
+from urllib.parse import unquote, urlparse
+
+import pytest
+
+from mner.store import ArtifactStore, sha256_file
+from tests.conftest import SAMPLE, artifacts_by_key, settled_task_states
+
+pytestmark = pytest.mark.slow
+SMALL = {"train.epochs": 1, "train.max_train_sentences": 40, "model.max_length": 96}
+
+
+def _report_paths() -> list[Path]:
+    """The files the newest report artifact links to."""
+    report = artifacts_by_key(["twitter2015-sample-report"])["twitter2015-sample-report"].data
+    return [Path(unquote(urlparse(uri).path)) for uri in re.findall(r"\((file://[^)]+)\)", report)]
+
+
+def test_a_run_never_replays_another_stores_outputs(prefect_harness, tmp_path: Path) -> None:
+    from flows.pipeline import pipeline
+
+    a, b = tmp_path / "A", tmp_path / "B"
+
+    def run(root: Path):
+        state = pipeline(overrides={**SMALL, "artifacts_root": str(root)}, return_state=True)
+        assert state.is_completed(), state
+        return state
+
+    first = run(a)
+    run(b)  # same data and config, same Prefect home: B's records are now the newest
+    assert all(p.is_relative_to(b) for p in _report_paths())
+    shutil.rmtree(b)
+
+    again = run(a)
+    states = settled_task_states(again.state_details.flow_run_id, expected=20)
+    stage_states = {n: s for n, s in states.items() if not n.startswith(("report", "dataset-stats"))}
+    assert stage_states and set(stage_states.values()) == {"Cached"}, states  # A's own records, not B's
+    paths = _report_paths()
+    assert len(paths) >= 8 and all(p.is_relative_to(a) and p.exists() for p in paths), paths
+    assert again.result() == first.result()
+
+
+def test_a_replayed_record_with_other_files_is_not_returned(prefect_harness, tmp_path: Path) -> None:
+    """A Prefect record whose files differ from the store's (another run republished the output) is checked, not trusted."""
+    from prefect import flow
+
+    from tasks.common import run_stage
+    from tasks.data import load_splits
+
+    root = tmp_path / "artifacts"
+    sources = {"train": str(SAMPLE / "train.txt"), "dev": str(SAMPLE / "valid.txt"), "test": str(SAMPLE / "test.txt")}
+
+    @flow
+    def load_only() -> dict:
+        return run_stage(load_splits, sources=sources, repair_bio=True, artifacts_root=str(root))
+
+    first = load_only()
+    directory = Path(first["dir"])
+    stats = directory / "stats.json"  # republished by another run: new content, manifest to match
+    stats.write_text(json.dumps({"republished": True}))
+    manifest = json.loads((directory / "manifest.json").read_text())
+    manifest["files"]["stats.json"] = sha256_file(stats)
+    (directory / "manifest.json").write_text(json.dumps(manifest))
+
+    second = load_only()
+    assert second["files"] == manifest["files"] != first["files"]
+    assert ArtifactStore(root).holds(second)

@@ -75,15 +75,22 @@ def data_check(
 
 artifacts_app = typer.Typer(help="List and read the artifact store.", no_args_is_help=True)
 app.add_typer(artifacts_app, name="artifacts")
-_ROOT_OPTION = typer.Option(Path("artifacts"), "--root", help="The artifact store's root directory.")
+_ROOT_OPTION = typer.Option(None, "--root", help="The artifact store's root (default: $MNER_ARTIFACTS_ROOT, else the project's artifacts/, as for `mner run`).")
+
+
+def _store_root(root: Optional[Path]) -> Path:
+    """``root``, or the store ``mner run`` writes to with the default config."""
+    from mner.config import default_artifacts_root
+
+    return root if root is not None else default_artifacts_root()
 
 
 @artifacts_app.command("ls")
-def artifacts_ls(stage: Optional[str] = typer.Argument(None, help="Only this stage."), root: Path = _ROOT_OPTION) -> None:
+def artifacts_ls(stage: Optional[str] = typer.Argument(None, help="Only this stage."), root: Optional[Path] = _ROOT_OPTION) -> None:
     """One line per published stage output: stage, key, created, files, size."""
     from mner.store import ArtifactStore
 
-    for entry in ArtifactStore(root).entries(stage):
+    for entry in ArtifactStore(_store_root(root)).entries(stage):
         typer.echo(f"{entry['stage']:<10} {entry['key']}  {entry['created']}  {entry['files']:>3} files  "
                    f"{entry['bytes'] / 2**20:8.1f} MiB")
 
@@ -93,13 +100,13 @@ def artifacts_show(
     stage: str = typer.Argument(..., help="Stage name, e.g. train."),
     key: str = typer.Argument(..., help="The key or a unique prefix of it."),
     file: Optional[str] = typer.Option(None, "--file", help="Print this file of the output instead of the manifest."),
-    root: Path = _ROOT_OPTION,
+    root: Optional[Path] = _ROOT_OPTION,
 ) -> None:
     """Print an output's manifest (inputs, config, code version, file hashes, timings) or one of its files."""
     from mner.store import MANIFEST, ArtifactStore
 
     try:
-        directory = ArtifactStore(root).find(stage, key)
+        directory = ArtifactStore(_store_root(root)).find(stage, key)
     except KeyError as exc:
         typer.echo(f"error: {exc.args[0]}", err=True)
         raise typer.Exit(1) from exc
@@ -217,7 +224,7 @@ def predict_command(
     llm: bool = typer.Option(False, "--llm", help="Ask the configured LLM (default: a local llama.cpp server) for knowledge Z."),
     knowledge: Optional[str] = typer.Option(None, "--knowledge", help="Auxiliary knowledge Z to read after the text."),
     config: Optional[Path] = typer.Option(None, "--config", "-c", help="Config naming the backends (default: the demo's)."),
-    artifacts_root: Path = typer.Option(Path("artifacts"), "--artifacts-root", help="Where train-stage keys are looked up."),
+    artifacts_root: Optional[Path] = typer.Option(None, "--artifacts-root", help="Where train-stage keys are looked up (default: as for `mner run`)."),
     backbone: Optional[str] = typer.Option(None, "--backbone", help="With --llm and the fused embedder: a backbone-stage directory or key."),
 ) -> None:
     """Tag one post with a trained model and print the entities as JSON."""
@@ -230,6 +237,7 @@ def predict_command(
         raise typer.BadParameter("the text has no tokens", param_hint="--text")
     if image is not None and not image.is_file():
         raise typer.BadParameter(f"{image}: no such file", param_hint="--image")
+    artifacts_root = _store_root(artifacts_root)
     cfg = load_config(config, {"artifacts_root": str(artifacts_root)})
     backbone_dir = _stage_dir(backbone, "backbone", "backbone.json", artifacts_root, "--backbone") if backbone else None
     if llm and cfg.stage1.retrieval.embedder == "fused" and backbone_dir is None:

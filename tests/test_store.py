@@ -56,6 +56,21 @@ def test_artifacts_cli_lists_and_shows(tmp_path: Path) -> None:
     assert missing.exit_code == 1 and "0 outputs of stage 'train'" in missing.output
 
 
+
+def test_artifacts_ls_defaults_to_the_store_mner_run_writes(tmp_path: Path, monkeypatch) -> None:
+    """Without --root, ``artifacts ls`` reads the default config's root, whatever the current folder."""
+    from typer.testing import CliRunner
+
+    from mner.cli import app
+    from mner.config import PipelineConfig
+
+    monkeypatch.setenv("MNER_ARTIFACTS_ROOT", str(tmp_path / "store"))
+    monkeypatch.chdir(tmp_path)
+    run = ArtifactStore(PipelineConfig().artifacts_root).begin("train", {}, {"lr": 2}, "v1")
+    output = run.publish()
+    listed = CliRunner().invoke(app, ["artifacts", "ls"])
+    assert listed.exit_code == 0 and output.key in listed.output
+
 def _publish(store: ArtifactStore, text: str, fresh: bool = False, extra: dict | None = None):
     run = store.begin("demo", {"data": "abc"}, {"lr": 1}, "v1", fresh=fresh)
     (run.work_dir / "out.txt").write_text(text)

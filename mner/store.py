@@ -267,11 +267,15 @@ class ArtifactStore:
         return StageOutput(stage, key, str(directory), files)
 
     def holds(self, output: dict[str, Any]) -> bool:
-        """Whether ``output`` (a stage output as a dict) is exactly what this store now holds under its key."""
+        """Whether ``output`` (a stage output as a dict) is exactly what this store now holds under its key.
+
+        An output published as incomplete is held too: it is what the run made, and the next run
+        computes it again.
+        """
         stage, key = output.get("stage"), output.get("key")
         if not stage or not key or Path(output.get("dir", "")) != self.stage_dir(stage, key):
             return False
-        found = self.load(stage, key)
+        found = self.load(stage, key, complete=False)
         return found is not None and found.files == output.get("files")
 
     def manifest(self, output: StageOutput) -> dict[str, Any]:

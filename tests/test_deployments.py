@@ -91,12 +91,49 @@ def _artifact_keys(api_url: str) -> set[str]:
     return {a["key"] for a in response.json() if a["key"]}
 
 
-def test_deployment_runs_cache_and_refresh_one_stage(served, tmp_path: Path) -> None:
-    env, api_url = served
-    params = {"overrides": {"artifacts_root": str(tmp_path / "artifacts"), "train.epochs": 1,
-                            "train.max_train_sentences": 40, "model.max_length": 96}}
+def _manifests(root: Path, stage: str) -> dict[str, dict]:
+    """Manifest of every published output of ``stage`` under ``root``, by key."""
+    found = {}
+    for path in sorted((root / stage).glob("*/manifest.json")):
+        found[path.parent.name] = json.loads(path.read_text())
+    return found
 
+
+def _run_logs(api_url: str, flow_run_id: str) -> list[str]:
+    """Messages the server holds for a flow run (its tasks' logs included)."""
+    import httpx
+
+    deadline = time.monotonic() + 30
+    while True:  # logs reach the server in batches
+        response = httpx.post(f"{api_url}/logs/filter", json={"logs": {"flow_run_id": {"any_": [flow_run_id]}},
+                                                               "limit": 200, "sort": "TIMESTAMP_ASC"}, timeout=30)
+        response.raise_for_status()
+        messages = [entry["message"] for entry in response.json()]
+        if any('"epoch"' in m for m in messages) or time.monotonic() > deadline:
+            return messages
+        time.sleep(1)
+
+
+def _epochs_logged(messages: list[str]) -> list[int]:
+    return [json.loads(m)["epoch"] for m in messages if m.startswith('{"epoch"')]
+
+
+SMALL = {"train.epochs": 1, "train.max_train_sentences": 40, "model.max_length": 96}
+
+
+@pytest.fixture(scope="module")
+def populated(served, tmp_path_factory):
+    """A first ``mner-pipeline/default`` run into a fresh artifact root; yields (params, root, stage states)."""
+    env, api_url = served
+    root = tmp_path_factory.mktemp("store") / "artifacts"
+    params = {"overrides": {"artifacts_root": str(root), **SMALL}}
     first = _stage_states(api_url, _run_deployment(env, params))
+    return params, root, first
+
+
+def test_deployment_runs_cache_and_refresh_one_stage(served, populated) -> None:
+    env, api_url = served
+    params, root, first = populated
     assert first and set(first.values()) == {"Completed"}, first
     assert {"twitter2015-sample-dataset-stats", "twitter2015-sample-per-type-f1", "twitter2015-sample-report",
             "caption-progress"} <= _artifact_keys(api_url)
@@ -105,24 +142,52 @@ def test_deployment_runs_cache_and_refresh_one_stage(served, tmp_path: Path) -> 
     assert second and set(second.values()) == {"Cached"}, second
     assert len(second) == len(first)
 
-    third = _stage_states(api_url, _run_deployment(env, {**params, "refresh": ["train"]}))
+    before = {stage: _manifests(root, stage) for stage in ("train", "evaluate", "knowledge")}
+    weights_mtime = {key: (root / "train" / key / "model.pt").stat().st_mtime_ns for key in before["train"]}
+    run_id = _run_deployment(env, {**params, "refresh": ["train"]})
+    third = _stage_states(api_url, run_id)
     recomputed = {name.rsplit("-", 1)[0] for name, state in third.items() if state == "Completed"}
     cached = {name.rsplit("-", 1)[0] for name, state in third.items() if state == "Cached"}
     assert recomputed == {"train", "evaluate"}, third
     assert cached == {"load", "caption-shard", "caption", "ocr-shard", "ocr", "knowledge"}, third
+    # really recomputed: same keys, new outputs (run ids, weights written again), epochs in the run's log
+    after = {stage: _manifests(root, stage) for stage in ("train", "evaluate", "knowledge")}
+    assert set(after["train"]) == set(before["train"]) and len(after["train"]) == 2
+    assert all(after["train"][k]["run_id"] != before["train"][k]["run_id"] for k in after["train"])
+    fresh = [k for k, m in after["evaluate"].items() if m["run_id"] not in {b["run_id"] for b in before["evaluate"].values()}]
+    assert len(fresh) == 2, after["evaluate"]  # the new models' files (weights, history) are new inputs: new keys
+    assert after["knowledge"] == before["knowledge"]
+    assert all((root / "train" / k / "model.pt").stat().st_mtime_ns > weights_mtime[k] for k in after["train"])
+    assert _epochs_logged(_run_logs(api_url, run_id)) == [1, 1]  # one epoch for each variant
 
 
-def test_stage_deployment_reruns_only_that_stage(served, tmp_path: Path) -> None:
+def test_stage_deployment_reruns_only_that_stage(served, populated) -> None:
     env, api_url = served
-    params = {"overrides": {"artifacts_root": str(tmp_path / "artifacts")}}
-    states = _stage_states(api_url, _run_deployment(env, params, "mner-pipeline/knowledge"))
-    names = {name.rsplit("-", 1)[0] for name in states}
-    assert names == {"load", "caption-shard", "caption", "ocr-shard", "ocr", "knowledge"}, states
+    params, root, _ = populated
+    before = _manifests(root, "train")
+    evaluated = _manifests(root, "evaluate")
+    run_id = _run_deployment(env, params, "mner-pipeline/train")
+    states = _stage_states(api_url, run_id)
+    by_stage = {name.rsplit("-", 1)[0]: state for name, state in states.items()}
+    assert set(by_stage) == {"load", "caption-shard", "caption", "ocr-shard", "ocr", "knowledge", "train"}, states
+    assert {n: s for n, s in states.items() if not n.startswith("train")} and all(
+        s == "Cached" for n, s in states.items() if not n.startswith("train")), states
+    assert [s for n, s in states.items() if n.startswith("train")] == ["Completed", "Completed"], states
+    after = _manifests(root, "train")
+    assert set(after) == set(before) and all(after[k]["run_id"] != before[k]["run_id"] for k in after)
+    assert _epochs_logged(_run_logs(api_url, run_id)) == [1, 1]
+    assert _manifests(root, "evaluate") == evaluated  # the per-stage deployment stops after its stage
 
 
 def test_invalid_config_fails_the_run_naming_the_field(served) -> None:
-    env, _ = served
+    """An override the deployment's parameter schema cannot check fails the run in resolve_config, naming the field."""
+    import httpx
+
+    env, api_url = served
     bad = _prefect(env, "deployment", "run", "mner-pipeline/default", "--params",
-                   json.dumps({"config": {"train": {"epochs": 0}}}), "--watch")
+                   json.dumps({"overrides": {"train.epochs": 0}}), "--watch")
     assert bad.returncode != 0
-    assert "epochs" in bad.stdout + bad.stderr
+    flow_run_id = next(line.split("UUID:")[1].strip() for line in bad.stdout.splitlines() if "UUID:" in line)
+    run = httpx.get(f"{api_url}/flow_runs/{flow_run_id}", timeout=30).json()
+    assert run["state"]["type"] == "FAILED", run["state"]
+    assert "train.epochs: Input should be greater than or equal to 1" in run["state"]["message"], run["state"]

@@ -106,6 +106,7 @@ def test_an_incomplete_output_is_kept_but_not_returned(tmp_path: Path) -> None:
     assert store.load("demo", output.key) is None
     assert store.load("demo", output.key, complete=False) == output
     assert store.entries("demo")[0]["incomplete"] is True
+    assert store.holds(output.to_dict())  # what the run made, returned as such; the next run computes it again
 
 
 def test_store_identity_is_stable_and_new_for_a_new_store(tmp_path: Path) -> None:

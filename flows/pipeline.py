@@ -17,6 +17,7 @@ from prefect import flow
 
 from flows.stage1 import as_source, stage1
 from mner.config import PipelineConfig, resolve_config
+from mner.store import check_writable_root
 from tasks.common import run_stage
 from tasks.data import join_knowledge, load_splits
 from tasks.evaluate import evaluate_model
@@ -69,6 +70,7 @@ def pipeline(
     invalid one fails the run with the field named.
     """
     cfg = resolve_config(config, config_file, overrides)
+    check_writable_root(cfg.artifacts_root)
     if until is not None and until not in STAGES:
         raise ValueError(f"until={until!r} is not a stage; stages are {list(STAGES)}")
     recompute = downstream_of(list(refresh or []))

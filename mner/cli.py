@@ -135,6 +135,7 @@ def _checked_overrides(config: Optional[Path], set_: List[str]) -> dict:
     import yaml
 
     from mner.config import load_config
+    from mner.store import check_writable_root
 
     overrides = {}
     for item in set_:
@@ -144,7 +145,7 @@ def _checked_overrides(config: Optional[Path], set_: List[str]) -> dict:
             raise typer.Exit(2)
         overrides[key] = yaml.safe_load(value)
     try:
-        load_config(config, overrides)
+        check_writable_root(load_config(config, overrides).artifacts_root)
     except (ValueError, OSError) as exc:
         typer.echo(f"error: {exc}", err=True)
         raise typer.Exit(2) from exc

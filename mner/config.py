@@ -254,7 +254,8 @@ class PipelineConfig(_Strict):
         if self.stage1.knowledge.backend == "llm" and self.stage1.prompt.n_examples and self.dataset.examples is None:
             raise ValueError("stage1.prompt.n_examples > 0 needs dataset.examples (and dataset.examples_entities)")
         if self.stage1.caption.backend == "file" and self.dataset.captions is None:
-            raise ValueError("stage1.caption.backend=file needs dataset.captions")
+            raise ValueError("stage1.caption.backend=file needs dataset.captions (a caption file); "
+                             "without one, set stage1.caption.backend: none (or blip2 to caption the images)")
         return self
 
 

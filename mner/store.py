@@ -57,6 +57,19 @@ def sha256_json(value: Any) -> str:
     return hashlib.sha256(text.encode("utf-8")).hexdigest()
 
 
+def check_writable_root(root: str | Path) -> None:
+    """Fail at once, naming the setting, when the artifact root cannot be created or written."""
+    root = Path(root)
+    try:
+        root.mkdir(parents=True, exist_ok=True)
+        probe = root / f".write-probe-{uuid.uuid4().hex}"
+        probe.write_bytes(b"")
+        probe.unlink()
+    except OSError as exc:
+        raise ValueError(f"artifacts_root: cannot create or write {root} ({exc.strerror or exc}); "
+                         "set artifacts_root (or $MNER_ARTIFACTS_ROOT) to a writable folder") from exc
+
+
 def write_json_atomic(path: str | Path, value: Any) -> None:
     """Write JSON to ``path`` through a temporary file and ``os.replace`` (never half-written)."""
     path = Path(path)

@@ -72,3 +72,21 @@ def test_predict_with_the_fused_embedder_needs_a_backbone(tmp_path: Path) -> Non
     result = CliRunner().invoke(app, ["predict", "--run", "whatever", "--text", "Obama in Paris", "--llm",
                                       "--config", str(config), "--artifacts-root", str(tmp_path)])
     assert result.exit_code == 2 and "--backbone" in result.output, result.output
+
+
+def test_mner_run_refuses_an_unwritable_artifact_root_before_any_work(tmp_path: Path) -> None:
+    from typer.testing import CliRunner
+
+    from mner.cli import app
+
+    blocker = tmp_path / "a-file"
+    blocker.write_text("")
+    result = CliRunner().invoke(app, ["run", "--set", f"artifacts_root={blocker / 'store'}"])
+    assert result.exit_code == 2
+    assert "artifacts_root: cannot create or write" in result.output and "writable folder" in result.output
+    assert "Traceback" not in result.output
+
+
+def test_captions_from_a_file_without_one_say_how_to_go_without() -> None:
+    with pytest.raises(ValueError, match="stage1.caption.backend: none"):
+        load_config(overrides={"dataset.captions": None})

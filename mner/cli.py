@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import subprocess
 from pathlib import Path
 from typing import List, Optional
 
@@ -118,16 +119,49 @@ def run(
     config: Optional[Path] = typer.Option(None, "--config", "-c", help="YAML/JSON config (default: the demo sample)."),
     set_: List[str] = typer.Option([], "--set", help="Override a config field: KEY=VALUE, e.g. train.epochs=3."),
     refresh: List[str] = typer.Option([], "--refresh", help="Recompute this stage (and what follows) regardless of the cache."),
+    until: Optional[str] = typer.Option(None, "--until", help="Stop after this stage, e.g. llm."),
 ) -> None:
-    """Run the mner-pipeline flow in this process with Prefect's local defaults; print the scores as JSON."""
+    """Run the mner-pipeline flow in this process with Prefect's local defaults; print the scores as JSON.
+
+    Without PREFECT_API_URL a temporary Prefect server (SQLite under PREFECT_HOME) runs as a child
+    of this process. Every child dies with it; Ctrl-C stops the run within seconds (exit 130, the
+    flow run ends Failed) and keeps the answers and checkpoints finished before it.
+    """
     import json
+
+    from mner import processes
 
     overrides = _checked_overrides(config, set_)
     prefect_defaults()
-    from flows.pipeline import pipeline
+    processes.stop_on_interrupt()
+    try:
+        if not os.environ.get("PREFECT_API_URL"):
+            _temporary_server()
+        from flows.pipeline import pipeline
 
-    result = pipeline(config_file=str(config) if config else None, overrides=overrides, refresh=refresh or None)
+        result = pipeline(config_file=str(config) if config else None, overrides=overrides, refresh=refresh or None,
+                          until=until)
+    except processes.Interrupted as exc:
+        typer.echo(f"{exc}: stopped; finished answers and checkpoints are kept, a rerun resumes", err=True)
+        raise typer.Exit(130) from exc
     typer.echo(json.dumps(result, indent=2))
+
+
+def _temporary_server() -> "subprocess.Popen":
+    """Start Prefect's API on a free port as a child of this process and point this process at it.
+
+    The server stops at exit, after Prefect has sent its last logs and states (Prefect drains its
+    queues in threading's exit hooks, which run before ``atexit``'s).
+    """
+    import atexit
+
+    from mner.server import free_port, server_env, start_server, stop_server
+
+    home, port = os.environ["PREFECT_HOME"], free_port()
+    server = start_server(home, port, Path(home) / "run-server.log", api_only=True)
+    atexit.register(stop_server, server, 3.0)
+    os.environ.update({k: v for k, v in server_env(home, port).items() if k.startswith("PREFECT_")})
+    return server
 
 
 def _checked_overrides(config: Optional[Path], set_: List[str]) -> dict:

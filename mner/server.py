@@ -1,6 +1,8 @@
 """Start and stop a local Prefect server as a child process (SQLite in PREFECT_HOME by default).
 
-No Prefect import: the server is the ``prefect server start`` command, checked over HTTP. A
+No Prefect import: the server is the ``prefect server start`` command (or, for one ``mner run``,
+the API alone under uvicorn, as Prefect's own temporary server), checked over HTTP. It is started
+with :func:`mner.processes.spawn`, so it dies with the process that started it. A
 PostgreSQL database is used instead when PREFECT_API_DATABASE_CONNECTION_URL is set
 (``postgresql+asyncpg://user:password@host:5432/prefect``).
 """
@@ -8,7 +10,6 @@ PostgreSQL database is used instead when PREFECT_API_DATABASE_CONNECTION_URL is 
 from __future__ import annotations
 
 import os
-import signal
 import socket
 import subprocess
 import sys
@@ -16,6 +17,8 @@ import time
 import urllib.error
 import urllib.request
 from pathlib import Path
+
+from mner import processes
 
 
 def prefect_defaults(home: str | Path | None = None) -> None:
@@ -62,15 +65,25 @@ def wait_healthy(api_url: str, timeout: float = 120.0, process: subprocess.Popen
     raise TimeoutError(f"no Prefect server answered at {api_url} within {timeout:.0f} s")
 
 
-def start_server(home: str | Path, port: int, log_file: str | Path | None = None) -> subprocess.Popen:
-    """Start ``prefect server start`` on 127.0.0.1:``port`` and wait until it is healthy."""
+def start_server(home: str | Path, port: int, log_file: str | Path | None = None,
+                 api_only: bool = False) -> subprocess.Popen:
+    """Start a Prefect server on 127.0.0.1:``port`` as a child of this process and wait until it is healthy.
+
+    ``api_only`` runs the API without the UI and the CLI wrapper (what Prefect's own temporary
+    server runs; quicker to start): enough for one ``mner run``.
+    """
     Path(home).mkdir(parents=True, exist_ok=True)
-    log = open(log_file or Path(home) / "server.log", "ab")
-    prefect = Path(sys.executable).with_name("prefect")
-    command = [str(prefect) if prefect.exists() else "prefect", "server", "start", "--host", "127.0.0.1",
-               "--port", str(port)]
-    process = subprocess.Popen(command, env=server_env(home, port), stdout=log, stderr=subprocess.STDOUT,
-                               start_new_session=True)
+    env = server_env(home, port)
+    if api_only:
+        command = [sys.executable, "-m", "uvicorn", "--factory", "prefect.server.api.server:create_app",
+                   "--host", "127.0.0.1", "--port", str(port), "--log-level", "error", "--lifespan", "on"]
+        env.update(PREFECT_UI_ENABLED="0", PREFECT__SERVER_EPHEMERAL="1", PREFECT__SERVER_FINAL="1")
+    else:
+        prefect = Path(sys.executable).with_name("prefect")
+        command = [str(prefect) if prefect.exists() else "prefect", "server", "start", "--host", "127.0.0.1",
+                   "--port", str(port)]
+    with open(log_file or Path(home) / "server.log", "ab") as log:
+        process = processes.spawn(command, env=env, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
     try:
         wait_healthy(f"http://127.0.0.1:{port}/api", process=process)
     except BaseException:
@@ -80,12 +93,5 @@ def start_server(home: str | Path, port: int, log_file: str | Path | None = None
 
 
 def stop_server(process: subprocess.Popen, timeout: float = 20.0) -> None:
-    """Stop the server by its PID (its whole process group): SIGTERM, then SIGKILL."""
-    if process.poll() is not None:
-        return
-    os.killpg(process.pid, signal.SIGTERM)
-    try:
-        process.wait(timeout)
-    except subprocess.TimeoutExpired:
-        os.killpg(process.pid, signal.SIGKILL)
-        process.wait()
+    """Stop the server by its PID (its whole process group): SIGTERM, then SIGKILL after ``timeout``."""
+    processes.stop(process, grace_s=timeout)

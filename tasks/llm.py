@@ -22,6 +22,7 @@ from mner.store import StageRun
 from tasks.common import stage_logger, stage_task
 from tasks.data import read_jsonl, write_jsonl
 from tasks.llm_client import Completion, LLMSettings, complete_all
+from tasks.llm_server import server_problem
 
 _SPACE = re.compile(r"\s+")
 
@@ -55,12 +56,17 @@ def check_prompt_row(row: Any) -> str | None:
 def answer_rows(
     rows: list[dict[str, Any]], settings: LLMSettings, cache_dir: str | Path, source: str, first_line: int = 1,
     max_answer_chars: int = 1000, on_done: Callable[[int, Completion], None] | None = None,
+    endpoint_problem: Callable[[], str | None] | None = None,
 ) -> tuple[list[dict[str, Any]], dict[str, Any]]:
-    """Answer prompt rows; (result rows in input order, summary). ``source`` and ``first_line`` name bad rows."""
+    """Answer prompt rows; (result rows in input order, summary). ``source`` and ``first_line`` name bad rows.
+
+    ``endpoint_problem`` (see :class:`tasks.llm_client.LLMClient`) makes a dead endpoint raise at once.
+    """
     problems = {i: check_prompt_row(row) for i, row in enumerate(rows)}
     sendable = [i for i, problem in problems.items() if problem is None]
     started = time.time()
-    completions, usage = complete_all(settings, cache_dir, [rows[i]["messages"] for i in sendable], on_done)
+    completions, usage = complete_all(settings, cache_dir, [rows[i]["messages"] for i in sendable], on_done,
+                                      endpoint_problem)
     by_index = dict(zip(sendable, completions))
     results, failures, retryable = [], [], []
     for i, row in enumerate(rows):
@@ -107,7 +113,8 @@ def llm_shard(
 
     ``endpoint`` names the server in the keys (a URL, or e.g. ``llama.cpp:smollm2`` for a local
     server); ``runtime["base_url"]`` is where requests go this run (default: ``endpoint``). The
-    runtime dict must not shape the output: the flow keeps it out of the stage key.
+    runtime dict must not shape the output: the flow keeps it out of the stage key. A local
+    server at that URL that dies fails the shard at once, naming the server and its log.
     """
     logger = stage_logger()
     base_url = (runtime or {}).get("base_url") or endpoint
@@ -122,7 +129,8 @@ def llm_shard(
         price_prompt_per_1k=price_prompt_per_1k, price_completion_per_1k=price_completion_per_1k,
     )
     cache = Path(cache_dir) if cache_dir else default_cache_dir(artifacts_root)
-    results, summary = answer_rows(rows, settings, cache, str(source), start + 1, max_answer_chars)
+    results, summary = answer_rows(rows, settings, cache, str(source), start + 1, max_answer_chars,
+                                   endpoint_problem=lambda: server_problem(base_url))
     write_jsonl(run.work_dir / "results.jsonl", results)
     usage = summary["usage"]
     logger.info(

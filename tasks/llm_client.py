@@ -11,6 +11,11 @@ killed run loses at most the requests in flight and a rerun asks only for the mi
 The key is the sha256 of (endpoint identity, model, messages hash, generation parameters), where
 the identity is ``settings.endpoint`` (e.g. ``llama.cpp:<model file>`` for a local server, whose
 port changes per run) or else the base URL; the API key never enters it, nor any file, log line or error this module produces.
+
+Before every attempt the client checks that it may go on: when the process is stopping
+(:func:`mner.processes.stop_requested`, set by Ctrl-C) or ``endpoint_problem()`` names a reason
+(a local server that died), it raises :class:`EndpointGone` instead of retrying, which fails the
+stage at once; the answers already cached are kept.
 """
 
 from __future__ import annotations
@@ -22,14 +27,15 @@ import logging
 import os
 import random
 import time
-from collections import deque
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Awaitable, Callable, Sequence, TypeVar
 
 import openai
 
+from mner import processes
 from mner.store import sha256_json
+from tasks.llm_limits import RateLimiter, estimate_tokens  # noqa: F401 - RateLimiter is part of this API
 
 log = logging.getLogger("mner.llm")
 T = TypeVar("T")
@@ -175,38 +181,6 @@ class AnswerCache:
         return sum(1 for _ in self.root.glob("*/*.json")) if self.root.exists() else 0
 
 
-class RateLimiter:
-    """Sliding-window limit on requests and estimated tokens per ``window_s`` (0 = unlimited)."""
-
-    def __init__(self, rpm: int, tpm: int, window_s: float = 60.0) -> None:
-        self.rpm, self.tpm, self.window_s = rpm, tpm, window_s
-        self._events: deque[tuple[float, int]] = deque()
-        self._lock = asyncio.Lock()
-
-    async def acquire(self, tokens: int) -> None:
-        """Wait until one more request of ``tokens`` fits in the window, then record it."""
-        if not self.rpm and not self.tpm:
-            return
-        async with self._lock:
-            while True:
-                now = time.monotonic()
-                while self._events and now - self._events[0][0] >= self.window_s:
-                    self._events.popleft()
-                used = sum(t for _, t in self._events)
-                fits_rpm = not self.rpm or len(self._events) < self.rpm
-                fits_tpm = not self.tpm or used + tokens <= self.tpm or not self._events
-                if fits_rpm and fits_tpm:
-                    self._events.append((now, tokens))
-                    return
-                await asyncio.sleep(self._events[0][0] + self.window_s - now + 0.001)
-
-
-def estimate_tokens(messages: Sequence[dict[str, Any]], max_tokens: int) -> int:
-    """A rough token count for rate limiting: about 4 characters per token, plus ``max_tokens``."""
-    chars = sum(len(str(m.get("content", ""))) + 8 for m in messages)
-    return chars // 4 + 1 + max_tokens
-
-
 def parse_body(text: str) -> tuple[str, dict[str, int], str | None]:
     """(content, usage, finish_reason) of a chat-completion body; ``RetryableError`` when malformed."""
     try:
@@ -245,18 +219,25 @@ def _classify(err: BaseException) -> RetryableError | FatalError:
     return FatalError(type(err).__name__, f"{type(err).__name__}: {err}")
 
 
+class EndpointGone(RuntimeError):
+    """The endpoint cannot answer any more (its local server died or was stopped) or the run is stopping."""
+
+
 class LLMClient:
     """Chat completions with a concurrency limit, rate limits, retries, a cache and usage counters.
 
     Use as ``async with LLMClient(settings, cache_dir) as client: await client.complete_many(...)``.
     The key comes from ``api_key`` or else :func:`resolve_api_key`; a Prefect Secret block is best
-    resolved before the event loop starts (as :func:`complete_all` does).
+    resolved before the event loop starts (as :func:`complete_all` does). ``endpoint_problem()``,
+    when given, says why the endpoint cannot answer any more (None while it can).
     """
 
     def __init__(
         self, settings: LLMSettings, cache_dir: str | Path, api_key: str | None = None, rng: random.Random | None = None,
+        endpoint_problem: Callable[[], str | None] | None = None,
     ) -> None:
         self.settings = settings
+        self._endpoint_problem = endpoint_problem
         self.cache = AnswerCache(cache_dir)
         self.usage = Usage()
         self._rng = rng or random.Random()
@@ -326,9 +307,12 @@ class LLMClient:
             attempts += 1
             try:
                 async with self._semaphore:
+                    self._raise_if_gone()
                     await self._limiter.acquire(tokens)
                     self.usage.requests += 1
                     content, usage, finish = await asyncio.wait_for(self._request(messages), settings.timeout_s)
+            except EndpointGone:
+                raise
             except Exception as raw:  # noqa: BLE001 - every failure is classified below
                 err = _classify(raw)
                 self.usage.errors[err.kind] = self.usage.errors.get(err.kind, 0) + 1
@@ -339,6 +323,7 @@ class LLMClient:
                         reason = f"{reason} (gave up after {attempts} attempts)"
                     log.warning("LLM request %s failed: %s", key[:12], reason)
                     return Completion(key, None, {}, False, attempts, reason)
+                self._raise_if_gone()
                 self.usage.retries += 1
                 delay = self._backoff(attempts, err.retry_after)
                 log.debug("LLM request %s: %s; retry %d in %.2fs", key[:12], reason, attempts, delay)
@@ -353,6 +338,14 @@ class LLMClient:
                 "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
             })
             return Completion(key, content, usage, False, attempts, None, finish)
+
+    def _raise_if_gone(self) -> None:
+        """Raise :class:`EndpointGone` when the run is stopping or the endpoint can no longer answer."""
+        if processes.stop_requested():
+            raise EndpointGone("the run is stopping (interrupted); answers so far are cached")
+        problem = self._endpoint_problem() if self._endpoint_problem else None
+        if problem:
+            raise EndpointGone(problem)
 
     async def _request(self, messages: Sequence[dict[str, Any]]) -> tuple[str, dict[str, int], str | None]:
         settings = self.settings
@@ -383,13 +376,16 @@ def run_sync(factory: Callable[[], Awaitable[T]]) -> T:
 
 def complete_all(
     settings: LLMSettings, cache_dir: str | Path, prompts: Sequence[Sequence[dict[str, Any]]],
-    on_done: Callable[[int, Completion], None] | None = None,
+    on_done: Callable[[int, Completion], None] | None = None, endpoint_problem: Callable[[], str | None] | None = None,
 ) -> tuple[list[Completion], dict[str, Any]]:
-    """Answers to ``prompts`` (in order) and the usage dict (with cost), from synchronous code."""
+    """Answers to ``prompts`` (in order) and the usage dict (with cost), from synchronous code.
+
+    Raises :class:`EndpointGone` when ``endpoint_problem()`` names a reason or the run is stopping.
+    """
     api_key = resolve_api_key(settings.api_key_env, settings.api_key_secret)
 
     async def go() -> tuple[list[Completion], dict[str, Any]]:
-        async with LLMClient(settings, cache_dir, api_key) as client:
+        async with LLMClient(settings, cache_dir, api_key, endpoint_problem=endpoint_problem) as client:
             results = await client.complete_many(prompts, on_done)
             return results, client.usage.to_dict(settings)
 

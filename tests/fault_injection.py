@@ -9,6 +9,11 @@ counts every call, every fault by kind and every successful upstream answer per 
 like a careless server would, to check that the client never leaks the key it sent.
 ``fail_when(messages)`` (settable at any time; None to recover) answers HTTP 500 to every request
 whose messages it picks, e.g. every request for some samples.
+``late_attempts=n`` answers the first ``n`` calls of each prompt late: the call is forwarded and the
+upstream answer counted in ``upstream_ok`` (the server did the work, and would bill it), then the reply
+is held for ``hang_s`` or until the client hangs up, so a client with a shorter timeout never gets it
+(fault kind ``late``). Unlike ``hang``, which never reaches upstream, this is the case where one
+prompt is billed twice.
 """
 
 from __future__ import annotations
@@ -16,6 +21,7 @@ from __future__ import annotations
 import hashlib
 import json
 import random
+import select
 import threading
 import time
 from collections import Counter
@@ -37,12 +43,14 @@ class FaultInjectingProxy:
 
     def __init__(
         self, upstream: str, fault_rate: float = 0.0, seed: int = 0, hang_s: float = 10.0, echo_auth_401: bool = False,
-        fail_when: Callable[[Any], bool] | None = None,
+        fail_when: Callable[[Any], bool] | None = None, late_attempts: int = 0,
     ) -> None:
         self.upstream = upstream.rstrip("/")
         self.fault_rate, self.hang_s, self.echo_auth_401 = fault_rate, hang_s, echo_auth_401
         self.rng = random.Random(seed)
         self.fail_when = fail_when
+        self.late_attempts = late_attempts
+        self.attempts: Counter[str] = Counter()  # calls per prompt key (what late_attempts counts)
         self.picked: Counter[str] = Counter()
         self.lock = threading.Lock()
         self.calls = 0
@@ -78,6 +86,7 @@ class FaultInjectingProxy:
             self.faults.clear()
             self.picked.clear()
             self.upstream_ok.clear()
+            self.attempts.clear()
 
     def wait_idle(self, timeout_s: float = 120.0) -> None:
         """Wait until no call is being handled (e.g. the request of a killed client has finished upstream)."""
@@ -85,9 +94,13 @@ class FaultInjectingProxy:
         while self.active and time.time() < deadline:
             time.sleep(0.02)
 
-    def _pick_fault(self) -> str | None:
+    def _pick_fault(self, key: str) -> str | None:
         with self.lock:
             self.calls += 1
+            self.attempts[key] += 1
+            if self.attempts[key] <= self.late_attempts:
+                self.faults["late"] += 1
+                return "late"
             if self.rng.random() < self.fault_rate:
                 fault = self.rng.choice(FAULTS)
                 if fault == "malformed":
@@ -144,7 +157,7 @@ class FaultInjectingProxy:
                         proxy.calls += 1
                         proxy.picked[prompt_key(messages)] += 1
                     return self._reply(500, b'{"error": {"message": "injected: this sample always fails"}}')
-                fault = proxy._pick_fault()
+                fault = proxy._pick_fault(prompt_key(messages))
                 if fault == "429":
                     return self._reply(429, b'{"error": {"message": "rate limited"}}', {"Retry-After": "0"})
                 if fault == "500":
@@ -159,6 +172,18 @@ class FaultInjectingProxy:
                     return self._reply(200, b'{"id": "x", "choices": [{"message": {"content": "tru')
                 if fault == "malformed-nochoices":
                     return self._reply(200, b'{"id": "x", "object": "chat.completion"}')
+                answer = self._forward(body)
+                if fault == "late":  # the server answered; hold the reply until the client has given up
+                    deadline = time.time() + proxy.hang_s
+                    while time.time() < deadline and not proxy.stopping.is_set():
+                        if select.select([self.connection], [], [], 0.05)[0]:  # the client hung up (EOF)
+                            break
+                    self.close_connection = True
+                self._reply(answer.status_code, answer.content)
+                return None
+
+            def _forward(self, body: bytes) -> httpx.Response:
+                """Send the call upstream; a 200 answer is counted in ``upstream_ok`` under its prompt."""
                 answer = proxy._http.post(
                     proxy.upstream + self.path.removeprefix("/v1"), content=body,
                     headers={"Content-Type": "application/json"},
@@ -166,7 +191,6 @@ class FaultInjectingProxy:
                 if answer.status_code == 200:
                     with proxy.lock:
                         proxy.upstream_ok[prompt_key(json.loads(body).get("messages"))] += 1
-                self._reply(answer.status_code, answer.content)
-                return None
+                return answer
 
         return Handler

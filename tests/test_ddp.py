@@ -1,4 +1,5 @@
-"""Training under DDP: two gloo processes (torchrun) train one step and end with identical weights."""
+"""Training under DDP: two gloo processes (torchrun) each train one step on their own batch, and end with
+identical weights that differ from the pretrained ones."""
 
 from __future__ import annotations
 
@@ -6,6 +7,7 @@ import json
 from pathlib import Path
 
 import pytest
+import torch
 
 from tests.conftest import SAMPLE
 
@@ -39,6 +41,20 @@ def test_two_gloo_ranks_train_one_step_and_agree(tmp_path: Path) -> None:
 
     digests = result["rank_weight_digests"]
     assert len(digests) == 2 and digests[0] == digests[1], digests
+    # the ranks split the epoch: 4 sentences in batches of 2, one batch each, none shared
+    per_rank = [sorted(i for batch in batches for i in batch) for batches in result["rank_batches"]]
+    assert len(per_rank) == 2 and all(len(seen) == 2 for seen in per_rank), result["rank_batches"]
+    assert sorted(per_rank[0] + per_rank[1]) == [0, 1, 2, 3], per_rank
+    # the step changed the weights: the saved model is what the ranks ended with, and its encoder is no longer
+    # the pretrained one (whose weights come from disk, whatever the seed)
+    from tasks.training import build_tagger, load_tagger, weights_digest
+
+    trained, _ = load_tagger(work)
+    assert weights_digest(trained) == digests[0]
+    pretrained, _ = build_tagger(ModelConfig(max_length=64), job["labels"])
+    before, after = pretrained.encoder.state_dict(), trained.encoder.state_dict()
+    changed = [name for name in before if not torch.equal(before[name], after[name])]
+    assert len(changed) > len(before) // 2, f"{len(changed)} of {len(before)} encoder tensors changed"
     assert result["epochs_run"] == 1 and len(result["history"]) == 1
     assert any("rank=0/2" in line for line in lines)
     assert {"model.pt", "tagger.json", "history.json"} <= {p.name for p in work.iterdir()}

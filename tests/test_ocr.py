@@ -11,6 +11,7 @@ import pytest
 from PIL import Image, ImageDraw, ImageFont
 
 from tests.conftest import PROJECT, SAMPLE
+from tests.stage_checks import run_id
 
 BAD = PROJECT / "tests" / "resources" / "images"
 FONT = Path("/usr/share/fonts/truetype/dejavu/DejaVuSans-Bold.ttf")
@@ -167,4 +168,5 @@ def test_ocr_shard_stage_on_sample(prefect_harness, tmp_path: Path) -> None:
     assert len(manifest["failures"]) == 46 and all(f["path"].endswith(".jpg") for f in manifest["failures"])
     assert manifest["inputs"]["sources.1494239"] != "missing" and manifest["inputs"]["sources.32977"] == "missing"
 
-    assert run_stage(ocr_shard, **params)["key"] == output["key"]  # unchanged inputs: same output
+    # unchanged inputs: the stored output is returned as published, not computed again
+    assert run_stage(ocr_shard, **params) == output and run_id(output) == manifest["run_id"]

@@ -15,6 +15,7 @@ from tasks.prompt import (
 )
 from tasks.retrieve import Item, example_items
 from tasks.sft import sft_records
+from stage_checks import run_id
 from test_retrieve import ENTITIES, EXAMPLES, SAMPLE, _merged, sample_outputs
 
 PROJECT = Path(__file__).resolve().parents[1]
@@ -127,7 +128,8 @@ def test_prompt_stage_and_template_change_changes_the_key(prefect_harness, tmp_p
         assert row["example_ids"] + row["dropped_examples"] == [h["image_id"] for h in hits["examples"]][:3]
         assert row["prompt_tokens"] <= 700 and row["messages"][-1]["role"] == "user"
     assert any(r["dropped_examples"] for r in rows) and any(len(r["example_ids"]) == 3 for r in rows)
-    assert run_stage(build_prompts, **params)["key"] == first["key"]
+    published = run_id(first)
+    assert run_stage(build_prompts, **params) == first and run_id(first) == published  # reused, not recomputed
 
     (folder / "head.txt").write_text((folder / "head.txt").read_text(encoding="utf-8") + "\nBe brief.\n", encoding="utf-8")
     second = run_stage(build_prompts, **params)

@@ -11,6 +11,7 @@ import pytest
 
 from mner import formats, pgim
 from mner.store import sha256_file
+from stage_checks import run_id
 from tasks.retrieve import (
     EMBEDDERS, EmbedderOptions, Item, build_index, example_items, make_embedder, normalise, retrieve, search,
     side_texts, split_items,
@@ -175,5 +176,6 @@ def test_retrieve_stage_on_the_sample(prefect_harness, tmp_path: Path) -> None:
         for query, row in zip(queries, rows):
             assert len(row["examples"]) == 4 and query.image_id not in [h["image_id"] for h in row["examples"]]
     assert any(q.caption for q in split_items(data, "test", captions, None))
-    assert run_stage(retrieve_examples, **params)["key"] == out["key"]
+    published = run_id(out)
+    assert run_stage(retrieve_examples, **params) == out and run_id(out) == published  # reused, not recomputed
     assert run_stage(retrieve_examples, **{**params, "embedder": "random"})["key"] != out["key"]

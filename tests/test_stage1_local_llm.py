@@ -4,11 +4,14 @@ then stage 2 consuming its knowledge; a rerun replays from the cache; the API ke
 from __future__ import annotations
 
 import json
+import tempfile
 from pathlib import Path
 
 import pytest
 
 from tests.conftest import SAMPLE
+from tests.secret_scan import secret_leaks
+from tests.stage_checks import published_run_ids
 
 pytestmark = pytest.mark.slow
 SECRET = "sk-test-SECRET-stage1-7731"
@@ -18,10 +21,20 @@ def _rows(directory: str, split: str) -> list[dict]:
     return [json.loads(line) for line in (Path(directory) / f"{split}.jsonl").read_text(encoding="utf-8").splitlines()]
 
 
+def completion_requests(log_root: Path) -> int:
+    """Chat-completion requests the llama.cpp servers under ``log_root`` answered, from their access log lines."""
+    return sum(log.read_text(encoding="utf-8", errors="replace").count('"POST /v1/chat/completions ')
+               for log in log_root.rglob("llama-server-*.log"))
+
+
+
 def test_stage1_with_local_llm_feeds_stage2(prefect_harness, tmp_path: Path, monkeypatch, caplog, capfd) -> None:
     from flows.pipeline import pipeline
 
     monkeypatch.setenv("OPENAI_API_KEY", SECRET)
+    temp = tmp_path / "tmp"  # the flow's temporary files, the llama.cpp servers' logs among them, land here
+    temp.mkdir()
+    monkeypatch.setattr(tempfile, "tempdir", str(temp))
     root = tmp_path / "artifacts"
     overrides = {"artifacts_root": str(root), "stage1.knowledge.backend": "llm", "stage1.prompt.n_examples": 0,
                  "stage1.llm.max_tokens": 16, "stage1.llm.n_parallel": 2, "stage1.llm.concurrency": 2,
@@ -47,12 +60,21 @@ def test_stage1_with_local_llm_feeds_stage2(prefect_harness, tmp_path: Path, mon
     scores = json.loads(next((root / "evaluate").iterdir()).joinpath("scores.json").read_text())
     assert 0.0 <= scores["test"]["f1"] <= 1.0
 
-    # the rerun asks nothing: every shard and the per-sample cache are reused
+    asked = completion_requests(temp)
+    assert asked >= 250  # every sample was asked once (more only where a request was retried)
+    published = published_run_ids(root)
+    cached_answers = sorted(p.name for p in (root / "cache" / "llm").rglob("*.json"))
+    assert len(cached_answers) == 250
+
+    # the rerun asks nothing: no request reaches the llama.cpp servers, no output is computed again
     again = pipeline(overrides=overrides, return_state=True)
     assert again.is_completed() and again.result() == state.result()
+    assert completion_requests(temp) == asked
+    assert published_run_ids(root) == published
+    assert sorted(p.name for p in (root / "cache" / "llm").rglob("*.json")) == cached_answers
 
-    leaked = [str(p) for p in root.rglob("*") if p.is_file() and SECRET.encode() in p.read_bytes()]
-    assert not leaked
+    # the key is nowhere: not in the store, the llama.cpp logs, Prefect's home, results, database or run logs
+    assert not secret_leaks(SECRET, [root, temp])
     captured = capfd.readouterr()
     assert SECRET not in captured.out + captured.err + caplog.text
 

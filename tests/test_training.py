@@ -11,12 +11,16 @@ import sys
 import time
 from pathlib import Path
 
+import pytest
+
 from mner.config import ModelConfig, TrainConfig
 from mner.formats import read_conll
 from mner.tags import entity_types, label_list
-from tasks.training import CHECKPOINT, Example, bucketed_batches, load_tagger, train_tagger
+from tasks.training import BEST_WEIGHTS, CHECKPOINT, Example, bucketed_batches, load_tagger, train_tagger
 
 from conftest import PROJECT, SAMPLE
+
+SCORES = ("loss", "dev_f1", "dev_precision", "dev_recall")  # what an epoch computed (not its timings)
 
 
 def test_bucketed_batches_cover_every_sentence_once() -> None:
@@ -76,6 +80,20 @@ def test_resume_after_kill(tmp_path: Path) -> None:
     assert any(line.startswith(f"resuming after epoch {done}") for line in out["logs"])
     history = out["result"]["history"]
     assert [h["epoch"] for h in history] == [1, 2, 3, 4]
+
+    # the resumed run ends where an uninterrupted run of the same seed ends: same history, same weights
+    # (close, not equal: the killed child ran on one thread, this process on more)
+    reference_run = run_tiny(tmp_path / "straight", epochs=4)
+    assert not any(line.startswith("resuming") for line in reference_run["logs"])
+    straight = reference_run["result"]
+    for resumed, reference in zip(history, straight["history"], strict=True):
+        assert {k: resumed[k] for k in SCORES} == pytest.approx({k: reference[k] for k in SCORES}, rel=1e-3, abs=1e-4)
+    assert out["result"]["best_epoch"] == straight["best_epoch"]
+    resumed_weights = torch.load(work / BEST_WEIGHTS, weights_only=True)
+    reference_weights = torch.load(tmp_path / "straight" / BEST_WEIGHTS, weights_only=True)
+    assert resumed_weights.keys() == reference_weights.keys()
+    for name, tensor in reference_weights.items():
+        assert torch.allclose(resumed_weights[name].float(), tensor.float(), rtol=1e-3, atol=1e-5), name
     assert not (work / CHECKPOINT).exists()  # removed once training finished
     assert json.loads((work / "history.json").read_text())["epochs_run"] == 4
     tagger, encoder = load_tagger(work)

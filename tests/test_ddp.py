@@ -41,5 +41,6 @@ def test_two_gloo_ranks_train_one_step_and_agree(tmp_path: Path) -> None:
     assert len(digests) == 2 and digests[0] == digests[1], digests
     assert result["epochs_run"] == 1 and len(result["history"]) == 1
     assert any("rank=0/2" in line for line in lines)
+    assert any("backend=gloo world=2" in line for line in lines)
     assert {"model.pt", "tagger.json", "history.json"} <= {p.name for p in work.iterdir()}
     assert json.loads((work / "history.json").read_text())["rank_weight_digests"] == digests

@@ -76,7 +76,7 @@ except ImportError as exc:
     sys.exit(f"{exc}: this python lacks the project (use --setup, or PY=a python with it installed)")'
 show "$PY" -c '<preflight: torch version, CUDA build, GPUs, project imports>'
 if [ "$DRY" = 0 ]; then
-  mkdir -p "$LOGS" && rm -f "$LOGS"/*.log "$LOGS"/*.xml
+  mkdir -p "$LOGS" && rm -f "$LOGS"/*.log "$LOGS"/*.xml "$LOGS"/*.jsonl  # no stale line is reported as this run's
   "$PY" -c "$PREFLIGHT" || { rm -rf "$WORK"; exit 3; }
 fi
 

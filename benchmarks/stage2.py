@@ -5,8 +5,11 @@
 
 Runs the same cached stages as the flow (without a Prefect server) and appends one JSON line to
 benchmarks/results/stage2.jsonl: dev F1, test P/R/F1 and per-type F1, epochs, train seconds,
-sentences/s, peak RSS, the command, commit, date and machine. ``--dev-only`` skips the test split
-(for choosing settings). Run one process per variant so that peak RSS belongs to that variant.
+sentences/s, peak RSS, peak GPU memory of the training process (``torch.cuda.max_memory_allocated``,
+null on the CPU), the command, commit, date and machine. ``--dev-only`` skips the test split (for
+choosing settings); ``--results FILE`` appends the line to FILE instead (benchmarks/gpu_check.sh
+keeps its run out of the stage-2 tables). Run one process per variant so that peak RSS belongs to
+that variant.
 """
 
 from __future__ import annotations
@@ -108,6 +111,7 @@ def main() -> None:
     parser.add_argument("--variant", choices=["text", "text+knowledge"], required=True)
     parser.add_argument("--label", default="", help="name of this configuration in the results")
     parser.add_argument("--dev-only", action="store_true", help="do not score the test split")
+    parser.add_argument("--results", type=Path, default=RESULTS, help="JSON-lines file to append the result to")
     args = parser.parse_args()
     log_stages_to_stderr()
     overrides = parse_overrides(args.set)
@@ -123,6 +127,7 @@ def main() -> None:
         "best_epoch": history["best_epoch"], "epochs": history["epochs_run"], "train_seconds": history["train_seconds"],
         "train_sentences_per_second": history["sentences_per_second"], "history": history["history"],
         "trainable_parameters": history.get("trainable_parameters"), "total_parameters": history.get("total_parameters"),
+        "peak_gpu_memory_mib": history.get("peak_gpu_memory_mib"),
         "overrides": overrides, "model_dir": model["dir"],
     }
     if not args.dev_only:
@@ -137,8 +142,8 @@ def main() -> None:
         wall_seconds=round(time.time() - started, 1),
         **provenance(),
     )
-    RESULTS.parent.mkdir(parents=True, exist_ok=True)
-    with open(RESULTS, "a", encoding="utf-8") as handle:
+    args.results.parent.mkdir(parents=True, exist_ok=True)
+    with open(args.results, "a", encoding="utf-8") as handle:
         handle.write(json.dumps(row) + "\n")
     print(json.dumps({k: v for k, v in row.items() if k != "history"}, indent=2))
 

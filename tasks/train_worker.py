@@ -44,6 +44,8 @@ def run_job(job_path: str | Path) -> dict:
         dist.init_process_group("nccl" if use_nccl else "gloo")
     rank, _ = rank_and_world()
     log = (lambda message: print(message, flush=True)) if rank == 0 else (lambda _message: None)
+    if distributed:
+        log(f"process group: backend={dist.get_backend()} world={dist.get_world_size()}")
     if job.get("kind") == "backbone":
         result = _train_backbone(job, train_cfg, log)
     else:

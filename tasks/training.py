@@ -59,6 +59,7 @@ class TrainResult:
     history: list[dict] = field(default_factory=list)
     rank_weight_digests: list[str] = field(default_factory=list)  # DDP: one per rank, all equal
     rank_batches: list[list[list[int]]] = field(default_factory=list)  # DDP: each rank's last-epoch batches (sentence indices)
+    peak_gpu_memory_mib: float | None = None  # CUDA: torch.cuda.max_memory_allocated of this process (rank 0)
 
 
 def resolve_encoder(name: str) -> str:
@@ -388,6 +389,7 @@ def train_tagger(
         sentences_per_second=round(sentences / max(state["train_seconds"], 1e-9), 2),
         trainable_parameters=trainable, total_parameters=total, history=state["history"],
         rank_weight_digests=digests, rank_batches=rank_batches,
+        peak_gpu_memory_mib=round(torch.cuda.max_memory_allocated(device) / 2**20, 1) if device.type == "cuda" else None,
     )
     if rank == 0:
         (work_dir / "history.json").write_text(json.dumps(result.__dict__, indent=2), encoding="utf-8")

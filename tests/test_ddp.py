@@ -57,5 +57,6 @@ def test_two_gloo_ranks_train_one_step_and_agree(tmp_path: Path) -> None:
     assert len(changed) > len(before) // 2, f"{len(changed)} of {len(before)} encoder tensors changed"
     assert result["epochs_run"] == 1 and len(result["history"]) == 1
     assert any("rank=0/2" in line for line in lines)
+    assert any("backend=gloo world=2" in line for line in lines)
     assert {"model.pt", "tagger.json", "history.json"} <= {p.name for p in work.iterdir()}
     assert json.loads((work / "history.json").read_text())["rank_weight_digests"] == digests

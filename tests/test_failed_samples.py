@@ -13,7 +13,7 @@ import pytest
 
 from fault_injection import FaultInjectingProxy
 from tests.conftest import SAMPLE
-from tests.test_llm_client import llama_url, needs_llama  # noqa: F401 - the module's llama.cpp server fixture
+from tests.test_llm_client import llama_logs, llama_url, needs_llama  # noqa: F401 - the module's llama.cpp server fixtures
 
 pytestmark = [pytest.mark.slow, needs_llama]
 SIZES = {"train.txt": 8, "valid.txt": 4, "test.txt": 4}

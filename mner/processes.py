@@ -7,7 +7,9 @@ server, training workers) is started with :func:`spawn`:
   then stops the children itself, in order, and a group kill also takes the child's own children;
 - with the parent-death signal (Linux ``prctl(PR_SET_PDEATHSIG, SIGKILL)``, set by a small exec
   wrapper rather than a ``preexec_fn``, which is unsafe in a threaded parent), so a ``kill -9`` or an
-  out-of-memory kill of our process kills the child at once;
+  out-of-memory kill of our process kills the child at once. Linux sends it when the *thread* that
+  started the child ends, so start a child from a thread that outlives it (every caller here holds
+  it in a ``with`` block or waits for it in the same thread);
 - registered with a watchdog process that SIGKILLs every registered group when our process is
   gone (its pipe from us reaches end-of-file, or its parent PID changes). That covers grandchildren
   (a torchrun's ranks) and systems without the parent-death signal.

@@ -7,7 +7,9 @@ server, training workers) is started with :func:`spawn`:
   then stops the children itself, in order, and a group kill also takes the child's own children;
 - with the parent-death signal (Linux ``prctl(PR_SET_PDEATHSIG, SIGKILL)``, set by a small exec
   wrapper rather than a ``preexec_fn``, which is unsafe in a threaded parent), so a ``kill -9`` or an
-  out-of-memory kill of our process kills the child at once;
+  out-of-memory kill of our process kills the child at once. Linux sends it when the *thread* that
+  started the child ends, so start a child from a thread that outlives it (every caller here holds
+  it in a ``with`` block or waits for it in the same thread);
 - registered with a watchdog process that SIGKILLs every registered group when our process is
   gone (its pipe from us reaches end-of-file, or its parent PID changes). That covers grandchildren
   (a torchrun's ranks) and systems without the parent-death signal.
@@ -132,8 +134,11 @@ def stop_on_interrupt(deadline_s: float = 8.0) -> None:
     """On the first SIGINT or SIGTERM: :func:`request_stop`, raise :class:`Interrupted` in the main thread,
     and if the process is still alive ``deadline_s`` later, SIGKILL every child group and exit with 130.
 
-    A second signal exits at once the same way. Call from the main thread.
+    A second signal exits at once the same way. Does nothing outside the main thread (signal
+    handlers live there).
     """
+    if threading.current_thread() is not threading.main_thread():
+        return
 
     def force_exit() -> None:
         kill_all_children()

@@ -66,7 +66,7 @@ def test_work_pool_worker_runs_the_pipeline_and_the_stock_cli_lists_it(tmp_path:
             worker = subprocess.Popen([PREFECT, "worker", "start", "--pool", "mner"], cwd=PROJECT, env=env,
                                       stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
         overrides = {**write_tiny_sample(tmp_path / "data"), "artifacts_root": str(tmp_path / "artifacts"),
-                     "train.epochs": 1, "model.max_length": 96}
+                     "train.epochs": 1, "model.max_length": 96, "variants": ["text"], "stage1.ocr.backend": "none"}
         run = _prefect(env, "deployment", "run", "mner-pipeline/default", "--params",
                        json.dumps({"overrides": overrides}), "--watch", timeout=900)
         assert run.returncode == 0 and "Completed" in run.stdout, run.stdout + run.stderr + \

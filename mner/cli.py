@@ -120,8 +120,9 @@ def run(
     set_: List[str] = typer.Option([], "--set", help="Override a config field: KEY=VALUE, e.g. train.epochs=3."),
     refresh: List[str] = typer.Option([], "--refresh", help="Recompute this stage (and what follows) regardless of the cache."),
     until: Optional[str] = typer.Option(None, "--until", help="Stop after this stage, e.g. llm."),
+    as_json: bool = typer.Option(False, "--json", help="Print the result as JSON instead of a table."),
 ) -> None:
-    """Run the mner-pipeline flow in this process with Prefect's local defaults; print the scores as JSON.
+    """Run the mner-pipeline flow in this process with Prefect's local defaults; print the scores as a table.
 
     Without PREFECT_API_URL a temporary Prefect server (SQLite under PREFECT_HOME) runs as a child
     of this process. Every child dies with it; Ctrl-C stops the run within seconds (exit 130, the
@@ -144,7 +145,17 @@ def run(
     except processes.Interrupted as exc:
         typer.echo(f"{exc}: stopped; finished answers and checkpoints are kept, a rerun resumes", err=True)
         raise typer.Exit(130) from exc
-    typer.echo(json.dumps(result, indent=2))
+    typer.echo(json.dumps(result, indent=2) if as_json or until else scores_table(result))
+
+
+def scores_table(result: dict) -> str:
+    """The pipeline's scores as a small table: variant, dev F1, test P/R/F1, and the model's directory."""
+    rows = [("variant", "dev F1", "test P", "test R", "test F1", "model (mner predict --run DIR)")]
+    for variant, s in result.items():
+        rows.append((variant, *(f"{100 * s[k]:.2f}" for k in ("dev_f1", "test_precision", "test_recall", "test_f1")),
+                     str(s.get("model") or "-")))
+    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]) - 1)]
+    return "\n".join("  ".join(cell.ljust(w) for cell, w in zip(row, widths)) + "  " + row[-1] for row in rows)
 
 
 def _temporary_server() -> "subprocess.Popen":

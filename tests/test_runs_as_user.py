@@ -78,6 +78,9 @@ def test_demo_then_tests_then_demo_again(tmp_path: Path) -> None:
     small = _small(tmp_path / "data")
     first = _mner_run(env, small)
     assert first.returncode == 0, first.stdout[-3000:] + first.stderr[-3000:]
+    table = first.stdout.splitlines()  # the scores as a table: a header, then one line per variant with its model
+    assert table[0].startswith("variant") and [line.split()[0] for line in table[1:]] == ["text", "text+knowledge"]
+    assert all(Path(line.split()[-1]).is_relative_to(store / "train") for line in table[1:]), table
     assert "Completed" in _stage_states(first.stdout + first.stderr)["train"]
 
     inner = tmp_path / "inner"
@@ -107,7 +110,7 @@ def test_two_runs_at_once_on_one_store_both_succeed(tmp_path: Path) -> None:
     warm = subprocess.run([str(Path(sys.executable).with_name("prefect")), "server", "database", "upgrade", "-y"],
                           env=env, capture_output=True, text=True, timeout=600)  # one database, created before both start
     assert warm.returncode == 0, warm.stderr
-    args = _run_args(_small(tmp_path / "data"))
+    args = [*_run_args(_small(tmp_path / "data")), "--json"]
     runs = [subprocess.Popen(args, cwd=PROJECT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
             for _ in range(2)]
     outputs = [run.communicate(timeout=1800) for run in runs]

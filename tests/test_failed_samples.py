@@ -36,6 +36,16 @@ def _cut_examples(target: Path) -> dict[str, str]:
     return paths
 
 
+def _stage1_overrides(root: Path, data: Path, base_url: str, **extra: object) -> dict[str, object]:
+    """Stage 1 on the cut in ``data``: no OCR, zero-shot prompts, short answers from the LLM at ``base_url``."""
+    return {
+        "artifacts_root": str(root), "dataset.train": str(data / "train.txt"), "dataset.dev": str(data / "valid.txt"),
+        "dataset.test": str(data / "test.txt"), "stage1.knowledge.backend": "llm", "stage1.ocr.backend": "none",
+        "stage1.prompt.n_examples": 0, **_cut_examples(data), "stage1.llm.base_url": base_url,
+        "stage1.llm.max_tokens": 12, "stage1.llm.shard_size": 4, "stage1.llm.timeout_s": 60, **extra,
+    }
+
+
 def _rows(directory: Path, split: str) -> list[dict]:
     return [json.loads(line) for line in (directory / f"{split}.jsonl").read_text(encoding="utf-8").splitlines()]
 
@@ -53,13 +63,7 @@ def test_failed_samples_fail_the_stage_and_are_asked_again(prefect_harness, llam
 
     root = tmp_path / "artifacts"
     with FaultInjectingProxy(llama_url, fail_when=picks) as proxy:
-        overrides = {
-            "artifacts_root": str(root), "dataset.train": str(data / "train.txt"), "dataset.dev": str(data / "valid.txt"),
-            "dataset.test": str(data / "test.txt"), "stage1.knowledge.backend": "llm", "stage1.ocr.backend": "none",
-            "stage1.prompt.n_examples": 0, **_cut_examples(data),
-            "stage1.llm.base_url": proxy.base_url, "stage1.llm.max_tokens": 12,
-            "stage1.llm.max_retries": 1, "stage1.llm.shard_size": 4, "stage1.llm.timeout_s": 60,
-        }
+        overrides = _stage1_overrides(root, data, proxy.base_url, **{"stage1.llm.max_retries": 1})
         failed = pipeline(overrides=overrides, until="knowledge", return_state=True)
         assert failed.is_failed(), failed
         assert "3 samples have no result, more than the 0 allowed" in failed.message, failed.message
@@ -90,13 +94,8 @@ def test_an_allowance_lets_the_run_go_on_and_lists_the_samples(prefect_harness, 
     doomed = texts["valid.txt"][0]
     root = tmp_path / "artifacts"
     with FaultInjectingProxy(llama_url, fail_when=lambda ms: any(f"Text: {doomed}\n" in m["content"] for m in ms)) as proxy:
-        overrides = {
-            "artifacts_root": str(root), "dataset.train": str(data / "train.txt"), "dataset.dev": str(data / "valid.txt"),
-            "dataset.test": str(data / "test.txt"), "stage1.knowledge.backend": "llm", "stage1.ocr.backend": "none",
-            "stage1.prompt.n_examples": 0, **_cut_examples(data),
-            "stage1.llm.base_url": proxy.base_url, "stage1.llm.max_tokens": 12,
-            "stage1.llm.max_retries": 0, "stage1.llm.shard_size": 4, "stage1.llm.max_missing": 1,
-        }
+        overrides = _stage1_overrides(root, data, proxy.base_url,
+                                      **{"stage1.llm.max_retries": 0, "stage1.llm.max_missing": 1})
         state = pipeline(overrides=overrides, until="knowledge", return_state=True)
     assert state.is_completed(), state
     knowledge_dir = next(d for d in (root / "knowledge").iterdir())

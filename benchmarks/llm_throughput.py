@@ -31,9 +31,9 @@ sys.path.insert(0, str(ROOT / "benchmarks"))
 
 from stage2 import provenance  # noqa: E402
 
+from engine.llm_client import LLMSettings, complete_all
+from engine.llm_server import local_llama_server
 from mner.formats import read_conll  # noqa: E402
-from tasks.llm_client import LLMSettings, complete_all  # noqa: E402
-from tasks.llm_server import local_llama_server  # noqa: E402
 
 RESULTS = ROOT / "benchmarks" / "results" / "llm_throughput.jsonl"
 DATA = ROOT.parent / "shared" / "data" / "twitter2015" / "train.txt"

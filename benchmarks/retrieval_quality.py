@@ -28,10 +28,11 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "benchmarks"))
 
+from stage2 import provenance  # noqa: E402
+
+from engine.retrieval import EmbedderOptions, Item, example_items, make_embedder, retrieve
 from mner import formats, pgim  # noqa: E402
 from mner.tags import iob2_spans  # noqa: E402
-from stage2 import provenance  # noqa: E402
-from tasks.retrieve import EmbedderOptions, Item, example_items, make_embedder, retrieve  # noqa: E402
 
 RESULTS = ROOT / "benchmarks" / "results" / "retrieval.jsonl"
 DATA = ROOT.parent / "shared" / "data"

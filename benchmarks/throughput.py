@@ -29,12 +29,13 @@ from stage2 import provenance  # noqa: E402
 from torchcrf import CRF as TorchCRF  # noqa: E402
 from transformers import AutoModel, AutoTokenizer  # noqa: E402
 
+from engine.runtime import pick_device, resolve_encoder, set_threads, use_bf16
+from engine.taggers import bucketed_batches, build_tagger
 from mner.config import ModelConfig, TrainConfig, load_config  # noqa: E402
 from mner.formats import read_conll  # noqa: E402
 from mner.pgim import read_knowledge  # noqa: E402
 from mner.tags import entity_types, label_list  # noqa: E402
 from models.encoding import SentenceEncoder, collate  # noqa: E402
-from tasks.training import build_tagger, bucketed_batches, pick_device, resolve_encoder, set_threads, use_bf16  # noqa: E402
 
 RESULTS = ROOT / "benchmarks" / "results" / "throughput.jsonl"
 BATCH = 16

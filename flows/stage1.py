@@ -13,15 +13,16 @@ from typing import Any, Callable
 
 from prefect import flow
 
+from engine.image_io import image_sources
+from engine.llm_server import endpoint_identity, resolve_base_url
+from engine.prompting import template_sources
 from mner.config import PipelineConfig
 from tasks.backbone import backbone_image_sources, train_backbone_stage
 from tasks.caption import caption_shard
 from tasks.common import run_stage
-from tasks.image_io import image_sources
 from tasks.llm import llm_shard
-from tasks.llm_server import endpoint_identity, resolve_base_url
 from tasks.ocr import ocr_shard
-from tasks.prompt import build_prompts, template_sources
+from tasks.prompt import build_prompts
 from tasks.report import publish_llm_usage
 from tasks.retrieve import retrieve_examples
 from tasks.sft import export_sft

@@ -73,7 +73,7 @@ def main() -> None:
     try:
         if not args.no_run:
             artifacts = Path(home) / "artifacts"
-            subprocess.run([sys.executable, "-m", "mner.cli", "run", "--set", f"artifacts_root={artifacts}",
+            subprocess.run([sys.executable, "-m", "cli.main", "run", "--set", f"artifacts_root={artifacts}",
                             "--set", "train.epochs=2"], check=True, cwd=ROOT, env={**os.environ, "PREFECT_API_URL": api_url})
             time.sleep(2)
         artifact_id = newest_artifact_id(api_url, args.key)

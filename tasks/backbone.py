@@ -2,7 +2,7 @@
 
 The image branch reads the caption and OCR text of each post (``image_source: text``) or its
 image file through CLIP (``image_source: clip``, image paths in ``sources``). Training runs in a
-child process like the tagger's (``tasks.train_worker``); the trained backbone's pooled fused
+child process like the tagger's (``engine.train_worker``); the trained backbone's pooled fused
 features are what the ``fused`` retrieval embedder uses.
 """
 
@@ -12,23 +12,18 @@ import json
 from pathlib import Path
 from typing import Any
 
+from engine.backbone_training import as_posts, image_text, load_backbone, predict_posts
+from engine.image_io import image_sources
+from engine.launcher import run_training_job
+from engine.retrieval import side_texts
+from engine.runtime import prepare_runtime
 from mner import formats
 from mner.config import BackboneConfig, TrainConfig
 from mner.metrics import evaluate
+from mner.samples import SPLITS, read_jsonl, write_jsonl
 from mner.store import StageRun
 from mner.tags import entity_types, label_list
-from tasks.backbone_training import Post, load_backbone, predict_posts
 from tasks.common import stage_logger, stage_task
-from tasks.data import SPLITS, read_jsonl, write_jsonl
-from tasks.image_io import image_sources
-from tasks.retrieve import side_texts
-from tasks.train import run_training_job
-from tasks.training import prepare_runtime
-
-
-def image_text(caption: str, ocr: str) -> str:
-    """What the image branch reads as text: the caption, then the OCR text (those present)."""
-    return ". ".join(part for part in (caption.strip(), ocr.strip()) if part)
 
 
 def post_rows(data: dict[str, Any], split: str, captions: dict[str, Any] | None, ocr: dict[str, Any] | None,
@@ -43,11 +38,6 @@ def post_rows(data: dict[str, Any], split: str, captions: dict[str, Any] | None,
 def backbone_image_sources(data: dict[str, Any], images: str | Path) -> dict[str, str]:
     """``{sample id: image file}`` over all splits: the stage's ``sources`` for a CLIP backbone."""
     return image_sources([r for split in SPLITS for r in read_jsonl(f"{data['dir']}/{split}.jsonl")], images)
-
-
-def as_posts(rows: list[dict[str, Any]], with_tags: bool = True) -> list[Post]:
-    """Rows written by :func:`post_rows` as :class:`Post` objects."""
-    return [Post(r["tokens"], r["tags"] if with_tags else None, r["image_text"], r.get("image_path")) for r in rows]
 
 
 @stage_task("backbone")

@@ -78,6 +78,13 @@ def key_parts(params: dict[str, Any]) -> tuple[dict[str, str], dict[str, Any]]:
     return inputs, config
 
 
+def read_prefect_secret(name: str) -> str:
+    """The value of the Prefect Secret block ``name`` (for an API key named by ``api_key_secret``)."""
+    from prefect.blocks.system import Secret
+
+    return str(Secret.load(name).get())
+
+
 def stage_logger() -> logging.Logger | logging.LoggerAdapter:
     """Prefect's run logger inside a task or flow, a plain logger outside."""
     try:

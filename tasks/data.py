@@ -13,30 +13,10 @@ from pathlib import Path
 from typing import Any, Iterator
 
 from mner import formats, pgim
+from mner.samples import SPLITS, read_jsonl, write_jsonl
 from mner.store import StageRun
 from mner.tags import iob2_spans
 from tasks.common import stage_logger, stage_task
-
-SPLITS = ("train", "dev", "test")
-
-
-def write_jsonl(path: Path, rows: list[dict[str, Any]]) -> None:
-    """Write one JSON object per line (UTF-8, non-ASCII kept readable)."""
-    with open(path, "w", encoding="utf-8") as handle:
-        for row in rows:
-            handle.write(json.dumps(row, ensure_ascii=False) + "\n")
-
-
-def read_jsonl(path: str | Path) -> list[dict[str, Any]]:
-    """Read a JSON-lines file; a bad line raises ``ValueError`` naming file and line."""
-    rows = []
-    with open(path, encoding="utf-8") as handle:
-        for number, line in enumerate(handle, 1):
-            try:
-                rows.append(json.loads(line))
-            except json.JSONDecodeError as err:
-                raise ValueError(f"{path}:{number}: not valid JSON ({err.msg})") from err
-    return rows
 
 
 def iter_splits(output: dict[str, Any]) -> Iterator[tuple[str, Path]]:

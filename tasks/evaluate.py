@@ -5,12 +5,13 @@ from __future__ import annotations
 import json
 from typing import Any
 
+from engine.runtime import pick_device, set_threads, use_bf16
+from engine.taggers import load_tagger, predict
 from mner import formats
 from mner.metrics import evaluate
+from mner.samples import read_jsonl
 from mner.store import StageRun
 from tasks.common import stage_logger, stage_task
-from tasks.data import read_jsonl
-from tasks.training import load_tagger, pick_device, predict, set_threads, use_bf16
 
 
 @stage_task("evaluate")

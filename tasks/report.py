@@ -11,6 +11,8 @@ import yaml
 from prefect import task
 from prefect.artifacts import create_markdown_artifact, create_table_artifact
 
+from engine.answers import usage_table_rows
+
 
 def _key(text: str) -> str:
     return re.sub(r"[^a-z0-9-]+", "-", text.lower()).strip("-")
@@ -101,8 +103,6 @@ def publish_llm_usage(dataset: str, llm_output: dict[str, Any]) -> list[dict[str
 
     The figures are those of the run that computed each shard (a replayed shard made no new requests).
     """
-    from tasks.llm import usage_table_rows
-
     summary = json.loads(Path(llm_output["dir"], "summary.json").read_text(encoding="utf-8"))
     rows = usage_table_rows(summary["shards"])
     create_table_artifact(rows, key=_key(f"{dataset}-llm-usage"), description=f"LLM usage and estimated cost on {dataset}")

@@ -10,9 +10,9 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, Sequence
 
+from mner.samples import read_jsonl, write_jsonl
 from mner.store import StageRun
 from tasks.common import stage_logger, stage_task
-from tasks.data import read_jsonl, write_jsonl
 
 
 def sft_records(prompts: Sequence[dict[str, Any]], knowledge: Sequence[dict[str, Any]],

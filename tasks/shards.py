@@ -20,9 +20,9 @@ from prefect import Task
 from prefect.artifacts import create_progress_artifact, update_progress_artifact
 from prefect.futures import as_completed
 
+from mner.samples import SPLITS, read_jsonl, write_jsonl
 from mner.store import MANIFEST, StageRun
 from tasks.common import checked, run_stage, stage_logger, stage_task, submit_stage
-from tasks.data import SPLITS, read_jsonl, write_jsonl
 
 _MERGE_TASKS: dict[str, Task] = {}
 _MANIFEST_FIELDS = {"stage", "key", "inputs", "config", "code_version", "files", "timings", "created"}
@@ -31,13 +31,6 @@ _MANIFEST_FIELDS = {"stage", "key", "inputs", "config", "code_version", "files",
 def shard_ranges(count: int, size: int) -> list[tuple[int, int]]:
     """``[start, stop)`` ranges of at most ``size`` rows covering ``count`` rows."""
     return [(start, min(start + size, count)) for start in range(0, count, size)]
-
-
-def read_shard_rows(data: dict[str, Any], split: str, start: int, stop: int) -> list[dict[str, Any]]:
-    """Rows ``[start:stop]`` of ``{split}.jsonl`` of ``data``: the samples a shard stage works on."""
-    if start < 0 or stop < start:
-        raise ValueError(f"bad shard bounds start={start} stop={stop} for split {split!r}")
-    return read_jsonl(Path(data["dir"]) / f"{split}.jsonl")[start:stop]
 
 
 def _merge(run: StageRun, shards: list[dict[str, Any]], artifacts_root: str,

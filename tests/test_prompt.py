@@ -8,15 +8,20 @@ from dataclasses import replace
 from pathlib import Path
 
 import pytest
-
-from mner import formats, pgim
-from tasks.prompt import (
-    MESSAGE_OVERHEAD, PromptBudgetError, fit_prompt, load_template, make_token_counter, template_sources,
-)
-from tasks.retrieve import Item, example_items
-from tasks.sft import sft_records
 from stage_checks import run_id
 from test_retrieve import ENTITIES, EXAMPLES, SAMPLE, _merged, sample_outputs
+
+from engine.prompting import (
+    MESSAGE_OVERHEAD,
+    PromptBudgetError,
+    fit_prompt,
+    load_template,
+    make_token_counter,
+    template_sources,
+)
+from engine.retrieval import Item, example_items
+from mner import formats, pgim
+from tasks.sft import sft_records
 
 PROJECT = Path(__file__).resolve().parents[1]
 TEMPLATES = PROJECT / "prompts" / "pgim_v1"
@@ -105,8 +110,8 @@ def test_whitespace_counter_and_template_errors(tmp_path: Path) -> None:
 
 @pytest.mark.slow
 def test_prompt_stage_and_template_change_changes_the_key(prefect_harness, tmp_path: Path) -> None:
+    from mner.samples import read_jsonl
     from tasks.common import run_stage
-    from tasks.data import read_jsonl
     from tasks.prompt import build_prompts
     from tasks.retrieve import retrieve_examples
 
@@ -160,8 +165,8 @@ def test_sft_records_shape_and_missing_answers() -> None:
 
 @pytest.mark.slow
 def test_export_sft_stage(prefect_harness, tmp_path: Path) -> None:
+    from mner.samples import read_jsonl
     from tasks.common import run_stage
-    from tasks.data import read_jsonl
     from tasks.sft import export_sft
 
     prompt_rows = [{"id": str(i), "messages": [{"role": "user", "content": f"post {i}"}], "example_ids": [],

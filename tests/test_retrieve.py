@@ -8,14 +8,23 @@ from pathlib import Path
 import faiss
 import numpy as np
 import pytest
+from stage_checks import run_id
 
+from engine.retrieval import (
+    EMBEDDERS,
+    EmbedderOptions,
+    Item,
+    build_index,
+    example_items,
+    make_embedder,
+    normalise,
+    retrieve,
+    search,
+    side_texts,
+    split_items,
+)
 from mner import formats, pgim
 from mner.store import sha256_file
-from stage_checks import run_id
-from tasks.retrieve import (
-    EMBEDDERS, EmbedderOptions, Item, build_index, example_items, make_embedder, normalise, retrieve, search,
-    side_texts, split_items,
-)
 
 SAMPLE = Path(__file__).resolve().parents[1] / "data" / "sample"
 EXAMPLES = SAMPLE / "manual_examples.txt"
@@ -130,8 +139,9 @@ def _merged(directory: Path, stage: str, rows_by_split: dict[str, list[dict]]) -
 
 def sample_outputs(root: Path) -> tuple[dict, dict]:
     """The ``load`` output of the sample and a merged captions output from its BLIP-2 captions."""
+    from mner.samples import SPLITS, read_jsonl
     from tasks.common import run_stage
-    from tasks.data import SPLITS, load_splits, read_jsonl
+    from tasks.data import load_splits
 
     sources = {"train": str(SAMPLE / "train.txt"), "dev": str(SAMPLE / "valid.txt"), "test": str(SAMPLE / "test.txt")}
     data = run_stage(load_splits, sources=sources, repair_bio=True, artifacts_root=str(root / "artifacts"))
@@ -156,8 +166,8 @@ def test_side_texts_alignment(tmp_path: Path) -> None:
 
 @pytest.mark.slow
 def test_retrieve_stage_on_the_sample(prefect_harness, tmp_path: Path) -> None:
+    from mner.samples import read_jsonl
     from tasks.common import run_stage
-    from tasks.data import read_jsonl
     from tasks.retrieve import retrieve_examples
 
     data, captions = sample_outputs(tmp_path)

@@ -85,7 +85,7 @@ def test_stage1_with_local_llm_feeds_stage2(prefect_harness, tmp_path: Path, mon
 def test_predict_asks_the_local_llm(tmp_path: Path) -> None:
     from typer.testing import CliRunner
 
-    from mner.cli import app
+    from cli.main import app
     from tests.test_training import run_tiny
 
     run_tiny(tmp_path / "model", epochs=1)

@@ -5,8 +5,8 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from mner.store import ArtifactStore, code_version
 import mner.tags
+from mner.store import ArtifactStore, code_version
 
 
 def test_publish_then_load_and_detect_corruption(tmp_path: Path) -> None:
@@ -38,7 +38,7 @@ def test_key_changes_with_inputs_config_and_code() -> None:
 def test_artifacts_cli_lists_and_shows(tmp_path: Path) -> None:
     from typer.testing import CliRunner
 
-    from mner.cli import app
+    from cli.main import app
 
     store = ArtifactStore(tmp_path)
     run = store.begin("train", {}, {"lr": 2}, "v1")
@@ -61,7 +61,7 @@ def test_artifacts_ls_defaults_to_the_store_mner_run_writes(tmp_path: Path, monk
     """Without --root, ``artifacts ls`` reads the default config's root, whatever the current folder."""
     from typer.testing import CliRunner
 
-    from mner.cli import app
+    from cli.main import app
     from mner.config import PipelineConfig
 
     monkeypatch.setenv("MNER_ARTIFACTS_ROOT", str(tmp_path / "store"))

@@ -7,18 +7,18 @@ from pathlib import Path
 
 import pytest
 import torch
+from conftest import SAMPLE
 from transformers import AutoModel, AutoTokenizer
 
+from engine.predict import predict_post
+from engine.taggers import BEST_WEIGHTS, build_tagger, load_tagger, predict
+from engine.training import Example, train_tagger
 from mner.config import LoraConfig, ModelConfig, PipelineConfig, TrainConfig
 from mner.formats import read_conll
 from mner.tags import entity_types, label_list
 from models.encoding import SentenceEncoder, collate
 from models.heads import BiLstmAttentionHead
 from models.tagger import KnowledgeTagger
-from tasks.predict import predict_post
-from tasks.training import BEST_WEIGHTS, Example, build_tagger, load_tagger, predict, train_tagger
-
-from conftest import SAMPLE
 
 LABELS = ["O", "B-PER", "I-PER", "B-LOC", "I-LOC"]
 SHORT = ["Obama", "in", "Paris"]

@@ -12,13 +12,14 @@ import time
 from pathlib import Path
 
 import pytest
+import torch
+from conftest import PROJECT, SAMPLE
 
+from engine.taggers import BEST_WEIGHTS, bucketed_batches, load_tagger
+from engine.training import CHECKPOINT, Example, train_tagger
 from mner.config import ModelConfig, TrainConfig
 from mner.formats import read_conll
 from mner.tags import entity_types, label_list
-from tasks.training import BEST_WEIGHTS, CHECKPOINT, Example, bucketed_batches, load_tagger, train_tagger
-
-from conftest import PROJECT, SAMPLE
 
 SCORES = ("loss", "dev_f1", "dev_precision", "dev_recall")  # what an epoch computed (not its timings)
 
@@ -98,7 +99,7 @@ def test_resume_after_kill(tmp_path: Path) -> None:
     assert json.loads((work / "history.json").read_text())["epochs_run"] == 4
     tagger, encoder = load_tagger(work)
     rows = _tiny_examples(3)
-    from tasks.training import predict
+    from engine.taggers import predict
 
     tags = predict(tagger, [encoder.encode(r.tokens) for r in rows], torch.device("cpu"), False)
     assert [len(t) for t in tags] == [len(r.tokens) for r in rows]
@@ -107,7 +108,7 @@ def test_resume_after_kill(tmp_path: Path) -> None:
 def test_predict_command_prints_entities_as_json(tmp_path: Path) -> None:
     from typer.testing import CliRunner
 
-    from mner.cli import app
+    from cli.main import app
 
     run_tiny(tmp_path / "model", epochs=1)
     text = "RT @CNN : Obama visits Paris today"
@@ -120,3 +121,25 @@ def test_predict_command_prints_entities_as_json(tmp_path: Path) -> None:
         assert answer["tags"][entity["start"]] == "B-" + entity["type"]
     missing = CliRunner().invoke(app, ["predict", "--run", "nope", "--text", text, "--artifacts-root", str(tmp_path)])
     assert missing.exit_code != 0 and "names no single trained model" in missing.output
+
+
+@pytest.mark.parametrize(("warmup", "total"), [(0, 7), (3, 10), (10, 10), (1, 3)])
+def test_the_warmup_schedule_matches_transformers(warmup: int, total: int) -> None:
+    """Our linear warm-up and decay gives transformers' learning rates at every step."""
+    from transformers import get_linear_schedule_with_warmup
+
+    from engine.training import linear_warmup_decay
+
+    def rates(make) -> list[float]:
+        optimizer = torch.optim.SGD([torch.nn.Parameter(torch.zeros(1))], lr=0.5)
+        scheduler = make(optimizer)
+        seen = []
+        for _ in range(total + 2):
+            seen.append(optimizer.param_groups[0]["lr"])
+            optimizer.step()
+            scheduler.step()
+        return seen
+
+    ours = rates(lambda o: torch.optim.lr_scheduler.LambdaLR(o, linear_warmup_decay(warmup, total)))
+    assert ours == pytest.approx(rates(lambda o: get_linear_schedule_with_warmup(o, warmup, total)))
+    assert max(ours) > 0

@@ -276,8 +276,9 @@ def predict_command(
     """Tag one post with a trained model and print the entities as JSON."""
     import json
 
+    from engine.predict import predict_post
     from mner.config import load_config
-    from tasks.predict import predict_post
+    from tasks.common import read_prefect_secret
 
     if not text.split():
         raise typer.BadParameter("the text has no tokens", param_hint="--text")
@@ -289,7 +290,7 @@ def predict_command(
     if llm and cfg.stage1.retrieval.embedder == "fused" and backbone_dir is None:
         raise typer.BadParameter("the fused embedder needs a trained backbone", param_hint="--backbone")
     result = predict_post(_stage_dir(run_or_dir, "train", "tagger.json", artifacts_root, "--run"), text, cfg,
-                          knowledge, image, llm, backbone_dir)
+                          knowledge, image, llm, backbone_dir, read_prefect_secret)
     typer.echo(json.dumps(result, ensure_ascii=False, indent=2))
 
 

@@ -16,7 +16,6 @@ from typing import Any
 
 from PIL import Image, UnidentifiedImageError
 
-
 # kinds of per-sample failure, as counted in a shard summary
 MISSING = "missing"
 EMPTY = "empty"

@@ -14,19 +14,28 @@ import os
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Sequence
+from typing import Any, Callable, Sequence
 
 import numpy as np
 import torch
 from tqdm.auto import tqdm
 
+from engine.image_io import BadImage, load_image
+from engine.runtime import prepare_runtime, resolve_encoder, set_seed
+from engine.taggers import BEST_WEIGHTS, bucketed_batches
+from engine.training import (
+    CHECKPOINT,
+    TrainResult,
+    linear_warmup_decay,
+    param_groups,
+    replayed_batch_rng,
+    resume_state,
+    save_checkpoint,
+)
 from mner.config import BackboneConfig, TrainConfig
 from mner.metrics import score_entities
 from models.backbone import MultimodalBackbone, MultimodalBatch
 from models.encoding import EncodedSentence, SentenceEncoder, collate
-from tasks.image_io import BadImage, load_image
-from tasks.training import (BEST_WEIGHTS, CHECKPOINT, TrainResult, bucketed_batches, param_groups, prepare_runtime,
-                            replayed_batch_rng, resolve_encoder, resume_state, save_checkpoint, set_seed)
 
 BACKBONE_META = "backbone.json"
 
@@ -200,10 +209,7 @@ def _phase_schedule(s1_steps: int, total_steps: int, warmup_ratio: float) -> tup
     """LR multipliers by step: the head over all steps; the encoders 0 in S1, then their own warm-up and decay."""
 
     def linear(step: int, steps: int) -> float:
-        warmup = int(warmup_ratio * steps)
-        if step < warmup:
-            return (step + 1) / max(1, warmup)
-        return max(0.0, (steps - step) / max(1, steps - warmup))
+        return linear_warmup_decay(int(warmup_ratio * steps), steps, shift=1)(step)
 
     return (lambda step: linear(step, total_steps),
             lambda step: 0.0 if step < s1_steps else linear(step - s1_steps, total_steps - s1_steps))
@@ -292,3 +298,13 @@ def train_backbone(
         total_parameters=total_params, history=state["history"])
     (work_dir / "history.json").write_text(json.dumps(result.__dict__, indent=2), encoding="utf-8")
     return result
+
+
+def image_text(caption: str, ocr: str) -> str:
+    """What the image branch reads as text: the caption, then the OCR text (those present)."""
+    return ". ".join(part for part in (caption.strip(), ocr.strip()) if part)
+
+
+def as_posts(rows: list[dict[str, Any]], with_tags: bool = True) -> list[Post]:
+    """Rows written by :func:`post_rows` as :class:`Post` objects."""
+    return [Post(r["tokens"], r["tags"] if with_tags else None, r["image_text"], r.get("image_path")) for r in rows]

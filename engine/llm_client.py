@@ -33,9 +33,9 @@ from typing import Any, Awaitable, Callable, Sequence, TypeVar
 
 import openai
 
+from engine.llm_limits import RateLimiter, estimate_tokens
 from mner import processes
 from mner.store import sha256_json
-from tasks.llm_limits import RateLimiter, estimate_tokens  # noqa: F401 - RateLimiter is part of this API
 
 log = logging.getLogger("mner.llm")
 T = TypeVar("T")
@@ -124,12 +124,19 @@ class FatalError(Exception):
         self.kind = kind
 
 
-def resolve_api_key(env_name: str | None, secret_name: str | None) -> str | None:
-    """The API key from a Prefect Secret block (when named) or else the environment variable."""
-    if secret_name:
-        from prefect.blocks.system import Secret
+SecretReader = Callable[[str], str]
 
-        return str(Secret.load(secret_name).get())
+
+def resolve_api_key(env_name: str | None, secret_name: str | None, read_secret: SecretReader | None = None) -> str | None:
+    """The API key: the secret ``secret_name`` read by ``read_secret`` when named, else the environment variable.
+
+    The engine knows no secret store; the Prefect stages pass a reader of Prefect Secret blocks.
+    """
+    if secret_name:
+        if read_secret is None:
+            raise ValueError(f"api_key_secret {secret_name!r} is set, but nothing here can read secrets: run it "
+                             "as a Prefect stage (which reads Secret blocks), or set api_key_env instead")
+        return read_secret(secret_name)
     return os.environ.get(env_name or "") or None
 
 
@@ -227,8 +234,8 @@ class LLMClient:
     """Chat completions with a concurrency limit, rate limits, retries, a cache and usage counters.
 
     Use as ``async with LLMClient(settings, cache_dir) as client: await client.complete_many(...)``.
-    The key comes from ``api_key`` or else :func:`resolve_api_key`; a Prefect Secret block is best
-    resolved before the event loop starts (as :func:`complete_all` does). ``endpoint_problem()``,
+    The key comes from ``api_key`` or else :func:`resolve_api_key` (environment variable only); a named
+    secret is resolved before the event loop starts (as :func:`complete_all` does). ``endpoint_problem()``,
     when given, says why the endpoint cannot answer any more (None while it can).
     """
 
@@ -377,12 +384,14 @@ def run_sync(factory: Callable[[], Awaitable[T]]) -> T:
 def complete_all(
     settings: LLMSettings, cache_dir: str | Path, prompts: Sequence[Sequence[dict[str, Any]]],
     on_done: Callable[[int, Completion], None] | None = None, endpoint_problem: Callable[[], str | None] | None = None,
+    read_secret: SecretReader | None = None,
 ) -> tuple[list[Completion], dict[str, Any]]:
     """Answers to ``prompts`` (in order) and the usage dict (with cost), from synchronous code.
 
-    Raises :class:`EndpointGone` when ``endpoint_problem()`` names a reason or the run is stopping.
+    ``read_secret`` reads ``settings.api_key_secret`` when it is set. Raises :class:`EndpointGone` when
+    ``endpoint_problem()`` names a reason or the run is stopping.
     """
-    api_key = resolve_api_key(settings.api_key_env, settings.api_key_secret)
+    api_key = resolve_api_key(settings.api_key_env, settings.api_key_secret, read_secret)
 
     async def go() -> tuple[list[Completion], dict[str, Any]]:
         async with LLMClient(settings, cache_dir, api_key, endpoint_problem=endpoint_problem) as client:

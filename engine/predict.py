@@ -8,17 +8,20 @@ prompt, and the configured endpoint (by default a local llama.cpp server) answer
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from mner import formats
 from mner.config import PipelineConfig
 from mner.tags import iob2_spans
 
+if TYPE_CHECKING:
+    from engine.llm_client import SecretReader
+
 
 def image_text(image: str | Path, config: PipelineConfig) -> dict[str, Any]:
     """Caption and OCR text of one image with the configured backends; errors are reported, not raised."""
-    from tasks.caption import caption_rows
-    from tasks.ocr import ocr_rows
+    from engine.captioners import caption_rows
+    from engine.ocr import ocr_rows
 
     row = [{"id": "post", "image_id": Path(image).stem}]
     out: dict[str, Any] = {"caption": "", "ocr": "", "errors": []}
@@ -38,16 +41,17 @@ def image_text(image: str | Path, config: PipelineConfig) -> dict[str, Any]:
 
 
 def llm_knowledge(tokens: list[str], caption: str, ocr: str, config: PipelineConfig,
-                  backbone_dir: str | Path | None = None) -> str:
+                  backbone_dir: str | Path | None = None, read_secret: SecretReader | None = None) -> str:
     """Ask the configured LLM for knowledge about one post, with the pipeline's retrieval and prompt.
 
-    The ``fused`` embedder needs ``backbone_dir`` (a backbone-stage output directory).
+    The ``fused`` embedder needs ``backbone_dir`` (a backbone-stage output directory); ``read_secret``
+    reads ``stage1.llm.api_key_secret`` when it is set.
     """
-    from tasks.llm import clean_answer
-    from tasks.llm_client import LLMSettings, complete_all
-    from tasks.llm_server import resolve_base_url
-    from tasks.prompt import example_shots, fit_prompt, load_template, make_token_counter, template_sources
-    from tasks.retrieve import EmbedderOptions, Item, load_examples, make_embedder, retrieve
+    from engine.answers import clean_answer
+    from engine.llm_client import LLMSettings, complete_all
+    from engine.llm_server import resolve_base_url
+    from engine.prompting import example_shots, fit_prompt, load_template, make_token_counter, template_sources
+    from engine.retrieval import EmbedderOptions, Item, load_examples, make_embedder, retrieve
 
     ds, s1 = config.dataset, config.stage1
     query = Item("post", None, " ".join(tokens), caption, ocr, "--text")
@@ -70,7 +74,8 @@ def llm_knowledge(tokens: list[str], caption: str, ocr: str, config: PipelineCon
                                api_key_secret=llm.api_key_secret, temperature=llm.temperature,
                                max_tokens=llm.max_tokens, top_p=llm.top_p, seed=llm.seed, timeout_s=llm.timeout_s,
                                max_retries=llm.max_retries)
-        completions, _ = complete_all(settings, Path(config.artifacts_root) / "cache" / "llm", [prompt.messages])
+        completions, _ = complete_all(settings, Path(config.artifacts_root) / "cache" / "llm", [prompt.messages],
+                                      read_secret=read_secret)
     if completions[0].content is None:
         raise RuntimeError(f"the LLM gave no answer: {completions[0].error}")
     return clean_answer(completions[0].content, llm.max_answer_chars)
@@ -79,16 +84,18 @@ def llm_knowledge(tokens: list[str], caption: str, ocr: str, config: PipelineCon
 def predict_post(
     model_dir: str | Path, text: str, config: PipelineConfig, knowledge: str | None = None,
     image: str | Path | None = None, ask_llm: bool = False, backbone_dir: str | Path | None = None,
+    read_secret: SecretReader | None = None,
 ) -> dict[str, Any]:
     """Entities of one post as a JSON-able dict: tokens, tags, entities (text, type, start, end), inputs used."""
-    from tasks.training import load_tagger, pick_device, predict
+    from engine.runtime import pick_device
+    from engine.taggers import load_tagger, predict
 
     tokens = text.split()
     if not tokens:
         raise ValueError("the text has no tokens")
     seen = image_text(image, config) if image else {"caption": "", "ocr": "", "errors": []}
     if ask_llm and knowledge is None:
-        knowledge = llm_knowledge(tokens, seen["caption"], seen["ocr"], config, backbone_dir)
+        knowledge = llm_knowledge(tokens, seen["caption"], seen["ocr"], config, backbone_dir, read_secret)
     device = pick_device("auto")
     tagger, encoder = load_tagger(model_dir, device)
     tags = predict(tagger, [encoder.encode(tokens, None, knowledge or None)], device, bf16=False)[0]

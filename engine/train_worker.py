@@ -1,4 +1,4 @@
-"""One training job in a process of its own: ``python -m tasks.train_worker JOB.json``.
+"""One training job in a process of its own: ``python -m engine.train_worker JOB.json``.
 
 The train stage writes the job file and starts this module, directly for one process or under
 ``torch.distributed.run`` for several (one per GPU on CUDA; gloo processes on the CPU). Keeping
@@ -15,9 +15,10 @@ from pathlib import Path
 import torch
 import torch.distributed as dist
 
+from engine.runtime import rank_and_world
+from engine.training import Example, TrainResult, train_tagger
 from mner.config import BackboneConfig, ModelConfig, TrainConfig
-from tasks.data import read_jsonl
-from tasks.training import Example, TrainResult, rank_and_world, train_tagger
+from mner.samples import read_jsonl
 
 
 def _examples(path: str, limit: int | None = None) -> list[Example]:
@@ -26,8 +27,7 @@ def _examples(path: str, limit: int | None = None) -> list[Example]:
 
 def _train_backbone(job: dict, train_cfg: TrainConfig, log) -> TrainResult:
     """The ``backbone`` job kind (one process): posts from the job's files, two-phase training."""
-    from tasks.backbone import as_posts
-    from tasks.backbone_training import train_backbone
+    from engine.backbone_training import as_posts, train_backbone
 
     return train_backbone(as_posts(read_jsonl(job["train_file"])[: train_cfg.max_train_sentences]),
                           as_posts(read_jsonl(job["dev_file"])), job["labels"],

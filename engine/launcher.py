@@ -1,0 +1,61 @@
+"""Start a training job in its own worker process(es) and read its result."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from typing import Any
+
+import torch
+
+from engine import train_worker
+from mner import processes
+from mner.config import TrainConfig
+
+
+def training_processes(train_cfg: TrainConfig) -> int:
+    """How many training processes ``train.processes`` means here (0 = one per visible GPU, else 1)."""
+    if train_cfg.processes:
+        return train_cfg.processes
+    if train_cfg.device != "cpu" and torch.cuda.is_available():
+        return max(1, torch.cuda.device_count())
+    return 1
+
+
+def launch_command(job_file: str, processes: int) -> list[str]:
+    """The command that runs a training job: the worker module, under torchrun for several processes."""
+    worker = ["-m", train_worker.__name__, job_file]
+    if processes == 1:
+        return [sys.executable, *worker]
+    return [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc-per-node={processes}", *worker]
+
+
+def run_training_job(job: dict[str, Any], work_dir, log) -> dict[str, Any]:
+    """Write ``job.json`` into ``work_dir``, run it in a child process, return its result.
+
+    The child's output is passed to ``log`` line by line; a failed child raises with its exit code
+    and last lines (its per-epoch checkpoint stays, so a rerun resumes). The child (with its ranks)
+    dies with this process, and is stopped when this call is interrupted.
+    """
+    job = {**job, "work_dir": str(work_dir), "result_file": str(work_dir / "result.json")}
+    job_file = work_dir / "job.json"
+    job_file.write_text(json.dumps(job, indent=2), encoding="utf-8")
+    command = launch_command(str(job_file), int(job["processes"]))
+    tail: list[str] = []
+    child = processes.spawn(command, stdout=subprocess.PIPE, text=True, bufsize=1)
+    try:
+        for line in child.stdout:  # type: ignore[union-attr]
+            line = line.rstrip()
+            log(line)
+            tail = (tail + [line])[-20:]
+        child.wait()
+    finally:
+        processes.stop(child, grace_s=5.0)  # at once when interrupted; a no-op once it has exited
+        child.stdout.close()  # type: ignore[union-attr]
+    if child.returncode != 0:
+        raise RuntimeError(f"training process failed (exit {child.returncode}): {' '.join(command)}\n" + "\n".join(tail))
+    result = json.loads((work_dir / "result.json").read_text(encoding="utf-8"))
+    for name in ("job.json", "result.json"):
+        (work_dir / name).unlink()
+    return result

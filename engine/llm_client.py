@@ -33,6 +33,7 @@ from typing import Any, Awaitable, Callable, Sequence, TypeVar
 
 import openai
 
+from engine.answer_cache import AnswerCache
 from engine.llm_limits import RateLimiter, estimate_tokens
 from mner import processes
 from mner.store import sha256_json
@@ -153,39 +154,6 @@ def cache_key(settings: LLMSettings, messages: Sequence[dict[str, Any]]) -> str:
         "messages": sha256_json(list(messages)),
         "generation": settings.generation(),
     })
-
-
-class AnswerCache:
-    """One JSON file per key under ``root/<key[:2]>/``, each written atomically and fsynced."""
-
-    def __init__(self, root: str | Path) -> None:
-        self.root = Path(root)
-
-    def path(self, key: str) -> Path:
-        """Where the answer for ``key`` lives."""
-        return self.root / key[:2] / f"{key}.json"
-
-    def get(self, key: str) -> dict[str, Any] | None:
-        """The stored record, or ``None`` when absent or unreadable (then it is asked again)."""
-        try:
-            record = json.loads(self.path(key).read_text(encoding="utf-8"))
-        except (OSError, ValueError):
-            return None
-        return record if isinstance(record, dict) and isinstance(record.get("content"), str) else None
-
-    def put(self, key: str, record: dict[str, Any]) -> None:
-        """Store ``record`` durably: temporary file, fsync, rename."""
-        path = self.path(key)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(f".{path.name}.{os.getpid()}.{id(record)}.tmp")
-        with open(tmp, "w", encoding="utf-8") as handle:
-            json.dump(record, handle, ensure_ascii=False, sort_keys=True)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp, path)
-
-    def __len__(self) -> int:
-        return sum(1 for _ in self.root.glob("*/*.json")) if self.root.exists() else 0
 
 
 def parse_body(text: str) -> tuple[str, dict[str, int], str | None]:

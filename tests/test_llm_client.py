@@ -21,8 +21,9 @@ import pytest
 from fault_injection import FaultInjectingProxy, prompt_key
 from secret_scan import secret_leaks
 
+from engine.answer_cache import AnswerCache
 from engine.answers import answer_rows, check_prompt_row, clean_answer, maybe_billed, usage_table_rows
-from engine.llm_client import AnswerCache, LLMSettings, RateLimiter, RetryableError, cache_key, complete_all, parse_body
+from engine.llm_client import LLMSettings, RateLimiter, RetryableError, cache_key, complete_all, parse_body
 from mner.samples import read_jsonl, write_jsonl
 
 PROJECT = Path(__file__).resolve().parents[1]

@@ -33,7 +33,7 @@ def served(tmp_path_factory):
     home = tmp_path_factory.mktemp("prefect-home")
     port = free_port()
     server = start_server(home, port)
-    env = server_env(home, port)
+    env = {**server_env(home, port), "PREFECT_RUNNER_POLL_FREQUENCY": "1"}  # picks up a run within 1 s, not 10
     log = open(home / "serve.log", "wb")
     serving = subprocess.Popen([str(Path(sys.executable).with_name("mner")), "serve", "--no-server"], cwd=PROJECT,
                                env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
@@ -63,7 +63,7 @@ def _wait_for_deployment(env: dict[str, str], name: str, timeout: float = 120) -
 
 def _run_deployment(env: dict[str, str], params: dict, name: str = "mner-pipeline/default") -> str:
     """``prefect deployment run NAME --params JSON --watch``; returns the flow run id."""
-    done = _prefect(env, "deployment", "run", name, "--params", json.dumps(params), "--watch")
+    done = _prefect(env, "deployment", "run", name, "--params", json.dumps(params), "--watch", "--watch-interval", "1")
     assert done.returncode == 0, done.stdout + done.stderr
     for line in done.stdout.splitlines():
         if "UUID:" in line:
@@ -196,7 +196,7 @@ def test_invalid_config_fails_the_run_naming_the_field(served) -> None:
 
     env, api_url = served
     bad = _prefect(env, "deployment", "run", "mner-pipeline/default", "--params",
-                   json.dumps({"overrides": {"train.epochs": 0}}), "--watch")
+                   json.dumps({"overrides": {"train.epochs": 0}}), "--watch", "--watch-interval", "1")
     assert bad.returncode != 0
     flow_run_id = next(line.split("UUID:")[1].strip() for line in bad.stdout.splitlines() if "UUID:" in line)
     run = httpx.get(f"{api_url}/flow_runs/{flow_run_id}", timeout=30).json()

@@ -56,7 +56,8 @@ def test_prefect_yaml_registers_the_deployments_mner_serve_does() -> None:
 def test_work_pool_worker_runs_the_pipeline_and_the_stock_cli_lists_it(tmp_path: Path) -> None:
     home, port = tmp_path / "prefect-home", free_port()
     server = start_server(home, port)
-    env = {**server_env(home, port), "COLUMNS": "300"}  # wide tables: names are not cut
+    env = {**server_env(home, port), "COLUMNS": "300",  # wide tables: names are not cut
+           "PREFECT_WORKER_QUERY_SECONDS": "1"}  # the worker asks for runs every second, not every 10
     worker = None
     try:
         for command in (("work-pool", "create", "mner", "--type", "process"), ("deploy", "--all")):
@@ -68,7 +69,7 @@ def test_work_pool_worker_runs_the_pipeline_and_the_stock_cli_lists_it(tmp_path:
         overrides = {**write_tiny_sample(tmp_path / "data"), "artifacts_root": str(tmp_path / "artifacts"),
                      "train.epochs": 1, "model.max_length": 96, "variants": ["text"], "stage1.ocr.backend": "none"}
         run = _prefect(env, "deployment", "run", "mner-pipeline/default", "--params",
-                       json.dumps({"overrides": overrides}), "--watch", timeout=900)
+                       json.dumps({"overrides": overrides}), "--watch", "--watch-interval", "1", timeout=900)
         assert run.returncode == 0 and "Completed" in run.stdout, run.stdout + run.stderr + \
             (tmp_path / "worker.log").read_text(errors="replace")[-3000:]
         flow_run = re.search(r"Created flow run '([\w-]+)'", run.stdout)

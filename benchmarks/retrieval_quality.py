@@ -30,8 +30,9 @@ sys.path.insert(0, str(ROOT / "benchmarks"))
 
 from stage2 import provenance  # noqa: E402
 
-from engine.retrieval import EmbedderOptions, Item, example_items, make_embedder, retrieve
+from engine.retrieval import EmbedderOptions, example_items, make_embedder, retrieve
 from mner import formats, pgim  # noqa: E402
+from mner.samples import Sample  # noqa: E402
 from mner.tags import iob2_spans  # noqa: E402
 
 RESULTS = ROOT / "benchmarks" / "results" / "retrieval.jsonl"
@@ -50,12 +51,11 @@ def backbone_dir(dataset: str, label: str) -> str:
     return rows[-1]["model_dir"]
 
 
-def read_items(folder: Path, split: str, captions: dict[str, str]) -> tuple[list[Item], list[set[str]]]:
+def read_items(folder: Path, split: str, captions: dict[str, str]) -> tuple[list[Sample], list[set[str]]]:
     """Tweets of one split as retrieval items (with captions) and each tweet's gold entity types."""
     path = folder / SPLIT_FILES[split]
     conll = formats.read_conll(path, repair=True)
-    items = [Item(s.image_id or str(i), s.image_id, " ".join(s.tokens), captions.get(s.image_id or "", ""),
-                  source=f"{path.name}:{s.line}") for i, s in enumerate(conll.sentences)]
+    items = [replace(s, caption=captions.get(s.image_id or "", "")) for s in conll.sentences]
     types = [{span.type for span in iob2_spans(s.tags)} for s in conll.sentences]
     return items, types
 

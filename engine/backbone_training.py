@@ -34,20 +34,11 @@ from engine.training import (
 )
 from mner.config import BackboneConfig, TrainConfig
 from mner.metrics import score_entities
+from mner.samples import Sample, read_jsonl
 from models.backbone import MultimodalBackbone, MultimodalBatch
 from models.encoding import EncodedSentence, SentenceEncoder, collate
 
 BACKBONE_META = "backbone.json"
-
-
-@dataclass
-class Post:
-    """One post as the backbone reads it: words, tags (None to predict), image text and image file."""
-
-    tokens: list[str]
-    tags: list[str] | None = None
-    image_text: str = ""
-    image_path: str | None = None
 
 
 @dataclass
@@ -69,7 +60,7 @@ class PostEncoder:
         self.max_image_tokens = max_image_tokens
         self.unreadable_images: list[tuple[str, str]] = []
 
-    def encode(self, post: Post) -> EncodedPost:
+    def encode(self, post: Sample) -> EncodedPost:
         """Encode one post; an unreadable image is recorded in ``unreadable_images`` and counts as absent."""
         sentence = self.text.encode(post.tokens, post.tags)
         if self.image_processor is not None:
@@ -192,7 +183,7 @@ def predict_posts(model: MultimodalBackbone, encoder: PostEncoder, encoded: Sequ
     return out
 
 
-def embed_posts(model: MultimodalBackbone, encoder: PostEncoder, posts: Sequence[Post], device: torch.device,
+def embed_posts(model: MultimodalBackbone, encoder: PostEncoder, posts: Sequence[Sample], device: torch.device,
                 batch_size: int = 64, pooling: str = "mean") -> np.ndarray:
     """MSEA features: one L2-normalised float32 row of pooled H per post, in input order (see ``fused_embedding``)."""
     model.eval()
@@ -216,7 +207,7 @@ def _phase_schedule(s1_steps: int, total_steps: int, warmup_ratio: float) -> tup
 
 
 def train_backbone(
-    train: Sequence[Post], dev: Sequence[Post], labels: list[str], cfg: BackboneConfig, train_cfg: TrainConfig,
+    train: Sequence[Sample], dev: Sequence[Sample], labels: list[str], cfg: BackboneConfig, train_cfg: TrainConfig,
     work_dir: Path, log: Callable[[str], None] = print,
 ) -> TrainResult:
     """Train in two phases (S1 encoders frozen, S2 fine-tuned), keep the best dev-F1 weights in ``work_dir``."""
@@ -300,11 +291,16 @@ def train_backbone(
     return result
 
 
-def image_text(caption: str, ocr: str) -> str:
-    """What the image branch reads as text: the caption, then the OCR text (those present)."""
-    return ". ".join(part for part in (caption.strip(), ocr.strip()) if part)
+def post_row(sample: Sample) -> dict[str, Any]:
+    """A sample as a row of the backbone's ``{split}.posts.jsonl``: what the backbone reads of it."""
+    return {"id": sample.id, "image_id": sample.image_id, "tokens": sample.tokens, "tags": sample.tags,
+            "image_text": sample.image_text, "image_path": sample.image_path}
 
 
-def as_posts(rows: list[dict[str, Any]], with_tags: bool = True) -> list[Post]:
-    """Rows written by :func:`post_rows` as :class:`Post` objects."""
-    return [Post(r["tokens"], r["tags"] if with_tags else None, r["image_text"], r.get("image_path")) for r in rows]
+def read_posts(path: str | Path) -> list[Sample]:
+    """The samples of a file of :func:`post_row` rows.
+
+    A row holds the image text already joined; it comes back as the caption, whose image text is itself.
+    """
+    return [Sample(r["id"], r["tokens"], r["tags"], r.get("image_id"), caption=r["image_text"], image_path=r.get("image_path"))
+            for r in read_jsonl(path)]

@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Any
 
 from mner import formats
 from mner.config import PipelineConfig
+from mner.samples import Sample
 from mner.tags import iob2_spans
 
 if TYPE_CHECKING:
@@ -51,15 +52,14 @@ def llm_knowledge(tokens: list[str], caption: str, ocr: str, config: PipelineCon
     from engine.llm_client import LLMSettings, complete_all
     from engine.llm_server import resolve_base_url
     from engine.prompting import example_shots, fit_prompt, load_template, make_token_counter, template_sources
-    from engine.retrieval import EmbedderOptions, Item, load_examples, make_embedder, retrieve
+    from engine.retrieval import EmbedderOptions, load_examples, make_embedder, retrieve
 
     ds, s1 = config.dataset, config.stage1
-    query = Item("post", None, " ".join(tokens), caption, ocr, "--text")
-    shots: list[tuple[Item, str]] = []
+    query = Sample("post", tokens, source="--text", caption=caption, ocr=ocr)
+    shots: list[tuple[Sample, str]] = []
     sources = {"examples": str(ds.examples), "examples_entities": str(ds.examples_entities)}
     if s1.prompt.n_examples and ds.examples is not None:
-        train = [Item(str(i), s.image_id, " ".join(s.tokens))
-                 for i, s in enumerate(formats.read_conll(ds.train, repair=True).sentences)]
+        train = formats.read_conll(ds.train, repair=True).sentences
         by_image = example_shots(load_examples(sources), train, ds.examples)
         embedder = make_embedder(s1.retrieval.embedder, EmbedderOptions(
             encoder=s1.retrieval.encoder, seed=s1.retrieval.seed, pooling=s1.retrieval.fused_pooling,

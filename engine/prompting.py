@@ -21,9 +21,10 @@ from pathlib import Path
 from string import Template
 from typing import Callable, Sequence
 
-from engine.retrieval import Item, example_items
+from engine.retrieval import example_items
 from mner.config import DEFAULT_ENCODER
 from mner.pgim import ManualExample
+from mner.samples import Sample
 
 TEMPLATE_FILES = {"template_head": "head.txt", "template_example": "example.txt",
                   "template_query": "query.txt", "template_version": "VERSION"}
@@ -46,7 +47,7 @@ class PromptTemplate:
     example: Template
     query: Template
 
-    def post(self, template: Template, item: Item) -> str:
+    def post(self, template: Template, item: Sample) -> str:
         """One post rendered through ``template`` (empty caption/OCR shown as ``(none)``)."""
         return template.substitute(text=item.text, caption=item.caption or EMPTY, ocr=item.ocr or EMPTY)
 
@@ -112,7 +113,7 @@ def _cost(count: TokenCounter, content: str) -> int:
     return count(content) + MESSAGE_OVERHEAD
 
 
-def _cut_field(template: PromptTemplate, query: Item, name: str, room: int, count: TokenCounter) -> Item:
+def _cut_field(template: PromptTemplate, query: Sample, name: str, room: int, count: TokenCounter) -> Sample:
     """``query`` with field ``name`` cut to the most leading words whose message costs at most ``room``."""
     words = getattr(query, name).split()
     low, high = 0, len(words)
@@ -125,7 +126,7 @@ def _cut_field(template: PromptTemplate, query: Item, name: str, room: int, coun
     return replace(query, **{name: " ".join(words[:low])})
 
 
-def fit_prompt(template: PromptTemplate, examples: Sequence[tuple[Item, str]], query: Item,
+def fit_prompt(template: PromptTemplate, examples: Sequence[tuple[Sample, str]], query: Sample,
                count: TokenCounter, max_tokens: int) -> Prompt:
     """The chat prompt for ``query`` with ``examples`` (best first, each with its answer) within ``max_tokens``."""
     head = _cost(count, template.head)
@@ -155,7 +156,7 @@ def fit_prompt(template: PromptTemplate, examples: Sequence[tuple[Item, str]], q
     return Prompt(messages, ids[:keep], total, ids[keep:], truncated)
 
 
-def example_shots(manual: Sequence[ManualExample], train: Sequence[Item], examples_path: str | Path) -> dict[str, tuple[Item, str]]:
+def example_shots(manual: Sequence[ManualExample], train: Sequence[Sample], examples_path: str | Path) -> dict[str, tuple[Sample, str]]:
     """``image id -> (example tweet, its hand-written answer)``; an example not in ``train`` raises, naming file:line."""
     answers = {e.image_id: e.answer for e in manual}
     return {item.image_id: (item, answers[item.image_id]) for item in example_items(manual, train, examples_path)}

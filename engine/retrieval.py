@@ -11,13 +11,13 @@ sentence embedding from a transformers encoder), ``random`` (seeded baseline) an
 (PGIM's MSEA: the pooled fused text-image features H of the trained multimodal backbone of the
 ``backbone`` stage, reading the caption and OCR text, or the image file through CLIP). A factory
 receives :class:`EmbedderOptions` and returns an object whose ``embed(items)`` sees each
-:class:`Item`.
+:class:`~mner.samples.Sample`.
 """
 
 from __future__ import annotations
 
 import hashlib
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, Callable, Protocol, Sequence
 
@@ -26,23 +26,7 @@ import numpy as np
 
 from mner.config import DEFAULT_ENCODER, DEFAULT_FUSED_POOLING
 from mner.pgim import ManualExample, read_manual_examples
-from mner.samples import read_jsonl
-
-
-@dataclass(frozen=True)
-class Item:
-    """One tweet as retrieval and prompts see it; ``source`` (file:line) names it in errors."""
-
-    id: str
-    image_id: str | None
-    text: str
-    caption: str = ""
-    ocr: str = ""
-    source: str = ""
-
-    def query_text(self) -> str:
-        """Tweet text, caption and OCR text (those present) as one string to embed."""
-        return ". ".join(part for part in (self.text, self.caption, self.ocr) if part)
+from mner.samples import Sample, read_jsonl, read_samples
 
 
 @dataclass(frozen=True)
@@ -62,7 +46,7 @@ class EmbedderOptions:
 class Embedder(Protocol):
     """Turns items into one L2-normalised float32 row each."""
 
-    def embed(self, items: Sequence[Item]) -> np.ndarray:
+    def embed(self, items: Sequence[Sample]) -> np.ndarray:
         """An ``(len(items), dim)`` float32 array with unit-norm rows."""
         ...
 
@@ -100,11 +84,11 @@ class RandomEmbedder:
     def __init__(self, options: EmbedderOptions, dim: int = 64) -> None:
         self.seed, self.dim = options.seed, dim
 
-    def embed(self, items: Sequence[Item]) -> np.ndarray:
+    def embed(self, items: Sequence[Sample]) -> np.ndarray:
         """One seeded random unit vector per item."""
         rows = np.zeros((len(items), self.dim), dtype=np.float32)
         for i, item in enumerate(items):
-            digest = hashlib.sha256(f"{self.seed}\0{item.query_text()}".encode("utf-8")).digest()
+            digest = hashlib.sha256(f"{self.seed}\0{item.query_text}".encode("utf-8")).digest()
             rows[i] = np.random.default_rng(int.from_bytes(digest[:8], "little")).standard_normal(self.dim)
         return normalise(rows)
 
@@ -127,9 +111,9 @@ class TextEmbedder:
         self.model = AutoModel.from_pretrained(path).to(self.device).eval()
         self.batch_size, self.max_length, self._torch = options.batch_size, options.max_length, torch
 
-    def embed(self, items: Sequence[Item]) -> np.ndarray:
+    def embed(self, items: Sequence[Sample]) -> np.ndarray:
         """Batches of texts (sorted by length for speed), pooled over the attention mask."""
-        texts = [item.query_text() for item in items]
+        texts = [item.query_text for item in items]
         order = sorted(range(len(texts)), key=lambda i: len(texts[i]))
         dim = self.model.config.hidden_size
         out = np.zeros((len(texts), dim), dtype=np.float32)
@@ -159,14 +143,15 @@ class FusedEmbedder:
         self.model, self.encoder = load_backbone(options.backbone_dir, self.device)
         self.images, self.batch_size, self.pooling = options.images, options.batch_size, options.pooling
 
-    def embed(self, items: Sequence[Item]) -> np.ndarray:
+    def embed(self, items: Sequence[Sample]) -> np.ndarray:
         """Each item's words, caption + OCR (or image file) through the backbone, pooled over the words."""
-        from engine.backbone_training import Post, embed_posts, image_text
+        from engine.backbone_training import embed_posts
 
-        def image_path(item: Item) -> str | None:
+        def image_path(item: Sample) -> str | None:
             return str(Path(self.images) / f"{item.image_id}.jpg") if self.images and item.image_id else None
 
-        posts = [Post(item.text.split(), None, image_text(item.caption, item.ocr), image_path(item)) for item in items]
+        # the words as the text splits them: a CoNLL token may hold a space
+        posts = [replace(item, tokens=item.text.split(), tags=None, image_path=image_path(item)) for item in items]
         return normalise(embed_posts(self.model, self.encoder, posts, self.device, self.batch_size, self.pooling))
 
 
@@ -196,7 +181,7 @@ def search(index: faiss.Index, queries: np.ndarray, query_image_ids: Sequence[st
     return results
 
 
-def retrieve(queries: Sequence[Item], examples: Sequence[Item], embedder: Embedder,
+def retrieve(queries: Sequence[Sample], examples: Sequence[Sample], embedder: Embedder,
              top_n: int) -> tuple[faiss.IndexFlatIP, list[list[dict[str, Any]]]]:
     """Embed examples and queries, index the examples, and return (index, top-N per query)."""
     if not examples:
@@ -206,33 +191,32 @@ def retrieve(queries: Sequence[Item], examples: Sequence[Item], embedder: Embedd
     return index, hits
 
 
-def side_texts(output: dict[str, Any] | None, split: str, field: str, rows: Sequence[dict[str, Any]]) -> list[str]:
-    """The ``field`` of a merged per-sample output (captions, OCR), aligned to ``rows`` of ``split``.
+def side_texts(output: dict[str, Any] | None, split: str, field: str, samples: Sequence[Sample]) -> list[str]:
+    """The ``field`` of a merged per-sample output (captions, OCR), aligned to ``samples`` of ``split``.
 
     ``None`` gives "" everywhere; a row whose ``error`` is set gives "" (its failure is recorded
-    in that output). Rows must match ``rows`` one to one by id, else ValueError naming file:line.
+    in that output). Rows must match ``samples`` one to one by id, else ValueError naming file:line.
     """
     if output is None:
-        return [""] * len(rows)
+        return [""] * len(samples)
     path = Path(output["dir"]) / f"{split}.jsonl"
     side = read_jsonl(path)
-    if len(side) != len(rows):
-        raise ValueError(f"{path}: {len(side)} rows for {len(rows)} samples of split {split!r}")
+    if len(side) != len(samples):
+        raise ValueError(f"{path}: {len(side)} rows for {len(samples)} samples of split {split!r}")
     texts = []
-    for number, (row, other) in enumerate(zip(rows, side), 1):
-        if other.get("id") != row["id"]:
-            raise ValueError(f"{path}:{number}: id {other.get('id')!r} where the split has {row['id']!r}")
+    for number, (sample, other) in enumerate(zip(samples, side), 1):
+        if other.get("id") != sample.id:
+            raise ValueError(f"{path}:{number}: id {other.get('id')!r} where the split has {sample.id!r}")
         texts.append("" if other.get("error") else str(other.get(field) or ""))
     return texts
 
 
-def split_items(data: dict[str, Any], split: str, captions: dict[str, Any] | None,
-                ocr: dict[str, Any] | None) -> list[Item]:
-    """The rows of one split of a ``load`` output as items, with caption and OCR text joined."""
-    rows = read_jsonl(Path(data["dir"]) / f"{split}.jsonl")
-    caps, texts = side_texts(captions, split, "caption", rows), side_texts(ocr, split, "text", rows)
-    return [Item(r["id"], r.get("image_id"), " ".join(r["tokens"]), c, o, r.get("source", ""))
-            for r, c, o in zip(rows, caps, texts)]
+def split_samples(data: dict[str, Any], split: str, captions: dict[str, Any] | None,
+                  ocr: dict[str, Any] | None) -> list[Sample]:
+    """The samples of one split of a ``load`` output, with the caption and OCR text of those outputs."""
+    samples = read_samples(Path(data["dir"]) / f"{split}.jsonl")
+    caps, texts = side_texts(captions, split, "caption", samples), side_texts(ocr, split, "text", samples)
+    return [replace(s, caption=c, ocr=o) for s, c, o in zip(samples, caps, texts)]
 
 
 def _id_line(path: Path, image_id: str) -> int:
@@ -243,7 +227,7 @@ def _id_line(path: Path, image_id: str) -> int:
     return 0
 
 
-def example_items(examples: Sequence[ManualExample], train: Sequence[Item], examples_path: str | Path) -> list[Item]:
+def example_items(examples: Sequence[ManualExample], train: Sequence[Sample], examples_path: str | Path) -> list[Sample]:
     """Each example as the train tweet with its image id; an example not in train raises, naming file:line."""
     by_image = {item.image_id: item for item in train if item.image_id}
     missing = [e.image_id for e in examples if e.image_id not in by_image]

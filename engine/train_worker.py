@@ -16,21 +16,17 @@ import torch
 import torch.distributed as dist
 
 from engine.runtime import rank_and_world
-from engine.training import Example, TrainResult, train_tagger
+from engine.training import TrainResult, train_tagger
 from mner.config import BackboneConfig, ModelConfig, TrainConfig
-from mner.samples import read_jsonl
-
-
-def _examples(path: str, limit: int | None = None) -> list[Example]:
-    return [Example(r["tokens"], r["tags"], r.get("knowledge", "")) for r in read_jsonl(path)[:limit]]
+from mner.samples import read_samples
 
 
 def _train_backbone(job: dict, train_cfg: TrainConfig, log) -> TrainResult:
     """The ``backbone`` job kind (one process): posts from the job's files, two-phase training."""
-    from engine.backbone_training import as_posts, train_backbone
+    from engine.backbone_training import read_posts, train_backbone
 
-    return train_backbone(as_posts(read_jsonl(job["train_file"])[: train_cfg.max_train_sentences]),
-                          as_posts(read_jsonl(job["dev_file"])), job["labels"],
+    return train_backbone(read_posts(job["train_file"])[: train_cfg.max_train_sentences],
+                          read_posts(job["dev_file"]), job["labels"],
                           BackboneConfig.model_validate(job["backbone"]), train_cfg, Path(job["work_dir"]), log)
 
 
@@ -50,7 +46,7 @@ def run_job(job_path: str | Path) -> dict:
         result = _train_backbone(job, train_cfg, log)
     else:
         result = train_tagger(
-            _examples(job["train_file"], train_cfg.max_train_sentences), _examples(job["dev_file"]), job["labels"],
+            read_samples(job["train_file"])[: train_cfg.max_train_sentences], read_samples(job["dev_file"]), job["labels"],
             ModelConfig.model_validate(job["model"]), train_cfg, Path(job["work_dir"]), job["use_knowledge"], log,
         )
     if rank == 0:

@@ -19,6 +19,7 @@ from engine.runtime import prepare_runtime, rank_and_world, set_seed, weights_di
 from engine.taggers import BEST_WEIGHTS, bucketed_batches, build_tagger, predict, save_tagger
 from mner.config import ModelConfig, TrainConfig
 from mner.metrics import score_entities
+from mner.samples import Sample
 from models.encoding import EncodedSentence, SentenceEncoder, collate
 
 CHECKPOINT = "checkpoint.pt"
@@ -37,15 +38,6 @@ def linear_warmup_decay(warmup: int, total: int, shift: int = 0) -> Callable[[in
         return max(0.0, (total - step) / max(1, total - warmup))
 
     return factor
-
-
-@dataclass
-class Example:
-    """A sentence of the training data: words, IOB2 tags and the knowledge text (may be empty)."""
-
-    tokens: list[str]
-    tags: list[str]
-    knowledge: str = ""
 
 
 @dataclass
@@ -107,8 +99,8 @@ def replayed_batch_rng(lengths: list[int], train_cfg: TrainConfig, epochs_done: 
 
 
 def train_tagger(
-    train: list[Example],
-    dev: list[Example],
+    train: list[Sample],
+    dev: list[Sample],
     labels: list[str],
     model_cfg: ModelConfig,
     train_cfg: TrainConfig,
@@ -133,8 +125,8 @@ def train_tagger(
         save_tagger(tagger, tokenizer, model_cfg, work_dir)
     encoder = SentenceEncoder(tokenizer, model_cfg.max_length, {l: i for i, l in enumerate(labels)})
 
-    def encode(rows: list[Example]) -> list[EncodedSentence]:
-        return [encoder.encode(r.tokens, r.tags, r.knowledge if use_knowledge else None) for r in rows]
+    def encode(samples: list[Sample]) -> list[EncodedSentence]:
+        return [encoder.encode(s.tokens, s.tags, s.knowledge if use_knowledge else None) for s in samples]
 
     train_enc, dev_enc = encode(train), encode(dev)
     truncated = sum(e.knowledge_truncated for e in train_enc)

@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterable, NamedTuple
 
+from mner.samples import Sample
 from mner.tags import bio_to_iob2, invalid_continuation, is_well_formed, iob2_spans, split_tag
 
 BOM = "\ufeff"
@@ -64,21 +65,11 @@ def format_issues(issues: list[FormatIssue], limit: int = MAX_LISTED_ISSUES) -> 
 
 
 @dataclass
-class Sentence:
-    """One tweet: tokens, their IOB2 tags, its image id and the line its block starts at."""
-
-    tokens: list[str]
-    tags: list[str]
-    image_id: str | None = None
-    line: int = 0
-
-
-@dataclass
 class ConllFile:
     """A parsed CoNLL file and what was noticed while reading it."""
 
     path: Path
-    sentences: list[Sentence]
+    sentences: list[Sample]
     has_bom: bool = False
     has_crlf: bool = False
     repaired_tags: int = 0
@@ -114,7 +105,7 @@ def parse_token_line(line: str) -> tuple[str, str] | None:
     return match.group(1), match.group(2)
 
 
-def _check_tags(path_label: str, sentence: Sentence, lines: list[int]) -> list[FormatIssue]:
+def _check_tags(path_label: str, sentence: Sample, lines: list[int]) -> list[FormatIssue]:
     """Malformed tags and IOB2 continuation errors of one sentence."""
     issues: list[FormatIssue] = []
     previous = "O"
@@ -138,10 +129,15 @@ def _check_tags(path_label: str, sentence: Sentence, lines: list[int]) -> list[F
 
 
 def read_conll_text(text: str, path_label: str = "<text>", *, repair: bool = False) -> ConllFile:
-    """Parse CoNLL ``text``; raise ConllFormatError listing every problem (``path_label:line``)."""
+    """Parse CoNLL ``text``; raise ConllFormatError listing every problem (``path_label:line``).
+
+    Each block becomes a :class:`Sample` with id = its IMGID (else its position in the file) and
+    source = ``<file name>:<line the block starts at>``.
+    """
     lines, has_bom, has_crlf = split_lines(text)
     issues: list[FormatIssue] = []
-    sentences: list[Sentence] = []
+    sentences: list[Sample] = []
+    file_name = Path(path_label).name
     tag_lines: list[list[int]] = []
     seen_ids: dict[str, int] = {}
 
@@ -157,7 +153,7 @@ def read_conll_text(text: str, path_label: str = "<text>", *, repair: bool = Fal
         if start and not tokens and not bad_lines:
             issues.append(FormatIssue(path_label, start, f"empty block: IMGID:{image_id} is followed by no tokens"))
         elif tokens:
-            sentences.append(Sentence(tokens, tags, image_id, start))
+            sentences.append(Sample(image_id or str(len(sentences)), tokens, tags, image_id, f"{file_name}:{start}"))
             tag_lines.append(token_lines)
         tokens, tags, token_lines, image_id, start, bad_lines = [], [], [], None, 0, False
 
@@ -231,7 +227,7 @@ def read_conll(path: str | Path, *, repair: bool = False) -> ConllFile:
     return result
 
 
-def conll_text(sentences: Iterable[Sentence], *, with_image_ids: bool | None = None, separator: str = "\t") -> str:
+def conll_text(sentences: Iterable[Sample], *, with_image_ids: bool | None = None, separator: str = "\t") -> str:
     """Render sentences as CoNLL text (one blank line after every block)."""
     sentences = list(sentences)
     if with_image_ids is None:
@@ -240,6 +236,8 @@ def conll_text(sentences: Iterable[Sentence], *, with_image_ids: bool | None = N
         raise ValueError(f"separator must be spaces and/or tabs, got {separator!r}")
     out: list[str] = []
     for index, sentence in enumerate(sentences):
+        if sentence.tags is None:
+            raise ValueError(f"sentence {index} has no tags")
         if len(sentence.tokens) != len(sentence.tags):
             raise ValueError(f"sentence {index}: {len(sentence.tokens)} tokens but {len(sentence.tags)} tags")
         if not sentence.tokens:
@@ -258,7 +256,7 @@ def conll_text(sentences: Iterable[Sentence], *, with_image_ids: bool | None = N
 
 def write_conll(
     path: str | Path,
-    sentences: Iterable[Sentence],
+    sentences: Iterable[Sample],
     *,
     with_image_ids: bool | None = None,
     separator: str = "\t",

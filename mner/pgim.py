@@ -12,7 +12,8 @@ import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from mner.formats import FormatIssue, PgimFormatError, Sentence, decode_text, parse_token_line, split_lines
+from mner.formats import FormatIssue, PgimFormatError, decode_text, parse_token_line, split_lines
+from mner.samples import Sample
 
 EOS = "<EOS>"
 LOOKAHEAD = 10
@@ -110,7 +111,7 @@ def parse_knowledge(path: str | Path) -> list[KnowledgeBlock]:
 
 
 def align_knowledge(
-    blocks: list[KnowledgeBlock], sentences: list[Sentence], *, lookahead: int = LOOKAHEAD
+    blocks: list[KnowledgeBlock], sentences: list[Sample], *, lookahead: int = LOOKAHEAD
 ) -> tuple[list[int | None], list[int]]:
     """Map each sentence to a block index (None when missing); return it and the extra blocks.
 
@@ -133,7 +134,7 @@ def align_knowledge(
     return assignment, extra
 
 
-def read_knowledge(path: str | Path, sentences: list[Sentence], *, lookahead: int = LOOKAHEAD) -> KnowledgeAlignment:
+def read_knowledge(path: str | Path, sentences: list[Sample], *, lookahead: int = LOOKAHEAD) -> KnowledgeAlignment:
     """Read a PGIM knowledge file and align it to ``sentences`` (the canonical split).
 
     Knowledge text is the block's words joined by single spaces; "" for missing sentences.

@@ -9,30 +9,28 @@ features are what the ``fused`` retrieval embedder uses.
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-from engine.backbone_training import as_posts, image_text, load_backbone, predict_posts
+from engine.backbone_training import load_backbone, post_row, predict_posts
 from engine.image_io import image_sources
 from engine.launcher import run_training_job
-from engine.retrieval import side_texts
+from engine.retrieval import split_samples
 from engine.runtime import prepare_runtime
 from mner import formats
 from mner.config import BackboneConfig, TrainConfig
 from mner.metrics import evaluate
-from mner.samples import SPLITS, read_jsonl, write_jsonl
+from mner.samples import SPLITS, Sample, read_jsonl, write_jsonl
 from mner.store import StageRun
 from mner.tags import entity_types, label_list
 from tasks.common import stage_logger, stage_task
 
 
-def post_rows(data: dict[str, Any], split: str, captions: dict[str, Any] | None, ocr: dict[str, Any] | None,
-              image_paths: dict[str, str]) -> list[dict[str, Any]]:
-    """The rows of one split as backbone posts: ``tokens``, ``tags``, ``image_text``, ``image_path``."""
-    rows = read_jsonl(f"{data['dir']}/{split}.jsonl")
-    caps, texts = side_texts(captions, split, "caption", rows), side_texts(ocr, split, "text", rows)
-    return [{"id": r["id"], "image_id": r.get("image_id"), "tokens": r["tokens"], "tags": r["tags"], "image_text": image_text(c, o),
-             "image_path": image_paths.get(r["id"])} for r, c, o in zip(rows, caps, texts)]
+def split_posts(data: dict[str, Any], split: str, captions: dict[str, Any] | None, ocr: dict[str, Any] | None,
+                image_paths: dict[str, str]) -> list[Sample]:
+    """The samples of one split as the backbone reads them: with caption, OCR text and image file."""
+    return [replace(s, image_path=image_paths.get(s.id)) for s in split_samples(data, split, captions, ocr)]
 
 
 def backbone_image_sources(data: dict[str, Any], images: str | Path) -> dict[str, str]:
@@ -52,11 +50,11 @@ def train_backbone_stage(
     log = stage_logger()
     cfg, train_cfg = BackboneConfig.model_validate(backbone), TrainConfig.model_validate(train)
     paths = dict(sources) if cfg.image_source == "clip" else {}
-    splits = {split: post_rows(data, split, captions, ocr, paths) for split in SPLITS}
-    for split, rows in splits.items():
-        write_jsonl(run.work_dir / f"{split}.posts.jsonl", rows)
-    train_rows = splits["train"][: train_cfg.max_train_sentences]
-    labels = label_list(entity_types([t for r in train_rows + splits["dev"] for t in r["tags"]]))
+    splits = {split: split_posts(data, split, captions, ocr, paths) for split in SPLITS}
+    for split, posts in splits.items():
+        write_jsonl(run.work_dir / f"{split}.posts.jsonl", [post_row(p) for p in posts])
+    train_posts = splits["train"][: train_cfg.max_train_sentences]
+    labels = label_list(entity_types([t for p in train_posts + splits["dev"] for t in p.tags or []]))
     job = {"kind": "backbone", "train_file": str(run.work_dir / "train.posts.jsonl"),
            "dev_file": str(run.work_dir / "dev.posts.jsonl"), "labels": labels, "backbone": backbone,
            "train": train, "processes": 1}
@@ -67,11 +65,11 @@ def train_backbone_stage(
     model, encoder = load_backbone(run.work_dir, device)
     scores: dict[str, Any] = {}
     for split in ("dev", "test"):
-        rows = splits[split]
-        predicted = predict_posts(model, encoder, [encoder.encode(p) for p in as_posts(rows, False)], device, bf16)
-        scores[split] = evaluate([r["tags"] for r in rows], predicted)
+        posts = splits[split]
+        predicted = predict_posts(model, encoder, [encoder.encode(p.without_tags()) for p in posts], device, bf16)
+        scores[split] = evaluate([p.tags for p in posts], predicted)
         formats.write_conll(run.work_dir / f"{split}.pred.txt",
-                            [formats.Sentence(r["tokens"], p, r["image_id"]) for r, p in zip(rows, predicted)])
+                            [replace(p, tags=tags) for p, tags in zip(posts, predicted)])
         log.info("backbone %s: P=%.4f R=%.4f F1=%.4f", split, scores[split]["precision"], scores[split]["recall"],
                  scores[split]["f1"])
     (run.work_dir / "scores.json").write_text(json.dumps(scores, indent=2), encoding="utf-8")

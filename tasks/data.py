@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any, Iterator
 
 from mner import formats, pgim
-from mner.samples import SPLITS, read_jsonl, write_jsonl
+from mner.samples import SPLITS, Sample, read_jsonl, read_samples, write_samples
 from mner.store import StageRun
 from mner.tags import iob2_spans
 from tasks.common import stage_logger, stage_task
@@ -25,12 +25,12 @@ def iter_splits(output: dict[str, Any]) -> Iterator[tuple[str, Path]]:
         yield split, Path(output["dir"]) / f"{split}.jsonl"
 
 
-def split_statistics(rows: list[dict[str, Any]]) -> dict[str, Any]:
+def split_statistics(samples: list[Sample]) -> dict[str, Any]:
     """Sentences, tokens and entities per type of one split."""
-    types: Counter[str] = Counter(span.type for row in rows for span in iob2_spans(row["tags"]))
+    types: Counter[str] = Counter(span.type for sample in samples for span in iob2_spans(sample.tags or []))
     return {
-        "sentences": len(rows),
-        "tokens": sum(len(row["tokens"]) for row in rows),
+        "sentences": len(samples),
+        "tokens": sum(len(sample.tokens) for sample in samples),
         "entities": sum(types.values()),
         "entities_per_type": dict(sorted(types.items())),
     }
@@ -43,13 +43,8 @@ def load_splits(run: StageRun, sources: dict[str, str], repair_bio: bool, artifa
     stats: dict[str, Any] = {}
     for split in SPLITS:
         conll = formats.read_conll(sources[split], repair=repair_bio)
-        rows = [
-            {"id": s.image_id or str(i), "image_id": s.image_id, "source": f"{Path(sources[split]).name}:{s.line}",
-             "tokens": s.tokens, "tags": s.tags}
-            for i, s in enumerate(conll.sentences)
-        ]
-        write_jsonl(run.work_dir / f"{split}.jsonl", rows)
-        stats[split] = {**split_statistics(rows), "notes": conll.notes, "repaired_tags": conll.repaired_tags}
+        write_samples(run.work_dir / f"{split}.jsonl", conll.sentences)
+        stats[split] = {**split_statistics(conll.sentences), "notes": conll.notes, "repaired_tags": conll.repaired_tags}
         log.info("%s: %s", split, stats[split])
     (run.work_dir / "stats.json").write_text(json.dumps(stats, indent=2), encoding="utf-8")
     return {"stats": stats}
@@ -83,31 +78,30 @@ def join_knowledge(
     caption_file = pgim.read_captions(sources["captions"]) if sources.get("captions") and captions is None else {}
     report: dict[str, Any] = {}
     for split, path in iter_splits(data):
-        rows = read_jsonl(path)
+        samples = read_samples(path)
         knowledge_path = sources.get(f"knowledge_{split}")
         if llm_knowledge is not None:
             answers = _merged_field(llm_knowledge, split, "knowledge")
-            texts = [answers.get(r["id"], "") for r in rows]
+            texts = [answers.get(s.id, "") for s in samples]
             report[split] = {"source": "llm"}
         elif knowledge_path:
-            sentences = [formats.Sentence(r["tokens"], r["tags"], r["image_id"]) for r in rows]
-            alignment = pgim.read_knowledge(knowledge_path, sentences)
+            alignment = pgim.read_knowledge(knowledge_path, samples)
             texts = alignment.knowledge
             report[split] = {"source": "file", "missing": [list(m) for m in alignment.missing], "extra": alignment.extra}
             log.info("%s knowledge: %s", split, alignment.report())
         else:
-            texts = [""] * len(rows)
+            texts = [""] * len(samples)
             report[split] = {"source": None, "missing": "no knowledge file", "extra": []}
-        report[split]["without_knowledge"] = [r["id"] for r, text in zip(rows, texts) if not text.strip()]
+        report[split]["without_knowledge"] = [s.id for s, text in zip(samples, texts) if not text.strip()]
         if report[split]["without_knowledge"]:
             missing = report[split]["without_knowledge"]
             log.warning("%s: %d of %d samples have no knowledge Z (first ids: %s); see alignment.json",
-                        split, len(missing), len(rows), ", ".join(missing[:10]))
+                        split, len(missing), len(samples), ", ".join(missing[:10]))
         split_captions = _merged_field(captions, split, "caption")
-        for row, text in zip(rows, texts):
-            row["knowledge"] = text
-            row["caption"] = split_captions.get(row["id"], "") if captions is not None else caption_file.get(row["image_id"] or "", "")
-        report[split]["without_caption"] = sum(1 for r in rows if not r["caption"])
-        write_jsonl(run.work_dir / f"{split}.jsonl", rows)
+        for sample, text in zip(samples, texts):
+            sample.knowledge = text
+            sample.caption = split_captions.get(sample.id, "") if captions is not None else caption_file.get(sample.image_id or "", "")
+        report[split]["without_caption"] = sum(1 for s in samples if not s.caption)
+        write_samples(run.work_dir / f"{split}.jsonl", samples)
     (run.work_dir / "alignment.json").write_text(json.dumps(report, indent=2), encoding="utf-8")
     return {"alignment": report}

@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 from typing import Any
 
 from engine.runtime import pick_device, set_threads, use_bf16
 from engine.taggers import load_tagger, predict
 from mner import formats
 from mner.metrics import evaluate
-from mner.samples import read_jsonl
+from mner.samples import read_samples
 from mner.store import StageRun
 from tasks.common import stage_logger, stage_task
 
@@ -26,14 +27,13 @@ def evaluate_model(
     tagger, encoder = load_tagger(model["dir"], device)
     scores: dict[str, Any] = {}
     for split in ("dev", "test"):
-        rows = read_jsonl(f"{data['dir']}/{split}.jsonl")
+        samples = read_samples(f"{data['dir']}/{split}.jsonl")
         knowledge = variant == "text+knowledge"
-        encoded = [encoder.encode(r["tokens"], None, r.get("knowledge") if knowledge else None) for r in rows]
+        encoded = [encoder.encode(s.tokens, None, s.knowledge if knowledge else None) for s in samples]
         predicted = predict(tagger, encoded, device, bf16)
-        gold = [r["tags"] for r in rows]
+        gold = [s.tags for s in samples]
         scores[split] = evaluate(gold, predicted)
-        sentences = [formats.Sentence(r["tokens"], p, r.get("image_id")) for r, p in zip(rows, predicted)]
-        formats.write_conll(run.work_dir / f"{split}.pred.txt", sentences)
+        formats.write_conll(run.work_dir / f"{split}.pred.txt", [replace(s, tags=p) for s, p in zip(samples, predicted)])
         log.info("%s %s: P=%.4f R=%.4f F1=%.4f", variant, split, scores[split]["precision"],
                  scores[split]["recall"], scores[split]["f1"])
     (run.work_dir / "scores.json").write_text(json.dumps(scores, indent=2), encoding="utf-8")

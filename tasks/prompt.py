@@ -10,13 +10,13 @@ from pathlib import Path
 from typing import Any, Sequence
 
 from engine.prompting import PromptBudgetError, example_shots, fit_prompt, load_template, make_token_counter
-from engine.retrieval import Item, load_examples, split_items
-from mner.samples import SPLITS, read_jsonl, write_jsonl
+from engine.retrieval import load_examples, split_samples
+from mner.samples import SPLITS, Sample, read_jsonl, write_jsonl
 from mner.store import StageRun
 from tasks.common import stage_logger, stage_task
 
 
-def _retrieved_ids(path: Path, rows: list[dict[str, Any]], queries: Sequence[Item]) -> list[list[str]]:
+def _retrieved_ids(path: Path, rows: list[dict[str, Any]], queries: Sequence[Sample]) -> list[list[str]]:
     """Example image ids per query from a retrieval ``{split}.jsonl``, checked against the split."""
     if len(rows) != len(queries):
         raise ValueError(f"{path}: {len(rows)} rows for {len(queries)} samples")
@@ -38,11 +38,11 @@ def build_prompts(run: StageRun, data: dict[str, Any], retrieval: dict[str, Any]
     log = stage_logger()
     template = load_template(sources)
     count = make_token_counter(tokenizer)
-    shots = example_shots(load_examples(sources), split_items(data, "train", captions, ocr), sources["examples"])
+    shots = example_shots(load_examples(sources), split_samples(data, "train", captions, ocr), sources["examples"])
     summary: dict[str, Any] = {"template_version": template.version}
     failures: list[str] = []
     for split in SPLITS:
-        queries = split_items(data, split, captions, ocr)
+        queries = split_samples(data, split, captions, ocr)
         path = Path(retrieval["dir"]) / f"{split}.jsonl"
         retrieved = _retrieved_ids(path, read_jsonl(path), queries)
         rows = []

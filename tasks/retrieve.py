@@ -18,7 +18,7 @@ from engine.retrieval import (
     load_examples,
     make_embedder,
     search,
-    split_items,
+    split_samples,
 )
 from mner.config import DEFAULT_FUSED_POOLING
 from mner.samples import SPLITS, write_jsonl
@@ -49,15 +49,15 @@ def retrieve_examples(run: StageRun, data: dict[str, Any], captions: dict[str, A
     model = make_embedder(embedder, EmbedderOptions(encoder=encoder, seed=seed, images=images, pooling=pooling,
                                                     backbone_dir=backbone["dir"] if backbone else None))
     manual = load_examples(sources)
-    examples = example_items(manual, split_items(data, "train", captions, ocr), sources["examples"])
+    examples = example_items(manual, split_samples(data, "train", captions, ocr), sources["examples"])
     index = build_index(model.embed(examples))
     example_ids = [e.image_id or "" for e in examples]
     faiss.write_index(index, str(run.work_dir / INDEX_FILE))
     (run.work_dir / EXAMPLES_FILE).write_text(json.dumps(
-        [{"image_id": e.image_id, "text": e.query_text()} for e in examples], ensure_ascii=False, indent=1), encoding="utf-8")
+        [{"image_id": e.image_id, "text": e.query_text} for e in examples], ensure_ascii=False, indent=1), encoding="utf-8")
     counts: dict[str, Any] = {}
     for split in SPLITS:
-        queries = split_items(data, split, captions, ocr)
+        queries = split_samples(data, split, captions, ocr)
         hits = search(index, model.embed(queries), [q.image_id for q in queries], example_ids, top_n)
         write_jsonl(run.work_dir / f"{split}.jsonl", [{"id": q.id, "examples": h} for q, h in zip(queries, hits)])
         counts[split] = {"queries": len(queries), "short": sum(1 for h in hits if len(h) < top_n)}

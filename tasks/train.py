@@ -10,7 +10,7 @@ from typing import Any
 
 from engine.launcher import run_training_job, training_processes
 from mner.config import TrainConfig
-from mner.samples import read_jsonl
+from mner.samples import read_samples
 from mner.store import StageRun
 from mner.tags import entity_types, label_list
 from tasks.common import stage_logger, stage_task
@@ -27,9 +27,9 @@ def train_model(
         raise ValueError(f"unknown variant {variant!r}; expected one of {VARIANTS}")
     log = stage_logger()
     train_cfg = TrainConfig.model_validate(train)
-    train_rows = read_jsonl(f"{data['dir']}/train.jsonl")[: train_cfg.max_train_sentences]
-    dev_rows = read_jsonl(f"{data['dir']}/dev.jsonl")
-    labels = label_list(entity_types([t for r in train_rows + dev_rows for t in r["tags"]]))
+    train_samples = read_samples(f"{data['dir']}/train.jsonl")[: train_cfg.max_train_sentences]
+    dev_samples = read_samples(f"{data['dir']}/dev.jsonl")
+    labels = label_list(entity_types([t for s in train_samples + dev_samples for t in s.tags or []]))
     job = {"train_file": f"{data['dir']}/train.jsonl", "dev_file": f"{data['dir']}/dev.jsonl", "labels": labels,
            "model": model, "train": train, "use_knowledge": variant == "text+knowledge",
            "processes": training_processes(train_cfg)}

@@ -7,6 +7,7 @@ CLIP path uses a tiny random-weight CLIP vision model and image processor saved 
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -14,7 +15,6 @@ import pytest
 import torch
 
 from engine.backbone_training import (
-    Post,
     PostEncoder,
     build_backbone,
     embed_posts,
@@ -24,6 +24,7 @@ from engine.backbone_training import (
 )
 from mner import formats, pgim
 from mner.config import BackboneConfig, TrainConfig
+from mner.samples import Sample
 from models.backbone import MultimodalBackbone
 
 SAMPLE = Path(__file__).resolve().parents[1] / "data" / "sample"
@@ -49,20 +50,20 @@ def tiny_backbone(tokenizer) -> MultimodalBackbone:
                               dropout=0.0, align_lambda=0.5, infonce_lambda=0.5)
 
 
-def sample_posts(split: str, limit: int) -> list[Post]:
+def sample_posts(split: str, limit: int) -> list[Sample]:
     """Posts of the demo sample with their BLIP-2 captions as image text."""
     captions = pgim.read_captions(SAMPLE / "blip2_captions.txt")
     conll = formats.read_conll(SAMPLE / f"{split}.txt", repair=True)
-    return [Post(s.tokens, s.tags, captions.get(s.image_id or "", ""), str(SAMPLE / "images" / f"{s.image_id}.jpg"))
+    return [replace(s, caption=captions.get(s.image_id or "", ""), image_path=str(SAMPLE / "images" / f"{s.image_id}.jpg"))
             for s in conll.sentences[:limit]]
 
 
 def test_ragged_batch_shapes_and_padding_do_not_leak(tiny_backbone, tokenizer) -> None:
     encoder = PostEncoder(tokenizer, LABELS, 64, 32)
-    short = Post(["Obama", "in", "Paris"], ["B-PER", "O", "B-LOC"], "a man on a stage")
-    long = Post("RT @user : the Golden State Warriors win again in Oakland tonight".split(),
-                ["O"] * 12, "a basketball player with a ball in a crowded arena at night")
-    bare = Post(["no", "image", "here"], ["O", "O", "O"], "")
+    short = Sample("1", ["Obama", "in", "Paris"], ["B-PER", "O", "B-LOC"], caption="a man on a stage")
+    long = Sample("2", "RT @user : the Golden State Warriors win again in Oakland tonight".split(),
+                  ["O"] * 12, caption="a basketball player with a ball in a crowded arena at night")
+    bare = Sample("3", ["no", "image", "here"], ["O", "O", "O"], caption="")
     tiny_backbone.eval()
     batch = encoder.collate([encoder.encode(p) for p in (short, long, bare)])
     assert batch.image_present.tolist() == [True, True, False]
@@ -114,7 +115,7 @@ def test_losses_finite_and_gradients_follow_the_phase(tiny_backbone, tokenizer) 
 
 def test_one_post_with_an_image_gives_no_infonce(tiny_backbone, tokenizer) -> None:
     encoder = PostEncoder(tokenizer, LABELS, 64, 32)
-    posts = [Post(["a"], ["O"], "a photo"), Post(["b"], ["O"], "")]
+    posts = [Sample("a", ["a"], ["O"], caption="a photo"), Sample("b", ["b"], ["O"], caption="")]
     parts = tiny_backbone.losses(encoder.collate([encoder.encode(p) for p in posts]))
     assert parts["infonce"] == 0 and torch.isfinite(parts["total"])
 
@@ -167,14 +168,14 @@ def test_clip_backbone_trains_saves_reloads_and_predicts_the_same(tiny_clip: str
 
 @pytest.mark.slow
 def test_fused_embedder_retrieves_normalised_and_never_the_sample_itself(tmp_path: Path) -> None:
-    from engine.retrieval import EmbedderOptions, Item, make_embedder, retrieve
+    from engine.retrieval import EmbedderOptions, make_embedder, retrieve
 
     cfg = BackboneConfig(s1_epochs=1, s2_epochs=0)
     train_backbone(sample_posts("train", 24), sample_posts("valid", 8), LABELS, cfg,
                    TrainConfig(batch_size=8, precision="fp32", num_threads=1), tmp_path / "model", lambda _: None)
     captions = pgim.read_captions(SAMPLE / "blip2_captions.txt")
     conll = formats.read_conll(SAMPLE / "train.txt", repair=True)
-    items = [Item(s.image_id, s.image_id, " ".join(s.tokens), captions.get(s.image_id, "")) for s in conll.sentences[:30]]
+    items = [replace(s, tags=None, caption=captions.get(s.image_id, "")) for s in conll.sentences[:30]]
     for pooling in ("entity", "mean"):
         embedder = make_embedder("fused", EmbedderOptions(backbone_dir=str(tmp_path / "model"), pooling=pooling))
         vectors = embedder.embed(items)

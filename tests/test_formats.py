@@ -9,13 +9,13 @@ import pytest
 from mner.formats import (
     ConllFormatError,
     FormatIssue,
-    Sentence,
     format_summary,
     read_conll,
     read_conll_text,
     summarize,
     write_conll,
 )
+from mner.samples import Sample
 
 RES = Path(__file__).resolve().parent / "resources" / "conll"
 DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
@@ -139,13 +139,13 @@ def test_write_round_trip(tmp_path: Path, name: str) -> None:
 
 
 def test_write_space_separator_and_flags(tmp_path: Path) -> None:
-    sentences = [Sentence(["a", "b"], ["B-PER", "I-PER"], "7")]
+    sentences = [Sample("7", ["a", "b"], ["B-PER", "I-PER"], "7")]
     write_conll(tmp_path / "s.txt", sentences, separator=" ", with_image_ids=False)
     assert (tmp_path / "s.txt").read_text(encoding="utf-8") == "a B-PER\nb I-PER\n\n"
     with pytest.raises(ValueError):
-        write_conll(tmp_path / "t.txt", [Sentence(["a"], ["O"])], with_image_ids=True)
+        write_conll(tmp_path / "t.txt", [Sample("0", ["a"], ["O"])], with_image_ids=True)
     with pytest.raises(ValueError):
-        write_conll(tmp_path / "u.txt", [Sentence(["a", "b"], ["O"])])
+        write_conll(tmp_path / "u.txt", [Sample("0", ["a", "b"], ["O"])])
 
 
 def test_format_summary() -> None:
@@ -178,5 +178,5 @@ def test_real_splits(dataset: str, split: str, tmp_path: Path) -> None:
         with pytest.raises(ConllFormatError) as info:
             read_conll(path)
         assert len(info.value.issues) == repaired
-    out = write_conll(tmp_path / "out.txt", conll.sentences)
+    out = write_conll(tmp_path / path.name, conll.sentences)  # the same name, so the same sources
     assert read_conll(out).sentences == conll.sentences

@@ -202,9 +202,9 @@ def test_clip_backbone_trains_on_the_gpu_and_embeds_like_the_cpu(tiny_clip: str,
 
 
 def test_text_embedder_on_the_gpu_matches_the_cpu(minilm_path: str) -> None:
-    from engine.retrieval import EmbedderOptions, Item, make_embedder
+    from engine.retrieval import EmbedderOptions, make_embedder
 
-    items = [Item(str(i), None, " ".join(s.tokens)) for i, s in enumerate(_sentences("valid", 12))]
+    items = _sentences("valid", 12)
     gpu = make_embedder("text", EmbedderOptions(device="cuda"))
     assert gpu.model.device.type == "cuda" and gpu.model.config._attn_implementation == "sdpa"
     on_gpu = gpu.embed(items)

@@ -19,8 +19,9 @@ from engine.prompting import (
     make_token_counter,
     template_sources,
 )
-from engine.retrieval import Item, example_items
+from engine.retrieval import example_items
 from mner import formats, pgim
+from mner.samples import Sample
 from tasks.sft import sft_records
 
 PROJECT = Path(__file__).resolve().parents[1]
@@ -40,16 +41,16 @@ def count():
 
 
 @pytest.fixture(scope="module")
-def shots() -> list[tuple[Item, str]]:
+def shots() -> list[tuple[Sample, str]]:
     """The first five sample examples with their hand-written answers."""
     conll = formats.read_conll(SAMPLE / "train.txt", repair=True)
-    train = [Item(s.image_id, s.image_id, " ".join(s.tokens), source=f"train.txt:{s.line}") for s in conll.sentences]
+    train = conll.sentences
     manual = pgim.read_manual_examples(EXAMPLES, ENTITIES)[:5]
     return list(zip(example_items(manual, train, EXAMPLES), [m.answer for m in manual]))
 
 
-QUERY = Item("q1", "q1", "RT @nba : LeBron James scores 40 in Cleveland", caption="a basketball player on a court",
-             ocr="CAVS 112 BULLS 98", source="test.txt:7")
+QUERY = Sample("q1", "RT @nba : LeBron James scores 40 in Cleveland".split(), image_id="q1",
+               caption="a basketball player on a court", ocr="CAVS 112 BULLS 98", source="test.txt:7")
 
 
 def test_messages_are_a_few_shot_chat(template, count, shots) -> None:

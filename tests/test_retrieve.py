@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 from pathlib import Path
 
 import faiss
@@ -13,7 +14,6 @@ from stage_checks import run_id
 from engine.retrieval import (
     EMBEDDERS,
     EmbedderOptions,
-    Item,
     build_index,
     example_items,
     make_embedder,
@@ -21,9 +21,10 @@ from engine.retrieval import (
     retrieve,
     search,
     side_texts,
-    split_items,
+    split_samples,
 )
 from mner import formats, pgim
+from mner.samples import Sample
 from mner.store import sha256_file
 
 SAMPLE = Path(__file__).resolve().parents[1] / "data" / "sample"
@@ -32,16 +33,15 @@ ENTITIES = SAMPLE / "manual_examples_entities.txt"
 
 
 @pytest.fixture(scope="module")
-def train_items() -> list[Item]:
+def train_items() -> list[Sample]:
     """The sample's train tweets with their BLIP-2 captions."""
     captions = pgim.read_captions(SAMPLE / "blip2_captions.txt")
     conll = formats.read_conll(SAMPLE / "train.txt", repair=True)
-    return [Item(s.image_id, s.image_id, " ".join(s.tokens), captions.get(s.image_id, ""), source=f"train.txt:{s.line}")
-            for s in conll.sentences]
+    return [replace(s, caption=captions.get(s.image_id, "")) for s in conll.sentences]
 
 
 @pytest.fixture(scope="module")
-def examples(train_items: list[Item]) -> list[Item]:
+def examples(train_items: list[Sample]) -> list[Sample]:
     """The sample's manual examples as train tweets."""
     return example_items(pgim.read_manual_examples(EXAMPLES, ENTITIES), train_items, EXAMPLES)
 
@@ -52,14 +52,14 @@ def text_embedder():
     return make_embedder("text", EmbedderOptions(batch_size=16))
 
 
-def test_sample_examples_are_train_tweets(train_items: list[Item], examples: list[Item]) -> None:
+def test_sample_examples_are_train_tweets(train_items: list[Sample], examples: list[Sample]) -> None:
     assert len(examples) == 62
     train_ids = {item.image_id for item in train_items}
     assert all(e.image_id in train_ids and e.text for e in examples)
 
 
 @pytest.mark.parametrize("name", ["text", "random"])
-def test_never_returns_the_sample_itself(name: str, train_items: list[Item], examples: list[Item], text_embedder) -> None:
+def test_never_returns_the_sample_itself(name: str, train_items: list[Sample], examples: list[Sample], text_embedder) -> None:
     embedder = text_embedder if name == "text" else make_embedder("random")
     _, hits = retrieve(train_items, examples, embedder, top_n=5)
     example_ids = {e.image_id for e in examples}
@@ -72,7 +72,7 @@ def test_never_returns_the_sample_itself(name: str, train_items: list[Item], exa
         assert scores == sorted(scores, reverse=True)
 
 
-def test_without_the_filter_a_sample_would_find_itself_first(examples: list[Item], text_embedder) -> None:
+def test_without_the_filter_a_sample_would_find_itself_first(examples: list[Sample], text_embedder) -> None:
     """The filter matters: an example queried with its own text is its own nearest neighbour."""
     vectors = text_embedder.embed(examples)
     index = build_index(vectors)
@@ -81,7 +81,7 @@ def test_without_the_filter_a_sample_would_find_itself_first(examples: list[Item
     assert all(h[0]["score"] == pytest.approx(1.0, abs=1e-4) for h in unfiltered)
 
 
-def test_faiss_matches_exact_cosine_on_real_vectors(train_items: list[Item], examples: list[Item], text_embedder) -> None:
+def test_faiss_matches_exact_cosine_on_real_vectors(train_items: list[Sample], examples: list[Sample], text_embedder) -> None:
     queries = text_embedder.embed(train_items[:40])
     vectors = text_embedder.embed(examples)
     assert queries.dtype == np.float32 and queries.shape[1] == 384
@@ -94,15 +94,15 @@ def test_faiss_matches_exact_cosine_on_real_vectors(train_items: list[Item], exa
         assert [h["score"] for h in found] == pytest.approx([float(row[j]) for j in order], abs=1e-5)
 
 
-def test_text_retrieval_finds_related_examples(examples: list[Item], text_embedder) -> None:
+def test_text_retrieval_finds_related_examples(examples: list[Sample], text_embedder) -> None:
     """A paraphrase of an example's tweet retrieves that example first."""
     target = next(e for e in examples if "Smash Shiba" in e.text)
-    query = Item("q", "not-an-example", "Smash Shiba is excited about the Melee Grand Finals")
+    query = Sample("q", "Smash Shiba is excited about the Melee Grand Finals".split(), image_id="not-an-example")
     _, hits = retrieve([query], examples, text_embedder, top_n=3)
     assert hits[0][0]["image_id"] == target.image_id
 
 
-def test_determinism_random_vs_text(train_items: list[Item], examples: list[Item], text_embedder) -> None:
+def test_determinism_random_vs_text(train_items: list[Sample], examples: list[Sample], text_embedder) -> None:
     queries = train_items[:30]
     run = lambda embedder: retrieve(queries, examples, embedder, top_n=5)[1]  # noqa: E731
     assert run(make_embedder("random", EmbedderOptions(seed=1))) == run(make_embedder("random", EmbedderOptions(seed=1)))
@@ -115,7 +115,7 @@ def test_determinism_random_vs_text(train_items: list[Item], examples: list[Item
     assert text != run(make_embedder("random", EmbedderOptions(seed=1)))
 
 
-def test_registry_and_errors(train_items: list[Item], tmp_path: Path) -> None:
+def test_registry_and_errors(train_items: list[Sample], tmp_path: Path) -> None:
     assert {"text", "random", "fused"} <= set(EMBEDDERS)
     with pytest.raises(ValueError, match=r"unknown embedder 'clip'.*'fused', 'random', 'text'"):
         make_embedder("clip")
@@ -153,7 +153,7 @@ def sample_outputs(root: Path) -> tuple[dict, dict]:
 
 
 def test_side_texts_alignment(tmp_path: Path) -> None:
-    rows = [{"id": "1"}, {"id": "2"}]
+    rows = [Sample("1", ["a"]), Sample("2", ["b"])]
     good = _merged(tmp_path / "ok", "ocr", {"test": [{"id": "1", "text": "A", "error": None},
                                                     {"id": "2", "text": "", "error": {"reason": "unreadable"}}]})
     assert side_texts(good, "test", "text", rows) == ["A", ""]
@@ -180,12 +180,12 @@ def test_retrieve_stage_on_the_sample(prefect_harness, tmp_path: Path) -> None:
     listed = json.loads((directory / "examples.json").read_text(encoding="utf-8"))
     assert index.ntotal == len(listed) == 62
     for split in ("train", "dev", "test"):
-        queries = split_items(data, split, captions, None)
+        queries = split_samples(data, split, captions, None)
         rows = read_jsonl(directory / f"{split}.jsonl")
         assert [r["id"] for r in rows] == [q.id for q in queries]
         for query, row in zip(queries, rows):
             assert len(row["examples"]) == 4 and query.image_id not in [h["image_id"] for h in row["examples"]]
-    assert any(q.caption for q in split_items(data, "test", captions, None))
+    assert any(q.caption for q in split_samples(data, "test", captions, None))
     published = run_id(out)
     assert run_stage(retrieve_examples, **params) == out and run_id(out) == published  # reused, not recomputed
     assert run_stage(retrieve_examples, **{**params, "embedder": "random"})["key"] != out["key"]

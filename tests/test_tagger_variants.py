@@ -12,9 +12,10 @@ from transformers import AutoModel, AutoTokenizer
 
 from engine.predict import predict_post
 from engine.taggers import BEST_WEIGHTS, build_tagger, load_tagger, predict
-from engine.training import Example, train_tagger
+from engine.training import train_tagger
 from mner.config import LoraConfig, ModelConfig, PipelineConfig, TrainConfig
 from mner.formats import read_conll
+from mner.samples import Sample
 from mner.tags import entity_types, label_list
 from models.encoding import SentenceEncoder, collate
 from models.heads import BiLstmAttentionHead
@@ -74,8 +75,8 @@ def test_lora_leaves_only_the_adapters_of_the_encoder_trainable() -> None:
     assert count < sum(p.numel() for p in tagger.parameters()) / 100
 
 
-def _examples(n: int) -> list[Example]:
-    return [Example(s.tokens, s.tags) for s in read_conll(SAMPLE / "train.txt", repair=True).sentences[:n]]
+def _examples(n: int) -> list[Sample]:
+    return read_conll(SAMPLE / "train.txt", repair=True).sentences[:n]
 
 
 @pytest.mark.parametrize("model_cfg", [

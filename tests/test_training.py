@@ -16,9 +16,10 @@ import torch
 from conftest import PROJECT, SAMPLE
 
 from engine.taggers import BEST_WEIGHTS, bucketed_batches, load_tagger
-from engine.training import CHECKPOINT, Example, train_tagger
+from engine.training import CHECKPOINT, train_tagger
 from mner.config import ModelConfig, TrainConfig
 from mner.formats import read_conll
+from mner.samples import Sample
 from mner.tags import entity_types, label_list
 
 SCORES = ("loss", "dev_f1", "dev_precision", "dev_recall")  # what an epoch computed (not its timings)
@@ -35,9 +36,8 @@ def test_bucketed_batches_cover_every_sentence_once() -> None:
     assert spread < 60
 
 
-def _tiny_examples(n: int) -> list[Example]:
-    sentences = read_conll(SAMPLE / "train.txt", repair=True).sentences[:n]
-    return [Example(s.tokens, s.tags) for s in sentences]
+def _tiny_examples(n: int) -> list[Sample]:
+    return read_conll(SAMPLE / "train.txt", repair=True).sentences[:n]
 
 
 TRAIN_SCRIPT = """

@@ -19,12 +19,13 @@ import functools
 import importlib
 import threading
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Sequence
 
 from PIL import Image
 
 import mner.pgim
 from engine.image_io import BACKEND, NO_IMAGE, BackendUnavailable, BadImage, ShardItem, load_image, shard_items
+from mner.samples import Sample
 
 BACKENDS = ("file", "blip2", "lavis")
 DTYPES = {"auto": "auto", "float32": "float32", "fp32": "float32", "float16": "float16", "fp16": "float16",
@@ -184,18 +185,18 @@ def make_captioner(backend: str, model: str, dtype: str, max_new_tokens: int) ->
 
 
 def caption_rows(
-    rows: list[dict[str, Any]], sources: dict[str, str], backend: str, model: str,
+    samples: Sequence[Sample], sources: dict[str, str], backend: str, model: str,
     batch_size: int, max_new_tokens: int, dtype: str,
 ) -> tuple[list[dict[str, Any]], list[ShardItem], dict[str, str]]:
-    """Caption a shard's rows: ``({"id", "caption", "error"}`` per row in order, the items, run info)."""
+    """Caption a shard's samples: ``({"id", "caption", "error"}`` per sample in order, the items, run info)."""
     if backend not in BACKENDS:
         raise ValueError(f"unknown caption backend {backend!r}; choose one of {', '.join(BACKENDS)}")
     if backend == "file":
-        items = [ShardItem(str(row["id"]), row.get("image_id"), sources.get("captions")) for row in rows]
+        items = [ShardItem(str(s.id), s.image_id, sources.get("captions")) for s in samples]
         captions = captions_from_file(items, sources.get("captions"))
         info = {"file": str(sources.get("captions"))}
     else:
-        items = shard_items(rows, sources)
+        items = shard_items(samples, sources)
         captioner, info = make_captioner(backend, model, dtype, max_new_tokens)
         captions = caption_images(items, captioner, batch_size)
     results = [{"id": item.id, "caption": captions.get(item.id), "error": item.error} for item in items]

@@ -12,9 +12,11 @@ import warnings
 from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Sequence
 
 from PIL import Image, UnidentifiedImageError
+
+from mner.samples import Sample
 
 # kinds of per-sample failure, as counted in a shard summary
 MISSING = "missing"
@@ -79,21 +81,21 @@ class ShardItem:
     error: dict[str, str] | None = None
 
 
-def image_sources(rows: list[dict[str, Any]], image_dir: str | Path) -> dict[str, str]:
-    """``{row id: <image_dir>/<image_id>.jpg}`` for the rows that have an image id.
+def image_sources(samples: Sequence[Sample], image_dir: str | Path) -> dict[str, str]:
+    """``{sample id: <image_dir>/<image_id>.jpg}`` for the samples that have an image id.
 
     This is the ``sources`` argument of the image stages: every image's content enters the
     stage key, and a file that does not exist hashes as "missing" (the stage then reports it).
     """
     image_dir = Path(image_dir)
-    return {str(row["id"]): str(image_dir / f"{row['image_id']}.jpg") for row in rows if row.get("image_id")}
+    return {str(s.id): str(image_dir / f"{s.image_id}.jpg") for s in samples if s.image_id}
 
 
-def shard_items(rows: list[dict[str, Any]], sources: dict[str, str]) -> list[ShardItem]:
-    """Resolve each row's image path from ``sources`` (keyed by row id); rows without one get an error."""
+def shard_items(samples: Sequence[Sample], sources: dict[str, str]) -> list[ShardItem]:
+    """Resolve each sample's image path from ``sources`` (keyed by sample id); samples without one get an error."""
     items = []
-    for row in rows:
-        row_id, image_id = str(row["id"]), row.get("image_id")
+    for sample in samples:
+        row_id, image_id = str(sample.id), sample.image_id
         path = sources.get(row_id)
         item = ShardItem(row_id, image_id, path)
         if path is None:

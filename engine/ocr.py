@@ -16,12 +16,13 @@ from __future__ import annotations
 import functools
 import importlib
 import threading
-from typing import Any, Callable
+from typing import Any, Callable, Sequence
 
 import numpy as np
 from PIL import Image
 
 from engine.image_io import BACKEND, BackendUnavailable, BadImage, ShardItem, load_image, shard_items
+from mner.samples import Sample
 
 BACKENDS = ("rapidocr", "tesseract", "modelscope")
 MODELSCOPE_DETECTION = "damo/cv_resnet18_ocr-detection-line-level_damo"
@@ -153,13 +154,13 @@ def get_reader(backend: str) -> Reader:
 
 
 def ocr_rows(
-    rows: list[dict[str, Any]], sources: dict[str, str], backend: str, min_score: float
+    samples: Sequence[Sample], sources: dict[str, str], backend: str, min_score: float
 ) -> tuple[list[dict[str, Any]], list[ShardItem]]:
-    """OCR a shard's rows: ``{"id", "lines", "text", "error"}`` per row, in order (lines/text null on error)."""
+    """OCR a shard's samples: ``{"id", "lines", "text", "error"}`` per sample, in order (lines/text null on error)."""
     if not 0.0 <= min_score <= 1.0:
         raise ValueError(f"ocr min_score must be in [0, 1], got {min_score}")
     reader = get_reader(backend)
-    items = shard_items(rows, sources)
+    items = shard_items(samples, sources)
     results = []
     for item in items:
         lines: list[Line] | None = None

@@ -24,7 +24,7 @@ def image_text(image: str | Path, config: PipelineConfig) -> dict[str, Any]:
     from engine.captioners import caption_rows
     from engine.ocr import ocr_rows
 
-    row = [{"id": "post", "image_id": Path(image).stem}]
+    row = [Sample("post", [], image_id=Path(image).stem)]
     out: dict[str, Any] = {"caption": "", "ocr": "", "errors": []}
     caption = config.stage1.caption
     if caption.backend != "none":

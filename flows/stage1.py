@@ -17,6 +17,7 @@ from engine.image_io import image_sources
 from engine.llm_server import endpoint_identity, resolve_base_url
 from engine.prompting import template_sources
 from mner.config import PipelineConfig
+from mner.samples import Sample
 from tasks.backbone import backbone_image_sources, train_backbone_stage
 from tasks.caption import caption_shard
 from tasks.common import run_stage
@@ -115,6 +116,6 @@ def _file_source(path: object) -> Callable[[list[dict[str, Any]]], dict[str, Any
 
 
 def _image_sources(config: PipelineConfig) -> Callable[[list[dict[str, Any]]], dict[str, Any]]:
-    """``rows -> {"sources": {row id: image path}}`` for the image stages."""
+    """``rows -> {"sources": {sample id: image path}}`` for the image stages (the rows are the data's samples)."""
     images = config.dataset.images
-    return lambda rows: {"sources": image_sources(rows, images) if images is not None else {}}
+    return lambda rows: {"sources": image_sources([Sample.from_row(r) for r in rows], images) if images is not None else {}}

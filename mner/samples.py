@@ -116,8 +116,8 @@ def read_samples(path: str | Path) -> list[Sample]:
     return samples
 
 
-def read_shard_rows(data: dict[str, Any], split: str, start: int, stop: int) -> list[dict[str, Any]]:
-    """Rows ``[start:stop]`` of ``{split}.jsonl`` of ``data``: the samples a shard stage works on."""
+def read_shard_samples(data: dict[str, Any], split: str, start: int, stop: int) -> list[Sample]:
+    """Samples ``[start:stop]`` of ``{split}.jsonl`` of the output ``data``: what a shard stage works on."""
     if start < 0 or stop < start:
         raise ValueError(f"bad shard bounds start={start} stop={stop} for split {split!r}")
-    return read_jsonl(Path(data["dir"]) / f"{split}.jsonl")[start:stop]
+    return read_samples(Path(data["dir"]) / f"{split}.jsonl")[start:stop]

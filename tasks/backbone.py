@@ -21,7 +21,7 @@ from engine.runtime import prepare_runtime
 from mner import formats
 from mner.config import BackboneConfig, TrainConfig
 from mner.metrics import evaluate
-from mner.samples import SPLITS, Sample, read_jsonl, write_jsonl
+from mner.samples import SPLITS, Sample, read_samples, write_jsonl
 from mner.store import StageRun
 from mner.tags import entity_types, label_list
 from tasks.common import stage_logger, stage_task
@@ -35,7 +35,7 @@ def split_posts(data: dict[str, Any], split: str, captions: dict[str, Any] | Non
 
 def backbone_image_sources(data: dict[str, Any], images: str | Path) -> dict[str, str]:
     """``{sample id: image file}`` over all splits: the stage's ``sources`` for a CLIP backbone."""
-    return image_sources([r for split in SPLITS for r in read_jsonl(f"{data['dir']}/{split}.jsonl")], images)
+    return image_sources([s for split in SPLITS for s in read_samples(f"{data['dir']}/{split}.jsonl")], images)
 
 
 @stage_task("backbone")

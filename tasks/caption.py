@@ -9,7 +9,7 @@ from typing import Any
 
 from engine.captioners import caption_rows
 from engine.image_io import summarise
-from mner.samples import read_shard_rows, write_jsonl
+from mner.samples import read_shard_samples, write_jsonl
 from mner.store import StageRun
 from tasks.common import stage_logger, stage_task
 
@@ -25,8 +25,8 @@ def caption_shard(
     Returns the shard summary (rows, ok, failed, failed_by_kind, failures with id/path/reason).
     """
     log = stage_logger()
-    rows = read_shard_rows(data, split, start, stop)
-    results, items, info = caption_rows(rows, sources, backend, model, batch_size, max_new_tokens, dtype)
+    samples = read_shard_samples(data, split, start, stop)
+    results, items, info = caption_rows(samples, sources, backend, model, batch_size, max_new_tokens, dtype)
     write_jsonl(run.work_dir / "results.jsonl", results)
     summary = summarise(split, start, stop, items, backend=backend, **info)
     log.info("caption %s[%d:%d] (%s): %d ok, %d failed %s", split, start, stop, backend,

@@ -9,7 +9,7 @@ from typing import Any
 
 from engine.image_io import summarise
 from engine.ocr import ocr_rows
-from mner.samples import read_shard_rows, write_jsonl
+from mner.samples import read_shard_samples, write_jsonl
 from mner.store import StageRun
 from tasks.common import stage_logger, stage_task
 
@@ -25,8 +25,8 @@ def ocr_shard(
     shard summary (rows, ok, failed, failed_by_kind, failures with id/path/reason, lines found).
     """
     log = stage_logger()
-    rows = read_shard_rows(data, split, start, stop)
-    results, items = ocr_rows(rows, sources, backend, min_score)
+    samples = read_shard_samples(data, split, start, stop)
+    results, items = ocr_rows(samples, sources, backend, min_score)
     write_jsonl(run.work_dir / "results.jsonl", results)
     found = sum(len(r["lines"]) for r in results if r["lines"])
     with_text = sum(1 for r in results if r["text"])

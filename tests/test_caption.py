@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
+from mner.samples import Sample
 from tests.conftest import PROJECT, SAMPLE
 
 BAD = PROJECT / "tests" / "resources" / "images"
@@ -67,7 +68,7 @@ def test_blip2_loads_from_folder_and_captions_in_batches(tiny_blip2: str, tmp_pa
         "bridge": str(SAMPLE / "images" / "1109405.jpg"), "trunc": str(BAD / "truncated.jpg"),
         "green": _image(tmp_path / "green.jpg", "green"), "gone": str(tmp_path / "gone.jpg"),
     }
-    rows = [{"id": key, "image_id": key} for key in sources]
+    rows = [Sample(key, [], image_id=key) for key in sources]
     results, items, info = caption_rows(rows, sources, "blip2", tiny_blip2, batch_size=2, max_new_tokens=5,
                                         dtype="auto")
     assert info == {"device": "cpu", "dtype": "float32"}
@@ -106,7 +107,7 @@ def test_failing_batch_is_retried_image_by_image(tiny_blip2: str, tmp_path: Path
     from engine.image_io import shard_items
 
     sources = {name: _image(tmp_path / f"{name}.png", name) for name in ("red", "blue", "green")}
-    items = shard_items([{"id": k, "image_id": k} for k in sources], sources)
+    items = shard_items([Sample(k, [], image_id=k) for k in sources], sources)
     captioner, _ = make_captioner("blip2", tiny_blip2, "auto", 4)
     captions = caption_images(items, FaultInjectingCaptioner(captioner), batch_size=3)
     assert set(captions) == {"red", "green"}
@@ -119,8 +120,8 @@ def test_file_backend_reads_pgim_captions_and_reports_gaps(tmp_path: Path) -> No
 
     captions = tmp_path / "captions.txt"
     captions.write_text("559524.jpg :i love this quote so much\n213820.jpg :a man holding a paper in his car\n")
-    rows = [{"id": "559524", "image_id": "559524"}, {"id": "7", "image_id": None},
-            {"id": "999", "image_id": "999"}, {"id": "213820", "image_id": "213820"}]
+    rows = [Sample("559524", [], image_id="559524"), Sample("7", [], image_id=None),
+            Sample("999", [], image_id="999"), Sample("213820", [], image_id="213820")]
     results, _, info = caption_rows(rows, {"captions": str(captions)}, "file", "", 8, 30, "auto")
     assert results == [
         {"id": "559524", "caption": "i love this quote so much", "error": None},
@@ -138,9 +139,9 @@ def test_file_backend_bad_file_names_file_and_line(tmp_path: Path) -> None:
     bad = tmp_path / "bad.txt"
     bad.write_text("1.jpg :fine\nthis line has no image name\n")
     with pytest.raises(PgimFormatError, match=r"bad\.txt:2"):
-        caption_rows([{"id": "1", "image_id": "1"}], {"captions": str(bad)}, "file", "", 8, 30, "auto")
+        caption_rows([Sample("1", [], image_id="1")], {"captions": str(bad)}, "file", "", 8, 30, "auto")
     with pytest.raises(FileNotFoundError, match="captions file not found"):
-        caption_rows([{"id": "1", "image_id": "1"}], {"captions": str(tmp_path / "none.txt")}, "file", "", 8, 30, "auto")
+        caption_rows([Sample("1", [], image_id="1")], {"captions": str(tmp_path / "none.txt")}, "file", "", 8, 30, "auto")
 
 
 def test_lavis_missing_extra_message(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -169,7 +170,7 @@ def test_bad_settings_raise() -> None:
 def test_caption_shard_stage_on_sample(prefect_harness, tiny_blip2: str, tmp_path: Path) -> None:
     """The stage on the sample's dev split, with the captions file and with the tiny BLIP-2 on the demo images."""
     from engine.image_io import image_sources
-    from mner.samples import read_jsonl, read_shard_rows
+    from mner.samples import read_jsonl, read_shard_samples
     from tasks.caption import caption_shard
     from tasks.common import run_stage
     from tasks.data import load_splits
@@ -186,7 +187,7 @@ def test_caption_shard_stage_on_sample(prefect_harness, tiny_blip2: str, tmp_pat
     assert len(rows) == 12 and all(r["error"] is None and r["caption"] for r in rows)
     assert rows[0] == {"id": "32977", "caption": rows[0]["caption"], "error": None}
 
-    sources = image_sources(read_shard_rows(data, "dev", 0, 12), SAMPLE / "images")
+    sources = image_sources(read_shard_samples(data, "dev", 0, 12), SAMPLE / "images")
     by_model = run_stage(caption_shard, sources=sources, backend="blip2", **common)
     rows = read_jsonl(Path(by_model["dir"]) / "results.jsonl")
     assert [r["id"] for r in rows] == [r["id"] for r in read_jsonl(Path(data["dir"]) / "dev.jsonl")][:12]

@@ -17,6 +17,7 @@ import pytest
 import torch
 from PIL import Image
 
+from mner.samples import Sample
 from tests.conftest import SAMPLE
 from tests.test_backbone import LABELS, sample_posts, tiny_clip  # noqa: F401  (tiny_clip is a fixture)
 from tests.test_caption import _image, tiny_blip2  # noqa: F401  (tiny_blip2 is a fixture)
@@ -167,7 +168,7 @@ def test_blip2_captions_on_the_gpu_in_bf16_and_fp16(tiny_blip2: str, tmp_path: P
     from engine.captioners import caption_rows, load_blip2, make_captioner
 
     sources = {colour: _image(tmp_path / f"{colour}.jpg", colour) for colour in ("red", "green", "blue")}
-    rows = [{"id": key, "image_id": key} for key in sources]
+    rows = [Sample(key, [], image_id=key) for key in sources]
     results, _, info = caption_rows(rows, sources, "blip2", tiny_blip2, batch_size=2, max_new_tokens=4, dtype="auto")
     assert info == {"device": "cuda", "dtype": "bfloat16" if torch.cuda.is_bf16_supported() else "float16"}
     assert all(r["error"] is None and isinstance(r["caption"], str) for r in results)

@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 from PIL import Image, ImageDraw, ImageFont
 
+from mner.samples import Sample
 from tests.conftest import PROJECT, SAMPLE
 from tests.stage_checks import run_id
 
@@ -53,11 +54,11 @@ def test_ocr_rows_blank_image_bad_images_and_order(tmp_path: Path) -> None:
         "empty": str(BAD / "empty.jpg"), "trunc_jpg": str(BAD / "truncated.jpg"),
         "trunc_png": str(BAD / "truncated.png"), "text": str(BAD / "not_an_image.jpg"),
     }
-    rows = [{"id": key, "image_id": key} for key in sources] + [
-        {"id": "nophoto", "image_id": None}, {"id": "nosource", "image_id": "42"}]
+    rows = [Sample(key, [], image_id=key) for key in sources] + [
+        Sample("nophoto", [], image_id=None), Sample("nosource", [], image_id="42")]
     results, items = ocr_rows(rows, sources, "rapidocr", 0.5)
 
-    assert [r["id"] for r in results] == [r["id"] for r in rows]
+    assert [r["id"] for r in results] == [r.id for r in rows]
     by_id = {r["id"]: r for r in results}
     assert by_id["good"]["text"] == "Madison St" and by_id["good"]["error"] is None
     assert by_id["blank"] == {"id": "blank", "lines": [], "text": "", "error": None}
@@ -132,7 +133,7 @@ def test_modelscope_missing_extra_message(monkeypatch: pytest.MonkeyPatch) -> No
         monkeypatch.setitem(sys.modules, name, None)
     modelscope_pipelines.cache_clear()
     with pytest.raises(BackendUnavailable, match=r"pip install 'mner\[modelscope\]'"):
-        ocr_rows([{"id": "1", "image_id": "1"}], {"1": str(BAD / "empty.jpg")}, "modelscope", 0.5)
+        ocr_rows([Sample("1", [], image_id="1")], {"1": str(BAD / "empty.jpg")}, "modelscope", 0.5)
     modelscope_pipelines.cache_clear()
 
 
@@ -140,7 +141,7 @@ def test_modelscope_missing_extra_message(monkeypatch: pytest.MonkeyPatch) -> No
 def test_ocr_shard_stage_on_sample(prefect_harness, tmp_path: Path) -> None:
     """The stage on the sample's dev split: 4 demo images read, the other 46 rows reported missing."""
     from engine.image_io import image_sources
-    from mner.samples import read_jsonl, read_shard_rows
+    from mner.samples import read_jsonl, read_shard_samples
     from tasks.common import run_stage
     from tasks.data import load_splits
     from tasks.ocr import ocr_shard
@@ -148,7 +149,7 @@ def test_ocr_shard_stage_on_sample(prefect_harness, tmp_path: Path) -> None:
     root = str(tmp_path / "artifacts")
     splits = {"train": str(SAMPLE / "train.txt"), "dev": str(SAMPLE / "valid.txt"), "test": str(SAMPLE / "test.txt")}
     data = run_stage(load_splits, sources=splits, repair_bio=True, artifacts_root=root)
-    sources = image_sources(read_shard_rows(data, "dev", 0, 50), SAMPLE / "images")
+    sources = image_sources(read_shard_samples(data, "dev", 0, 50), SAMPLE / "images")
     params = dict(data=data, split="dev", start=0, stop=50, sources=sources, backend="rapidocr", min_score=0.5,
                   artifacts_root=root)
     output = run_stage(ocr_shard, **params)

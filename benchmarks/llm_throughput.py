@@ -24,6 +24,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
@@ -33,6 +34,7 @@ from stage2 import provenance  # noqa: E402
 
 from engine.llm_client import LLMSettings, complete_all
 from engine.llm_server import local_llama_server
+from mner.config import LlmConfig  # noqa: E402
 from mner.formats import read_conll  # noqa: E402
 
 RESULTS = ROOT / "benchmarks" / "results" / "llm_throughput.jsonl"
@@ -50,11 +52,16 @@ def load_prompts(path: Path, n: int) -> list[list[dict[str, str]]]:
     ] for tweet in tweets]
 
 
+def client_settings(url: str, **llm: Any) -> LLMSettings:
+    """Client settings for the local server at ``url``: the config's defaults with the ``llm`` fields changed."""
+    return LLMSettings.from_config(LlmConfig(model="smollm2", **llm), url, None)
+
+
 def timed_run(url: str, prompts: list, concurrency: int, max_tokens: int, cache_dir: Path) -> tuple[float, dict]:
     """Seconds to answer all prompts (after one untimed warm-up request) and the usage counters."""
-    settings = LLMSettings(base_url=url, model="smollm2", max_tokens=max_tokens, concurrency=concurrency, timeout_s=300)
+    settings = client_settings(url, max_tokens=max_tokens, concurrency=concurrency, timeout_s=300)
     warm = [{"role": "user", "content": f"Say hello ({time.time()})."}]
-    complete_all(LLMSettings(base_url=url, model="smollm2", max_tokens=4), cache_dir / "warmup", [warm])
+    complete_all(client_settings(url, max_tokens=4), cache_dir / "warmup", [warm])
     started = time.perf_counter()
     results, usage = complete_all(settings, cache_dir / "answers", prompts)
     seconds = time.perf_counter() - started
@@ -97,7 +104,7 @@ def main() -> None:
             seconds, usage = timed_run(url, prompts, n, args.max_tokens, scratch / f"conc{n}")
             record("concurrent, one process", n, 1, seconds, usage, base)
         started = time.perf_counter()
-        _, usage = complete_all(LLMSettings(base_url=url, model="smollm2", max_tokens=args.max_tokens),
+        _, usage = complete_all(client_settings(url, max_tokens=args.max_tokens),
                                 scratch / "seq" / "answers", prompts)
         record("warm rerun (all cached)", 1, 1, time.perf_counter() - started, usage, base)
     for n in args.slots:

@@ -120,7 +120,7 @@ def main() -> None:
     started = time.time()
     joined = joined_splits(cfg, knowledge=True)
     model = train_model.fn(data=joined, variant=args.variant, model=cfg.model.model_dump(mode="json"),
-                           train=cfg.train.model_dump(mode="json"), artifacts_root=root)
+                           train=cfg.train.model_dump(mode="json"), runtime={"dataset": ds.name}, artifacts_root=root)
     history = json.loads(Path(model["dir"], "history.json").read_text())
     row = {
         "dataset": ds.name, "variant": args.variant, "label": args.label, "dev_f1": history["best_dev_f1"],

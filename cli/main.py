@@ -258,19 +258,31 @@ def _stage_dir(run_or_dir: str, stage: str, marker: str, artifacts_root: Path, o
     try:
         return ArtifactStore(artifacts_root).find(stage, run_or_dir)
     except KeyError as exc:
-        noun = "trained model" if stage == "train" else f"{stage} output"
-        raise typer.BadParameter(f"{run_or_dir!r} names no single {noun} ({exc.args[0]})", param_hint=option)
+        raise typer.BadParameter(f"{run_or_dir!r} names no single {stage} output ({exc.args[0]})", param_hint=option)
+
+
+def _model_dir(reference: str, artifacts_root: Path) -> Path:
+    """The trained model ``--run`` names (see :mod:`mner.trained`); exit 2 with one line listing the store's models."""
+    from mner.trained import ModelNotFound, resolve_model
+
+    try:
+        return resolve_model(reference, artifacts_root)
+    except ModelNotFound as exc:
+        typer.echo(f"error: --run: {exc}", err=True)
+        raise typer.Exit(2) from exc
 
 
 @app.command("predict")
 def predict_command(
-    run_or_dir: str = typer.Option(..., "--run", help="A train-stage directory, or its key under artifacts/train/."),
+    run_or_dir: str = typer.Option(..., "--run", help=(
+        "The model: latest (the newest in the store), latest:VARIANT, DATASET/VARIANT (e.g. "
+        "twitter2015-sample/text+knowledge), DATASET/latest, a train-stage directory, or its key (a prefix will do).")),
     text: str = typer.Option(..., "--text", help="The post; tokens are split on whitespace."),
     image: Optional[Path] = typer.Option(None, "--image", help="The post's image: captioned and OCR'd with the configured backends."),
     llm: bool = typer.Option(False, "--llm", help="Ask the configured LLM (default: a local llama.cpp server) for knowledge Z."),
     knowledge: Optional[str] = typer.Option(None, "--knowledge", help="Auxiliary knowledge Z to read after the text."),
     config: Optional[Path] = typer.Option(None, "--config", "-c", help="Config naming the backends (default: the demo's)."),
-    artifacts_root: Optional[Path] = typer.Option(None, "--artifacts-root", help="Where train-stage keys are looked up (default: as for `mner run`)."),
+    artifacts_root: Optional[Path] = typer.Option(None, "--artifacts-root", help="The store --run is looked up in (default: as for `mner run`)."),
     backbone: Optional[str] = typer.Option(None, "--backbone", help="With --llm and the fused embedder: a backbone-stage directory or key."),
 ) -> None:
     """Tag one post with a trained model and print the entities as JSON."""
@@ -289,8 +301,8 @@ def predict_command(
     backbone_dir = _stage_dir(backbone, "backbone", "backbone.json", artifacts_root, "--backbone") if backbone else None
     if llm and cfg.stage1.retrieval.embedder == "fused" and backbone_dir is None:
         raise typer.BadParameter("the fused embedder needs a trained backbone", param_hint="--backbone")
-    result = predict_post(_stage_dir(run_or_dir, "train", "tagger.json", artifacts_root, "--run"), text, cfg,
-                          knowledge, image, llm, backbone_dir, read_prefect_secret)
+    result = predict_post(_model_dir(run_or_dir, artifacts_root), text, cfg, knowledge, image, llm, backbone_dir,
+                          read_prefect_secret)
     typer.echo(json.dumps(result, ensure_ascii=False, indent=2))
 
 

@@ -39,3 +39,8 @@ class AnswerCache:
 
     def __len__(self) -> int:
         return sum(1 for _ in self.root.glob("*/*.json")) if self.root.exists() else 0
+
+
+def default_cache_dir(artifacts_root: str | Path) -> Path:
+    """The per-sample answer cache of an artifact store: ``<root>/cache/llm``."""
+    return Path(artifacts_root) / "cache" / "llm"

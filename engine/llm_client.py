@@ -27,7 +27,7 @@ import logging
 import os
 import random
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any, Awaitable, Callable, Sequence, TypeVar
 
@@ -36,6 +36,7 @@ import openai
 from engine.answer_cache import AnswerCache
 from engine.llm_limits import RateLimiter, estimate_tokens
 from mner import processes
+from mner.config import LlmConfig
 from mner.store import sha256_json
 
 log = logging.getLogger("mner.llm")
@@ -45,26 +46,31 @@ NO_KEY = "sk-no-key"  # sent when no key is configured (a local server ignores i
 
 @dataclass(frozen=True)
 class LLMSettings:
-    """Where and how to ask: endpoint, generation parameters, limits, retries, prices."""
+    """Where and how to ask. No defaults here: :meth:`from_config` takes every value from ``stage1.llm``."""
 
     base_url: str
+    endpoint: str | None  # what the cache key names the server by (None: base_url)
     model: str
-    endpoint: str | None = None  # what the cache key names the server by (default: base_url)
-    api_key_env: str = "OPENAI_API_KEY"
-    api_key_secret: str | None = None
-    temperature: float = 0.0
-    max_tokens: int = 256
-    top_p: float = 1.0
-    seed: int | None = 0
-    concurrency: int = 4
-    rpm: int = 0  # requests per minute, 0 = unlimited
-    tpm: int = 0  # tokens per minute (prompt estimate + max_tokens), 0 = unlimited
-    timeout_s: float = 60.0
-    max_retries: int = 6
-    backoff_base_s: float = 1.0
-    backoff_max_s: float = 60.0
-    price_prompt_per_1k: float = 0.0
-    price_completion_per_1k: float = 0.0
+    api_key_env: str
+    api_key_secret: str | None
+    temperature: float
+    max_tokens: int
+    top_p: float
+    seed: int | None
+    concurrency: int
+    rpm: int
+    tpm: int
+    timeout_s: float
+    max_retries: int
+    backoff_base_s: float
+    backoff_max_s: float
+    price_prompt_per_1k: float
+    price_completion_per_1k: float
+
+    @classmethod
+    def from_config(cls, llm: LlmConfig, base_url: str, endpoint: str | None) -> "LLMSettings":
+        """Settings from the ``stage1.llm`` section; ``base_url`` is where requests go this run."""
+        return cls(base_url, endpoint, **{f.name: getattr(llm, f.name) for f in fields(cls)[2:]})
 
     @property
     def identity(self) -> str:

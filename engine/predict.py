@@ -11,12 +11,12 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from mner import formats
-from mner.config import PipelineConfig
+from mner.config import LlmConfig, PipelineConfig
 from mner.samples import Sample
 from mner.tags import iob2_spans
 
 if TYPE_CHECKING:
-    from engine.llm_client import SecretReader
+    from engine.llm_client import LLMSettings, SecretReader
 
 
 def image_text(image: str | Path, config: PipelineConfig) -> dict[str, Any]:
@@ -48,8 +48,9 @@ def llm_knowledge(tokens: list[str], caption: str, ocr: str, config: PipelineCon
     The ``fused`` embedder needs ``backbone_dir`` (a backbone-stage output directory); ``read_secret``
     reads ``stage1.llm.api_key_secret`` when it is set.
     """
+    from engine.answer_cache import default_cache_dir
     from engine.answers import clean_answer
-    from engine.llm_client import LLMSettings, complete_all
+    from engine.llm_client import complete_all
     from engine.llm_server import resolve_base_url
     from engine.prompting import example_shots, fit_prompt, load_template, make_token_counter, template_sources
     from engine.retrieval import EmbedderOptions, load_examples, make_embedder, retrieve
@@ -68,17 +69,21 @@ def llm_knowledge(tokens: list[str], caption: str, ocr: str, config: PipelineCon
         shots = [by_image[hit["image_id"]] for hit in hits[0][: s1.prompt.n_examples]]
     template = load_template({**template_sources(s1.prompt.template_dir), **sources})
     prompt = fit_prompt(template, shots, query, make_token_counter(s1.prompt.tokenizer), s1.prompt.max_prompt_tokens)
-    llm = s1.llm
-    with resolve_base_url({**llm.model_dump(), "n_parallel": 1}) as base_url:
-        settings = LLMSettings(base_url=base_url, model=llm.model, api_key_env=llm.api_key_env,
-                               api_key_secret=llm.api_key_secret, temperature=llm.temperature,
-                               max_tokens=llm.max_tokens, top_p=llm.top_p, seed=llm.seed, timeout_s=llm.timeout_s,
-                               max_retries=llm.max_retries)
-        completions, _ = complete_all(settings, Path(config.artifacts_root) / "cache" / "llm", [prompt.messages],
-                                      read_secret=read_secret)
+    with resolve_base_url({**s1.llm.model_dump(), "n_parallel": 1}) as base_url:
+        completions, _ = complete_all(knowledge_settings(s1.llm, base_url), default_cache_dir(config.artifacts_root),
+                                      [prompt.messages], read_secret=read_secret)
     if completions[0].content is None:
         raise RuntimeError(f"the LLM gave no answer: {completions[0].error}")
-    return clean_answer(completions[0].content, llm.max_answer_chars)
+    return clean_answer(completions[0].content, s1.llm.max_answer_chars)
+
+
+def knowledge_settings(llm: LlmConfig, base_url: str) -> LLMSettings:
+    """The client settings :func:`llm_knowledge` asks with: every ``stage1.llm`` value, and the pipeline's
+    name for the endpoint, so that a prompt the pipeline asked already is answered from its cache."""
+    from engine.llm_client import LLMSettings
+    from engine.llm_server import endpoint_identity
+
+    return LLMSettings.from_config(llm, base_url, endpoint_identity(llm.base_url, llm.local_model))
 
 
 def predict_post(

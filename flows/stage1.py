@@ -21,7 +21,7 @@ from mner.samples import Sample
 from tasks.backbone import backbone_image_sources, train_backbone_stage
 from tasks.caption import caption_shard
 from tasks.common import run_stage
-from tasks.llm import llm_shard
+from tasks.llm import llm_shard, shard_settings
 from tasks.ocr import ocr_shard
 from tasks.prompt import build_prompts
 from tasks.report import publish_llm_usage
@@ -85,11 +85,10 @@ def stage1(config: PipelineConfig, data: dict[str, Any], refresh: list[str], unt
     if done("prompts"):
         return out
     llm = cfg.llm
-    generation = llm.model_dump(exclude={"base_url", "local_model", "n_parallel", "n_ctx", "shard_size", "max_missing"})
     with resolve_base_url(llm.model_dump()) as base_url:
         out["llm"] = map_shards(llm_shard, out["prompts"], llm.shard_size, "llm" in refresh, input_name="prompts",
                                 max_missing=llm.max_missing, endpoint=endpoint_identity(llm.base_url, llm.local_model),
-                                runtime={"base_url": base_url}, **generation, artifacts_root=root)
+                                llm=shard_settings(llm), runtime={"base_url": base_url}, artifacts_root=root)
     publish_llm_usage(config.dataset.name, out["llm"])
     if done("llm") or not cfg.knowledge.sft_export:
         return out

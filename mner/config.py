@@ -203,15 +203,24 @@ class LlmConfig(_Strict):
     seed: int | None = 0
     concurrency: int = Field(2, ge=1)
     rpm: int = Field(0, ge=0, description="requests per minute; 0 = unlimited")
-    tpm: int = Field(0, ge=0, description="tokens per minute; 0 = unlimited")
-    timeout_s: float = Field(120.0, gt=0)
+    tpm: int = Field(0, ge=0, description="tokens per minute (prompt estimate + max_tokens); 0 = unlimited")
+    timeout_s: float = Field(120.0, gt=0, description="seconds one request may take before it is retried")
     max_retries: int = Field(6, ge=0)
+    backoff_base_s: float = Field(1.0, gt=0, description="first retry waits up to this long, doubling per retry (with jitter)")
+    backoff_max_s: float = Field(60.0, gt=0, description="cap on one retry's wait, a server's Retry-After included")
     max_answer_chars: int = Field(1000, ge=1)
     price_prompt_per_1k: float = Field(0.0, ge=0.0, description="USD, for the cost estimate")
     price_completion_per_1k: float = Field(0.0, ge=0.0)
     shard_size: int = Field(16, ge=1, description="prompts per task (and per cache checkpoint of the stage)")
     max_missing: int = Field(0, ge=0, description="samples allowed to end without an answer; more fail the stage "
                                                   "(a rerun asks again for exactly the failed ones)")
+
+    @model_validator(mode="after")
+    def _backoff_order(self) -> "LlmConfig":
+        if self.backoff_base_s > self.backoff_max_s:
+            raise ValueError(f"backoff_base_s={self.backoff_base_s} is above backoff_max_s={self.backoff_max_s}; "
+                             "lower the first or raise the second")
+        return self
 
 
 class KnowledgeConfig(_Strict):

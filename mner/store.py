@@ -36,6 +36,7 @@ from mner.codeversion import code_version
 __all__ = ["ArtifactStore", "StageOutput", "StageRun", "code_version", "sha256_file", "sha256_json", "write_json_atomic"]
 
 MANIFEST = "manifest.json"
+CREATED_FORMAT = "%Y-%m-%dT%H:%M:%S%z"  # a manifest's "created": local time with its UTC offset
 STORE_ID = ".store-id"
 LOCKS = ".locks"
 _CHUNK = 1 << 20
@@ -178,7 +179,7 @@ class StageRun:
             "code_version": self.code,
             "files": files,
             "timings": self.timings,
-            "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+            "created": time.strftime(CREATED_FORMAT),
             "run_id": uuid.uuid4().hex,
             **(extra or {}),
         }
@@ -296,7 +297,7 @@ class ArtifactStore:
         return json.loads(Path(output.dir, MANIFEST).read_text(encoding="utf-8"))
 
     def entries(self, stage: str | None = None) -> list[dict[str, Any]]:
-        """Published outputs (optionally of one stage): stage, key, created, file count, bytes, incomplete."""
+        """Published outputs (optionally of one stage): stage, key, created, file count, bytes, dir, incomplete, manifest."""
         found = []
         for manifest_path in sorted(self.root.glob(f"{stage or '*'}/*/{MANIFEST}")):
             directory = manifest_path.parent
@@ -310,7 +311,7 @@ class ArtifactStore:
             size = sum((directory / name).stat().st_size for name in files if (directory / name).is_file())
             found.append({"stage": directory.parent.name, "key": directory.name, "created": manifest.get("created", ""),
                           "files": len(files), "bytes": size, "dir": str(directory),
-                          "incomplete": bool(manifest.get("incomplete"))})
+                          "incomplete": bool(manifest.get("incomplete")), "manifest": manifest})
         return found
 
     def find(self, stage: str, key_prefix: str) -> Path:

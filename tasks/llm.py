@@ -16,34 +16,41 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from engine.answer_cache import default_cache_dir
 from engine.answers import answer_rows
 from engine.llm_client import LLMSettings
 from engine.llm_server import server_problem
+from mner.config import LlmConfig
 from mner.samples import read_jsonl, write_jsonl
 from mner.store import StageRun
 from tasks.common import read_prefect_secret, stage_logger, stage_task
 
+NOT_SHARD_SETTINGS = frozenset({"base_url", "local_model", "n_parallel", "n_ctx", "shard_size", "max_missing"})
 
-def default_cache_dir(artifacts_root: str | Path) -> Path:
-    """The per-sample answer cache of an artifact store: ``<root>/cache/llm``."""
-    return Path(artifacts_root) / "cache" / "llm"
+
+def shard_settings(llm: LlmConfig) -> dict[str, Any]:
+    """The ``llm`` argument of :func:`llm_shard`: the ``stage1.llm`` section as JSON, less what is not the shard's.
+
+    Left out: ``base_url`` and ``local_model`` (the key names the server by ``endpoint``: a local
+    server's URL changes every run), ``n_parallel`` and ``n_ctx`` (they start the local server),
+    ``shard_size`` (the shard's bounds say it) and ``max_missing`` (the merge's).
+    """
+    return llm.model_dump(mode="json", exclude=set(NOT_SHARD_SETTINGS))
 
 
 @stage_task("llm-shard")
 def llm_shard(
-    run: StageRun, prompts: dict[str, Any], split: str, start: int, stop: int, endpoint: str, model: str,
-    runtime: dict[str, Any] | None = None, api_key_env: str = "OPENAI_API_KEY", api_key_secret: str | None = None, temperature: float = 0.0,
-    max_tokens: int = 256, top_p: float = 1.0, seed: int | None = 0, concurrency: int = 4, rpm: int = 0,
-    tpm: int = 0, timeout_s: float = 60.0, max_retries: int = 6, max_answer_chars: int = 1000,
-    price_prompt_per_1k: float = 0.0, price_completion_per_1k: float = 0.0, cache_dir: str | None = None,
-    artifacts_root: str = "artifacts",
+    run: StageRun, prompts: dict[str, Any], split: str, start: int, stop: int, endpoint: str, llm: dict[str, Any],
+    artifacts_root: str, runtime: dict[str, Any] | None = None, cache_dir: str | None = None,
 ) -> dict[str, Any]:
     """Ask the LLM for rows ``[start:stop]`` of ``{split}.jsonl`` of ``prompts``; write ``results.jsonl``.
 
-    ``endpoint`` names the server in the keys (a URL, or e.g. ``llama.cpp:smollm2`` for a local
-    server); ``runtime["base_url"]`` is where requests go this run (default: ``endpoint``). The
-    runtime dict must not shape the output: the flow keeps it out of the stage key. A local
-    server at that URL that dies fails the shard at once, naming the server and its log.
+    ``llm`` is :func:`shard_settings` of the config (model, generation, limits, retries, prices,
+    answer length): all of it enters the stage key. ``endpoint`` names the server in the keys (a
+    URL, or e.g. ``llama.cpp:smollm2`` for a local server); ``runtime["base_url"]`` is where
+    requests go this run (default: ``endpoint``). The runtime dict must not shape the output: the
+    stage key leaves it out. A local server at that URL that dies fails the shard at once, naming
+    the server and its log.
     """
     logger = stage_logger()
     base_url = (runtime or {}).get("base_url") or endpoint
@@ -51,14 +58,13 @@ def llm_shard(
         raise ValueError(f"llm: no base URL to send requests to (endpoint {endpoint!r}, runtime {runtime!r})")
     source = Path(prompts["dir"]) / f"{split}.jsonl"
     rows = read_jsonl(source)[start:stop]
-    settings = LLMSettings(
-        base_url=base_url, model=model, endpoint=endpoint, api_key_env=api_key_env, api_key_secret=api_key_secret,
-        temperature=temperature, max_tokens=max_tokens, top_p=top_p, seed=seed, concurrency=concurrency,
-        rpm=rpm, tpm=tpm, timeout_s=timeout_s, max_retries=max_retries,
-        price_prompt_per_1k=price_prompt_per_1k, price_completion_per_1k=price_completion_per_1k,
-    )
+    missing = set(LlmConfig.model_fields) - NOT_SHARD_SETTINGS - set(llm)
+    if missing:  # a value left to LlmConfig's default here would be missing from the stage key
+        raise ValueError(f"llm: settings {sorted(missing)} not given; pass shard_settings(config.stage1.llm)")
+    config = LlmConfig.model_validate(llm)
+    settings = LLMSettings.from_config(config, base_url, endpoint)
     cache = Path(cache_dir) if cache_dir else default_cache_dir(artifacts_root)
-    results, summary = answer_rows(rows, settings, cache, str(source), start + 1, max_answer_chars,
+    results, summary = answer_rows(rows, settings, cache, str(source), start + 1, config.max_answer_chars,
                                    endpoint_problem=lambda: server_problem(base_url), read_secret=read_prefect_secret)
     write_jsonl(run.work_dir / "results.jsonl", results)
     usage = summary["usage"]

@@ -20,9 +20,15 @@ VARIANTS = ("text", "text+knowledge")
 
 @stage_task("train")
 def train_model(
-    run: StageRun, data: dict[str, Any], variant: str, model: dict[str, Any], train: dict[str, Any], artifacts_root: str
+    run: StageRun, data: dict[str, Any], variant: str, model: dict[str, Any], train: dict[str, Any], artifacts_root: str,
+    runtime: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
-    """Train one variant (``text`` or ``text+knowledge``); resumes from a checkpoint after a crash."""
+    """Train one variant (``text`` or ``text+knowledge``); resumes from a checkpoint after a crash.
+
+    ``runtime["dataset"]``, the dataset's name, is recorded in the manifest (next to ``variant``)
+    for ``mner predict --run DATASET/VARIANT``; a name does not shape the weights, so the stage key
+    leaves it out, and an output reused under another name keeps the name it was trained under.
+    """
     if variant not in VARIANTS:
         raise ValueError(f"unknown variant {variant!r}; expected one of {VARIANTS}")
     log = stage_logger()
@@ -35,4 +41,4 @@ def train_model(
            "processes": training_processes(train_cfg)}
     result = run_training_job(job, run.work_dir, log.info)
     run.timings["train_s"] = result["train_seconds"]
-    return {"variant": variant, "result": result}
+    return {"variant": variant, "dataset": (runtime or {}).get("dataset"), "result": result}

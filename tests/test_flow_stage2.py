@@ -56,7 +56,7 @@ def test_pipeline_flow_trains_reports_and_caches(prefect_harness, tmp_path: Path
     assert set(artifacts) == set(keys)
     assert "[T;Z] minus text-only" in artifacts["twitter2015-sample-report"].data
 
-    _predict_with_the_demo_model(root, tmp_path)
+    _predict_with_the_demo_model(root, summary)
 
     second = stage2(overrides=overrides, return_state=True)
     states = settled_task_states(second.state_details.flow_run_id, expected=20)
@@ -83,17 +83,20 @@ def test_pipeline_flow_trains_reports_and_caches(prefect_harness, tmp_path: Path
     assert ocr_shards and set(ocr_shards) == {"Completed"} and recomputed <= {"ocr-shard", "ocr"}, states
 
 
-def _predict_with_the_demo_model(root: Path, tmp_path: Path) -> None:
-    """``mner predict`` with a model the flow trained on the demo sample, and a demo image (real OCR)."""
+def _predict_with_the_demo_model(root: Path, summary: dict) -> None:
+    """``mner predict`` with a model the flow trained on the demo sample, named by dataset and variant, and a demo
+    image (real OCR); ``latest`` is the variant trained last."""
     from typer.testing import CliRunner
 
     from cli.main import app
+    from mner.trained import resolve_model
     from tests.conftest import SAMPLE
 
-    model_dir = next(d for d in (root / "train").iterdir() if not d.name.endswith(".partial"))
+    assert resolve_model("latest", root) == Path(summary["text+knowledge"]["model"])
+    assert resolve_model("twitter2015-sample/text", root) == Path(summary["text"]["model"])
     text = "Pope Francis meets Barack Obama in Washington on Monday"
-    result = CliRunner().invoke(app, ["predict", "--run", model_dir.name, "--artifacts-root", str(root), "--text", text,
-                                      "--image", str(SAMPLE / "images" / "1351124.jpg")])
+    result = CliRunner().invoke(app, ["predict", "--run", "twitter2015-sample/text", "--artifacts-root", str(root),
+                                      "--text", text, "--image", str(SAMPLE / "images" / "1351124.jpg")])
     assert result.exit_code == 0, result.output
     answer = json.loads(result.output)
     assert set(answer) >= {"tokens", "tags", "entities", "knowledge", "caption", "ocr", "errors"}

@@ -24,6 +24,7 @@ from secret_scan import secret_leaks
 from engine.answer_cache import AnswerCache
 from engine.answers import answer_rows, check_prompt_row, clean_answer, maybe_billed, usage_table_rows
 from engine.llm_client import LLMSettings, RateLimiter, RetryableError, cache_key, complete_all, parse_body
+from mner.config import LlmConfig
 from mner.samples import read_jsonl, write_jsonl
 
 PROJECT = Path(__file__).resolve().parents[1]
@@ -73,12 +74,12 @@ def llama_url(llama_logs: Path):
         yield url
 
 
-def settings_for(url: str, **overrides) -> LLMSettings:
-    """Fast test settings: short answers, small backoff."""
-    values = dict(base_url=url, model="smollm2", max_tokens=16, concurrency=2, timeout_s=20.0, max_retries=8,
+def settings_for(url: str, endpoint: str | None = None, **overrides) -> LLMSettings:
+    """Fast test settings: short answers, small backoff; ``overrides`` are ``stage1.llm`` fields."""
+    values = dict(model="smollm2", max_tokens=16, concurrency=2, timeout_s=20.0, max_retries=8,
                   backoff_base_s=0.05, backoff_max_s=0.5, api_key_env="MNER_TEST_LLM_KEY")
     values.update(overrides)
-    return LLMSettings(**values)
+    return LLMSettings.from_config(LlmConfig(**values), url, endpoint)
 
 
 # --- behaviour that needs no server ---------------------------------------------------------
@@ -223,8 +224,10 @@ def test_a_sample_that_keeps_failing_is_recorded_not_raised(llama_url: str, tmp_
 
 KILL_SCRIPT = """
 import json, sys
+from mner.config import LlmConfig
 from engine.llm_client import LLMSettings, complete_all
-settings = LLMSettings(**json.loads(sys.argv[1]))
+llm = LlmConfig(**json.loads(sys.argv[1]))
+settings = LLMSettings.from_config(llm, llm.base_url, None)
 prompts = json.loads(sys.argv[2])
 complete_all(settings, sys.argv[3], prompts)
 """
@@ -252,7 +255,7 @@ def test_a_killed_run_resumes_with_only_the_missing_samples(llama_url: str, tmp_
             assert isinstance(json.loads(path.read_text())["content"], str)
         proxy.wait_idle()  # the killed client's last request still finishes upstream: not counted below
         proxy.reset()
-        results, usage = complete_all(LLMSettings(**params), cache_dir, prompts)
+        results, usage = complete_all(LLMSettings.from_config(LlmConfig(**params), proxy.base_url, None), cache_dir, prompts)
     assert usage["cached"] == done and usage["requests"] == len(prompts) - done
     assert sum(proxy.upstream_ok.values()) == len(prompts) - done
     assert all(r.content is not None for r in results) and sum(r.cached for r in results) == done
@@ -314,7 +317,7 @@ def test_llm_shard_stage_writes_one_row_per_prompt(llama_url: str, llama_logs: P
 
     from mner.store import sha256_file
     from tasks.common import run_stage
-    from tasks.llm import llm_shard
+    from tasks.llm import llm_shard, shard_settings
 
     Secret(value=SECRET).save("mner-test-llm-key", overwrite=True)
     prompts_dir = tmp_path / "prompts"
@@ -325,10 +328,9 @@ def test_llm_shard_stage_writes_one_row_per_prompt(llama_url: str, llama_logs: P
     prompts = {"stage": "prompt", "key": "test", "dir": str(prompts_dir),
                "files": {"dev.jsonl": sha256_file(prompts_dir / "dev.jsonl")}}
     root = tmp_path / "artifacts"
-    params = dict(prompts=prompts, split="dev", start=1, stop=5, endpoint="llama.cpp:smollm2-test", model="smollm2",
-                  runtime={"base_url": llama_url},
-                  api_key_secret="mner-test-llm-key", max_tokens=16, concurrency=2, max_answer_chars=40,
-                  artifacts_root=str(root))
+    llm = LlmConfig(model="smollm2", api_key_secret="mner-test-llm-key", max_tokens=16, concurrency=2, max_answer_chars=40)
+    params = dict(prompts=prompts, split="dev", start=1, stop=5, endpoint="llama.cpp:smollm2-test",
+                  llm=shard_settings(llm), runtime={"base_url": llama_url}, artifacts_root=str(root))
     @flow
     def shard(**overrides):
         return run_stage(llm_shard, **{**params, **overrides})

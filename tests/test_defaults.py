@@ -11,9 +11,9 @@ import pytest
 from engine.llm_client import LLMSettings
 from engine.predict import knowledge_settings, llm_knowledge
 from mner.config import LlmConfig, PipelineConfig
+from mner.samples import write_jsonl
 from mner.server import free_port
 from tasks.common import stage_key
-from tasks.data import write_jsonl
 from tasks.llm import llm_shard, shard_settings
 
 # every field LLMSettings takes from the config, each away from its default

@@ -10,7 +10,7 @@ from typing import List, Optional
 import typer
 
 from mner.formats import DataFormatError, format_summary, read_conll, summarize, write_conll
-from mner.server import prefect_defaults
+from mner.server import prefect_defaults, wait_until_serving
 
 app = typer.Typer(
     name="mner",
@@ -136,10 +136,11 @@ def run(
     prefect_defaults()
     processes.stop_on_interrupt()
     try:
-        if not os.environ.get("PREFECT_API_URL"):
-            _temporary_server()
-        from flows.pipeline import pipeline
+        server = None if os.environ.get("PREFECT_API_URL") else _temporary_server()
+        from flows.pipeline import pipeline  # seconds of imports, while the server starts
 
+        if server is not None:
+            wait_until_serving(*server)
         result = pipeline(config_file=str(config) if config else None, overrides=overrides, refresh=refresh or None,
                           until=until)
     except processes.Interrupted as exc:
@@ -158,21 +159,23 @@ def scores_table(result: dict) -> str:
     return "\n".join("  ".join(cell.ljust(w) for cell, w in zip(row, widths)) + "  " + row[-1] for row in rows)
 
 
-def _temporary_server() -> "subprocess.Popen":
+def _temporary_server() -> "tuple[subprocess.Popen, int]":
     """Start Prefect's API on a free port as a child of this process and point this process at it.
 
-    The server stops at exit, after Prefect has sent its last logs and states (Prefect drains its
-    queues in threading's exit hooks, which run before ``atexit``'s).
+    Returns (the server process, its port) without waiting for it: the caller imports the flows
+    meanwhile, then waits with :func:`mner.server.wait_until_serving`. Prefect is pointed at the
+    server before anything imports it. The server stops at exit, after Prefect has sent its last
+    logs and states (Prefect drains its queues in threading's exit hooks, which run before ``atexit``'s).
     """
     import atexit
 
     from mner.server import free_port, server_env, start_server, stop_server
 
     home, port = os.environ["PREFECT_HOME"], free_port()
-    server = start_server(home, port, Path(home) / "run-server.log", api_only=True)
+    server = start_server(home, port, Path(home) / "run-server.log", api_only=True, wait=False)
     atexit.register(stop_server, server, 3.0)
     os.environ.update({k: v for k, v in server_env(home, port).items() if k.startswith("PREFECT_")})
-    return server
+    return server, port
 
 
 def _checked_overrides(config: Optional[Path], set_: List[str]) -> dict:

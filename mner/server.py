@@ -66,11 +66,12 @@ def wait_healthy(api_url: str, timeout: float = 120.0, process: subprocess.Popen
 
 
 def start_server(home: str | Path, port: int, log_file: str | Path | None = None,
-                 api_only: bool = False) -> subprocess.Popen:
+                 api_only: bool = False, wait: bool = True) -> subprocess.Popen:
     """Start a Prefect server on 127.0.0.1:``port`` as a child of this process and wait until it is healthy.
 
     ``api_only`` runs the API without the UI and the CLI wrapper (what Prefect's own temporary
-    server runs; quicker to start): enough for one ``mner run``.
+    server runs; quicker to start): enough for one ``mner run``. With ``wait=False`` the caller
+    does other work while the server starts, then calls :func:`wait_healthy` itself.
     """
     Path(home).mkdir(parents=True, exist_ok=True)
     env = server_env(home, port)
@@ -84,12 +85,18 @@ def start_server(home: str | Path, port: int, log_file: str | Path | None = None
                    "--port", str(port)]
     with open(log_file or Path(home) / "server.log", "ab") as log:
         process = processes.spawn(command, env=env, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
+    if wait:
+        wait_until_serving(process, port)
+    return process
+
+
+def wait_until_serving(process: subprocess.Popen, port: int) -> None:
+    """Block until the server ``process`` started on ``port`` is healthy; stop it and raise if it never is."""
     try:
         wait_healthy(f"http://127.0.0.1:{port}/api", process=process)
     except BaseException:
         stop_server(process)
         raise
-    return process
 
 
 def stop_server(process: subprocess.Popen, timeout: float = 20.0) -> None:

@@ -35,8 +35,12 @@ demo: setup
 serve: setup
 	$(BIN)/mner serve
 
+# Two workers, each whole test file on one (module fixtures such as a served Prefect server start once);
+# most of the suite waits on servers and child processes, so two workers fit two cores.
+PYTEST_WORKERS ?= 2
+
 test: setup
-	$(BIN)/python -m pytest -q
+	$(BIN)/python -m pytest -q -n $(PYTEST_WORKERS) --dist loadfile
 
 benchmark: setup
 	bash benchmarks/run_stage2.sh

@@ -95,7 +95,7 @@ def transformers_runs(prompts: list, batches: list[int], max_tokens: int, precis
     runs = []
     for batch in batches:
         settings = client_settings(local_identity(None, precision), max_tokens=max_tokens, backend="transformers",
-                                   precision=precision, batch_size=batch)
+                                   precision=precision, batch_size=batch, shard_size=batch)
         complete_local(settings, scratch / f"tf-warm{batch}", prompts[:2], generator, batch)
         started = time.perf_counter()
         _, usage = complete_local(settings, scratch / f"tf{batch}", prompts, generator, batch)

@@ -140,5 +140,7 @@ def test_bad_backend_settings_are_refused_with_a_reason(tmp_path: Path) -> None:
         LlmConfig(backend="transformers", base_url="https://api.openai.com/v1")
     with pytest.raises(ValidationError, match="batch_size"):
         LlmConfig(batch_size=0)
+    with pytest.raises(ValidationError, match="batch_size=32 is above shard_size=16: a batch holds one shard's prompts"):
+        LlmConfig(backend="transformers", batch_size=32, shard_size=16)
     with pytest.raises(FileNotFoundError, match="must be a GGUF file or a model directory"):
         load_generator(tmp_path / "missing.gguf", "fp32")

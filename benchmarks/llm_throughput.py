@@ -1,6 +1,7 @@
-"""LLM knowledge throughput against the local llama.cpp server (SmolLM2-135M), sequential vs concurrent.
+"""LLM knowledge throughput of SmolLM2-135M: the local llama.cpp server (sequential, concurrent, slots)
+side by side with in-process batched generation through transformers (the ``transformers`` backend).
 
-    python benchmarks/llm_throughput.py [--prompts 32] [--max-tokens 48] [--slots 2 4]
+    python benchmarks/llm_throughput.py [--prompts 32] [--max-tokens 48] [--slots 2 4] [--batch 16 32] [--precision auto fp32]
 
 The prompts are real Twitter-2015 train tweets (``../shared/data``) in a short knowledge prompt.
 Runs, each with an empty answer cache after one warm-up request:
@@ -10,7 +11,12 @@ Runs, each with an empty answer cache after one warm-up request:
   them one at a time behind its lock, so this shows what concurrency alone buys);
 - slots: N server processes behind one port (``local_llama_server(n_parallel=N)``), N requests at
   a time;
-- warm rerun: the sequential run again over its filled cache (no requests).
+- warm rerun: the sequential run again over its filled cache (no requests);
+- transformers batched: the same prompts generated in this process, ``--batch`` prompts per
+  ``generate`` (sorted by length, left padding, KV cache, bf16 weights where the CPU has native bf16
+  with ``--precision auto``), through the stage's own :func:`engine.local_generate.complete_local`; the
+  model's load time is reported apart, and each row says how many answers equal the sequential
+  server's and the first batch size's.
 
 Each run appends a JSON row to benchmarks/results/llm_throughput.jsonl; a markdown table is printed.
 """
@@ -30,10 +36,12 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "benchmarks"))
 
+import torch  # noqa: E402
 from stage2 import provenance  # noqa: E402
 
-from engine.llm_client import LLMSettings, complete_all
-from engine.llm_server import local_llama_server
+from engine.llm_client import LLMSettings, complete_all  # noqa: E402
+from engine.llm_server import local_llama_server  # noqa: E402
+from engine.local_generate import complete_local, load_generator, local_identity  # noqa: E402
 from mner.config import LlmConfig  # noqa: E402
 from mner.formats import read_conll  # noqa: E402
 
@@ -71,12 +79,44 @@ def timed_run(url: str, prompts: list, concurrency: int, max_tokens: int, cache_
     return seconds, usage
 
 
+def answers_of(cache_dir: Path, settings: LLMSettings, prompts: list) -> list[str | None]:
+    """The cached answers to ``prompts`` under ``settings`` (None where none is cached)."""
+    from engine.answer_cache import AnswerCache
+    from engine.llm_client import cache_key
+
+    cache = AnswerCache(cache_dir)
+    return [(cache.get(cache_key(settings, m)) or {}).get("content") for m in prompts]
+
+
+def transformers_runs(prompts: list, batches: list[int], max_tokens: int, precision: str,
+                      scratch: Path) -> list[tuple[int, float, dict, list[str | None]]]:
+    """(batch size, seconds, usage, answers) per batch size, each after an untimed warm-up on two prompts."""
+    generator = load_generator(None, precision)
+    runs = []
+    for batch in batches:
+        settings = client_settings(local_identity(None, precision), max_tokens=max_tokens, backend="transformers",
+                                   precision=precision, batch_size=batch, shard_size=batch)
+        complete_local(settings, scratch / f"tf-warm{batch}", prompts[:2], generator, batch)
+        started = time.perf_counter()
+        _, usage = complete_local(settings, scratch / f"tf{batch}", prompts, generator, batch)
+        runs.append((batch, time.perf_counter() - started, usage, answers_of(scratch / f"tf{batch}", settings, prompts)))
+    return runs
+
+
+def same(a: list[str | None], b: list[str | None]) -> int:
+    """How many answers are identical."""
+    return sum(x is not None and x == y for x, y in zip(a, b))
+
+
 def main() -> None:
     """Run the configurations, append result rows, print the table."""
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--prompts", type=int, default=32)
     parser.add_argument("--max-tokens", type=int, default=48)
-    parser.add_argument("--slots", type=int, nargs="+", default=[2, 4])
+    parser.add_argument("--slots", type=int, nargs="*", default=[2, 4], help="none: no concurrent or slot runs")
+    parser.add_argument("--batch", type=int, nargs="*", default=[16, 32], help="transformers batch sizes (none: skip)")
+    parser.add_argument("--precision", choices=["auto", "bf16", "fp32"], nargs="+", default=["auto"],
+                        help="transformers precisions (auto: bf16 where the CPU has it)")
     parser.add_argument("--data", type=Path, default=DATA)
     parser.add_argument("--threads", type=int, default=None, help="threads per server process (default: the server's)")
     args = parser.parse_args()
@@ -86,9 +126,10 @@ def main() -> None:
               **provenance()}
     rows = []
 
-    def record(mode: str, n: int, processes: int, seconds: float, usage: dict, base: float | None) -> None:
-        threads = args.threads or max(1, len(os.sched_getaffinity(0)) // 2 // processes)
-        row = {"mode": mode, "concurrency": n, "processes": processes, "threads_per_process": threads,
+    def record(mode: str, n: int, processes: int, seconds: float, usage: dict, base: float | None,
+               threads: int | None = None, **extra: Any) -> None:
+        threads = threads or args.threads or max(1, len(os.sched_getaffinity(0)) // 2 // processes)
+        row = {"mode": mode, "concurrency": n, "processes": processes, "threads_per_process": threads, **extra,
                "seconds": round(seconds, 2),
                "samples_per_second": round(len(prompts) / seconds, 3),
                "ratio_vs_sequential": round(base / seconds, 2) if base else 1.0,
@@ -107,20 +148,32 @@ def main() -> None:
         _, usage = complete_all(client_settings(url, max_tokens=args.max_tokens),
                                 scratch / "seq" / "answers", prompts)
         record("warm rerun (all cached)", 1, 1, time.perf_counter() - started, usage, base)
+        sequential = answers_of(scratch / "seq" / "answers", client_settings(url, max_tokens=args.max_tokens), prompts)
     for n in args.slots:
         with local_llama_server(n_parallel=n, n_ctx=1024, n_threads=args.threads, log_dir=scratch / "logs") as url:
             seconds, usage = timed_run(url, prompts, n, args.max_tokens, scratch / f"slots{n}")
             record("slots (N processes)", n, n, seconds, usage, base)
 
+    for precision in args.precision if args.batch else []:
+        started = time.perf_counter()
+        generator = load_generator(None, precision)
+        loaded = round(time.perf_counter() - started, 1)
+        runs = transformers_runs(prompts, args.batch, args.max_tokens, precision, scratch / precision)
+        for batch, seconds, usage, answers in runs:
+            record("transformers batched", batch, 1, seconds, usage, base, threads=torch.get_num_threads(),
+                   precision="bf16" if generator.bf16 else "fp32", load_seconds=loaded,
+                   same_as_sequential=same(answers, sequential), same_as_first_batch=same(answers, runs[0][3]))
     RESULTS.parent.mkdir(parents=True, exist_ok=True)
     with open(RESULTS, "a", encoding="utf-8") as handle:
         for row in rows:
             handle.write(json.dumps(row) + "\n")
-    print("\n| mode | concurrency | processes x threads | seconds | samples/s | ratio vs sequential | requests |")
-    print("|---|---|---|---|---|---|---|")
+    print("\n| mode | concurrency or batch | processes x threads | seconds | samples/s | ratio vs sequential | requests "
+          "| completion tokens | answers = sequential |")
+    print("|---|---|---|---|---|---|---|---|---|")
     for r in rows:
-        print(f"| {r['mode']} | {r['concurrency']} | {r['processes']} x {r['threads_per_process']} | {r['seconds']} "
-              f"| {r['samples_per_second']} | {r['ratio_vs_sequential']} | {r['requests']} |")
+        print(f"| {r['mode']} {r.get('precision', '')} | {r['concurrency']} | {r['processes']} x {r['threads_per_process']} "
+              f"| {r['seconds']} | {r['samples_per_second']} | {r['ratio_vs_sequential']} | {r['requests']} "
+              f"| {r['completion_tokens']} | {r.get('same_as_sequential', '')} |")
 
 
 if __name__ == "__main__":

@@ -75,6 +75,14 @@ READING = [
     "  adapters train 0.5% of the parameters, so its gap to full fine-tuning at 3 epochs on 1000 tweets says",
     "  little about longer runs. The table shows the newest run of each variant (2026-11-27, commit a0b1d7e,",
     "  bf16); train seconds of the three are comparable (each ran alone).",
+    "- LLM backends (issue 14): each llama.cpp server process runs 1 thread (its default: half the cores), the",
+    "  transformers backend one process on both cores. Its model is the same GGUF dequantised (fp32, or cast to",
+    "  bf16 weights), not llama.cpp's Q4_1 arithmetic, so few of its answers equal the server's (`= sequential`);",
+    "  the quality of either as knowledge Z was not compared here. Greedy fp32 answers are the same at every",
+    "  batch size; bf16 answers change with the batch they are generated in (`= first batch`), the usual drift",
+    "  of bf16 matmuls over differently padded batches. bf16 autocast over fp32 weights was slower than fp32 in",
+    "  a probe (it re-casts every weight at every decoding step), so `precision: bf16` casts the weights. The",
+    "  model's load (`load_seconds` in the jsonl) is not in the timed seconds; a pipeline pays it once per process.",
     "",
 ]
 
@@ -223,12 +231,19 @@ def stage1_sections() -> list[str]:
         md += [""] + fused_gains(retrieval) + ["", f"Machine: {retrieval[-1]['machine']}.", ""] + _commands(retrieval)
     llm = rows("llm_throughput.jsonl")
     if llm:
-        md += ["## Stage 1 knowledge throughput against the local llama.cpp server (SmolLM2-135M, Q4_1)", "",
-               "| mode | concurrency | processes x threads | prompts | max_tokens | seconds | samples/s | ratio vs sequential | date |",
-               "|---|---|---|---|---|---|---|---|---|"]
-        md += [f"| {r['mode']} | {r['concurrency']} | {r['processes']}x{r['threads_per_process']} | {r['prompts']} | "
+        md += ["## Stage 1 knowledge throughput of SmolLM2-135M: llama.cpp server (Q4_1) vs transformers batched", "",
+               "`transformers batched` is `stage1.llm.backend: transformers` (the same GGUF, dequantised; concurrency",
+               "= `batch_size`, bf16 = bf16 weights); `= sequential`: answers identical to the sequential server's of",
+               "the same run, `= first batch`: to the first batch size's (same precision); ratios are against the",
+               "sequential server of the same run.", "",
+               "| mode | concurrency | processes x threads | prompts | max_tokens | seconds | samples/s | ratio vs sequential "
+               "| = sequential | = first batch | date |",
+               "|---|---|---|---|---|---|---|---|---|---|---|"]
+        md += [f"| {r['mode']}{' ' + r['precision'] if 'precision' in r else ''} | {r['concurrency']} | "
+               f"{r['processes']}x{r['threads_per_process']} | {r['prompts']} | "
                f"{r['max_tokens']} | {r['seconds']} | {r['samples_per_second']} | "
-               f"{r['ratio_vs_sequential'] if r['ratio_vs_sequential'] is not None else '-'} | {r['date']} |" for r in llm]
+               f"{r['ratio_vs_sequential'] if r['ratio_vs_sequential'] is not None else '-'} | "
+               f"{r.get('same_as_sequential', '-')} | {r.get('same_as_first_batch', '-')} | {r['date']} |" for r in llm]
         md += ["", f"Machine: {llm[-1]['machine']}.", ""] + _commands(llm)
     sources = rows("knowledge_sources.jsonl")
     if sources:

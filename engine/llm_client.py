@@ -162,6 +162,15 @@ def cache_key(settings: LLMSettings, messages: Sequence[dict[str, Any]]) -> str:
     })
 
 
+def cache_record(settings: LLMSettings, key: str, content: str, usage: dict[str, int], finish: str | None) -> dict[str, Any]:
+    """What the answer cache stores for one answer: the answer, its usage, and what asked for it."""
+    return {
+        "key": key, "content": content, "usage": usage, "finish_reason": finish,
+        "model": settings.model, "endpoint": settings.identity, "generation": settings.generation(),
+        "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+    }
+
+
 def parse_body(text: str) -> tuple[str, dict[str, int], str | None]:
     """(content, usage, finish_reason) of a chat-completion body; ``RetryableError`` when malformed."""
     try:
@@ -313,11 +322,7 @@ class LLMClient:
             self.usage.succeeded += 1
             self.usage.prompt_tokens += usage["prompt_tokens"]
             self.usage.completion_tokens += usage["completion_tokens"]
-            self.cache.put(key, {
-                "key": key, "content": content, "usage": usage, "finish_reason": finish,
-                "model": settings.model, "endpoint": settings.identity, "generation": settings.generation(),
-                "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
-            })
+            self.cache.put(key, cache_record(settings, key, content, usage, finish))
             return Completion(key, content, usage, False, attempts, None, finish)
 
     def _raise_if_gone(self) -> None:

@@ -257,7 +257,8 @@ def _get(config: Any, name: str, default: Any = None) -> Any:
 
 
 def resolve_base_url(config: Any) -> ContextManager[str]:
-    """A context yielding the LLM base URL: ``config.base_url`` as is when set, else a local server.
+    """A context yielding the LLM base URL: ``config.base_url`` as is when set, else a local server
+    (``""`` and no server for ``backend: transformers``, which answers in process).
 
     ``config`` (a mapping or an object) may give ``base_url``, ``local_model`` (GGUF path; default
     SmolLM2), ``n_parallel``, ``n_ctx``, ``n_threads`` and ``log_dir`` for the local server.
@@ -265,6 +266,8 @@ def resolve_base_url(config: Any) -> ContextManager[str]:
     url = _get(config, "base_url")
     if url:
         return contextlib.nullcontext(str(url))
+    if _get(config, "backend") == "transformers":
+        return contextlib.nullcontext("")  # answered in process: no server, no URL
     return local_llama_server(
         model_path=_get(config, "local_model"), n_parallel=int(_get(config, "n_parallel", 1) or 1),
         n_ctx=int(_get(config, "n_ctx", 2048) or 2048), n_threads=_get(config, "n_threads"),
@@ -279,3 +282,4 @@ def endpoint_identity(base_url: str | None, local_model: str | Path | None = Non
         return str(base_url).rstrip("/")
     model = Path(local_model) if local_model else default_model_path()
     return f"llama.cpp:{model.name}:{model.stat().st_size}"
+

@@ -49,9 +49,9 @@ def llm_knowledge(tokens: list[str], caption: str, ocr: str, config: PipelineCon
     reads ``stage1.llm.api_key_secret`` when it is set.
     """
     from engine.answer_cache import default_cache_dir
-    from engine.answers import clean_answer
-    from engine.llm_client import complete_all
+    from engine.answers import answer_rows
     from engine.llm_server import resolve_base_url
+    from engine.local_generate import load_generator
     from engine.prompting import example_shots, fit_prompt, load_template, make_token_counter, template_sources
     from engine.retrieval import EmbedderOptions, load_examples, make_embedder, retrieve
 
@@ -69,21 +69,24 @@ def llm_knowledge(tokens: list[str], caption: str, ocr: str, config: PipelineCon
         shots = [by_image[hit["image_id"]] for hit in hits[0][: s1.prompt.n_examples]]
     template = load_template({**template_sources(s1.prompt.template_dir), **sources})
     prompt = fit_prompt(template, shots, query, make_token_counter(s1.prompt.tokenizer), s1.prompt.max_prompt_tokens)
+    local = s1.llm.backend == "transformers"
     with resolve_base_url({**s1.llm.model_dump(), "n_parallel": 1}) as base_url:
-        completions, _ = complete_all(knowledge_settings(s1.llm, base_url), default_cache_dir(config.artifacts_root),
-                                      [prompt.messages], read_secret=read_secret)
-    if completions[0].content is None:
-        raise RuntimeError(f"the LLM gave no answer: {completions[0].error}")
-    return clean_answer(completions[0].content, s1.llm.max_answer_chars)
+        results, _ = answer_rows([{"id": query.id, "messages": prompt.messages}], knowledge_settings(s1.llm, base_url),
+                                 default_cache_dir(config.artifacts_root), "--text", 1, s1.llm.max_answer_chars,
+                                 read_secret=read_secret, batch_size=1,
+                                 generator=load_generator(s1.llm.local_model, s1.llm.precision) if local else None)
+    if results[0]["error"]:
+        raise RuntimeError(f"the LLM gave no answer: {results[0]['error']['reason']}")
+    return results[0]["knowledge"]
 
 
 def knowledge_settings(llm: LlmConfig, base_url: str) -> LLMSettings:
     """The client settings :func:`llm_knowledge` asks with: every ``stage1.llm`` value, and the pipeline's
     name for the endpoint, so that a prompt the pipeline asked already is answered from its cache."""
     from engine.llm_client import LLMSettings
-    from engine.llm_server import endpoint_identity
+    from engine.local_generate import answering_identity
 
-    return LLMSettings.from_config(llm, base_url, endpoint_identity(llm.base_url, llm.local_model))
+    return LLMSettings.from_config(llm, base_url, answering_identity(llm))
 
 
 def predict_post(

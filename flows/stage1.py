@@ -14,7 +14,8 @@ from typing import Any, Callable
 from prefect import flow
 
 from engine.image_io import image_sources
-from engine.llm_server import endpoint_identity, resolve_base_url
+from engine.llm_server import resolve_base_url
+from engine.local_generate import answering_identity
 from engine.prompting import template_sources
 from mner.config import PipelineConfig
 from mner.samples import Sample
@@ -87,8 +88,9 @@ def stage1(config: PipelineConfig, data: dict[str, Any], refresh: list[str], unt
     llm = cfg.llm
     with resolve_base_url(llm.model_dump()) as base_url:
         out["llm"] = map_shards(llm_shard, out["prompts"], llm.shard_size, "llm" in refresh, input_name="prompts",
-                                max_missing=llm.max_missing, endpoint=endpoint_identity(llm.base_url, llm.local_model),
-                                llm=shard_settings(llm), runtime={"base_url": base_url}, artifacts_root=root)
+                                max_missing=llm.max_missing, endpoint=answering_identity(llm), llm=shard_settings(llm),
+                                runtime={"base_url": base_url, "local_model": as_source(llm.local_model)},
+                                artifacts_root=root)
     publish_llm_usage(config.dataset.name, out["llm"])
     if done("llm") or not cfg.knowledge.sft_export:
         return out

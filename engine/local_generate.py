@@ -1,0 +1,187 @@
+"""In-process batched generation with transformers: the ``transformers`` backend of the ``llm`` stage.
+
+:func:`load_generator` loads a causal LM once per process (a GGUF file, dequantised by
+transformers through the ``gguf`` package, or a Hugging Face model directory) with its tokenizer
+and chat template. :meth:`LocalGenerator.generate` answers chat prompts in batches: prompts sorted
+by length (less padding), left padding, KV cache, greedy at temperature 0 (else sampling with
+``temperature``/``top_p`` from ``seed``), stopping at EOS or ``max_tokens``, under bf16 autocast when
+the device has it (:mod:`engine.runtime`). Generation holds a per-model lock: shards on threads
+take turns on the cores instead of fighting over them.
+
+:func:`complete_local` is the backend's counterpart of :func:`engine.llm_client.complete_all`: the
+same per-sample cache keys and records, every batch's answers cached as soon as they exist (a killed
+run resumes with only the missing samples), the same usage counters (a request is one generated sample).
+"""
+
+from __future__ import annotations
+
+import threading
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable, Iterator, Sequence
+
+import torch
+
+from engine.answer_cache import AnswerCache
+from engine.llm_client import Completion, EndpointGone, LLMSettings, Usage, cache_key, cache_record
+from engine.runtime import pick_device, set_threads, use_bf16
+from mner import processes
+
+Messages = Sequence[dict[str, Any]]
+
+
+@dataclass(frozen=True)
+class Generated:
+    """One answer: its text, the prompt's and the answer's token counts, and why it ended (``stop``/``length``)."""
+
+    text: str
+    prompt_tokens: int
+    completion_tokens: int
+    finish_reason: str
+
+
+def resolve_model(local_model: str | Path | None) -> Path:
+    """The model to load: ``local_model`` (a GGUF file or a model directory), default SmolLM2's GGUF."""
+    from engine.llm_server import default_model_path
+
+    path = Path(local_model) if local_model else default_model_path()
+    if not (path.is_file() or (path / "config.json").is_file()):
+        raise FileNotFoundError(f"{path}: stage1.llm.local_model must be a GGUF file or a model directory with config.json")
+    return path
+
+
+def local_identity(local_model: str | Path | None, precision: str) -> str:
+    """The cache keys' name for this backend: engine, model file (name and size) and the precision it runs in."""
+    path = resolve_model(local_model)
+    size = path.stat().st_size if path.is_file() else sum(p.stat().st_size for p in path.rglob("*") if p.is_file())
+    bf16 = use_bf16(precision, pick_device("auto"))
+    return f"transformers:{path.name}:{size}:{'bf16' if bf16 else 'fp32'}"
+
+
+def answering_identity(llm: Any) -> str:
+    """What names the answering model of the ``stage1.llm`` section ``llm`` in cache and stage keys:
+    :func:`local_identity` for the transformers backend, else :func:`engine.llm_server.endpoint_identity`
+    (the URL, or the local llama.cpp server's model file)."""
+    from engine.llm_server import endpoint_identity
+
+    if llm.backend == "transformers":
+        return local_identity(llm.local_model, llm.precision)
+    return endpoint_identity(llm.base_url, llm.local_model)
+
+
+class LocalGenerator:
+    """A causal LM and its tokenizer on one device; :meth:`generate` answers chat prompts in batches."""
+
+    def __init__(self, model: Any, tokenizer: Any, device: torch.device) -> None:
+        self.model, self.tokenizer, self.device = model, tokenizer, device
+        self.bf16 = model.dtype == torch.bfloat16
+        self.lock = threading.Lock()
+
+    def encode(self, messages: Messages) -> list[int]:
+        """Token ids of one chat prompt under the model's chat template, ready for the answer."""
+        return list(self.tokenizer.apply_chat_template(list(messages), add_generation_prompt=True, tokenize=True,
+                                                       return_dict=True)["input_ids"])
+
+    def generate(
+        self, prompts: Sequence[Messages], max_tokens: int, temperature: float, top_p: float, seed: int | None,
+        batch_size: int,
+    ) -> Iterator[tuple[list[int], list[Generated]]]:
+        """Yield (indices into ``prompts``, their answers) batch by batch, longest prompts first."""
+        if batch_size < 1:
+            raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+        encoded = [self.encode(m) for m in prompts]
+        order = sorted(range(len(prompts)), key=lambda i: -len(encoded[i]))
+        for start in range(0, len(order), batch_size):
+            chunk = order[start: start + batch_size]
+            with self.lock:
+                answers = self._batch([encoded[i] for i in chunk], max_tokens, temperature, top_p, seed)
+            yield chunk, answers
+
+    def _batch(self, ids: list[list[int]], max_tokens: int, temperature: float, top_p: float,
+               seed: int | None) -> list[Generated]:
+        pad = self.tokenizer.pad_token_id if self.tokenizer.pad_token_id is not None else self.tokenizer.eos_token_id
+        eos = self.tokenizer.eos_token_id
+        width = max(len(x) for x in ids)
+        input_ids = torch.tensor([[pad] * (width - len(x)) + x for x in ids], device=self.device)
+        mask = torch.tensor([[0] * (width - len(x)) + [1] * len(x) for x in ids], device=self.device)
+        sample = temperature > 0
+        if sample and seed is not None:
+            torch.manual_seed(seed)
+        options: dict[str, Any] = {"do_sample": True, "temperature": temperature, "top_p": top_p, "top_k": None} \
+            if sample else {"do_sample": False, "temperature": None, "top_p": None, "top_k": None}
+        with torch.inference_mode():
+            out = self.model.generate(input_ids=input_ids, attention_mask=mask, max_new_tokens=max_tokens,
+                                      pad_token_id=pad, eos_token_id=eos, use_cache=True, **options)
+        answers = []
+        for prompt, row in zip(ids, out[:, width:].tolist()):
+            ended = eos in row
+            tokens = row[: row.index(eos)] if ended else row
+            answers.append(Generated(self.tokenizer.decode(tokens, skip_special_tokens=True), len(prompt),
+                                     len(tokens) + int(ended), "stop" if ended else "length"))
+        return answers
+
+
+_GENERATORS: dict[tuple[str, str], LocalGenerator] = {}
+_LOADING = threading.Lock()
+
+
+def load_generator(local_model: str | Path | None, precision: str) -> LocalGenerator:
+    """The process's generator for ``local_model`` (default SmolLM2) and ``precision``; loaded on first use only."""
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    path = resolve_model(local_model)
+    with _LOADING:
+        key = (str(path.resolve()), precision)
+        if key not in _GENERATORS:
+            where = {"pretrained_model_name_or_path": path.parent, "gguf_file": path.name} if path.is_file() \
+                else {"pretrained_model_name_or_path": path}
+            set_threads(0)
+            device = pick_device("auto")
+            tokenizer = AutoTokenizer.from_pretrained(**where)
+            dtype = torch.bfloat16 if use_bf16(precision, device) else torch.float32
+            model = AutoModelForCausalLM.from_pretrained(**where, dtype=torch.float32).to(device, dtype).eval()
+            _GENERATORS[key] = LocalGenerator(model, tokenizer, device)
+        return _GENERATORS[key]
+
+
+def complete_local(
+    settings: LLMSettings, cache_dir: str | Path, prompts: Sequence[Messages], generator: LocalGenerator,
+    batch_size: int, on_done: Callable[[int, Completion], None] | None = None,
+) -> tuple[list[Completion], dict[str, Any]]:
+    """Answers to ``prompts`` (in order) and the usage dict, from the cache or generated in batches.
+
+    Identical prompts are generated once. Raises :class:`engine.llm_client.EndpointGone` between
+    batches when the run is stopping; the answers cached so far stay.
+    """
+    cache, usage = AnswerCache(cache_dir), Usage()
+    keys = [cache_key(settings, m) for m in prompts]
+    results: list[Completion | None] = [None] * len(prompts)
+    todo: dict[str, list[int]] = {}
+    for i, key in enumerate(keys):
+        hit = cache.get(key)
+        if hit is None:
+            todo.setdefault(key, []).append(i)
+            continue
+        usage.cached += 1
+        results[i] = Completion(key, hit["content"], hit.get("usage", {}), True, 0, None, hit.get("finish_reason"))
+        if on_done:
+            on_done(i, results[i])
+    firsts = [indices[0] for indices in todo.values()]
+    batches = generator.generate([prompts[i] for i in firsts], settings.max_tokens, settings.temperature,
+                                 settings.top_p, settings.seed, batch_size)
+    for chunk, answers in batches:
+        for position, answer in zip(chunk, answers):
+            key = keys[firsts[position]]
+            tokens = {"prompt_tokens": answer.prompt_tokens, "completion_tokens": answer.completion_tokens}
+            cache.put(key, cache_record(settings, key, answer.text, tokens, answer.finish_reason))
+            usage.requests += 1
+            usage.succeeded += 1
+            usage.prompt_tokens += answer.prompt_tokens
+            usage.completion_tokens += answer.completion_tokens
+            for i in todo[key]:
+                results[i] = Completion(key, answer.text, tokens, False, 1, None, answer.finish_reason)
+                if on_done:
+                    on_done(i, results[i])
+        if processes.stop_requested():
+            raise EndpointGone("the run is stopping (interrupted); answers so far are cached")
+    return [r for r in results if r is not None], usage.to_dict(settings)

@@ -4,8 +4,9 @@
 transformers through the ``gguf`` package, or a Hugging Face model directory) with its tokenizer
 and chat template. :meth:`LocalGenerator.generate` answers chat prompts in batches: prompts sorted
 by length (less padding), left padding, KV cache, greedy at temperature 0 (else sampling with
-``temperature``/``top_p`` from ``seed``), stopping at EOS or ``max_tokens``, under bf16 autocast when
-the device has it (:mod:`engine.runtime`). Generation holds a per-model lock: shards on threads
+``temperature``/``top_p`` from ``seed``), stopping at EOS or ``max_tokens``, with the weights in bf16
+when ``precision`` asks for it and the device has it (:mod:`engine.runtime`; autocast would convert
+the weights again at every token). Generation holds a per-model lock: shards on threads
 take turns on the cores instead of fighting over them.
 
 :func:`complete_local` is the backend's counterpart of :func:`engine.llm_client.complete_all`: the

@@ -17,6 +17,7 @@ import random
 import sys
 import time
 from pathlib import Path
+from typing import Callable
 
 import torch
 from torch import nn
@@ -49,8 +50,8 @@ def load_samples(config: str, n: int) -> list[tuple[list[str], list[str], str]]:
     return [(s.tokens, s.tags, k) for s, k in zip(sentences, knowledge)]
 
 
-def ours(samples, labels, device) -> float:
-    """Sentences/s of the project's training step."""
+def our_step(samples, labels, device) -> tuple[Callable[[list[int]], torch.Tensor], torch.optim.Optimizer, list[list[int]]]:
+    """The project's training step on ``samples``: its loss function of a batch's indices, optimizer and batches."""
     model_cfg, train_cfg = ModelConfig(), TrainConfig()
     tagger, tokenizer = build_tagger(model_cfg, labels)
     tagger.to(device).train()
@@ -60,11 +61,17 @@ def ours(samples, labels, device) -> float:
     optimizer = torch.optim.AdamW(tagger.parameters(), lr=5e-5)
     batches = bucketed_batches([len(e.input_ids) for e in encoded], BATCH, 50, random.Random(0))
 
-    def loss(indices):
+    def loss(indices: list[int]) -> torch.Tensor:
         batch = collate([encoded[i] for i in indices]).to(device)
         with torch.autocast(device.type, dtype=torch.bfloat16, enabled=bf16):
             return tagger.loss(batch)
 
+    return loss, optimizer, batches
+
+
+def ours(samples, labels, device) -> float:
+    """Sentences/s of the project's training step."""
+    loss, optimizer, batches = our_step(samples, labels, device)
     return timed_pass(loss, optimizer, batches, len(samples))
 
 

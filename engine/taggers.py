@@ -39,12 +39,30 @@ def assemble_tagger(encoder: torch.nn.Module, labels: list[str], model_cfg: Mode
     )
 
 
+#: Names of the attention-weight dropout in Hugging Face encoder configs (BERT family, DistilBERT).
+ATTENTION_DROPOUT_KEYS = ("attention_probs_dropout_prob", "attention_dropout")
+
+
+def encoder_config(source: str, model_cfg: ModelConfig):
+    """The encoder's Hugging Face config with ``model_cfg.attention_dropout`` applied (None keeps the encoder's own)."""
+    config = AutoConfig.from_pretrained(source)
+    if model_cfg.attention_dropout is not None:
+        keys = [k for k in ATTENTION_DROPOUT_KEYS if hasattr(config, k)]
+        if not keys:
+            raise ValueError(f"encoder {source!r} has no attention dropout setting ({ATTENTION_DROPOUT_KEYS}); "
+                             "set model.attention_dropout to null")
+        for key in keys:
+            setattr(config, key, model_cfg.attention_dropout)
+    return config
+
+
 def build_tagger(model_cfg: ModelConfig, labels: list[str]) -> tuple[KnowledgeTagger, object]:
     """A fresh tagger with pretrained encoder weights, and its tokenizer."""
     source = resolve_encoder(model_cfg.encoder)
     hf_logging.set_verbosity_error()  # the unused pooler weights are expected, not worth a report
     tokenizer = AutoTokenizer.from_pretrained(source)
-    encoder = AutoModel.from_pretrained(source, attn_implementation="sdpa", add_pooling_layer=False)
+    encoder = AutoModel.from_pretrained(
+        source, config=encoder_config(source, model_cfg), attn_implementation="sdpa", add_pooling_layer=False)
     return assemble_tagger(encoder, labels, model_cfg), tokenizer
 
 

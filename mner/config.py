@@ -63,6 +63,11 @@ class ModelConfig(_Strict):
 
     encoder: str = Field(DEFAULT_ENCODER, description="HF model id, local path, or offline:all-MiniLM-L6-v2")
     dropout: float = Field(0.1, ge=0.0, lt=1.0)
+    attention_dropout: float | None = Field(
+        0.0, ge=0.0, lt=1.0, description="dropout on the encoder's attention weights; None = the encoder's own (0.1 for "
+        "MiniLM). Above 0, PyTorch's CPU attention falls back from its fused kernel to the unfused one plus a "
+        "[batch, heads, length, length] dropout mask (benchmarks/profile_training.py: about half of a [T;Z] step)"
+    )
     shape_features: bool = True
     shape_dim: int = Field(32, ge=1)
     max_length: int = Field(256, ge=8, description="sub-tokens of [CLS] T [SEP] Z [SEP]; Z is cut to fit")

@@ -50,9 +50,11 @@ def load_samples(config: str, n: int) -> list[tuple[list[str], list[str], str]]:
     return [(s.tokens, s.tags, k) for s, k in zip(sentences, knowledge)]
 
 
-def our_step(samples, labels, device) -> tuple[Callable[[list[int]], torch.Tensor], torch.optim.Optimizer, list[list[int]]]:
+def our_step(
+    samples, labels, device, model_cfg: ModelConfig | None = None
+) -> tuple[Callable[[list[int]], torch.Tensor], torch.optim.Optimizer, list[list[int]]]:
     """The project's training step on ``samples``: its loss function of a batch's indices, optimizer and batches."""
-    model_cfg, train_cfg = ModelConfig(), TrainConfig()
+    model_cfg, train_cfg = model_cfg or ModelConfig(), TrainConfig()
     tagger, tokenizer = build_tagger(model_cfg, labels)
     tagger.to(device).train()
     bf16 = use_bf16(train_cfg.precision, device)

@@ -12,6 +12,7 @@ from transformers.utils import logging as hf_logging
 
 from engine.runtime import resolve_encoder
 from mner.config import ModelConfig
+from models.attention import CPU_FP32_SDPA
 from models.encoding import EncodedSentence, SentenceEncoder, collate
 from models.tagger import KnowledgeTagger
 
@@ -56,13 +57,19 @@ def encoder_config(source: str, model_cfg: ModelConfig):
     return config
 
 
+def attention_name(model_cfg: ModelConfig) -> str:
+    """The encoder's ``attn_implementation``: PyTorch's SDPA, upcast to float32 on the CPU when configured."""
+    return CPU_FP32_SDPA if model_cfg.cpu_fp32_attention else "sdpa"
+
+
 def build_tagger(model_cfg: ModelConfig, labels: list[str]) -> tuple[KnowledgeTagger, object]:
     """A fresh tagger with pretrained encoder weights, and its tokenizer."""
     source = resolve_encoder(model_cfg.encoder)
     hf_logging.set_verbosity_error()  # the unused pooler weights are expected, not worth a report
     tokenizer = AutoTokenizer.from_pretrained(source)
     encoder = AutoModel.from_pretrained(
-        source, config=encoder_config(source, model_cfg), attn_implementation="sdpa", add_pooling_layer=False)
+        source, config=encoder_config(source, model_cfg), attn_implementation=attention_name(model_cfg),
+        add_pooling_layer=False)
     return assemble_tagger(encoder, labels, model_cfg), tokenizer
 
 
@@ -85,7 +92,7 @@ def load_tagger(directory: str | Path, device: str | torch.device = "cpu") -> tu
     meta = json.loads((directory / TAGGER_META).read_text(encoding="utf-8"))
     model_cfg = ModelConfig.model_validate(meta["model"])
     config = AutoConfig.from_pretrained(directory / "encoder")
-    encoder = AutoModel.from_config(config, attn_implementation="sdpa", add_pooling_layer=False)
+    encoder = AutoModel.from_config(config, attn_implementation=attention_name(model_cfg), add_pooling_layer=False)
     tagger = assemble_tagger(encoder, meta["labels"], model_cfg)
     tagger.load_state_dict(torch.load(directory / BEST_WEIGHTS, map_location="cpu"))
     tokenizer = AutoTokenizer.from_pretrained(directory / "encoder")

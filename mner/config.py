@@ -68,6 +68,10 @@ class ModelConfig(_Strict):
         "MiniLM). Above 0, PyTorch's CPU attention falls back from its fused kernel to the unfused one plus a "
         "[batch, heads, length, length] dropout mask (benchmarks/profile_training.py: about half of a [T;Z] step)"
     )
+    cpu_fp32_attention: bool = Field(
+        True, description="on the CPU, compute the encoder's attention in float32 under bf16 autocast (faster there than "
+        "bf16, see models/attention.py); other devices are unaffected"
+    )
     shape_features: bool = True
     shape_dim: int = Field(32, ge=1)
     max_length: int = Field(256, ge=8, description="sub-tokens of [CLS] T [SEP] Z [SEP]; Z is cut to fit")

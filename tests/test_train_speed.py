@@ -5,9 +5,11 @@ from __future__ import annotations
 import pytest
 import torch
 from torch.profiler import profile
+from transformers.integrations.sdpa_attention import sdpa_attention_forward
 
 from engine.taggers import build_tagger
 from mner.config import ModelConfig
+from models.attention import cpu_fp32_sdpa_forward
 from models.encoding import SentenceEncoder, collate
 
 LABELS = ["O", "B-PER", "I-PER", "B-LOC", "I-LOC"]
@@ -38,3 +40,35 @@ def test_default_training_step_uses_the_fused_cpu_attention_kernel() -> None:
     assert fused in attention_kernels(ModelConfig())  # the default: attention_dropout 0
     unfused = attention_kernels(ModelConfig(attention_dropout=None))
     assert fused not in unfused and "aten::_scaled_dot_product_attention_math" in unfused
+
+
+def test_cpu_fp32_attention_upcasts_bf16_and_rounds_back() -> None:
+    torch.manual_seed(0)
+    q, k, v = (torch.randn(2, 4, 50, 16).to(torch.bfloat16) for _ in range(3))
+    mask = torch.ones(2, 1, 50, 50, dtype=torch.bool)
+    mask[1, ..., 30:] = False
+    module = torch.nn.Module()
+    module.is_causal = False
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        out, _ = cpu_fp32_sdpa_forward(module, q, k, v, mask)
+        in_bf16, _ = sdpa_attention_forward(module, q, k, v, mask)
+    reference, _ = sdpa_attention_forward(module, q.float(), k.float(), v.float(), mask)
+    assert out.dtype == torch.bfloat16
+    torch.testing.assert_close(out, reference.to(torch.bfloat16), rtol=0, atol=0)
+    assert not torch.equal(in_bf16, out)  # so the check above can tell the two apart
+
+
+def test_cpu_fp32_attention_leaves_fp32_training_unchanged() -> None:
+    """Without autocast the tagger's loss and gradients do not depend on the setting."""
+    results = []
+    for fp32_attention in (True, False):
+        torch.manual_seed(0)
+        tagger, tokenizer = build_tagger(ModelConfig(cpu_fp32_attention=fp32_attention), LABELS)
+        encoder = SentenceEncoder(tokenizer, 64, {l: i for i, l in enumerate(LABELS)})
+        batch = collate([encoder.encode(["Obama", "in", "Paris"], ["B-PER", "O", "B-LOC"], "Barack Obama"),
+                         encoder.encode(["Berlin"], ["B-LOC"], "a city in Germany")])
+        tagger.eval()
+        loss = tagger.loss(batch)
+        loss.backward()
+        results.append((loss.detach(), tagger.classifier.weight.grad.clone()))
+    torch.testing.assert_close(results[0], results[1])

@@ -30,8 +30,9 @@ from stage2 import provenance  # noqa: E402
 from torchcrf import CRF as TorchCRF  # noqa: E402
 from transformers import AutoModel, AutoTokenizer  # noqa: E402
 
-from engine.runtime import pick_device, resolve_encoder, set_threads, use_bf16
-from engine.taggers import bucketed_batches, build_tagger
+from engine.runtime import pick_device, resolve_encoder, set_threads, use_bf16  # noqa: E402
+from engine.taggers import bucketed_batches, build_tagger  # noqa: E402
+from engine.training import adamw  # noqa: E402
 from mner.config import ModelConfig, TrainConfig, load_config  # noqa: E402
 from mner.formats import read_conll  # noqa: E402
 from mner.pgim import read_knowledge  # noqa: E402
@@ -60,7 +61,7 @@ def our_step(
     bf16 = use_bf16(train_cfg.precision, device)
     encoder = SentenceEncoder(tokenizer, model_cfg.max_length, {l: i for i, l in enumerate(labels)})
     encoded = [encoder.encode(t, g, k) for t, g, k in samples]
-    optimizer = torch.optim.AdamW(tagger.parameters(), lr=5e-5)
+    optimizer = adamw(tagger.parameters(), device, lr=5e-5)
     batches = bucketed_batches([len(e.input_ids) for e in encoded], BATCH, 50, random.Random(0))
 
     def loss(indices: list[int]) -> torch.Tensor:

@@ -8,6 +8,7 @@ from torch.profiler import profile
 from transformers.integrations.sdpa_attention import sdpa_attention_forward
 
 from engine.taggers import build_tagger
+from engine.training import adamw
 from mner.config import ModelConfig
 from models.attention import cpu_fp32_sdpa_forward
 from models.encoding import SentenceEncoder, collate
@@ -72,3 +73,23 @@ def test_cpu_fp32_attention_leaves_fp32_training_unchanged() -> None:
         loss.backward()
         results.append((loss.detach(), tagger.classifier.weight.grad.clone()))
     torch.testing.assert_close(results[0], results[1])
+
+
+def test_fused_adamw_steps_like_the_unfused_one() -> None:
+    torch.manual_seed(0)
+    weights = [torch.randn(40, 30), torch.randn(30)]
+    grads = [torch.randn_like(w) for w in weights]
+    stepped = []
+    for make in (lambda ps: adamw([{"params": ps, "weight_decay": 0.01}], torch.device("cpu"), lr=1e-2),
+                 lambda ps: torch.optim.AdamW([{"params": ps, "weight_decay": 0.01}], lr=1e-2, foreach=False)):
+        params = [torch.nn.Parameter(w.clone()) for w in weights]
+        optimizer = make(params)
+        for _ in range(3):
+            for p, g in zip(params, grads):
+                p.grad = g.clone()
+            optimizer.step()
+        stepped.append([p.detach() for p in params])
+    assert optimizer.defaults["fused"] is None  # the reference is the unfused for-loop
+    torch.testing.assert_close(stepped[0], stepped[1])
+    assert not torch.equal(stepped[0][0], weights[0])
+    assert adamw([torch.nn.Parameter(torch.zeros(2))], torch.device("cpu")).defaults["fused"] is True

@@ -17,6 +17,7 @@ import random
 import sys
 import time
 from pathlib import Path
+from typing import Callable
 
 import torch
 from torch import nn
@@ -29,8 +30,9 @@ from stage2 import provenance  # noqa: E402
 from torchcrf import CRF as TorchCRF  # noqa: E402
 from transformers import AutoModel, AutoTokenizer  # noqa: E402
 
-from engine.runtime import pick_device, resolve_encoder, set_threads, use_bf16
-from engine.taggers import bucketed_batches, build_tagger
+from engine.runtime import pick_device, resolve_encoder, set_threads, use_bf16  # noqa: E402
+from engine.taggers import bucketed_batches, build_tagger  # noqa: E402
+from engine.training import adamw  # noqa: E402
 from mner.config import ModelConfig, TrainConfig, load_config  # noqa: E402
 from mner.formats import read_conll  # noqa: E402
 from mner.pgim import read_knowledge  # noqa: E402
@@ -49,22 +51,30 @@ def load_samples(config: str, n: int) -> list[tuple[list[str], list[str], str]]:
     return [(s.tokens, s.tags, k) for s, k in zip(sentences, knowledge)]
 
 
-def ours(samples, labels, device) -> float:
-    """Sentences/s of the project's training step."""
-    model_cfg, train_cfg = ModelConfig(), TrainConfig()
+def our_step(
+    samples, labels, device, model_cfg: ModelConfig | None = None
+) -> tuple[Callable[[list[int]], torch.Tensor], torch.optim.Optimizer, list[list[int]]]:
+    """The project's training step on ``samples``: its loss function of a batch's indices, optimizer and batches."""
+    model_cfg, train_cfg = model_cfg or ModelConfig(), TrainConfig()
     tagger, tokenizer = build_tagger(model_cfg, labels)
     tagger.to(device).train()
     bf16 = use_bf16(train_cfg.precision, device)
     encoder = SentenceEncoder(tokenizer, model_cfg.max_length, {l: i for i, l in enumerate(labels)})
     encoded = [encoder.encode(t, g, k) for t, g, k in samples]
-    optimizer = torch.optim.AdamW(tagger.parameters(), lr=5e-5)
+    optimizer = adamw(tagger.parameters(), device, lr=5e-5)
     batches = bucketed_batches([len(e.input_ids) for e in encoded], BATCH, 50, random.Random(0))
 
-    def loss(indices):
+    def loss(indices: list[int]) -> torch.Tensor:
         batch = collate([encoded[i] for i in indices]).to(device)
         with torch.autocast(device.type, dtype=torch.bfloat16, enabled=bf16):
             return tagger.loss(batch)
 
+    return loss, optimizer, batches
+
+
+def ours(samples, labels, device) -> float:
+    """Sentences/s of the project's training step."""
+    loss, optimizer, batches = our_step(samples, labels, device)
     return timed_pass(loss, optimizer, batches, len(samples))
 
 

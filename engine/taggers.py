@@ -12,6 +12,7 @@ from transformers.utils import logging as hf_logging
 
 from engine.runtime import resolve_encoder
 from mner.config import ModelConfig
+from models.attention import CPU_FP32_SDPA
 from models.encoding import EncodedSentence, SentenceEncoder, collate
 from models.tagger import KnowledgeTagger
 
@@ -39,12 +40,36 @@ def assemble_tagger(encoder: torch.nn.Module, labels: list[str], model_cfg: Mode
     )
 
 
+#: Names of the attention-weight dropout in Hugging Face encoder configs (BERT family, DistilBERT).
+ATTENTION_DROPOUT_KEYS = ("attention_probs_dropout_prob", "attention_dropout")
+
+
+def encoder_config(source: str, model_cfg: ModelConfig):
+    """The encoder's Hugging Face config with ``model_cfg.attention_dropout`` applied (None keeps the encoder's own)."""
+    config = AutoConfig.from_pretrained(source)
+    if model_cfg.attention_dropout is not None:
+        keys = [k for k in ATTENTION_DROPOUT_KEYS if hasattr(config, k)]
+        if not keys:
+            raise ValueError(f"encoder {source!r} has no attention dropout setting ({ATTENTION_DROPOUT_KEYS}); "
+                             "set model.attention_dropout to null")
+        for key in keys:
+            setattr(config, key, model_cfg.attention_dropout)
+    return config
+
+
+def attention_name(model_cfg: ModelConfig) -> str:
+    """The encoder's ``attn_implementation``: PyTorch's SDPA, upcast to float32 on the CPU when configured."""
+    return CPU_FP32_SDPA if model_cfg.cpu_fp32_attention else "sdpa"
+
+
 def build_tagger(model_cfg: ModelConfig, labels: list[str]) -> tuple[KnowledgeTagger, object]:
     """A fresh tagger with pretrained encoder weights, and its tokenizer."""
     source = resolve_encoder(model_cfg.encoder)
     hf_logging.set_verbosity_error()  # the unused pooler weights are expected, not worth a report
     tokenizer = AutoTokenizer.from_pretrained(source)
-    encoder = AutoModel.from_pretrained(source, attn_implementation="sdpa", add_pooling_layer=False)
+    encoder = AutoModel.from_pretrained(
+        source, config=encoder_config(source, model_cfg), attn_implementation=attention_name(model_cfg),
+        add_pooling_layer=False)
     return assemble_tagger(encoder, labels, model_cfg), tokenizer
 
 
@@ -67,7 +92,7 @@ def load_tagger(directory: str | Path, device: str | torch.device = "cpu") -> tu
     meta = json.loads((directory / TAGGER_META).read_text(encoding="utf-8"))
     model_cfg = ModelConfig.model_validate(meta["model"])
     config = AutoConfig.from_pretrained(directory / "encoder")
-    encoder = AutoModel.from_config(config, attn_implementation="sdpa", add_pooling_layer=False)
+    encoder = AutoModel.from_config(config, attn_implementation=attention_name(model_cfg), add_pooling_layer=False)
     tagger = assemble_tagger(encoder, meta["labels"], model_cfg)
     tagger.load_state_dict(torch.load(directory / BEST_WEIGHTS, map_location="cpu"))
     tokenizer = AutoTokenizer.from_pretrained(directory / "encoder")

@@ -68,6 +68,11 @@ def param_groups(named: list[tuple[str, torch.nn.Parameter]], lr: float, weight_
     return [{"params": decay, "lr": lr, "weight_decay": weight_decay}, {"params": rest, "lr": lr, "weight_decay": 0.0}]
 
 
+def adamw(params, device: torch.device, lr: float = 1e-3) -> torch.optim.AdamW:
+    """AdamW with PyTorch's fused kernel on CPU and CUDA (one pass over each tensor instead of a dozen ops per parameter)."""
+    return torch.optim.AdamW(params, lr=lr, fused=device.type in ("cpu", "cuda"))
+
+
 def save_checkpoint(path: Path, model: torch.nn.Module, optimizer, scheduler, state: dict) -> None:
     """Write model, optimizer, scheduler, loop state and RNG states to ``path`` atomically (a crash keeps the last one)."""
     tmp = path.with_name(path.name + ".tmp")
@@ -137,9 +142,10 @@ def train_tagger(
     total_steps = steps_per_epoch * train_cfg.epochs
     named = [(n, p) for n, p in tagger.named_parameters() if p.requires_grad]
     lr_encoder = train_cfg.lr_lora if model_cfg.lora is not None else train_cfg.lr_encoder
-    optimizer = torch.optim.AdamW(
+    optimizer = adamw(
         param_groups([(n, p) for n, p in named if n.startswith("encoder.")], lr_encoder, train_cfg.weight_decay)
-        + param_groups([(n, p) for n, p in named if not n.startswith("encoder.")], train_cfg.lr_head, train_cfg.weight_decay)
+        + param_groups([(n, p) for n, p in named if not n.startswith("encoder.")], train_cfg.lr_head, train_cfg.weight_decay),
+        device,
     )
     trainable = sum(p.numel() for _, p in named)
     total = sum(p.numel() for p in tagger.parameters())

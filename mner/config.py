@@ -63,6 +63,17 @@ class ModelConfig(_Strict):
 
     encoder: str = Field(DEFAULT_ENCODER, description="HF model id, local path, or offline:all-MiniLM-L6-v2")
     dropout: float = Field(0.1, ge=0.0, lt=1.0)
+    attention_dropout: float | None = Field(
+        None, ge=0.0, lt=1.0, description="dropout on the encoder's attention weights; None = the encoder's own (0.1 for "
+        "MiniLM). Above 0, PyTorch's CPU attention falls back from its fused kernel to the unfused one plus a "
+        "[batch, heads, length, length] dropout mask (benchmarks/profile_training.py: about half of a [T;Z] step). "
+        "0 with cpu_fp32_attention trained about 1.5x faster here, but cost 0.58 dev F1 on 3 seeds (benchmarks/RESULTS.md), "
+        "so the default keeps the encoder's own"
+    )
+    cpu_fp32_attention: bool = Field(
+        False, description="on the CPU, compute the encoder's attention in float32 under bf16 autocast (faster there than "
+        "bf16 once attention_dropout is 0, see models/attention.py); other devices are unaffected"
+    )
     shape_features: bool = True
     shape_dim: int = Field(32, ge=1)
     max_length: int = Field(256, ge=8, description="sub-tokens of [CLS] T [SEP] Z [SEP]; Z is cut to fit")

@@ -30,7 +30,7 @@ sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "benchmarks"))
 
 from stage2 import parse_overrides, provenance  # noqa: E402
-from throughput import load_samples, our_step  # noqa: E402
+from throughput import load_samples, our_step, train_step  # noqa: E402
 
 from engine.runtime import pick_device, set_threads  # noqa: E402
 from mner.config import ModelConfig  # noqa: E402
@@ -72,13 +72,7 @@ def main() -> None:
     samples = load_samples(args.config, args.samples)
     labels = label_list(entity_types([t for s in samples for t in s[1]]))
     loss_of, optimizer, batches = our_step(samples, labels, device, ModelConfig(**overrides))
-
-    def step(indices: list[int]) -> None:
-        loss = loss_of(indices)
-        optimizer.zero_grad()
-        loss.backward()
-        optimizer.step()
-
+    step = train_step(loss_of, optimizer)
     for indices in batches[:2]:
         step(indices)
     with profile(activities=[ProfilerActivity.CPU]) as prof:

@@ -78,15 +78,21 @@ def ours(samples, labels, device) -> float:
     return timed_pass(loss, optimizer, batches, len(samples))
 
 
-def timed_pass(loss_of, optimizer, batches: list[list[int]], sentences: int) -> float:
-    """Two warm-up steps, then one timed pass over ``batches``; returns sentences/s."""
+def train_step(loss_of, optimizer):
+    """One optimiser step on the batch of sample ``indices``, as a function of those indices."""
 
-    def step(indices):
+    def step(indices: list[int]) -> None:
         loss = loss_of(indices)
         optimizer.zero_grad()
         loss.backward()
         optimizer.step()
 
+    return step
+
+
+def timed_pass(loss_of, optimizer, batches: list[list[int]], sentences: int) -> float:
+    """Two warm-up steps, then one timed pass over ``batches``; returns sentences/s."""
+    step = train_step(loss_of, optimizer)
     for indices in batches[:2]:
         step(indices)
     started = time.perf_counter()

@@ -138,7 +138,7 @@ def main() -> None:
         rows.append(row)
         print(json.dumps(row), flush=True)
 
-    with local_llama_server(n_ctx=1024, n_threads=args.threads, log_dir=scratch / "logs") as url:
+    with local_llama_server(n_parallel=1, n_ctx=1024, n_threads=args.threads, log_dir=scratch / "logs") as url:
         base, usage = timed_run(url, prompts, 1, args.max_tokens, scratch / "seq")
         record("sequential", 1, 1, base, usage, None)
         for n in args.slots:

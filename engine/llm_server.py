@@ -218,11 +218,14 @@ class SlotDispatcher:
 
 @contextlib.contextmanager
 def local_llama_server(
-    model_path: str | Path | None = None, n_parallel: int = 1, n_ctx: int = 2048, host: str = "127.0.0.1",
+    *, n_parallel: int, n_ctx: int, model_path: str | Path | None = None, host: str = "127.0.0.1",
     port: int | None = None, n_threads: int | None = None, log_dir: str | Path | None = None,
     startup_timeout_s: float = 180.0,
 ) -> Iterator[str]:
-    """Run a llama.cpp server (``n_parallel`` processes behind one port when > 1) and yield its base URL."""
+    """Run a llama.cpp server (``n_parallel`` processes behind one port when > 1) and yield its base URL.
+
+    ``n_parallel`` and ``n_ctx`` have no defaults here: they come from ``stage1.llm`` (mner/config.py).
+    """
     model = Path(model_path) if model_path else default_model_path()
     if not model.is_file():
         raise FileNotFoundError(f"{model}: LLM model file not found")
@@ -256,12 +259,20 @@ def _get(config: Any, name: str, default: Any = None) -> Any:
     return getattr(config, name, default)
 
 
+def _required(config: Any, name: str) -> Any:
+    value = _get(config, name)
+    if value is None:
+        raise ValueError(f"the local LLM server needs stage1.llm.{name}; pass the stage1.llm config section")
+    return value
+
+
 def resolve_base_url(config: Any) -> ContextManager[str]:
     """A context yielding the LLM base URL: ``config.base_url`` as is when set, else a local server
     (``""`` and no server for ``backend: transformers``, which answers in process).
 
-    ``config`` (a mapping or an object) may give ``base_url``, ``local_model`` (GGUF path; default
-    SmolLM2), ``n_parallel``, ``n_ctx``, ``n_threads`` and ``log_dir`` for the local server.
+    ``config`` (a mapping or an object, e.g. the ``stage1.llm`` section) gives ``base_url``, or for the
+    local server ``n_parallel`` and ``n_ctx`` (required) and optionally ``local_model`` (GGUF path;
+    default SmolLM2), ``n_threads`` and ``log_dir``.
     """
     url = _get(config, "base_url")
     if url:
@@ -269,8 +280,8 @@ def resolve_base_url(config: Any) -> ContextManager[str]:
     if _get(config, "backend") == "transformers":
         return contextlib.nullcontext("")  # answered in process: no server, no URL
     return local_llama_server(
-        model_path=_get(config, "local_model"), n_parallel=int(_get(config, "n_parallel", 1) or 1),
-        n_ctx=int(_get(config, "n_ctx", 2048) or 2048), n_threads=_get(config, "n_threads"),
+        model_path=_get(config, "local_model"), n_parallel=int(_required(config, "n_parallel")),
+        n_ctx=int(_required(config, "n_ctx")), n_threads=_get(config, "n_threads"),
         log_dir=_get(config, "log_dir"),
     )
 

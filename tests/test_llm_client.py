@@ -70,7 +70,7 @@ def llama_url(llama_logs: Path):
     """One real llama.cpp server with SmolLM2 for the whole module."""
     from engine.llm_server import local_llama_server
 
-    with local_llama_server(n_ctx=1024, log_dir=llama_logs) as url:
+    with local_llama_server(n_parallel=1, n_ctx=1024, log_dir=llama_logs) as url:
         yield url
 
 

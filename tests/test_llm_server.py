@@ -27,7 +27,7 @@ def ask(base_url: str, text: str) -> dict:
 
 
 def test_server_answers_then_stops(tmp_path: Path) -> None:
-    with local_llama_server(n_ctx=512, log_dir=tmp_path) as url:
+    with local_llama_server(n_parallel=1, n_ctx=512, log_dir=tmp_path) as url:
         assert url.startswith("http://127.0.0.1:") and url.endswith("/v1")
         models = httpx.get(f"{url}/models", timeout=10).json()
         assert models["data"], models
@@ -59,11 +59,21 @@ def test_a_given_base_url_is_used_as_is() -> None:
 
 def test_missing_or_broken_models_give_clear_errors(tmp_path: Path) -> None:
     with pytest.raises(FileNotFoundError, match="nowhere.gguf: LLM model file not found"):
-        with local_llama_server(model_path=tmp_path / "nowhere.gguf"):
+        with local_llama_server(model_path=tmp_path / "nowhere.gguf", n_parallel=1, n_ctx=512):
             pass
     broken = tmp_path / "broken.gguf"
     broken.write_bytes(b"this is not a GGUF file")
     with pytest.raises(RuntimeError, match=r"llama.cpp server exited \(exit code"):
-        with local_llama_server(model_path=broken, log_dir=tmp_path / "logs"):
+        with local_llama_server(model_path=broken, n_parallel=1, n_ctx=512, log_dir=tmp_path / "logs"):
             pass
     assert default_model_path().name == "SmolLM2-135M-Instruct.Q4_1.gguf"
+
+
+def test_the_local_server_takes_its_size_from_the_config_only() -> None:
+    """No default of its own: without stage1.llm's n_parallel / n_ctx the local server refuses to start."""
+    with pytest.raises(ValueError, match="stage1.llm.n_parallel"):
+        with resolve_base_url({"n_ctx": 512}):
+            pass
+    with pytest.raises(ValueError, match="stage1.llm.n_ctx"):
+        with resolve_base_url({"n_parallel": 1}):
+            pass

@@ -23,7 +23,7 @@ sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "benchmarks"))
 
 from mner.config import load_config  # noqa: E402
-from stage2 import config_parser, joined_splits, log_stages_to_stderr, parse_overrides, peak_rss_mib, provenance  # noqa: E402
+from stage2 import append_rows, config_parser, joined_splits, log_stages_to_stderr, parse_overrides, peak_rss_mib, provenance  # noqa: E402
 from tasks.backbone import train_backbone_stage  # noqa: E402
 
 RESULTS = ROOT / "benchmarks" / "results" / "backbone.jsonl"
@@ -56,9 +56,7 @@ def main() -> None:
         "peak_rss_mib": peak_rss_mib(),
         "wall_seconds": round(time.time() - started, 1), **provenance(),
     }
-    RESULTS.parent.mkdir(parents=True, exist_ok=True)
-    with open(RESULTS, "a", encoding="utf-8") as handle:
-        handle.write(json.dumps(row) + "\n")
+    append_rows(RESULTS, [row])
     print(json.dumps({k: v for k, v in row.items() if k != "history"}, indent=2))
 
 

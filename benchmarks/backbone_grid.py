@@ -21,7 +21,7 @@ sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "benchmarks"))
 
 from mner.server import prefect_defaults  # noqa: E402
-from stage2 import config_parser, parse_overrides, provenance  # noqa: E402
+from stage2 import append_rows, config_parser, parse_overrides, provenance  # noqa: E402
 
 RESULTS = ROOT / "benchmarks" / "results" / "backbone_grid.jsonl"
 
@@ -40,10 +40,7 @@ def main() -> None:
     rows = backbone_grid(config_file=args.config, overrides=overrides,
                          align_lambdas=args.align or [0.0, 0.1], infonce_lambdas=args.infonce or [0.0, 0.1])
     meta = {"overrides": overrides, "wall_seconds": round(time.time() - started, 1), **provenance()}
-    RESULTS.parent.mkdir(parents=True, exist_ok=True)
-    with open(RESULTS, "a", encoding="utf-8") as handle:
-        for row in rows:
-            handle.write(json.dumps({**row, **meta}) + "\n")
+    append_rows(RESULTS, [{**row, **meta} for row in rows])
     print(json.dumps(rows, indent=2))
 
 

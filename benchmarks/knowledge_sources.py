@@ -24,7 +24,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "benchmarks"))
 
-from stage2 import provenance  # noqa: E402
+from stage2 import append_rows, provenance  # noqa: E402
 
 from mner import formats, pgim  # noqa: E402
 from mner.server import prefect_defaults  # noqa: E402
@@ -89,8 +89,7 @@ def main() -> None:
                    "test_recall": s["test_recall"], "test_f1": s["test_f1"], "flow_seconds": round(time.time() - started, 1),
                    "overrides": {**{k: v for k, v in base.items() if not k.startswith("dataset.")}, **overrides},
                    **provenance()}
-            with open(RESULTS, "a", encoding="utf-8") as handle:
-                handle.write(json.dumps(row) + "\n")
+            append_rows(RESULTS, [row])
             print(json.dumps(row))
 
 

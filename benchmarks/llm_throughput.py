@@ -37,7 +37,7 @@ sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "benchmarks"))
 
 import torch  # noqa: E402
-from stage2 import provenance  # noqa: E402
+from stage2 import append_rows, provenance  # noqa: E402
 
 from engine.llm_client import LLMSettings, complete_all  # noqa: E402
 from engine.llm_server import local_llama_server  # noqa: E402
@@ -163,10 +163,7 @@ def main() -> None:
             record("transformers batched", batch, 1, seconds, usage, base, threads=torch.get_num_threads(),
                    precision="bf16" if generator.bf16 else "fp32", load_seconds=loaded,
                    same_as_sequential=same(answers, sequential), same_as_first_batch=same(answers, runs[0][3]))
-    RESULTS.parent.mkdir(parents=True, exist_ok=True)
-    with open(RESULTS, "a", encoding="utf-8") as handle:
-        for row in rows:
-            handle.write(json.dumps(row) + "\n")
+    append_rows(RESULTS, rows)
     print("\n| mode | concurrency or batch | processes x threads | seconds | samples/s | ratio vs sequential | requests "
           "| completion tokens | answers = sequential |")
     print("|---|---|---|---|---|---|---|---|---|")

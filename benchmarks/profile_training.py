@@ -29,7 +29,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "benchmarks"))
 
-from stage2 import parse_overrides, provenance  # noqa: E402
+from stage2 import append_rows, parse_overrides, provenance  # noqa: E402
 from throughput import load_samples, our_step, train_step  # noqa: E402
 
 from engine.runtime import pick_device, set_threads  # noqa: E402
@@ -104,9 +104,7 @@ def main() -> None:
            "bf16_peak_gflops": round(peak, 1), "share_of_peak": round(achieved / peak, 3),
            "bf16_model_shape_gflops": round(model_shaped, 1), "share_of_model_shape": round(achieved / model_shaped, 3),
            "peak_rss_mib": rss, "top_ops": top, **provenance()}
-    RESULTS.parent.mkdir(parents=True, exist_ok=True)
-    with open(RESULTS, "a", encoding="utf-8") as handle:
-        handle.write(json.dumps(row) + "\n")
+    append_rows(RESULTS, [row])
     print(json.dumps({k: v for k, v in row.items() if k != "top_ops"}, indent=2))
 
 

@@ -28,7 +28,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "benchmarks"))
 
-from stage2 import provenance  # noqa: E402
+from stage2 import append_rows, provenance  # noqa: E402
 
 from engine.retrieval import EmbedderOptions, example_items, make_embedder, retrieve
 from mner import formats, pgim  # noqa: E402
@@ -111,10 +111,7 @@ def main() -> None:
         sys.exit(f"benchmark data not found at {DATA} (see the project README)")
     meta = provenance()
     rows = [{**row, **meta} for name in args.datasets for row in run_dataset(name, args.split, args.k, args.seed, args.embedders, args.backbone_label, args.pooling)]
-    RESULTS.parent.mkdir(parents=True, exist_ok=True)
-    with open(RESULTS, "a", encoding="utf-8") as handle:
-        for row in rows:
-            handle.write(json.dumps(row) + "\n")
+    append_rows(RESULTS, rows)
     print("| dataset | embedder | query | k | type-overlap@k | queries |\n|---|---|---|---|---|---|")
     for row in rows:
         print(f"| {row['dataset']} | {row['embedder']} | {row['query']} | {row['k']} | {row['score']:.3f} | {row['n_queries']} |")

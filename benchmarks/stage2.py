@@ -66,6 +66,14 @@ def provenance() -> dict[str, str]:
             "machine": machine()}
 
 
+def append_rows(path: Path, rows: list[dict]) -> None:
+    """Append ``rows`` as JSON lines to the results file ``path`` (created with its folder when missing)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "a", encoding="utf-8") as handle:
+        for row in rows:
+            handle.write(json.dumps(row) + "\n")
+
+
 def config_parser(doc: str | None) -> argparse.ArgumentParser:
     """An argument parser with the options every config-driven benchmark takes: ``--config`` and ``--set``."""
     parser = argparse.ArgumentParser(description=doc, formatter_class=argparse.RawDescriptionHelpFormatter)

@@ -26,7 +26,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "benchmarks"))
 
-from stage2 import provenance  # noqa: E402
+from stage2 import append_rows, provenance  # noqa: E402
 from torchcrf import CRF as TorchCRF  # noqa: E402
 from transformers import AutoModel, AutoTokenizer  # noqa: E402
 
@@ -157,9 +157,7 @@ def main() -> None:
     row = {"samples": len(samples), "batch_size": BATCH, "max_length": max_length, "threads": threads,
            "ours_sentences_per_second": round(ours_rate, 2), "naive_sentences_per_second": round(naive_rate, 2),
            "ratio": round(ours_rate / naive_rate, 2), **provenance()}
-    RESULTS.parent.mkdir(parents=True, exist_ok=True)
-    with open(RESULTS, "a", encoding="utf-8") as handle:
-        handle.write(json.dumps(row) + "\n")
+    append_rows(RESULTS, [row])
     print(json.dumps(row, indent=2))
 
 

@@ -1,4 +1,4 @@
-"""The whole stage 1 on 16 posts per split of the demo sample with the real local llama.cpp server (SmolLM2)
+"""The whole stage 1 on 8 posts per split of the demo sample with the real local llama.cpp server (SmolLM2)
 and real RapidOCR, then stage 2 consuming its knowledge; a rerun replays from the cache; the API key leaks nowhere."""
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ from tests.stage_checks import published_run_ids
 from tests.tiny_sample import write_tiny_sample
 
 pytestmark = pytest.mark.slow
-PER_SPLIT = 16
+PER_SPLIT = 8
 SECRET = "sk-test-SECRET-stage1-7731"
 
 
@@ -41,7 +41,7 @@ def test_stage1_with_local_llm_feeds_stage2(prefect_harness, tmp_path: Path, mon
     overrides = {**write_tiny_sample(tmp_path / "data", per_split=PER_SPLIT),
                  "artifacts_root": str(root), "stage1.knowledge.backend": "llm", "stage1.prompt.n_examples": 0,
                  "stage1.llm.max_tokens": 16, "stage1.llm.n_parallel": 2, "stage1.llm.concurrency": 2,
-                 "stage1.llm.shard_size": 8, "variants": ["text+knowledge"], "train.epochs": 1,
+                 "stage1.llm.shard_size": 4, "variants": ["text+knowledge"], "train.epochs": 1,
                  "train.max_train_sentences": 40, "model.max_length": 128}
     state = pipeline(overrides=overrides, return_state=True)
     assert state.is_completed(), state

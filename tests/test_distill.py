@@ -99,7 +99,7 @@ def test_distilled_model_is_trained_saved_asked_by_the_llm_stage_and_cached(
                  "stage1.ocr.backend": "none", "stage1.retrieval.embedder": "random", "stage1.prompt.tokenizer": "whitespace",
                  "stage1.llm.max_tokens": 6, "stage1.llm.batch_size": 8, "stage1.llm.shard_size": 8,
                  "stage1.llm.precision": "fp32", "stage1.distill.enabled": True, "stage1.distill.base_model": str(tiny_model),
-                 "stage1.distill.method": "full", "stage1.distill.lr": 0.01, "stage1.distill.epochs": 4,
+                 "stage1.distill.method": "full", "stage1.distill.lr": 0.01, "stage1.distill.epochs": 12,
                  "stage1.distill.batch_size": 4}
     first = pipeline(overrides=overrides, until="llm")
     [distilled] = ArtifactStore(root).entries("distill")

@@ -287,8 +287,13 @@ def predict_command(
     config: Optional[Path] = typer.Option(None, "--config", "-c", help="Config naming the backends (default: the demo's)."),
     artifacts_root: Optional[Path] = typer.Option(None, "--artifacts-root", help="The store --run is looked up in (default: as for `mner run`)."),
     backbone: Optional[str] = typer.Option(None, "--backbone", help="With --llm and the fused embedder: a backbone-stage directory or key."),
+    set_: List[str] = typer.Option([], "--set", help="Override a config field: KEY=VALUE, e.g. stage1.llm.local_model=DIR."),
 ) -> None:
-    """Tag one post with a trained model and print the entities as JSON."""
+    """Tag one post with a trained model and print the entities as JSON.
+
+    With ``stage1.distill.enabled``, ``--llm`` asks the newest distilled model in the store, unless
+    ``stage1.llm.local_model`` names another.
+    """
     import json
 
     from engine.predict import predict_post
@@ -300,12 +305,24 @@ def predict_command(
     if image is not None and not image.is_file():
         raise typer.BadParameter(f"{image}: no such file", param_hint="--image")
     artifacts_root = _store_root(artifacts_root)
-    cfg = load_config(config, {"artifacts_root": str(artifacts_root)})
+    overrides = _checked_overrides(config, [*set_, f"artifacts_root={artifacts_root}"])
+    cfg, identity = load_config(config, overrides), None
+    if llm and cfg.stage1.distill.enabled and cfg.stage1.llm.local_model is None:
+        from engine.distillation import distilled_identity
+        from mner.trained import DistilledModelNotFound, latest_distilled
+
+        try:
+            distilled, key = latest_distilled(artifacts_root)
+        except DistilledModelNotFound as exc:
+            typer.echo(f"error: --llm: {exc}", err=True)
+            raise typer.Exit(2) from exc
+        cfg, identity = load_config(config, {**overrides, "stage1.llm.local_model": str(distilled)}), \
+            distilled_identity(key, cfg.stage1.llm.precision)
     backbone_dir = _stage_dir(backbone, "backbone", "backbone.json", artifacts_root, "--backbone") if backbone else None
     if llm and cfg.stage1.retrieval.embedder == "fused" and backbone_dir is None:
         raise typer.BadParameter("the fused embedder needs a trained backbone", param_hint="--backbone")
     result = predict_post(_model_dir(run_or_dir, artifacts_root), text, cfg, knowledge, image, llm, backbone_dir,
-                          read_prefect_secret)
+                          read_prefect_secret, identity)
     typer.echo(json.dumps(result, ensure_ascii=False, indent=2))
 
 

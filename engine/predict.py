@@ -42,11 +42,13 @@ def image_text(image: str | Path, config: PipelineConfig) -> dict[str, Any]:
 
 
 def llm_knowledge(tokens: list[str], caption: str, ocr: str, config: PipelineConfig,
-                  backbone_dir: str | Path | None = None, read_secret: SecretReader | None = None) -> str:
+                  backbone_dir: str | Path | None = None, read_secret: SecretReader | None = None,
+                  llm_identity: str | None = None) -> str:
     """Ask the configured LLM for knowledge about one post, with the pipeline's retrieval and prompt.
 
     The ``fused`` embedder needs ``backbone_dir`` (a backbone-stage output directory); ``read_secret``
-    reads ``stage1.llm.api_key_secret`` when it is set.
+    reads ``stage1.llm.api_key_secret`` when it is set; ``llm_identity`` names the answering model in
+    the answer cache instead of its file (a distilled model: by its distill output's key).
     """
     from engine.answer_cache import default_cache_dir
     from engine.answers import answer_rows
@@ -71,7 +73,7 @@ def llm_knowledge(tokens: list[str], caption: str, ocr: str, config: PipelineCon
     prompt = fit_prompt(template, shots, query, make_token_counter(s1.prompt.tokenizer), s1.prompt.max_prompt_tokens)
     local = s1.llm.backend == "transformers"
     with resolve_base_url({**s1.llm.model_dump(), "n_parallel": 1}) as base_url:
-        results, _ = answer_rows([{"id": query.id, "messages": prompt.messages}], knowledge_settings(s1.llm, base_url),
+        results, _ = answer_rows([{"id": query.id, "messages": prompt.messages}], knowledge_settings(s1.llm, base_url, llm_identity),
                                  default_cache_dir(config.artifacts_root), "--text", 1, s1.llm.max_answer_chars,
                                  read_secret=read_secret, batch_size=1,
                                  generator=load_generator(s1.llm.local_model, s1.llm.precision) if local else None)
@@ -80,19 +82,20 @@ def llm_knowledge(tokens: list[str], caption: str, ocr: str, config: PipelineCon
     return results[0]["knowledge"]
 
 
-def knowledge_settings(llm: LlmConfig, base_url: str) -> LLMSettings:
+def knowledge_settings(llm: LlmConfig, base_url: str, identity: str | None = None) -> LLMSettings:
     """The client settings :func:`llm_knowledge` asks with: every ``stage1.llm`` value, and the pipeline's
-    name for the endpoint, so that a prompt the pipeline asked already is answered from its cache."""
+    name for the endpoint (``identity``, else the model's), so that a prompt the pipeline asked already is
+    answered from its cache."""
     from engine.llm_client import LLMSettings
     from engine.local_generate import answering_identity
 
-    return LLMSettings.from_config(llm, base_url, answering_identity(llm))
+    return LLMSettings.from_config(llm, base_url, identity or answering_identity(llm))
 
 
 def predict_post(
     model_dir: str | Path, text: str, config: PipelineConfig, knowledge: str | None = None,
     image: str | Path | None = None, ask_llm: bool = False, backbone_dir: str | Path | None = None,
-    read_secret: SecretReader | None = None,
+    read_secret: SecretReader | None = None, llm_identity: str | None = None,
 ) -> dict[str, Any]:
     """Entities of one post as a JSON-able dict: tokens, tags, entities (text, type, start, end), inputs used."""
     from engine.runtime import pick_device
@@ -103,7 +106,7 @@ def predict_post(
         raise ValueError("the text has no tokens")
     seen = image_text(image, config) if image else {"caption": "", "ocr": "", "errors": []}
     if ask_llm and knowledge is None:
-        knowledge = llm_knowledge(tokens, seen["caption"], seen["ocr"], config, backbone_dir, read_secret)
+        knowledge = llm_knowledge(tokens, seen["caption"], seen["ocr"], config, backbone_dir, read_secret, llm_identity)
     device = pick_device("auto")
     tagger, encoder = load_tagger(model_dir, device)
     tags = predict(tagger, [encoder.encode(tokens, None, knowledge or None)], device, bf16=False)[0]

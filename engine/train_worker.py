@@ -1,6 +1,7 @@
 """One training job in a process of its own: ``python -m engine.train_worker JOB.json``.
 
-The train stage writes the job file and starts this module, directly for one process or under
+The train, backbone and distill stages write the job file (``kind``: the tagger by default,
+``backbone``, ``distill``) and start this module, directly for one process or under
 ``torch.distributed.run`` for several (one per GPU on CUDA; gloo processes on the CPU). Keeping
 training out of the flow's process frees its memory when it ends and lets DDP ranks start clean.
 Rank 0 writes the result file named in the job.
@@ -33,6 +34,12 @@ def _train_backbone(job: dict, train_cfg: TrainConfig, log) -> TrainResult:
 def run_job(job_path: str | Path) -> dict:
     """Run the job described by ``job_path``; returns (and on rank 0 writes) the result."""
     job = json.loads(Path(job_path).read_text(encoding="utf-8"))
+    if job.get("kind") == "distill":  # one process; its own config section (stage1.distill)
+        from engine.distillation import distill_job
+
+        done = distill_job(job, lambda message: print(message, flush=True))
+        Path(job["result_file"]).write_text(json.dumps(done, indent=2), encoding="utf-8")
+        return done
     train_cfg = TrainConfig.model_validate(job["train"])
     distributed = int(job.get("processes", 1)) > 1
     if distributed:

@@ -1,7 +1,7 @@
 """The ``mner-pipeline`` flow: load -> stage 1 (subflow) -> join knowledge -> train -> evaluate -> report.
 
 Stage 1 is captions and OCR, then (with the ``llm`` knowledge backend) retrieval, prompts, the
-LLM and the SFT export; with the ``file`` backend, PGIM's released knowledge is joined instead.
+optional distillation of a local LLM, the LLM and the SFT export; with the ``file`` backend, PGIM's released knowledge is joined instead.
 
 Every stage is a cached task keyed by its inputs' content, its config and its code version, so a
 new run replays unchanged stages as Cached. ``refresh`` names stages to recompute regardless of the
@@ -33,14 +33,15 @@ STAGE_INPUTS: dict[str, tuple[str, ...]] = {
     "backbone": ("load", "caption", "ocr"),
     "retrieve": ("load", "caption", "ocr", "backbone"),
     "prompts": ("load", "retrieve", "caption", "ocr"),
-    "llm": ("prompts",),
+    "distill": ("load", "prompts"),
+    "llm": ("prompts", "distill"),
     "sft": ("prompts", "llm"),
     "knowledge": ("load", "caption", "llm"),
     "train": ("knowledge",),
     "evaluate": ("train", "knowledge"),
 }
 STAGES = tuple(STAGE_INPUTS)
-STAGE1_STAGES = ("caption", "ocr", "backbone", "retrieve", "prompts", "llm", "sft")
+STAGE1_STAGES = ("caption", "ocr", "backbone", "retrieve", "prompts", "distill", "llm", "sft")
 
 
 def downstream_of(stages: list[str]) -> set[str]:

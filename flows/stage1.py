@@ -1,5 +1,8 @@
 """Stage 1: image to text (captions, OCR), similar-example retrieval, prompts, LLM knowledge.
 
+With ``stage1.distill.enabled`` a small local LLM is first fine-tuned on the teacher's answers for
+the train split (stage ``distill``), and the llm stage asks it, named by the distill output's key.
+
 With ``stage1.retrieval.embedder: fused`` the multimodal backbone is trained first (stage
 ``backbone``) and retrieval uses its fused features (PGIM's MSEA).
 
@@ -13,15 +16,17 @@ from typing import Any, Callable
 
 from prefect import flow
 
+from engine.distillation import MODEL_DIR, distilled_identity, model_sources
 from engine.image_io import image_sources
-from engine.llm_server import resolve_base_url
+from engine.llm_server import default_model_path, resolve_base_url
 from engine.local_generate import answering_identity
 from engine.prompting import template_sources
 from mner.config import PipelineConfig
 from mner.samples import Sample
 from tasks.backbone import backbone_image_sources, train_backbone_stage
 from tasks.caption import caption_shard
-from tasks.common import run_stage
+from tasks.common import run_stage, stage_logger
+from tasks.distill import distill_settings, distill_stage
 from tasks.llm import llm_shard, shard_settings
 from tasks.ocr import ocr_shard
 from tasks.prompt import build_prompts
@@ -30,7 +35,7 @@ from tasks.retrieve import retrieve_examples
 from tasks.sft import export_sft
 from tasks.shards import map_shards
 
-STAGES = ("caption", "ocr", "backbone", "retrieve", "prompts", "llm", "sft")
+STAGES = ("caption", "ocr", "backbone", "retrieve", "prompts", "distill", "llm", "sft")
 
 
 def as_source(value: object) -> str | None:
@@ -86,11 +91,20 @@ def stage1(config: PipelineConfig, data: dict[str, Any], refresh: list[str], unt
     if done("prompts"):
         return out
     llm = cfg.llm
+    endpoint, local_model = answering_identity(llm), as_source(llm.local_model)
+    if cfg.distill.enabled:
+        out["distill"] = run_stage(distill_stage, "distill" in refresh, **distill_params(config, data, out["prompts"]))
+        endpoint = distilled_identity(out["distill"]["key"], llm.precision)
+        local_model = f"{out['distill']['dir']}/{MODEL_DIR}"
+        if llm.local_model:
+            stage_logger().warning("stage1.llm.local_model=%s is not asked: with stage1.distill.enabled the llm stage "
+                                   "asks the distilled model %s", llm.local_model, local_model)
+    if done("distill"):
+        return out
     with resolve_base_url(llm.model_dump()) as base_url:
         out["llm"] = map_shards(llm_shard, out["prompts"], llm.shard_size, "llm" in refresh, input_name="prompts",
-                                max_missing=llm.max_missing, endpoint=answering_identity(llm), llm=shard_settings(llm),
-                                runtime={"base_url": base_url, "local_model": as_source(llm.local_model)},
-                                artifacts_root=root)
+                                max_missing=llm.max_missing, endpoint=endpoint, llm=shard_settings(llm),
+                                runtime={"base_url": base_url, "local_model": local_model}, artifacts_root=root)
     publish_llm_usage(config.dataset.name, out["llm"])
     if done("llm") or not cfg.knowledge.sft_export:
         return out
@@ -109,6 +123,15 @@ def backbone_params(config: PipelineConfig, data: dict[str, Any], captions: dict
                 sources=backbone_image_sources(data, config.dataset.images) if clip else {},
                 backbone={**config.backbone.model_dump(mode="json"), **weights},
                 train=config.train.model_dump(mode="json"), artifacts_root=str(config.artifacts_root))
+
+
+def distill_params(config: PipelineConfig, data: dict[str, Any], prompts: dict[str, Any]) -> dict[str, Any]:
+    """Parameters of the ``distill`` stage: the teacher's answers and the base model by content, the settings as config."""
+    d = config.stage1.distill
+    answers = d.answers or config.dataset.knowledge_train
+    sources = {"answers": as_source(answers), **model_sources(d.base_model or default_model_path())}
+    return {"prompts": prompts, "data": data, "sources": sources, "distill": distill_settings(d),
+            "artifacts_root": str(config.artifacts_root)}
 
 
 def _file_source(path: object) -> Callable[[list[dict[str, Any]]], dict[str, Any]]:

@@ -257,6 +257,27 @@ class KnowledgeConfig(_Strict):
     sft_export: bool = Field(True, description="write prompts + answers as chat JSONL for fine-tuning (llm backend)")
 
 
+class DistillConfig(_Strict):
+    """Distil the ChatGPT answers of the train split into a small local LLM that stage 1 then asks zero-shot."""
+
+    enabled: bool = False
+    base_model: Path | None = Field(None, description="GGUF file or model directory to fine-tune; None = SmolLM2's GGUF")
+    answers: Path | None = Field(None, description="None = dataset.knowledge_train (PGIM's ChatGPT file), or a JSONL of {id, knowledge}")
+    method: Literal["lora", "full"] = "lora"
+    lora: LoraConfig = LoraConfig(rank=16, alpha=32.0, dropout=0.05, target_modules=("q_proj", "k_proj", "v_proj", "o_proj"))
+    epochs: int = Field(2, ge=1)
+    lr: float = Field(2e-4, gt=0, description="peak AdamW learning rate (LoRA; about 2e-5 for method: full)")
+    warmup_ratio: float = Field(0.05, ge=0, lt=1)
+    batch_size: int = Field(8, ge=1)
+    max_seq_tokens: int = Field(384, ge=16, description="prompt + answer tokens; longer answers are cut (and counted)")
+    heldout_fraction: float = Field(0.05, ge=0.0, lt=1.0, description="share of the train pairs kept out for a held-out loss")
+    checkpoint_steps: int = Field(200, ge=1, description="also checkpoint every N optimizer steps (one full epoch is long)")
+    max_pairs: int | None = Field(None, ge=1, description="use only the first N pairs (smoke runs)")
+    max_rejected_share: float = Field(0.02, ge=0.0, le=1.0, description="fail above this share of train samples without a usable answer")
+    seed: int = 42
+    precision: Literal["auto", "fp32", "bf16"] = Field("auto", description="auto: bf16 autocast where the CPU or GPU has it")
+
+
 class Stage1Config(_Strict):
     """Stage 1: image to text, example retrieval, prompts, LLM knowledge."""
 
@@ -267,6 +288,7 @@ class Stage1Config(_Strict):
     prompt: PromptConfig = PromptConfig()
     llm: LlmConfig = LlmConfig()
     knowledge: KnowledgeConfig = KnowledgeConfig()
+    distill: DistillConfig = DistillConfig()
 
 
 class PipelineConfig(_Strict):
@@ -289,6 +311,15 @@ class PipelineConfig(_Strict):
                     raise ValueError(f"variant text+knowledge with stage1.knowledge.backend=file needs dataset.knowledge_{split}")
         if self.stage1.knowledge.backend == "llm" and self.stage1.prompt.n_examples and self.dataset.examples is None:
             raise ValueError("stage1.prompt.n_examples > 0 needs dataset.examples (and dataset.examples_entities)")
+        s1 = self.stage1
+        if s1.distill.enabled:  # the distilled model learns the train split's answers and is asked zero-shot in process
+            have = {"knowledge.backend": s1.knowledge.backend, "llm.backend": s1.llm.backend, "prompt.n_examples": s1.prompt.n_examples}
+            want = {"knowledge.backend": "llm", "llm.backend": "transformers", "prompt.n_examples": 0}
+            wrong = [f"stage1.{name}={have[name]!r} (set it to {value!r})" for name, value in want.items() if have[name] != value]
+            if s1.distill.answers is None and self.dataset.knowledge_train is None:
+                wrong.append("stage1.distill.answers and dataset.knowledge_train are both unset (set one to the teacher's answers)")
+            if wrong:
+                raise ValueError("stage1.distill.enabled asks the distilled model zero-shot in process; fix " + "; ".join(wrong))
         if self.stage1.caption.backend == "file" and self.dataset.captions is None:
             raise ValueError("stage1.caption.backend=file needs dataset.captions (a caption file); "
                              "without one, set stage1.caption.backend: none (or blip2 to caption the images)")
@@ -332,7 +363,7 @@ def _resolve_paths(data: dict, base: Path) -> dict:
     if isinstance(root, str) and not Path(root).is_absolute():
         data["artifacts_root"] = str((base / root).resolve())
     stage1 = data.get("stage1") if isinstance(data.get("stage1"), dict) else {}
-    for section, key in (("prompt", "template_dir"), ("llm", "local_model")):
+    for section, key in (("prompt", "template_dir"), ("llm", "local_model"), ("distill", "base_model"), ("distill", "answers")):
         node = stage1.get(section)
         if isinstance(node, dict) and isinstance(node.get(key), str) and not Path(node[key]).is_absolute():
             node[key] = str((base / node[key]).resolve())

@@ -24,6 +24,8 @@ from mner.store import CREATED_FORMAT, MANIFEST, ArtifactStore
 TRAIN_STAGE = "train"
 MODEL_FILE = "tagger.json"
 LATEST = "latest"
+DISTILL_STAGE = "distill"
+DISTILLED_MODEL = "model"  # the model directory inside a distill output
 SPELLINGS = "latest, latest:VARIANT, DATASET/VARIANT, DATASET/latest, a train directory or a train key (prefix)"
 LISTED = 20
 
@@ -103,3 +105,20 @@ def resolve_model(reference: str, root: str | Path) -> Path:
     if chosen is None:
         raise ModelNotFound(reference, ArtifactStore(root).root, models)
     return chosen.dir
+
+
+class DistilledModelNotFound(LookupError):
+    """The store holds no distilled model for ``mner predict --llm`` with ``stage1.distill.enabled``."""
+
+
+def latest_distilled(root: str | Path) -> tuple[Path, str]:
+    """The model directory of the newest published ``distill`` output of the store at ``root``, and that output's key."""
+    store = ArtifactStore(root)
+    entries = [entry for entry in store.entries(DISTILL_STAGE)
+               if not entry["incomplete"] and (Path(entry["dir"]) / DISTILLED_MODEL / "config.json").is_file()]
+    if not entries:
+        raise DistilledModelNotFound(
+            f"stage1.distill.enabled, but {store.root} holds no distilled model: run the pipeline with this config first "
+            "(`mner run ... --until llm`), or name a model with --set stage1.llm.local_model=DIR")
+    newest = max(entries, key=_newness)
+    return Path(newest["dir"]) / DISTILLED_MODEL, newest["key"]

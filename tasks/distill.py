@@ -1,0 +1,63 @@
+"""Stage ``distill``: fine-tune a small local LLM on the teacher's answers for the train split's zero-shot prompts.
+
+Pairs are made here (:mod:`engine.distillation`); training runs in a process of its own
+(``engine.train_worker``, job kind ``distill``), whose checkpoint stays in this stage's work
+directory when it dies, so running the stage again resumes it. The output's ``model/`` is a model
+directory that the llm stage's transformers backend loads.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from engine.distillation import CHECKPOINT, base_model_path, build_pairs, mark_heldout, teacher_answers
+from engine.launcher import run_training_job
+from mner.config import DistillConfig
+from mner.samples import read_jsonl, read_samples, write_jsonl
+from mner.store import StageRun
+from tasks.common import stage_logger, stage_task
+
+NOT_STAGE_SETTINGS = frozenset({"enabled", "base_model", "answers"})  # the files enter the key by content, as sources
+
+
+def distill_settings(distill: DistillConfig) -> dict[str, Any]:
+    """The ``distill`` argument of :func:`distill_stage`: the section as JSON, less what ``sources`` says by content."""
+    return distill.model_dump(mode="json", exclude=set(NOT_STAGE_SETTINGS))
+
+
+@stage_task("distill")
+def distill_stage(run: StageRun, prompts: dict[str, Any], data: dict[str, Any], sources: dict[str, str],
+                  distill: dict[str, Any], artifacts_root: str) -> dict[str, Any]:
+    """Write ``pairs.jsonl`` and ``rejected.jsonl``, train, and leave the distilled model in ``model/``.
+
+    ``sources`` holds ``answers`` (the teacher's file) and the base model
+    (:func:`engine.distillation.model_sources`). More rejected pairs than
+    ``max_rejected_share`` of the train split fail the stage, naming the first ones.
+    """
+    log = stage_logger()
+    cfg = DistillConfig.model_validate(distill)
+    if not sources.get("answers"):
+        raise ValueError("distill: no teacher answers; set stage1.distill.answers or dataset.knowledge_train")
+    train = read_samples(Path(data["dir"]) / "train.jsonl")
+    prompts_path = Path(prompts["dir"]) / "train.jsonl"
+    answers, rejected = teacher_answers(sources["answers"], train)
+    pairs, without = build_pairs(read_jsonl(prompts_path), prompts_path, answers, sources["answers"])
+    rejected += without
+    write_jsonl(run.work_dir / "rejected.jsonl", rejected)
+    for bad in rejected[:20]:
+        log.warning("distill: %s: %s%s", bad["where"], bad["reason"], f" ({bad['id']})" if bad["id"] else "")
+    share = len(rejected) / max(len(train), 1)
+    if share > cfg.max_rejected_share:
+        raise ValueError(f"distill: {len(rejected)} rejected pairs for {len(train)} train samples ({share:.1%}), more than "
+                         f"stage1.distill.max_rejected_share={cfg.max_rejected_share}; see {run.work_dir / 'rejected.jsonl'}. "
+                         "Check that the answers belong to this split, or raise the share")
+    pairs = mark_heldout(pairs[: cfg.max_pairs], cfg.heldout_fraction, cfg.seed)
+    write_jsonl(run.work_dir / "pairs.jsonl", pairs)
+    log.info("distill: %d pairs (%d held out), %d rejected; %s", len(pairs), sum(p["heldout"] for p in pairs),
+             len(rejected), "resuming from its checkpoint" if (run.work_dir / CHECKPOINT).exists() else "training")
+    job = {"kind": "distill", "pairs_file": str(run.work_dir / "pairs.jsonl"), "base_model": str(base_model_path(sources)),
+           "distill": distill, "processes": 1}
+    result = run_training_job(job, run.work_dir, log.info)
+    run.timings["train_s"] = result["train_seconds"]
+    return {"pairs": len(pairs), "rejected": len(rejected), "rejected_share": round(share, 4), "result": result}

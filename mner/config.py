@@ -109,7 +109,7 @@ class TrainConfig(_Strict):
         "auto", description="auto: bf16 autocast on CUDA and on CPUs with bf16 matrix units"
     )
     device: Literal["auto", "cpu", "cuda"] = "auto"
-    num_threads: int = Field(0, ge=0, description="torch threads; 0 = all cores")
+    num_threads: int = Field(0, ge=0, description="torch threads; 0 = all cores (at most OMP_NUM_THREADS when set)")
     bucket_size: int = Field(50, ge=1, description="batches per length-sorted bucket")
     max_train_sentences: int | None = Field(None, ge=1, description="use only the first N (smoke runs)")
     processes: int = Field(0, ge=0, description="training processes (DDP); 0 = one per GPU on CUDA, 1 on the CPU")

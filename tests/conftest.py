@@ -21,6 +21,22 @@ os.environ.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "180")
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 
+
+def _share_cores_among_xdist_workers() -> None:
+    """Cap each pytest-xdist worker, and the processes it starts, at its share of the cores (OMP_NUM_THREADS).
+
+    Otherwise every worker and its training children size torch's thread pool to all cores
+    (engine.runtime.set_threads), and two pools spinning on two cores made the same test take
+    from 35 s to 145 s depending on what ran beside it. Pinning each worker to one core was worse:
+    the servers and children it starts lost the second core too.
+    """
+    workers = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1"))
+    if os.environ.get("PYTEST_XDIST_WORKER") and workers > 1 and "OMP_NUM_THREADS" not in os.environ:
+        os.environ["OMP_NUM_THREADS"] = str(max(1, len(os.sched_getaffinity(0)) // workers))
+
+
+_share_cores_among_xdist_workers()
+
 PROJECT = Path(__file__).resolve().parents[1]
 SAMPLE = PROJECT / "data" / "sample"
 SHARED_DATA = PROJECT.parent / "shared" / "data"

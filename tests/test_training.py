@@ -143,3 +143,17 @@ def test_the_warmup_schedule_matches_transformers(warmup: int, total: int) -> No
     ours = rates(lambda o: torch.optim.lr_scheduler.LambdaLR(o, linear_warmup_decay(warmup, total)))
     assert ours == pytest.approx(rates(lambda o: get_linear_schedule_with_warmup(o, warmup, total)))
     assert max(ours) > 0
+
+
+def test_default_threads_follow_the_cores_and_omp_num_threads(monkeypatch) -> None:
+    from engine.runtime import available_cores, set_threads
+
+    cores, before = len(os.sched_getaffinity(0)), torch.get_num_threads()
+    monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
+    assert available_cores() == cores
+    monkeypatch.setenv("OMP_NUM_THREADS", "1")
+    assert available_cores() == 1 and set_threads(0) == 1 and torch.get_num_threads() == 1
+    monkeypatch.setenv("OMP_NUM_THREADS", str(cores + 7))
+    assert available_cores() == cores
+    assert set_threads(2) == 2  # an explicit train.num_threads wins
+    torch.set_num_threads(before)

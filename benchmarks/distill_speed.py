@@ -1,0 +1,81 @@
+"""Distillation cost through the pipeline: time per epoch, tokens/s and peak memory of the ``distill`` stage.
+
+    python benchmarks/distill_speed.py [--config configs/twitter2017.yaml] [--pairs 256] [--method lora full] [--epochs 1]
+
+For each ``--method`` it runs ``mner run --until distill`` on the dataset of ``--config`` with the
+zero-shot prompt (``stage1.prompt.n_examples: 0``), the transformers backend and SmolLM2-135M's GGUF
+as the base, on the first ``--pairs`` train pairs (PGIM's ChatGPT answers as the teacher). Stages
+before ``distill`` come from the cache after the first run. It reads the distill output's manifest
+and appends one row per method to benchmarks/results/distill.jsonl: seconds and tokens/s per epoch,
+the held-out loss, the worker's peak RSS, and the full train split's epoch time extrapolated from
+the measured tokens/s (the split's pairs over the measured ones, same length mix assumed).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "benchmarks"))
+
+from stage2 import append_rows, provenance  # noqa: E402
+
+from mner.config import resolve_config  # noqa: E402
+from mner.store import ArtifactStore  # noqa: E402
+
+RESULTS = ROOT / "benchmarks" / "results" / "distill.jsonl"
+ZERO_SHOT = {"stage1.knowledge.backend": "llm", "stage1.llm.backend": "transformers", "stage1.prompt.n_examples": 0,
+             "stage1.retrieval.embedder": "random", "stage1.ocr.backend": "none", "stage1.distill.enabled": True}
+
+
+def run_until_distill(config: str, overrides: dict[str, object]) -> dict:
+    """Run the pipeline up to ``distill`` in a child ``mner run``; return the distill output's manifest."""
+    mner = str(Path(sys.executable).with_name("mner"))
+    args = [mner, "run", "-c", config, "--until", "distill", "--json",
+            *[a for key, value in overrides.items() for a in ("--set", f"{key}={value}")]]
+    done = subprocess.run(args, cwd=ROOT, capture_output=True, text=True, check=False)
+    if done.returncode != 0:
+        raise SystemExit(f"{' '.join(args)} failed ({done.returncode}):\n{done.stderr[-3000:]}")
+    directory = Path(json.loads(done.stdout)["distill"])
+    return json.loads((directory / "manifest.json").read_text(encoding="utf-8"))
+
+
+def main() -> None:
+    """Parse the options, run each method, append and print the rows."""
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--config", default="configs/twitter2017.yaml")
+    parser.add_argument("--pairs", type=int, default=256)
+    parser.add_argument("--method", nargs="+", choices=["lora", "full"], default=["lora", "full"])
+    parser.add_argument("--epochs", type=int, default=1)
+    parser.add_argument("--batch-size", type=int, default=8)
+    args = parser.parse_args()
+    cfg = resolve_config(None, args.config, None)
+    train_sentences = sum(1 for block in Path(cfg.dataset.train).read_text(encoding="utf-8").split("\n\n") if block.strip())
+    rows = []
+    for method in args.method:
+        overrides = {**ZERO_SHOT, "stage1.distill.method": method, "stage1.distill.max_pairs": args.pairs,
+                     "stage1.distill.epochs": args.epochs, "stage1.distill.batch_size": args.batch_size}
+        if method == "full":
+            overrides["stage1.distill.lr"] = 2e-5
+        result = run_until_distill(args.config, overrides)["result"]
+        last = result["history"][-1]
+        per_pair = last["epoch_seconds"] / max(result["train_pairs"], 1)
+        rows.append({"dataset": cfg.dataset.name, "method": method, "pairs": result["train_pairs"],
+                     "heldout_pairs": result["heldout_pairs"], "epochs": result["epochs"], "batch_size": args.batch_size,
+                     "trainable_parameters": result["trainable_parameters"], "bf16": result["bf16"],
+                     "epoch_seconds": last["epoch_seconds"], "tokens_per_second": last["tokens_per_second"],
+                     "train_loss": last["train_loss"], "heldout_loss": last["heldout_loss"],
+                     "peak_rss_mib": result["peak_rss_mib"], "train_sentences": train_sentences,
+                     "full_epoch_minutes_estimate": round(per_pair * train_sentences / 60, 1), **provenance()})
+    append_rows(RESULTS, rows)
+    for row in rows:
+        print(json.dumps(row))
+
+
+if __name__ == "__main__":
+    main()

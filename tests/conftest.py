@@ -125,3 +125,17 @@ def artifacts_by_key(keys: list[str]) -> dict[str, object]:
             return newest
 
     return asyncio.run(read())
+
+
+# The files that run whole pipelines, longest first (pytest --durations, 2026-11-29). They are
+# handed out first, so that the two xdist workers finish together instead of one running a long
+# file alone at the end; every other file keeps its place after them.
+LONGEST_FIRST = ("test_runs_as_user.py", "test_deployments.py", "test_process_lifecycle.py", "test_backbone_flows.py",
+                 "test_prefect_cli.py", "test_stage1_local_llm.py", "test_flow_stage2.py", "test_task_runners.py",
+                 "test_distill.py", "test_local_generate.py", "test_training.py", "test_failed_samples.py")
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Run the files of :data:`LONGEST_FIRST` first, in that order (a stable sort: tests keep their order in a file)."""
+    rank = {name: i for i, name in enumerate(LONGEST_FIRST)}
+    items.sort(key=lambda item: rank.get(item.path.name, len(rank)))

@@ -36,6 +36,7 @@ from mner.samples import Sample, read_jsonl
 from mner.trained import DISTILLED_MODEL
 
 CHECKPOINT = "distill_checkpoint.pt"
+FINISHED = "distill_result.json"  # in model/, once the model is saved whole
 MODEL_DIR = DISTILLED_MODEL
 BASE_MODEL = "base_model"  # the sources entry of a GGUF base model; a directory's files are ``base_model/<name>``
 
@@ -199,6 +200,10 @@ def distill_job(job: dict[str, Any], log: Callable[[str], None] = print) -> dict
     """
     cfg = DistillConfig.model_validate(job["distill"])
     work_dir = Path(job["work_dir"])
+    finished = work_dir / MODEL_DIR / FINISHED
+    if finished.is_file():  # trained before the stage was stopped short of publishing: not trained again
+        log(f"distill: {work_dir / MODEL_DIR} was finished by an earlier run; reusing it")
+        return json.loads(finished.read_text(encoding="utf-8"))
     threads, device = set_threads(0), pick_device("auto")
     bf16 = use_bf16(cfg.precision, device)
     set_seed(cfg.seed)
@@ -269,8 +274,10 @@ def distill_job(job: dict[str, Any], log: Callable[[str], None] = print) -> dict
         model = model.merge_and_unload()
     model.eval().to(torch.float32).save_pretrained(work_dir / MODEL_DIR)
     tokenizer.save_pretrained(work_dir / MODEL_DIR)
+    result = {"epochs": cfg.epochs, "steps": state["steps"], "steps_run": steps_run, "resumed_from_step": resumed_from,
+              "train_pairs": len(train), "heldout_pairs": len(held), "cut_answers": len(cut), "left_out": left_out,
+              "trainable_parameters": trained, "history": state["history"], "train_seconds": round(state["train_seconds"], 2),
+              "peak_rss_mib": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1), "bf16": bf16}
+    finished.write_text(json.dumps(result, indent=2), encoding="utf-8")  # written last: the model is complete
     checkpoint.unlink(missing_ok=True)
-    return {"epochs": cfg.epochs, "steps": state["steps"], "steps_run": steps_run, "resumed_from_step": resumed_from,
-            "train_pairs": len(train), "heldout_pairs": len(held), "cut_answers": len(cut), "left_out": left_out,
-            "trainable_parameters": trained, "history": state["history"], "train_seconds": round(state["train_seconds"], 2),
-            "peak_rss_mib": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1), "bf16": bf16}
+    return result

@@ -17,8 +17,9 @@ import pytest
 import torch
 
 from engine import launcher
-from engine.distillation import CHECKPOINT, MODEL_DIR, build_pairs, model_sources, teacher_answers
+from engine.distillation import CHECKPOINT, MODEL_DIR, build_pairs, distilled_identity, model_sources, teacher_answers
 from engine.local_generate import load_generator
+from engine.predict import llm_knowledge
 from mner import formats
 from mner.config import DistillConfig, load_config
 from mner.samples import read_jsonl, write_jsonl, write_samples
@@ -122,6 +123,10 @@ def test_distilled_model_is_trained_saved_asked_by_the_llm_stage_and_cached(
     assert len(ArtifactStore(root).entries("distill")) == 1
     assert latest_distilled(root) == (Path(distilled["dir"]) / MODEL_DIR, distilled["key"])  # what predict --llm asks
 
+    model_dir, key = latest_distilled(root)  # a new post, answered by the distilled model as mner predict --llm asks it
+    cfg = load_config(None, {**overrides, "stage1.llm.local_model": str(model_dir)})
+    assert "Paris" in llm_knowledge(["Obama", "meets", "Macron", "in", "Lyon"], "", "", cfg, llm_identity=distilled_identity(key, "fp32"))
+
 
 def test_predict_with_distillation_on_and_no_distilled_model_names_the_fix(tmp_path: Path) -> None:
     from typer.testing import CliRunner
@@ -186,3 +191,14 @@ def test_a_config_that_cannot_distil_names_each_field_and_its_fix() -> None:
     with pytest.raises(ValueError, match=r"stage1\.distill\.method"):
         load_config(None, {**ZERO_SHOT, "stage1.distill.enabled": True, "stage1.distill.method": "qlora"})
     assert load_config(None, {**ZERO_SHOT, "stage1.distill.enabled": True}).stage1.distill.enabled
+
+
+def test_a_model_finished_before_the_stage_was_stopped_is_not_trained_again(tmp_path: Path) -> None:
+    from engine.distillation import FINISHED, distill_job
+
+    (tmp_path / MODEL_DIR).mkdir()
+    done = {"epochs": 1, "steps": 5, "history": [{"epoch": 1}]}
+    (tmp_path / MODEL_DIR / FINISHED).write_text(json.dumps(done), encoding="utf-8")
+    job = {"distill": distill_settings(DistillConfig()), "work_dir": str(tmp_path), "pairs_file": str(tmp_path / "none.jsonl"),
+           "base_model": str(tmp_path / "no-such-model")}  # neither is read: nothing is loaded or trained
+    assert distill_job(job, lambda _line: None) == done

@@ -26,7 +26,6 @@ sys.path.insert(0, str(ROOT / "benchmarks"))
 from stage2 import append_rows, provenance  # noqa: E402
 
 from mner.config import resolve_config  # noqa: E402
-from mner.store import ArtifactStore  # noqa: E402
 
 RESULTS = ROOT / "benchmarks" / "results" / "distill.jsonl"
 ZERO_SHOT = {"stage1.knowledge.backend": "llm", "stage1.llm.backend": "transformers", "stage1.prompt.n_examples": 0,

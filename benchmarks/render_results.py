@@ -323,6 +323,25 @@ def distill_section(runs: list[dict]) -> list[str]:
     return md + ["", f"Machine: {runs[-1]['machine']}.", ""] + _commands(runs)
 
 
+def reading_section(runs: list[dict]) -> list[str]:
+    """Issue 14: knowledge Z from ChatGPT, the base and the distilled local model, side by side (benchmarks/knowledge_reading.py)."""
+    if not runs:
+        return []
+    r = runs[-1]  # older runs stay in knowledge_reading.jsonl
+    d = r["distilled"]
+    md = ["## Reading the knowledge: ChatGPT vs the base and the distilled SmolLM2 (test tweets)", "",
+          f"The first {r['tweets']} test tweets of {r['dataset']} ({r['gold_entities']} gold entities), zero-shot prompts, "
+          f"greedy, at most {r['max_tokens']} new tokens. The distilled model learnt from {d['pairs']} train pairs, "
+          f"{d['epochs']} epoch(s), {d['method']} (held-out loss {d['heldout_loss']}): a cost probe, not a full distillation.", "",
+          "| source | gold entities verbatim in Z | mean words | prompts/s |", "|---|---|---|---|"]
+    md += [f"| {name} | {100 * share:.1f}% | {r['mean_words'][name]} | {r['prompts_per_second'].get(name, '-')} |"
+           for name, share in r["verbatim_share"].items()]
+    for example in r["examples"]:
+        md += ["", f"**{example['tweet']}** (gold: {', '.join(example['entities']) or 'none'})", ""]
+        md += [f"- *{name}*: {example[name] or '(empty)'}" for name in r["verbatim_share"]]
+    return md + ["", f"Machine: {r['machine']}.", ""] + _commands([r])
+
+
 def gpu_section(checks: list[dict]) -> list[str]:
     """Issue 15: the newest run of benchmarks/gpu_check.sh (CUDA tests, a bf16 [T;Z] run, NCCL DDP), or "not run yet"."""
     md = ["## GPU check (`bash benchmarks/gpu_check.sh`)", ""]
@@ -384,7 +403,7 @@ def main() -> None:
         md += ["", f"Machine: {throughput[-1]['machine']}.", ""]
     md += profile_section(rows("profile.jsonl"))
     md += stage1_sections()
-    md += distill_section(rows("distill.jsonl"))
+    md += distill_section(rows("distill.jsonl")) + reading_section(rows("knowledge_reading.jsonl"))
     md += backbone_section(stage2, rows("backbone.jsonl")) + grid_section(rows("backbone_grid.jsonl"))
     md += variants_section(stage2)
     md += gpu_section(rows("gpu_check.jsonl"))

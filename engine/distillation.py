@@ -129,6 +129,25 @@ def load_causal_lm(path: Path) -> tuple[Any, Any]:
     return AutoModelForCausalLM.from_pretrained(**where, dtype=torch.float32), AutoTokenizer.from_pretrained(**where)
 
 
+def save_model_dir(model: Any, tokenizer: Any, directory: Path) -> None:
+    """Save ``model`` (fp32) and its tokenizer as a model directory that :func:`load_causal_lm` reads back.
+
+    A model read from a GGUF file carries transformers' GGUF quantizer, which refuses to save: its
+    weights go into a plain model of the same configuration first.
+    """
+    from transformers import AutoModelForCausalLM
+
+    model = model.eval().to(torch.float32)
+    if getattr(model, "hf_quantizer", None) is not None:
+        config = model.config
+        config.__dict__.pop("quantization_config", None)
+        plain = AutoModelForCausalLM.from_config(config, dtype=torch.float32)
+        plain.load_state_dict(model.state_dict())
+        model = plain
+    model.save_pretrained(directory)
+    tokenizer.save_pretrained(directory)
+
+
 def encode_pair(tokenizer: Any, messages: list[dict[str, Any]], answer: str, max_tokens: int) -> tuple[list[int], int, bool]:
     """Token ids of prompt + answer under the chat template, the prompt's length, and whether the answer was cut."""
     prompt = list(tokenizer.apply_chat_template(messages, add_generation_prompt=True, tokenize=True,
@@ -272,8 +291,7 @@ def distill_job(job: dict[str, Any], log: Callable[[str], None] = print) -> dict
         log(json.dumps(record))
     if cfg.method == "lora":
         model = model.merge_and_unload()
-    model.eval().to(torch.float32).save_pretrained(work_dir / MODEL_DIR)
-    tokenizer.save_pretrained(work_dir / MODEL_DIR)
+    save_model_dir(model, tokenizer, work_dir / MODEL_DIR)
     result = {"epochs": cfg.epochs, "steps": state["steps"], "steps_run": steps_run, "resumed_from_step": resumed_from,
               "train_pairs": len(train), "heldout_pairs": len(held), "cut_answers": len(cut), "left_out": left_out,
               "trainable_parameters": trained, "history": state["history"], "train_seconds": round(state["train_seconds"], 2),

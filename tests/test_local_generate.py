@@ -144,3 +144,15 @@ def test_bad_backend_settings_are_refused_with_a_reason(tmp_path: Path) -> None:
         LlmConfig(backend="transformers", batch_size=32, shard_size=16)
     with pytest.raises(FileNotFoundError, match="must be a GGUF file or a model directory"):
         load_generator(tmp_path / "missing.gguf", "fp32")
+
+
+def test_a_model_read_from_the_gguf_saves_as_a_directory_that_answers_the_same(generator: LocalGenerator,
+                                                                               tmp_path: Path) -> None:
+    """What the distill stage does with SmolLM2's GGUF at its end: the GGUF quantizer refuses to save as it is."""
+    from engine.distillation import save_model_dir
+
+    save_model_dir(generator.model, generator.tokenizer, tmp_path / "model")
+    again = load_generator(tmp_path / "model", "fp32")
+    assert again is not generator and again.tokenizer.chat_template == generator.tokenizer.chat_template
+    prompts = [messages(t) for t in TWEETS[:2]]
+    assert [a.text for a in answers(again, prompts, 2)] == [a.text for a in answers(generator, prompts, 2)]

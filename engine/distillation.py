@@ -18,6 +18,7 @@ a model directory ``model/`` (LoRA merged into the weights) with its tokenizer a
 
 from __future__ import annotations
 
+import copy
 import json
 import random
 import resource
@@ -27,6 +28,7 @@ from typing import Any, Callable
 
 import torch
 
+from engine.local_generate import load_causal_lm, precision_name
 from engine.runtime import pick_device, set_seed, set_threads, use_bf16
 from engine.taggers import bucketed_batches
 from engine.training import adamw, linear_warmup_decay, replayed_batch_rng, resume_state, save_checkpoint
@@ -61,7 +63,7 @@ def base_model_path(sources: dict[str, str]) -> Path:
 
 def distilled_identity(distill_key: str, precision: str) -> str:
     """The name of a distilled model in the llm stage's cache and stage keys: the distill output's key and precision."""
-    return f"transformers:distilled-{distill_key}:{'bf16' if use_bf16(precision, pick_device('auto')) else 'fp32'}"
+    return f"transformers:distilled-{distill_key}:{precision_name(precision)}"
 
 
 def teacher_answers(path: str | Path, train: list[Sample]) -> tuple[dict[str, tuple[str, str]], list[dict[str, Any]]]:
@@ -120,17 +122,8 @@ def mark_heldout(pairs: list[dict[str, Any]], fraction: float, seed: int) -> lis
     return [{**pair, "heldout": i in held} for i, pair in enumerate(pairs)]
 
 
-def load_causal_lm(path: Path) -> tuple[Any, Any]:
-    """A causal LM in fp32 and its tokenizer, from a GGUF file (dequantised) or a model directory."""
-    from transformers import AutoModelForCausalLM, AutoTokenizer
-
-    where = {"pretrained_model_name_or_path": path.parent, "gguf_file": path.name} if path.is_file() \
-        else {"pretrained_model_name_or_path": path}
-    return AutoModelForCausalLM.from_pretrained(**where, dtype=torch.float32), AutoTokenizer.from_pretrained(**where)
-
-
 def save_model_dir(model: Any, tokenizer: Any, directory: Path) -> None:
-    """Save ``model`` (fp32) and its tokenizer as a model directory that :func:`load_causal_lm` reads back.
+    """Save ``model`` (fp32) and its tokenizer as a model directory that :func:`engine.local_generate.load_causal_lm` reads back.
 
     A model read from a GGUF file carries transformers' GGUF quantizer, which refuses to save: its
     weights go into a plain model of the same configuration first.
@@ -139,7 +132,7 @@ def save_model_dir(model: Any, tokenizer: Any, directory: Path) -> None:
 
     model = model.eval().to(torch.float32)
     if getattr(model, "hf_quantizer", None) is not None:
-        config = model.config
+        config = copy.deepcopy(model.config)  # the caller's model keeps its own
         config.__dict__.pop("quantization_config", None)
         plain = AutoModelForCausalLM.from_config(config, dtype=torch.float32)
         plain.load_state_dict(model.state_dict())

@@ -55,8 +55,12 @@ def local_identity(local_model: str | Path | None, precision: str) -> str:
     """The cache keys' name for this backend: engine, model file (name and size) and the precision it runs in."""
     path = resolve_model(local_model)
     size = path.stat().st_size if path.is_file() else sum(p.stat().st_size for p in path.rglob("*") if p.is_file())
-    bf16 = use_bf16(precision, pick_device("auto"))
-    return f"transformers:{path.name}:{size}:{'bf16' if bf16 else 'fp32'}"
+    return f"transformers:{path.name}:{size}:{precision_name(precision)}"
+
+
+def precision_name(precision: str) -> str:
+    """What ``precision`` (auto, bf16, fp32) means on this machine's device: ``bf16`` or ``fp32``."""
+    return "bf16" if use_bf16(precision, pick_device("auto")) else "fp32"
 
 
 def answering_identity(llm: Any) -> str:
@@ -126,22 +130,26 @@ _GENERATORS: dict[tuple[str, str], LocalGenerator] = {}
 _LOADING = threading.Lock()
 
 
-def load_generator(local_model: str | Path | None, precision: str) -> LocalGenerator:
-    """The process's generator for ``local_model`` (default SmolLM2) and ``precision``; loaded on first use only."""
+def load_causal_lm(path: Path) -> tuple[Any, Any]:
+    """A causal LM in fp32 and its tokenizer, from a GGUF file (dequantised) or a model directory."""
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
+    where = {"pretrained_model_name_or_path": path.parent, "gguf_file": path.name} if path.is_file() \
+        else {"pretrained_model_name_or_path": path}
+    return AutoModelForCausalLM.from_pretrained(**where, dtype=torch.float32), AutoTokenizer.from_pretrained(**where)
+
+
+def load_generator(local_model: str | Path | None, precision: str) -> LocalGenerator:
+    """The process's generator for ``local_model`` (default SmolLM2) and ``precision``; loaded on first use only."""
     path = resolve_model(local_model)
     with _LOADING:
         key = (str(path.resolve()), precision)
         if key not in _GENERATORS:
-            where = {"pretrained_model_name_or_path": path.parent, "gguf_file": path.name} if path.is_file() \
-                else {"pretrained_model_name_or_path": path}
             set_threads(0)
             device = pick_device("auto")
-            tokenizer = AutoTokenizer.from_pretrained(**where)
+            model, tokenizer = load_causal_lm(path)
             dtype = torch.bfloat16 if use_bf16(precision, device) else torch.float32
-            model = AutoModelForCausalLM.from_pretrained(**where, dtype=torch.float32).to(device, dtype).eval()
-            _GENERATORS[key] = LocalGenerator(model, tokenizer, device)
+            _GENERATORS[key] = LocalGenerator(model.to(device, dtype).eval(), tokenizer, device)
         return _GENERATORS[key]
 
 

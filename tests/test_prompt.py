@@ -182,3 +182,12 @@ def test_export_sft_stage(prefect_harness, tmp_path: Path) -> None:
     assert read_jsonl(Path(out["dir"]) / "train.without_answer.jsonl") == [{"id": "2", "reason": "empty knowledge"}]
     manifest = json.loads((Path(out["dir"]) / "manifest.json").read_text(encoding="utf-8"))
     assert manifest["train"]["without_answer"] == 1 and manifest["dev"]["records"] == 1
+
+
+@pytest.mark.parametrize("folder", sorted(p.name for p in (PROJECT / "prompts").iterdir() if p.is_dir()))
+def test_every_shipped_template_renders_a_zero_shot_prompt(folder: str, count) -> None:
+    shipped = load_template(template_sources(PROJECT / "prompts" / folder))
+    prompt = fit_prompt(shipped, [], QUERY, count, 10**6)
+    assert [m["role"] for m in prompt.messages] == ["system", "user"]
+    assert "named entities" in prompt.messages[0]["content"].lower()
+    assert all(part in prompt.messages[1]["content"] for part in ("LeBron James", QUERY.caption, QUERY.ocr))

@@ -1,0 +1,177 @@
+"""Local knowledge at test time: [T;Z] taggers trained on ChatGPT's Z, scored with Z from a local model instead.
+
+    python benchmarks/knowledge_swap.py [--config configs/twitter2017-distilled.yaml] [--label seeds]
+        [--source chatgpt distilled base]
+
+The taggers are the [T;Z] models of the benchmarks/results/stage2.jsonl rows with ``--label`` on the
+config's dataset (one per seed, trained and model-selected on PGIM's ChatGPT Z). For each
+``--source`` this script gets Z for the dev and test splits, tags both with every tagger, Z replaced,
+and appends one row per (source, tagger) to benchmarks/results/knowledge_swap.jsonl:
+
+- ``chatgpt``: PGIM's released files, as the taggers were trained; it must reproduce the stage2 row's
+  test F1, which checks this harness against the pipeline's own evaluation;
+- ``distilled``: the model of ``--config``'s distill stage (``mner run -c CONFIG --until distill`` runs
+  first; cached when done), asked with that config's prompts;
+- ``base``: SmolLM2-135M-Instruct's GGUF, zero-shot with PGIM's head (``--base-config``'s dataset,
+  ``prompts/pgim_v1``).
+
+Local answers come from the llm stage's own shard function (:func:`tasks.llm.llm_shard`), greedy,
+with the config's ``stage1.llm`` settings. They go into the store's per-sample answer cache, so a later
+``mner run`` of the same config reuses them. Each row also has the share of gold entities that
+appear verbatim in Z and the generation rate of the answers that were not cached.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "benchmarks"))
+
+from knowledge_reading import gold_entities, verbatim_share  # noqa: E402
+from stage2 import RESULTS as STAGE2, append_rows, log_stages_to_stderr, parse_overrides, provenance  # noqa: E402
+
+from engine.distillation import distilled_identity  # noqa: E402
+from engine.local_generate import answering_identity  # noqa: E402
+from engine.runtime import pick_device, set_threads, use_bf16  # noqa: E402
+from engine.taggers import load_tagger, predict  # noqa: E402
+from mner import formats, pgim  # noqa: E402
+from mner.config import PipelineConfig, load_config  # noqa: E402
+from mner.metrics import evaluate  # noqa: E402
+from mner.samples import Sample, read_jsonl  # noqa: E402
+from mner.store import ArtifactStore  # noqa: E402
+from tasks.llm import llm_shard, shard_settings  # noqa: E402
+
+RESULTS = ROOT / "benchmarks" / "results" / "knowledge_swap.jsonl"
+SPLITS = ("dev", "test")
+BASE_ZERO_SHOT = {"stage1.knowledge.backend": "llm", "stage1.llm.backend": "transformers", "stage1.prompt.n_examples": 0,
+                  "stage1.retrieval.embedder": "random", "stage1.ocr.backend": "none"}
+
+
+def run_until(config: str, stage: str, overrides: dict[str, Any]) -> dict[str, Any]:
+    """Run the pipeline up to ``stage`` in a child ``mner run``; return that stage's output as stored."""
+    mner = str(Path(sys.executable).with_name("mner"))
+    args = [mner, "run", "-c", config, "--until", stage, "--json",
+            *[a for key, value in overrides.items() for a in ("--set", f"{key}={value}")]]
+    done = subprocess.run(args, cwd=ROOT, capture_output=True, text=True, check=False)
+    if done.returncode != 0:
+        raise SystemExit(f"{' '.join(args)} failed ({done.returncode}):\n{done.stderr[-3000:]}")
+    directory = Path(json.loads(done.stdout)[stage])
+    manifest = json.loads((directory / "manifest.json").read_text(encoding="utf-8"))
+    output = ArtifactStore(directory.parents[1]).load(stage, manifest["key"])
+    if output is None:
+        raise SystemExit(f"{directory}: the {stage} output printed by mner run is not in its store")
+    return output.to_dict()
+
+
+def local_answers(cfg: PipelineConfig, prompts: dict[str, Any], split: str, endpoint: str,
+                  model: str | None) -> tuple[dict[str, str], dict[str, Any]]:
+    """``{id: Z}`` of one split from the llm stage's shard function, and how long the uncached answers took."""
+    rows = read_jsonl(Path(prompts["dir"]) / f"{split}.jsonl")
+    started = time.perf_counter()
+    shard = llm_shard.fn(prompts=prompts, split=split, start=0, stop=len(rows), endpoint=endpoint,
+                         llm=shard_settings(cfg.stage1.llm), artifacts_root=str(cfg.artifacts_root),
+                         runtime={"local_model": model} if model else None)
+    seconds = time.perf_counter() - started
+    results = read_jsonl(Path(shard["dir"]) / "results.jsonl")
+    failed = [r["id"] for r in results if r.get("error")]
+    if failed:
+        raise SystemExit(f"{split}: {len(failed)} prompts got no answer (first ids {failed[:5]}); rerun to ask again")
+    usage = shard["usage"]
+    generated = usage["requests"]
+    return ({r["id"]: r["knowledge"] or "" for r in results},
+            {"prompts": len(rows), "generated": generated, "cached": usage["cached"], "seconds": round(seconds, 1),
+             "prompts_per_second": round(generated / seconds, 3) if generated and seconds else None,
+             "completion_tokens": usage["completion_tokens"]})
+
+
+def source_knowledge(source: str, cfg: PipelineConfig, args: Any, splits: dict[str, list[Sample]]
+                     ) -> tuple[dict[str, list[str]], dict[str, Any]]:
+    """Z per split (in sample order) from ``source``, and what produced it."""
+    ds = cfg.dataset
+    if source == "chatgpt":
+        return ({split: pgim.read_knowledge(getattr(ds, f"knowledge_{split}"), samples).knowledge
+                 for split, samples in splits.items()}, {"model": "PGIM's ChatGPT files"})
+    if source == "distilled":
+        prompts = run_until(args.config, "prompts", {})
+        distill = run_until(args.config, "distill", {})
+        endpoint, model = distilled_identity(distill["key"], cfg.stage1.llm.precision), str(Path(distill["dir"]) / "model")
+        result = json.loads((Path(distill["dir"]) / "manifest.json").read_text(encoding="utf-8"))["result"]
+        about = {"model": endpoint, "pairs": result["train_pairs"], "epochs": result["epochs"],
+                 "heldout_loss": result["history"][-1]["heldout_loss"], "prompts_template": str(cfg.stage1.prompt.template_dir.name)}
+    else:
+        base_cfg = load_config(args.base_config, {**BASE_ZERO_SHOT, "stage1.llm.max_tokens": cfg.stage1.llm.max_tokens,
+                                                  "stage1.llm.batch_size": cfg.stage1.llm.batch_size,
+                                                  "stage1.llm.shard_size": cfg.stage1.llm.shard_size})
+        prompts = run_until(args.base_config, "prompts", BASE_ZERO_SHOT)
+        cfg, endpoint, model = base_cfg, answering_identity(base_cfg.stage1.llm), None
+        about = {"model": endpoint, "prompts_template": str(base_cfg.stage1.prompt.template_dir.name)}
+    knowledge, generation = {}, {}
+    for split, samples in splits.items():
+        answers, generation[split] = local_answers(cfg, prompts, split, endpoint, model)
+        missing = [s.id for s in samples if s.id not in answers]
+        if missing:
+            raise SystemExit(f"{prompts['dir']}/{split}.jsonl has no prompt for {len(missing)} {split} samples "
+                             f"(first ids {missing[:5]}): not the prompts of {getattr(cfg.dataset, split)}")
+        knowledge[split] = [answers[s.id] for s in samples]
+    return knowledge, {**about, "generation": generation}
+
+
+def score(model_dir: str, precision: str, splits: dict[str, list[Sample]], knowledge: dict[str, list[str]]
+          ) -> dict[str, dict[str, Any]]:
+    """Strict entity scores per split of the tagger in ``model_dir``, with ``knowledge`` as the samples' Z."""
+    device = pick_device("auto")
+    tagger, encoder = load_tagger(model_dir, device)
+    scores = {}
+    for split, samples in splits.items():
+        encoded = [encoder.encode(s.tokens, None, z) for s, z in zip(samples, knowledge[split])]
+        scores[split] = evaluate([s.tags for s in samples], predict(tagger, encoded, device, use_bf16(precision, device)))
+    return scores
+
+
+def main() -> None:
+    """Pick the taggers, get each source's Z, score, append and print the rows."""
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--config", default="configs/twitter2017-distilled.yaml")
+    parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="config override (YAML value)")
+    parser.add_argument("--base-config", default="configs/twitter2017.yaml", help="dataset config of the base model's prompts")
+    parser.add_argument("--label", default="seeds", help="stage2.jsonl label of the [T;Z] taggers to score")
+    parser.add_argument("--source", nargs="+", choices=["chatgpt", "distilled", "base"], default=["chatgpt", "distilled", "base"])
+    args = parser.parse_args()
+    log_stages_to_stderr()
+    set_threads(0)
+    cfg = load_config(args.config, parse_overrides(args.set))
+    taggers = [r for r in (json.loads(line) for line in STAGE2.read_text(encoding="utf-8").splitlines() if line.strip())
+               if r.get("label") == args.label and r["dataset"] == cfg.dataset.name and r["variant"] == "text+knowledge"
+               and "test_f1" in r and Path(r["model_dir"]).is_dir()]
+    if not taggers:
+        raise SystemExit(f"{STAGE2}: no [T;Z] row with label {args.label!r} on {cfg.dataset.name} whose model is on disk")
+    splits = {split: formats.read_conll(getattr(cfg.dataset, split), repair=cfg.dataset.repair_bio).sentences for split in SPLITS}
+    entities = [gold_entities(s.tokens, s.tags or []) for s in splits["test"]]
+    rows = []
+    for source in args.source:
+        knowledge, about = source_knowledge(source, cfg, args, splits)
+        share = verbatim_share(entities, knowledge["test"])
+        for tagger in taggers:
+            scores = score(tagger["model_dir"], cfg.train.precision, splits, knowledge)
+            dev, test = scores["dev"], scores["test"]
+            rows.append({"dataset": cfg.dataset.name, "source": source, **about, "test_verbatim_share": share,
+                         "tagger": {k: tagger[k] for k in ("label", "commit", "date", "model_dir", "test_f1", "dev_f1")}
+                         | {"seed": tagger["overrides"].get("train.seed", 42)},
+                         "dev_f1": dev["f1"], "test_precision": test["precision"], "test_recall": test["recall"],
+                         "test_f1": test["f1"], "test_per_type_f1": {t: c["f1"] for t, c in test["per_type"].items()},
+                         **provenance()})
+            print(json.dumps({k: rows[-1][k] for k in ("source", "dev_f1", "test_f1", "test_verbatim_share")}
+                             | {"seed": rows[-1]["tagger"]["seed"], "trained_test_f1": tagger["test_f1"]}), flush=True)
+    append_rows(RESULTS, rows)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,100 @@
+"""RESULTS.md sections over several seeds: stage 2 on today's code (issue 15) and local knowledge at test time (issue 14).
+
+Used by benchmarks/render_results.py. ``seeds_section`` summarises the stage2.jsonl rows of one label
+(one row per dataset, variant and seed) as mean ± sample standard deviation, and pairs [T;Z] with
+text-only seed by seed; ``swap_section`` does the same for benchmarks/knowledge_swap.py's rows.
+"""
+
+from __future__ import annotations
+
+import json
+import statistics
+from collections import defaultdict
+
+VARIANTS = ("text", "text+knowledge")
+
+
+def spread(values: list[float]) -> str:
+    """``mean ± sd`` of fractions, in points (sd over seeds, n-1; just the mean for one value)."""
+    mean = 100 * statistics.fmean(values)
+    if len(values) < 2:
+        return f"{mean:.2f}"
+    return f"{mean:.2f} ± {100 * statistics.stdev(values):.2f}"
+
+
+def by_seed(rows: list[dict]) -> dict[int, dict]:
+    """The newest row per training seed."""
+    return {r["overrides"].get("train.seed", 42): r for r in rows}
+
+
+def seeds_section(stage2: list[dict], label: str = "seeds") -> list[str]:
+    """Stage 2 over seeds: per dataset and variant mean ± sd of dev and test F1, and [T;Z] − text paired by seed."""
+    groups: dict[tuple[str, str], list[dict]] = defaultdict(list)
+    for r in stage2:
+        if r.get("label") == label and "test_f1" in r:
+            groups[(r["dataset"], r["variant"])].append(r)
+    if not groups:
+        return []
+    md = [f"## Stage 2 over seeds on today's code: text-only vs [T;Z] (PGIM's ChatGPT knowledge), label `{label}`", "",
+          "Offline all-MiniLM-L6-v2 + CRF, 4 epochs, lr_encoder 2e-4, the rest at the defaults; the best dev epoch is "
+          "scored on test, once per seed. ± is the standard deviation over seeds (n−1).", "",
+          "| dataset | variant | seeds | dev F1 | test F1 | per-seed test F1 | train sent/s | peak RSS MiB | commit |",
+          "|---|---|---|---|---|---|---|---|---|"]
+    for (dataset, variant), rows in sorted(groups.items()):
+        seeds = by_seed(rows)
+        md.append(f"| {dataset} | {variant} | {', '.join(map(str, seeds))} | {spread([r['dev_f1'] for r in seeds.values()])} | "
+                  f"**{spread([r['test_f1'] for r in seeds.values()])}** | "
+                  f"{' / '.join(f'{100 * x:.2f}' for x in (r['test_f1'] for r in seeds.values()))} | "
+                  f"{statistics.fmean(r['train_sentences_per_second'] for r in seeds.values()):.1f} | "
+                  f"{max(r['peak_rss_mib'] for r in seeds.values()):.0f} | {', '.join(sorted({r['commit'] for r in seeds.values()}))} |")
+    md.append("")
+    for dataset in sorted({d for d, _ in groups}):
+        text, tz = (by_seed(groups.get((dataset, v), [])) for v in VARIANTS)
+        paired = sorted(set(text) & set(tz))
+        if paired:
+            gains = [tz[s]["test_f1"] - text[s]["test_f1"] for s in paired]
+            md.append(f"- {dataset}: [T;Z] − text-only, paired by seed ({', '.join(map(str, paired))}): "
+                      f"**{spread(gains)}** test F1 "
+                      f"(per seed {' / '.join(f'{100 * g:+.2f}' for g in gains)})")
+    rows = [r for group in groups.values() for r in group]
+    md += ["", f"Machine: {rows[-1]['machine']}.", "", "Commands:", ""]
+    md += list(dict.fromkeys(f"- `{r['command']}` (commit {r['commit']}, {r['date']})" for r in rows)) + [""]
+    return md
+
+
+def swap_section(swaps: list[dict], stage2: list[dict]) -> list[str]:
+    """Issue 14: [T;Z] taggers trained on ChatGPT's Z, scored with Z from each source, against text-only."""
+    if not swaps:
+        return []
+    newest = {(r["source"], r["tagger"]["seed"]): r for r in swaps}  # older runs stay in knowledge_swap.jsonl
+    dataset = swaps[-1]["dataset"]
+    label = swaps[-1]["tagger"]["label"]
+    text = by_seed([r for r in stage2 if r.get("label") == label and r["dataset"] == dataset
+                    and r["variant"] == "text" and "test_f1" in r])
+    md = [f"## Knowledge at test time from a local model: {dataset}, [T;Z] taggers trained on ChatGPT's Z (issue 14)", "",
+          f"The [T;Z] taggers of the `{label}` rows above (trained and model-selected on PGIM's ChatGPT Z), scored on dev "
+          "and test with Z from each source in place of ChatGPT's. Local answers: greedy, at most 128 new tokens, in "
+          "process (`stage1.llm.backend: transformers`, bf16), generated through the llm stage's shard function.", "",
+          "| source | model | seeds | dev F1 | test F1 | minus text-only (paired) | gold test entities verbatim in Z | "
+          "generation prompts/s (dev, test) |", "|---|---|---|---|---|---|---|---|"]
+    for source in dict.fromkeys(r["source"] for r in newest.values()):
+        rows = {seed: r for (s, seed), r in newest.items() if s == source}
+        gains = [r["test_f1"] - text[seed]["test_f1"] for seed, r in rows.items() if seed in text]
+        r = next(iter(rows.values()))
+        model = r["model"] + (f" ({r['pairs']} pairs, {r['epochs']} epoch, held-out loss {r['heldout_loss']})"
+                              if "pairs" in r else "")
+        rates = ", ".join(str(r.get("generation", {}).get(s, {}).get("prompts_per_second") or "cached")
+                          for s in ("dev", "test")) if "generation" in r else "-"
+        md.append(f"| {source} | {model} | {', '.join(map(str, rows))} | {spread([x['dev_f1'] for x in rows.values()])} | "
+                  f"**{spread([x['test_f1'] for x in rows.values()])}** | {spread(gains) if gains else '-'} | "
+                  f"{100 * r['test_verbatim_share']:.1f}% | {rates} |")
+    chatgpt = [r for (s, _), r in newest.items() if s == "chatgpt"]
+    mismatch = [r for r in chatgpt if abs(r["test_f1"] - r["tagger"]["test_f1"]) > 1e-9]
+    md += ["", "Check of this harness: with ChatGPT's Z it reproduces the pipeline's own test F1 of every tagger"
+           + ("." if chatgpt and not mismatch else f": NOT for {len(mismatch)} of {len(chatgpt)} taggers.")
+           if chatgpt else "", ""]
+    md += [f"Machine: {swaps[-1]['machine']}.", "", "Commands:", ""]
+    md += list(dict.fromkeys(f"- `{r['command']}` (commit {r['commit']}, {r['date']})" for r in swaps)) + [""]
+    details = {json.dumps(r.get("generation", {}), sort_keys=True) for r in newest.values() if r["source"] != "chatgpt"}
+    return md + (["Generation details (prompts, generated, cached, seconds):", ""] + [f"- `{d}`" for d in sorted(details)] + [""]
+                 if details else [])

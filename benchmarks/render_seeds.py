@@ -35,8 +35,10 @@ def seeds_section(stage2: list[dict], label: str = "seeds") -> list[str]:
             groups[(r["dataset"], r["variant"])].append(r)
     if not groups:
         return []
+    first = next(iter(groups.values()))[0]
+    settings = {k: v for k, v in first["overrides"].items() if k != "train.seed"}
     md = [f"## Stage 2 over seeds on today's code: text-only vs [T;Z] (PGIM's ChatGPT knowledge), label `{label}`", "",
-          "Offline all-MiniLM-L6-v2 + CRF, 4 epochs, lr_encoder 2e-4, the rest at the defaults; the best dev epoch is "
+          f"Offline all-MiniLM-L6-v2 + CRF with `{json.dumps(settings)}`, the rest at the defaults; the best dev epoch is "
           "scored on test, once per seed. ± is the standard deviation over seeds (n−1).", "",
           "| dataset | variant | seeds | dev F1 | test F1 | per-seed test F1 | train sent/s | peak RSS MiB | commit |",
           "|---|---|---|---|---|---|---|---|---|"]

@@ -6,7 +6,7 @@
 The taggers are the [T;Z] models of the benchmarks/results/stage2.jsonl rows with ``--label`` on the
 config's dataset (one per seed, trained and model-selected on PGIM's ChatGPT Z). For each
 ``--source`` this script gets Z for the dev and test splits, tags both with every tagger, Z replaced,
-and appends one row per (source, tagger) to benchmarks/results/knowledge_swap.jsonl:
+and appends one row per (source, tagger) to benchmarks/results/knowledge_swap.jsonl as soon as it is scored:
 
 - ``chatgpt``: PGIM's released files, as the taggers were trained; it must reproduce the stage2 row's
   test F1, which checks this harness against the pipeline's own evaluation;
@@ -14,6 +14,10 @@ and appends one row per (source, tagger) to benchmarks/results/knowledge_swap.js
   first; cached when done), asked with that config's prompts;
 - ``base``: SmolLM2-135M-Instruct's GGUF, zero-shot with PGIM's head (``--base-config``'s dataset,
   ``prompts/pgim_v1``).
+
+With ``--own-train-seeds`` it also runs ``mner run -c CONFIG`` itself, once per seed, with the taggers'
+training settings: the distilled model's Z on every split and a [T;Z] tagger trained on its own train
+Z, which is what the pipeline does by default (source ``distilled, own train Z``).
 
 Local answers come from the llm stage's own shard function (:func:`tasks.llm.llm_shard`), greedy,
 with the config's ``stage1.llm`` settings. They go into the store's per-sample answer cache, so a later
@@ -55,15 +59,20 @@ BASE_ZERO_SHOT = {"stage1.knowledge.backend": "llm", "stage1.llm.backend": "tran
                   "stage1.retrieval.embedder": "random", "stage1.ocr.backend": "none"}
 
 
-def run_until(config: str, stage: str, overrides: dict[str, Any]) -> dict[str, Any]:
-    """Run the pipeline up to ``stage`` in a child ``mner run``; return that stage's output as stored."""
+def mner_run(config: str, overrides: dict[str, Any], until: str | None = None) -> dict[str, Any]:
+    """Run the pipeline (up to ``until``) in a child ``mner run``; return what it prints."""
     mner = str(Path(sys.executable).with_name("mner"))
-    args = [mner, "run", "-c", config, "--until", stage, "--json",
+    args = [mner, "run", "-c", config, *(["--until", until] if until else []), "--json",
             *[a for key, value in overrides.items() for a in ("--set", f"{key}={value}")]]
     done = subprocess.run(args, cwd=ROOT, capture_output=True, text=True, check=False)
     if done.returncode != 0:
         raise SystemExit(f"{' '.join(args)} failed ({done.returncode}):\n{done.stderr[-3000:]}")
-    directory = Path(json.loads(done.stdout)[stage])
+    return json.loads(done.stdout)
+
+
+def run_until(config: str, stage: str, overrides: dict[str, Any]) -> dict[str, Any]:
+    """Run the pipeline up to ``stage`` in a child ``mner run``; return that stage's output as stored."""
+    directory = Path(mner_run(config, overrides, stage)[stage])
     manifest = json.loads((directory / "manifest.json").read_text(encoding="utf-8"))
     output = ArtifactStore(directory.parents[1]).load(stage, manifest["key"])
     if output is None:
@@ -124,6 +133,22 @@ def source_knowledge(source: str, cfg: PipelineConfig, args: Any, splits: dict[s
     return knowledge, {**about, "generation": generation}
 
 
+def own_train_row(args: Any, cfg: PipelineConfig, tagger: dict[str, Any], seed: int, about: dict[str, Any],
+                  share: float) -> dict[str, Any]:
+    """The distilled route as ``mner run -c CONFIG`` runs it: Z on every split from the distilled model, [T;Z] trained on it."""
+    settings = {k: v for k, v in tagger["overrides"].items() if k != "train.seed"}
+    started = time.perf_counter()
+    result = mner_run(args.config, {**settings, "train.seed": seed, "variants": "[text+knowledge]"})["text+knowledge"]
+    history = json.loads((Path(result["model"]) / "history.json").read_text(encoding="utf-8"))
+    return {"dataset": cfg.dataset.name, "source": "distilled, own train Z", **{k: about[k] for k in ("model", "pairs", "epochs", "heldout_loss")},
+            "tagger": {"label": "pipeline", "seed": seed, "model_dir": result["model"], "commit": None, "date": None,
+                       "test_f1": result["test_f1"], "dev_f1": result["dev_f1"]},
+            "training": {"settings": settings, "best_epoch": history["best_epoch"], "train_seconds": history["train_seconds"]},
+            "pipeline_seconds": round(time.perf_counter() - started, 1), "dev_f1": result["dev_f1"],
+            "test_precision": result["test_precision"], "test_recall": result["test_recall"], "test_f1": result["test_f1"],
+            "test_verbatim_share": share, **provenance()}
+
+
 def score(model_dir: str, precision: str, splits: dict[str, list[Sample]], knowledge: dict[str, list[str]]
           ) -> dict[str, dict[str, Any]]:
     """Strict entity scores per split of the tagger in ``model_dir``, with ``knowledge`` as the samples' Z."""
@@ -143,6 +168,9 @@ def main() -> None:
     parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="config override (YAML value)")
     parser.add_argument("--base-config", default="configs/twitter2017.yaml", help="dataset config of the base model's prompts")
     parser.add_argument("--label", default="seeds", help="stage2.jsonl label of the [T;Z] taggers to score")
+    parser.add_argument("--own-train-seeds", type=int, nargs="*", default=[],
+                        help="also run the whole pipeline of --config with these seeds: Z from the distilled model on every "
+                             "split, the tagger trained on its own train Z, with the taggers' training settings")
     parser.add_argument("--source", nargs="+", choices=["chatgpt", "distilled", "base"], default=["chatgpt", "distilled", "base"])
     args = parser.parse_args()
     log_stages_to_stderr()
@@ -155,10 +183,13 @@ def main() -> None:
         raise SystemExit(f"{STAGE2}: no [T;Z] row with label {args.label!r} on {cfg.dataset.name} whose model is on disk")
     splits = {split: formats.read_conll(getattr(cfg.dataset, split), repair=cfg.dataset.repair_bio).sentences for split in SPLITS}
     entities = [gold_entities(s.tokens, s.tags or []) for s in splits["test"]]
-    rows = []
-    for source in args.source:
+    rows, shares, abouts = [], {}, {}
+    for source in args.source + (["distilled"] if args.own_train_seeds and "distilled" not in args.source else []):
         knowledge, about = source_knowledge(source, cfg, args, splits)
-        share = verbatim_share(entities, knowledge["test"])
+        share = shares[source] = verbatim_share(entities, knowledge["test"])
+        abouts[source] = about
+        if source not in args.source:
+            continue
         for tagger in taggers:
             scores = score(tagger["model_dir"], cfg.train.precision, splits, knowledge)
             dev, test = scores["dev"], scores["test"]
@@ -168,9 +199,13 @@ def main() -> None:
                          "dev_f1": dev["f1"], "test_precision": test["precision"], "test_recall": test["recall"],
                          "test_f1": test["f1"], "test_per_type_f1": {t: c["f1"] for t, c in test["per_type"].items()},
                          **provenance()})
+            append_rows(RESULTS, rows[-1:])
             print(json.dumps({k: rows[-1][k] for k in ("source", "dev_f1", "test_f1", "test_verbatim_share")}
                              | {"seed": rows[-1]["tagger"]["seed"], "trained_test_f1": tagger["test_f1"]}), flush=True)
-    append_rows(RESULTS, rows)
+    for seed in args.own_train_seeds:
+        rows.append(own_train_row(args, cfg, taggers[0], seed, abouts["distilled"], shares["distilled"]))
+        append_rows(RESULTS, rows[-1:])
+        print(json.dumps({k: rows[-1][k] for k in ("source", "dev_f1", "test_f1")} | {"seed": seed}), flush=True)
 
 
 if __name__ == "__main__":

@@ -76,7 +76,9 @@ def swap_section(swaps: list[dict], stage2: list[dict]) -> list[str]:
     md = [f"## Knowledge at test time from a local model: {dataset}, [T;Z] taggers trained on ChatGPT's Z (issue 14)", "",
           f"The [T;Z] taggers of the `{label}` rows above (trained and model-selected on PGIM's ChatGPT Z), scored on dev "
           "and test with Z from each source in place of ChatGPT's. Local answers: greedy, at most 128 new tokens, in "
-          "process (`stage1.llm.backend: transformers`, bf16), generated through the llm stage's shard function.", "",
+          "process (`stage1.llm.backend: transformers`, bf16), generated through the llm stage's shard function. "
+          "`distilled, own train Z` is the whole pipeline of the distilled config instead (`mner run -c "
+          "configs/twitter2017-distilled.yaml`): its tagger is trained on the distilled model's train Z, same settings.", "",
           "| source | model | seeds | dev F1 | test F1 | minus text-only (paired) | gold test entities verbatim in Z | "
           "generation prompts/s (dev, test) |", "|---|---|---|---|---|---|---|---|"]
     for source in dict.fromkeys(r["source"] for r in newest.values()):

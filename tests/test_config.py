@@ -1,4 +1,4 @@
-"""Configuration: defaults point at the demo sample, files and overrides load, errors name the field."""
+"""Configuration: defaults point at the demo sample, files and overrides load, errors name the field, shipped configs validate."""
 
 from __future__ import annotations
 
@@ -7,6 +7,8 @@ from pathlib import Path
 import pytest
 
 from mner.config import load_config
+
+PROJECT = Path(__file__).resolve().parents[1]
 
 
 def test_defaults_are_the_demo_sample() -> None:
@@ -90,3 +92,18 @@ def test_mner_run_refuses_an_unwritable_artifact_root_before_any_work(tmp_path: 
 def test_captions_from_a_file_without_one_say_how_to_go_without() -> None:
     with pytest.raises(ValueError, match="stage1.caption.backend: none"):
         load_config(overrides={"dataset.captions": None})
+
+
+@pytest.mark.parametrize("name", sorted(p.name for p in (PROJECT / "configs").glob("*.yaml")))
+def test_shipped_config_validates(name: str) -> None:
+    cfg = load_config(PROJECT / "configs" / name)
+    assert cfg.dataset.train.is_absolute() and cfg.dataset.train.name == "train.txt"
+    assert cfg.stage1.prompt.template_dir.is_dir(), f"{name}: prompt.template_dir {cfg.stage1.prompt.template_dir} is missing"
+
+
+def test_the_distilled_config_is_the_local_zero_shot_route() -> None:
+    cfg = load_config(PROJECT / "configs" / "twitter2017-distilled.yaml")
+    assert cfg.stage1.distill.enabled and cfg.stage1.distill.method == "full"
+    assert (cfg.stage1.knowledge.backend, cfg.stage1.llm.backend, cfg.stage1.prompt.n_examples) == ("llm", "transformers", 0)
+    assert cfg.stage1.prompt.template_dir == PROJECT / "prompts" / "distill_v1"
+    assert cfg.stage1.llm.max_tokens == 128

@@ -128,6 +128,36 @@ def test_distilled_model_is_trained_saved_asked_by_the_llm_stage_and_cached(
     assert "Paris" in llm_knowledge(["Obama", "meets", "Macron", "in", "Lyon"], "", "", cfg, llm_identity=distilled_identity(key, "fp32"))
 
 
+def test_predict_llm_tags_a_new_post_with_knowledge_from_the_distilled_model(
+        prefect_harness: None, tiny_model: Path, tmp_path: Path) -> None:
+    from typer.testing import CliRunner
+
+    from cli.main import app
+    from flows.pipeline import pipeline
+
+    root = tmp_path / "artifacts"
+    data = write_tiny_sample(tmp_path / "data", per_split=8)
+    answers = _answers(tmp_path / "answers.jsonl", [{"id": s.id, "knowledge": "Paris Paris Paris is a city in France."}
+                                                    for s in formats.read_conll(data["dataset.train"], repair=True).sentences])
+    overrides = {**data, **ZERO_SHOT, "stage1.distill.answers": str(answers), "stage1.ocr.backend": "none",
+                 "stage1.retrieval.embedder": "random", "stage1.prompt.tokenizer": "whitespace", "stage1.llm.max_tokens": 6,
+                 "stage1.llm.batch_size": 8, "stage1.llm.shard_size": 8, "stage1.llm.precision": "fp32",
+                 "stage1.distill.enabled": True, "stage1.distill.base_model": str(tiny_model), "stage1.distill.method": "full",
+                 "stage1.distill.lr": 0.01, "stage1.distill.epochs": 12, "stage1.distill.batch_size": 4,
+                 "variants": ["text+knowledge"], "train.epochs": 1, "model.max_length": 64}
+    scores = pipeline(overrides={**overrides, "artifacts_root": str(root)})
+    assert "text+knowledge" in json.dumps(scores)
+    settings = [a for key, value in overrides.items()
+                for a in ("--set", f"{key}={json.dumps(value) if isinstance(value, list) else value}")]
+    done = CliRunner().invoke(app, ["predict", "--run", "latest", "--text", "Obama meets Macron in Lyon", "--llm",
+                                    "--artifacts-root", str(root), *settings])
+    assert done.exit_code == 0, done.output
+    result = json.loads(done.stdout)
+    assert result["tokens"] == ["Obama", "meets", "Macron", "in", "Lyon"] and len(result["tags"]) == 5
+    assert "Paris" in result["knowledge"]  # written by the distilled model, offline
+    assert isinstance(result["entities"], list)
+
+
 def test_predict_with_distillation_on_and_no_distilled_model_names_the_fix(tmp_path: Path) -> None:
     from typer.testing import CliRunner
 

@@ -43,7 +43,7 @@ from knowledge_reading import gold_entities, verbatim_share  # noqa: E402
 from stage2 import RESULTS as STAGE2, append_rows, log_stages_to_stderr, parse_overrides, provenance  # noqa: E402
 
 from engine.distillation import distilled_identity  # noqa: E402
-from engine.local_generate import answering_identity  # noqa: E402
+from engine.local_generate import answering_identity, load_generator  # noqa: E402
 from engine.runtime import pick_device, set_threads, use_bf16  # noqa: E402
 from engine.taggers import load_tagger, predict  # noqa: E402
 from mner import formats, pgim  # noqa: E402
@@ -82,18 +82,22 @@ def run_until(config: str, stage: str, overrides: dict[str, Any]) -> dict[str, A
 
 def local_answers(cfg: PipelineConfig, prompts: dict[str, Any], split: str, endpoint: str,
                   model: str | None) -> tuple[dict[str, str], dict[str, Any]]:
-    """``{id: Z}`` of one split from the llm stage's shard function, and how long the uncached answers took."""
+    """``{id: Z}`` of one split from the llm stage's shard function, and what generating it cost.
+
+    The model is loaded before the shard runs, so the shard's time (its manifest's ``timings``, kept
+    when a rerun finds it published) is generation alone.
+    """
     rows = read_jsonl(Path(prompts["dir"]) / f"{split}.jsonl")
-    started = time.perf_counter()
+    load_generator(model, cfg.stage1.llm.precision)
     shard = llm_shard.fn(prompts=prompts, split=split, start=0, stop=len(rows), endpoint=endpoint,
                          llm=shard_settings(cfg.stage1.llm), artifacts_root=str(cfg.artifacts_root),
                          runtime={"local_model": model} if model else None)
-    seconds = time.perf_counter() - started
+    manifest = json.loads((Path(shard["dir"]) / "manifest.json").read_text(encoding="utf-8"))
     results = read_jsonl(Path(shard["dir"]) / "results.jsonl")
     failed = [r["id"] for r in results if r.get("error")]
     if failed:
         raise SystemExit(f"{split}: {len(failed)} prompts got no answer (first ids {failed[:5]}); rerun to ask again")
-    usage = shard["usage"]
+    usage, seconds = manifest["usage"], manifest["timings"]["total_s"]
     generated = usage["requests"]
     return ({r["id"]: r["knowledge"] or "" for r in results},
             {"prompts": len(rows), "generated": generated, "cached": usage["cached"], "seconds": round(seconds, 1),

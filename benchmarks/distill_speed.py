@@ -48,7 +48,9 @@ def main() -> None:
     """Parse the options, run each method, append and print the rows."""
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--config", default="configs/twitter2017.yaml")
-    parser.add_argument("--pairs", type=int, default=256)
+    parser.add_argument("--pairs", type=int, default=256,
+                        help="the first N train pairs; 0 = every pair, with no max_pairs override, so that the model's stage "
+                             "key is the config's own and `mner run -c CONFIG` reuses it")
     parser.add_argument("--method", nargs="+", choices=["lora", "full"], default=["lora", "full"])
     parser.add_argument("--epochs", type=int, default=1)
     parser.add_argument("--batch-size", type=int, default=8)
@@ -57,7 +59,7 @@ def main() -> None:
     train_sentences = sum(1 for block in Path(cfg.dataset.train).read_text(encoding="utf-8").split("\n\n") if block.strip())
     rows = []
     for method in args.method:
-        overrides = {**ZERO_SHOT, "stage1.distill.method": method, "stage1.distill.max_pairs": args.pairs,
+        overrides = {**ZERO_SHOT, "stage1.distill.method": method, **({"stage1.distill.max_pairs": args.pairs} if args.pairs else {}),
                      "stage1.distill.epochs": args.epochs, "stage1.distill.batch_size": args.batch_size}
         if method == "full":
             overrides["stage1.distill.lr"] = 2e-5

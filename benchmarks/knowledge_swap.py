@@ -113,8 +113,8 @@ def source_knowledge(source: str, cfg: PipelineConfig, args: Any, splits: dict[s
         return ({split: pgim.read_knowledge(getattr(ds, f"knowledge_{split}"), samples).knowledge
                  for split, samples in splits.items()}, {"model": "PGIM's ChatGPT files"})
     if source == "distilled":
-        prompts = run_until(args.config, "prompts", {})
-        distill = run_until(args.config, "distill", {})
+        prompts = run_until(args.config, "prompts", args.overrides)
+        distill = run_until(args.config, "distill", args.overrides)
         endpoint, model = distilled_identity(distill["key"], cfg.stage1.llm.precision), str(Path(distill["dir"]) / "model")
         result = json.loads((Path(distill["dir"]) / "manifest.json").read_text(encoding="utf-8"))["result"]
         about = {"model": endpoint, "pairs": result["train_pairs"], "epochs": result["epochs"],
@@ -142,7 +142,7 @@ def own_train_row(args: Any, cfg: PipelineConfig, tagger: dict[str, Any], seed: 
     """The distilled route as ``mner run -c CONFIG`` runs it: Z on every split from the distilled model, [T;Z] trained on it."""
     settings = {k: v for k, v in tagger["overrides"].items() if k != "train.seed"}
     started = time.perf_counter()
-    result = mner_run(args.config, {**settings, "train.seed": seed, "variants": "[text+knowledge]"})["text+knowledge"]
+    result = mner_run(args.config, {**args.overrides, **settings, "train.seed": seed, "variants": "[text+knowledge]"})["text+knowledge"]
     history = json.loads((Path(result["model"]) / "history.json").read_text(encoding="utf-8"))
     return {"dataset": cfg.dataset.name, "source": "distilled, own train Z", **{k: about[k] for k in ("model", "pairs", "epochs", "heldout_loss")},
             "tagger": {"label": "pipeline", "seed": seed, "model_dir": result["model"], "commit": None, "date": None,
@@ -169,7 +169,9 @@ def main() -> None:
     """Pick the taggers, get each source's Z, score, append and print the rows."""
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--config", default="configs/twitter2017-distilled.yaml")
-    parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="config override (YAML value)")
+    parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                        help="override of --config (YAML value), also passed to its mner runs; e.g. the distill settings "
+                             "of a model that benchmarks/distill_speed.py trained")
     parser.add_argument("--base-config", default="configs/twitter2017.yaml", help="dataset config of the base model's prompts")
     parser.add_argument("--label", default="seeds", help="stage2.jsonl label of the [T;Z] taggers to score")
     parser.add_argument("--own-train-seeds", type=int, nargs="*", default=[],
@@ -179,6 +181,7 @@ def main() -> None:
     args = parser.parse_args()
     log_stages_to_stderr()
     set_threads(0)
+    args.overrides = dict(item.split("=", 1) for item in args.set)  # as typed, for the child mner runs
     cfg = load_config(args.config, parse_overrides(args.set))
     taggers = [r for r in (json.loads(line) for line in STAGE2.read_text(encoding="utf-8").splitlines() if line.strip())
                if r.get("label") == args.label and r["dataset"] == cfg.dataset.name and r["variant"] == "text+knowledge"

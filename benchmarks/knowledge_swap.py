@@ -174,6 +174,7 @@ def main() -> None:
                              "of a model that benchmarks/distill_speed.py trained")
     parser.add_argument("--base-config", default="configs/twitter2017.yaml", help="dataset config of the base model's prompts")
     parser.add_argument("--label", default="seeds", help="stage2.jsonl label of the [T;Z] taggers to score")
+    parser.add_argument("--show", type=int, default=5, help="test tweets whose Z each row keeps, for reading")
     parser.add_argument("--own-train-seeds", type=int, nargs="*", default=[],
                         help="also run the whole pipeline of --config with these seeds: Z from the distilled model on every "
                              "split, the tagger trained on its own train Z, with the taggers' training settings")
@@ -197,10 +198,12 @@ def main() -> None:
         abouts[source] = about
         if source not in args.source:
             continue
+        shown = [{"id": t.id, "tweet": " ".join(t.tokens), "entities": entities[i], "z": knowledge["test"][i]}
+                 for i, t in enumerate(splits["test"][: args.show])]
         for tagger in taggers:
             scores = score(tagger["model_dir"], cfg.train.precision, splits, knowledge)
             dev, test = scores["dev"], scores["test"]
-            rows.append({"dataset": cfg.dataset.name, "source": source, **about, "test_verbatim_share": share,
+            rows.append({"dataset": cfg.dataset.name, "source": source, **about, "test_verbatim_share": share, "examples": shown,
                          "tagger": {k: tagger[k] for k in ("label", "commit", "date", "model_dir", "test_f1", "dev_f1")}
                          | {"seed": tagger["overrides"].get("train.seed", 42)},
                          "dev_f1": dev["f1"], "test_precision": test["precision"], "test_recall": test["recall"],

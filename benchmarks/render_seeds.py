@@ -14,12 +14,10 @@ from collections import defaultdict
 VARIANTS = ("text", "text+knowledge")
 
 
-def spread(values: list[float]) -> str:
-    """``mean ± sd`` of fractions, in points (sd over seeds, n-1; just the mean for one value)."""
-    mean = 100 * statistics.fmean(values)
-    if len(values) < 2:
-        return f"{mean:.2f}"
-    return f"{mean:.2f} ± {100 * statistics.stdev(values):.2f}"
+def spread(values: list[float], signed: bool = False) -> str:
+    """``mean ± sd`` of fractions, in points (sd over seeds, n-1; just the mean for one value); ``signed`` for differences."""
+    mean = f"{100 * statistics.fmean(values):{'+' if signed else ''}.2f}"
+    return mean if len(values) < 2 else f"{mean} ± {100 * statistics.stdev(values):.2f}"
 
 
 def by_seed(rows: list[dict]) -> dict[int, dict]:
@@ -56,7 +54,7 @@ def seeds_section(stage2: list[dict], label: str = "seeds") -> list[str]:
         if paired:
             gains = [tz[s]["test_f1"] - text[s]["test_f1"] for s in paired]
             md.append(f"- {dataset}: [T;Z] − text-only, paired by seed ({', '.join(map(str, paired))}): "
-                      f"**{spread(gains)}** test F1 "
+                      f"**{spread(gains, signed=True)}** test F1 "
                       f"(per seed {' / '.join(f'{100 * g:+.2f}' for g in gains)})")
     rows = [r for group in groups.values() for r in group]
     md += ["", f"Machine: {rows[-1]['machine']}.", "", "Commands:", ""]
@@ -90,7 +88,7 @@ def swap_section(swaps: list[dict], stage2: list[dict]) -> list[str]:
         rates = ", ".join(str(r.get("generation", {}).get(s, {}).get("prompts_per_second") or "cached")
                           for s in ("dev", "test")) if "generation" in r else "-"
         md.append(f"| {source} | {model} | {', '.join(map(str, rows))} | {spread([x['dev_f1'] for x in rows.values()])} | "
-                  f"**{spread([x['test_f1'] for x in rows.values()])}** | {spread(gains) if gains else '-'} | "
+                  f"**{spread([x['test_f1'] for x in rows.values()])}** | {spread(gains, signed=True) if gains else '-'} | "
                   f"{100 * r['test_verbatim_share']:.1f}% | {rates} |")
     chatgpt = [r for (s, _), r in newest.items() if s == "chatgpt"]
     mismatch = [r for r in chatgpt if abs(r["test_f1"] - r["tagger"]["test_f1"]) > 1e-9]
@@ -99,6 +97,24 @@ def swap_section(swaps: list[dict], stage2: list[dict]) -> list[str]:
            if chatgpt else "", ""]
     md += [f"Machine: {swaps[-1]['machine']}.", "", "Commands:", ""]
     md += list(dict.fromkeys(f"- `{r['command']}` (commit {r['commit']}, {r['date']})" for r in swaps)) + [""]
+    md += examples_block(newest)
     details = {json.dumps(r.get("generation", {}), sort_keys=True) for r in newest.values() if r["source"] != "chatgpt"}
     return md + (["Generation details (prompts, generated, cached, seconds):", ""] + [f"- `{d}`" for d in sorted(details)] + [""]
                  if details else [])
+
+
+def examples_block(newest: dict[tuple[str, int], dict]) -> list[str]:
+    """The first test tweets with each source's Z side by side (from the newest row of each source that kept them)."""
+    per_source = {}
+    for (source, _), r in newest.items():
+        if r.get("examples") and source not in per_source:
+            per_source[source] = {e["id"]: e for e in r["examples"]}
+    if not per_source:
+        return []
+    first = next(iter(per_source.values()))
+    md = ["### Reading the answers: the first test tweets, Z from each source", ""]
+    for tweet_id, example in first.items():
+        md += [f"**{example['tweet']}** (gold: {', '.join(example['entities']) or 'none'})", ""]
+        md += [f"- *{source}*: {shown[tweet_id]['z'] or '(empty)'}" for source, shown in per_source.items() if tweet_id in shown]
+        md.append("")
+    return md

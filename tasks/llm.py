@@ -60,7 +60,8 @@ def llm_shard(
     missing = set(LlmConfig.model_fields) - NOT_SHARD_SETTINGS - set(llm)
     if missing:  # a value left to LlmConfig's default here would be missing from the stage key
         raise ValueError(f"llm: settings {sorted(missing)} not given; pass shard_settings(config.stage1.llm)")
-    config = LlmConfig.model_validate(llm)
+    # shard_size is left out of the key (the bounds say it); the batch check against it was the config's, at load time
+    config = LlmConfig.model_validate({**llm, "shard_size": max(stop - start, llm.get("batch_size", 1))})
     local = config.backend == "transformers"
     base_url = (runtime or {}).get("base_url") or endpoint
     if not local and not str(base_url).startswith(("http://", "https://")):

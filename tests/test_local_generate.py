@@ -101,7 +101,7 @@ def test_llm_stage_with_the_transformers_backend_answers_caches_and_reruns_from_
     write_jsonl(prompts_dir / "dev.jsonl", rows)
     prompts = {"stage": "prompts", "key": "test", "dir": str(prompts_dir),
                "files": {"dev.jsonl": sha256_file(prompts_dir / "dev.jsonl")}}
-    llm = fp32(max_answer_chars=40)
+    llm = fp32(max_answer_chars=40, batch_size=32, shard_size=32)  # a batch above LlmConfig's default shard_size (16)
     params = dict(prompts=prompts, split="dev", start=1, stop=6, endpoint=answering_identity(llm),
                   llm=shard_settings(llm), artifacts_root=str(tmp_path / "store"))
     first = llm_shard.fn(**params)

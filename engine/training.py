@@ -15,7 +15,7 @@ import torch.distributed as dist
 from torch.nn.parallel import DistributedDataParallel
 from tqdm.auto import tqdm
 
-from engine.runtime import prepare_runtime, rank_and_world, set_seed, weights_digest
+from engine.runtime import memory_mib, prepare_runtime, rank_and_world, set_seed, weights_digest
 from engine.taggers import BEST_WEIGHTS, bucketed_batches, build_tagger, predict, save_tagger
 from mner.config import ModelConfig, TrainConfig
 from mner.metrics import score_entities
@@ -183,13 +183,17 @@ def train_tagger(
             loss_sum += loss.item()
             bar.set_postfix(loss=f"{loss_sum / step:.3f}", sent_s=f"{seen / (time.perf_counter() - started):.1f}")
         epoch_seconds = time.perf_counter() - started
+        after_train = memory_mib()
         dev_pred = predict(tagger, dev_enc, device, bf16)
+        after_dev = memory_mib()
         dev_scores = score_entities([r.tags for r in dev], dev_pred)
         dev_f1 = dev_scores.micro.f1
         state["train_seconds"] += epoch_seconds
         record = {"epoch": epoch, "loss": loss_sum / max(len(batches), 1), "dev_f1": dev_f1,
                   "dev_precision": dev_scores.micro.precision, "dev_recall": dev_scores.micro.recall,
-                  "epoch_seconds": round(epoch_seconds, 2), "sentences_per_second": round(seen / epoch_seconds, 2)}
+                  "epoch_seconds": round(epoch_seconds, 2), "sentences_per_second": round(seen / epoch_seconds, 2),
+                  "rss_mib_after_train": after_train["rss_mib"], "peak_rss_mib_after_train": after_train["peak_rss_mib"],
+                  "rss_mib_after_dev": after_dev["rss_mib"], "peak_rss_mib_after_dev": after_dev["peak_rss_mib"]}
         state["history"].append(record)
         log(json.dumps(record))
         if dev_f1 > state["best_f1"]:

@@ -90,6 +90,9 @@ def test_resume_after_kill(tmp_path: Path) -> None:
     for resumed, reference in zip(history, straight["history"], strict=True):
         assert {k: resumed[k] for k in SCORES} == pytest.approx({k: reference[k] for k in SCORES}, rel=1e-3, abs=1e-4)
     assert out["result"]["best_epoch"] == straight["best_epoch"]
+    for record in straight["history"]:  # where memory went, per epoch: the training loop, then dev scoring
+        assert 0 < record["rss_mib_after_train"] <= record["peak_rss_mib_after_train"] <= record["peak_rss_mib_after_dev"]
+        assert 0 < record["rss_mib_after_dev"] <= record["peak_rss_mib_after_dev"]
     resumed_weights = torch.load(work / BEST_WEIGHTS, weights_only=True)
     reference_weights = torch.load(tmp_path / "straight" / BEST_WEIGHTS, weights_only=True)
     assert resumed_weights.keys() == reference_weights.keys()
@@ -157,3 +160,19 @@ def test_default_threads_follow_the_cores_and_omp_num_threads(monkeypatch) -> No
     assert available_cores() == cores
     assert set_threads(2) == 2  # an explicit train.num_threads wins
     torch.set_num_threads(before)
+
+
+def test_memory_readings_follow_what_the_process_holds() -> None:
+    import numpy as np
+
+    from engine.runtime import memory_mib
+
+    before = memory_mib()
+    block = np.ones(300 * 2**20, dtype=np.uint8)  # 300 MiB, every page touched
+    held = memory_mib()
+    assert held["rss_mib"] - before["rss_mib"] > 250
+    assert held["peak_rss_mib"] >= held["rss_mib"] > 0
+    del block
+    after = memory_mib()
+    assert held["rss_mib"] - after["rss_mib"] > 250  # the reading is of now, not of the peak
+    assert after["peak_rss_mib"] > held["rss_mib"] - 5  # the kernel's high-water mark lags by a few pages at most

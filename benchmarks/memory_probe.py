@@ -15,7 +15,9 @@ Settings (environment of the child):
   back to the OS when freed (glibc otherwise raises this threshold as large blocks are freed, so later
   activations land in its heap, which fragments as batch shapes vary);
 - ``arena-2``: ``MALLOC_ARENA_MAX=2``;
-- ``onednn-cache-16``: ``ONEDNN_PRIMITIVE_CACHE_CAPACITY=16`` (oneDNN keeps up to 1024 kernels, one per shape).
+- ``onednn-cache-16``, ``-64``: ``ONEDNN_PRIMITIVE_CACHE_CAPACITY`` (oneDNN keeps up to 1024 kernels, one per shape);
+- ``jemalloc``, ``tcmalloc``: that allocator preloaded (Debian's libjemalloc2, libtcmalloc-minimal4), alone or
+  with the 16-kernel cache (``+``).
 """
 
 from __future__ import annotations
@@ -47,6 +49,11 @@ SETTINGS: dict[str, dict[str, str]] = {
     "mmap-128k": {"MALLOC_MMAP_THRESHOLD_": "131072"},
     "arena-2": {"MALLOC_ARENA_MAX": "2"},
     "onednn-cache-16": {"ONEDNN_PRIMITIVE_CACHE_CAPACITY": "16"},
+    "onednn-cache-64": {"ONEDNN_PRIMITIVE_CACHE_CAPACITY": "64"},
+    "jemalloc": {"LD_PRELOAD": "libjemalloc.so.2"},
+    "tcmalloc": {"LD_PRELOAD": "libtcmalloc_minimal.so.4"},
+    "onednn-cache-16+jemalloc": {"ONEDNN_PRIMITIVE_CACHE_CAPACITY": "16", "LD_PRELOAD": "libjemalloc.so.2"},
+    "onednn-cache-16+tcmalloc": {"ONEDNN_PRIMITIVE_CACHE_CAPACITY": "16", "LD_PRELOAD": "libtcmalloc_minimal.so.4"},
 }
 TRACE_EVERY = 10
 

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import ctypes.util
 import json
+import os
 import subprocess
 import sys
 from typing import Any
@@ -21,6 +23,42 @@ def training_processes(train_cfg: TrainConfig) -> int:
     if train_cfg.device != "cpu" and torch.cuda.is_available():
         return max(1, torch.cuda.device_count())
     return 1
+
+
+ALLOCATOR_LIBRARIES = {"tcmalloc": "tcmalloc_minimal", "jemalloc": "jemalloc"}
+ALLOCATOR_PACKAGES = {"tcmalloc": "libtcmalloc-minimal4", "jemalloc": "libjemalloc2"}
+
+
+def allocator_library(choice: str) -> str | None:
+    """The shared library to preload for ``train.allocator`` (None: the C library's malloc).
+
+    ``auto`` takes tcmalloc where the system has it; a named allocator that is missing raises,
+    naming the package that provides it.
+    """
+    if choice == "system" or not sys.platform.startswith("linux"):
+        return None
+    name = "tcmalloc" if choice == "auto" else choice
+    found = ctypes.util.find_library(ALLOCATOR_LIBRARIES[name])
+    if found is None and choice != "auto":
+        raise ValueError(f"train.allocator={choice}: the {name} library is not installed; install it "
+                         f"(Debian: apt-get install {ALLOCATOR_PACKAGES[name]}) or set train.allocator: auto or system")
+    return found
+
+
+def worker_environment(train: dict[str, Any] | None) -> dict[str, str]:
+    """The environment of a training worker: this one, plus the allocator and oneDNN cache of ``train``.
+
+    A variable the user has set already (``ONEDNN_PRIMITIVE_CACHE_CAPACITY``) is kept.
+    """
+    env = dict(os.environ)
+    if train is None:
+        return env
+    cfg = TrainConfig.model_validate(train)
+    env.setdefault("ONEDNN_PRIMITIVE_CACHE_CAPACITY", str(cfg.onednn_cache_capacity))
+    library = allocator_library(cfg.allocator)
+    if library:
+        env["LD_PRELOAD"] = " ".join(filter(None, [library, env.get("LD_PRELOAD", "")]))
+    return env
 
 
 def launch_command(job_file: str, processes: int) -> list[str]:
@@ -43,7 +81,7 @@ def run_training_job(job: dict[str, Any], work_dir, log) -> dict[str, Any]:
     job_file.write_text(json.dumps(job, indent=2), encoding="utf-8")
     command = launch_command(str(job_file), int(job["processes"]))
     tail: list[str] = []
-    child = processes.spawn(command, stdout=subprocess.PIPE, text=True, bufsize=1)
+    child = processes.spawn(command, stdout=subprocess.PIPE, text=True, bufsize=1, env=worker_environment(job.get("train")))
     try:
         for line in child.stdout:  # type: ignore[union-attr]
             line = line.rstrip()

@@ -35,6 +35,16 @@ def memory_mib() -> dict[str, float]:
     return {"rss_mib": round(now, 1), "peak_rss_mib": round(max(peak, now), 1)}  # the kernel's peak can lag
 
 
+def loaded_allocator() -> str:
+    """The malloc this process runs on: the tcmalloc or jemalloc library mapped into it, else ``libc``."""
+    try:
+        maps = Path("/proc/self/maps").read_text()
+    except OSError:
+        return "libc"
+    found = sorted({line.split()[-1] for line in maps.splitlines() if "tcmalloc" in line or "jemalloc" in line})
+    return found[0] if found else "libc"
+
+
 def pick_device(setting: str) -> torch.device:
     """``cuda`` when asked for or when ``auto`` finds a GPU, else ``cpu``; under DDP, this rank's GPU."""
     if setting == "cuda" or (setting == "auto" and torch.cuda.is_available()):

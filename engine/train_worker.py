@@ -10,13 +10,14 @@ Rank 0 writes the result file named in the job.
 from __future__ import annotations
 
 import json
+import os
 import sys
 from pathlib import Path
 
 import torch
 import torch.distributed as dist
 
-from engine.runtime import rank_and_world
+from engine.runtime import loaded_allocator, rank_and_world
 from engine.training import TrainResult, train_tagger
 from mner.config import BackboneConfig, ModelConfig, TrainConfig
 from mner.samples import read_samples
@@ -49,6 +50,7 @@ def run_job(job_path: str | Path) -> dict:
     log = (lambda message: print(message, flush=True)) if rank == 0 else (lambda _message: None)
     if distributed:
         log(f"process group: backend={dist.get_backend()} world={dist.get_world_size()}")
+    log(f"allocator={loaded_allocator()} onednn_primitive_cache={os.environ.get('ONEDNN_PRIMITIVE_CACHE_CAPACITY', 'default')}")
     if job.get("kind") == "backbone":
         result = _train_backbone(job, train_cfg, log)
     else:

@@ -113,6 +113,14 @@ class TrainConfig(_Strict):
     bucket_size: int = Field(50, ge=1, description="batches per length-sorted bucket")
     max_train_sentences: int | None = Field(None, ge=1, description="use only the first N (smoke runs)")
     processes: int = Field(0, ge=0, description="training processes (DDP); 0 = one per GPU on CUDA, 1 on the CPU")
+    allocator: Literal["auto", "system", "tcmalloc", "jemalloc"] = Field(
+        "auto", description="memory allocator of the training process on Linux; auto = tcmalloc where the system has "
+        "it (Debian: libtcmalloc-minimal4), else the C library's (benchmarks/RESULTS.md: memory of training)"
+    )
+    onednn_cache_capacity: int = Field(
+        16, ge=1, description="CPU kernels oneDNN keeps for reuse in the training process (ONEDNN_PRIMITIVE_CACHE_CAPACITY, "
+        "unless set); oneDNN's default, 1024, holds one kernel with its buffers per batch shape, GiBs over an epoch"
+    )
 
 
 class BackboneConfig(_Strict):

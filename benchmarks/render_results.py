@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+from render_memory import memory_section
 from render_seeds import seeds_section, swap_section
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -420,6 +421,7 @@ def main() -> None:
                       f"`{r['command']}` | {r['date']} |")
         md += ["", f"Machine: {throughput[-1]['machine']}.", ""]
     md += profile_section(rows("profile.jsonl"))
+    md += memory_section(rows("memory.jsonl"), stage2)
     md += stage1_sections()
     md += distill_section(rows("distill.jsonl")) + reading_section(rows("knowledge_reading.jsonl"))
     md += backbone_section(stage2, rows("backbone.jsonl")) + grid_section(rows("backbone_grid.jsonl"))

@@ -57,7 +57,13 @@ def seeds_section(stage2: list[dict], label: str = "seeds") -> list[str]:
                       f"**{spread(gains, signed=True)}** test F1 "
                       f"(per seed {' / '.join(f'{100 * g:+.2f}' for g in gains)})")
     rows = [r for group in groups.values() for r in group]
-    md += ["", f"Machine: {rows[-1]['machine']}.", "", "Commands:", ""]
+    machines = {d: sorted({r["machine"] for (d2, _), g in groups.items() if d2 == d for r in g}) for d, _ in groups}
+    if len({m for ms in machines.values() for m in ms}) == 1:
+        md += ["", f"Machine: {rows[-1]['machine']}."]
+    else:  # timings and peak memory compare within a machine only
+        md += ["", "Machines (timings and memory compare within one machine only): "
+               + "; ".join(f"{d}: {' and '.join(ms)}" for d, ms in sorted(machines.items())) + "."]
+    md += ["", "Commands:", ""]
     md += list(dict.fromkeys(f"- `{r['command']}` (commit {r['commit']}, {r['date']})" for r in rows)) + [""]
     return md
 

@@ -95,6 +95,24 @@ def parse_overrides(items: list[str]) -> dict:
     return {k: yaml.safe_load(v) for k, v in (item.split("=", 1) for item in items)}
 
 
+def as_training_worker() -> dict[str, str]:
+    """Run this benchmark on the training worker's runtime (its allocator and oneDNN cache, ``train`` defaults).
+
+    The first call re-executes the script with the worker's environment (allocator variables act from
+    a process's start only); in the re-executed process it returns what the process runs on.
+    """
+    import os
+
+    from engine.launcher import worker_environment
+    from engine.runtime import loaded_allocator
+    from mner.config import TrainConfig
+
+    if os.environ.get("MNER_AS_TRAINING_WORKER") != "1":
+        env = {**worker_environment(TrainConfig().model_dump(mode="json")), "MNER_AS_TRAINING_WORKER": "1"}
+        os.execve(sys.executable, [sys.executable, *sys.argv], env)
+    return {"allocator": loaded_allocator(), "onednn_cache": os.environ.get("ONEDNN_PRIMITIVE_CACHE_CAPACITY", "default")}
+
+
 def peak_rss_mib() -> float:
     """Peak resident memory of this process or its children (training runs in a child), in MiB."""
     return round(max(resource.getrusage(who).ru_maxrss for who in (resource.RUSAGE_SELF, resource.RUSAGE_CHILDREN)) / 1024, 1)

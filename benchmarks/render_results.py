@@ -413,14 +413,16 @@ def main() -> None:
         md += dev_table(dev_only) + [""] + ["Commands:", ""] + [f"- `{r['command']}` ({r['date']})" for r in dev_only] + [""]
     if throughput:
         md += ["## Training throughput: our step vs a naive loop (same 512 [T;Z] samples, one process)", "",
-               "| ours sent/s | naive sent/s | ratio | samples | batch | max_length | threads | allocator, oneDNN cache | commit | command | date |",
-               "|---|---|---|---|---|---|---|---|---|---|---|"]
+               "| ours sent/s | naive sent/s | ratio | our model settings | samples | batch | max_length | threads | allocator, oneDNN cache | "
+               "machine | commit | command | date |", "|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
         for r in throughput:
             md.append(f"| {r['ours_sentences_per_second']} | {r['naive_sentences_per_second']} | **{r['ratio']}x** | "
+                      f"`{json.dumps(r.get('model_overrides', {}))}` | "
                       f"{r['samples']} | {r['batch_size']} | {r['max_length']} | {r['threads']} | "
-                      f"{Path(r.get('allocator', 'libc')).name}, {r.get('onednn_cache', 'default')} | {r['commit']} | "
+                      f"{Path(r.get('allocator', 'libc')).name}, {r.get('onednn_cache', 'default')} | {r['machine'].split(',')[0]} | "
+                      f"{r['commit']} | "
                       f"`{r['command']}` | {r['date']} |")
-        md += ["", f"Machine: {throughput[-1]['machine']}.", ""]
+        md += ["", f"Machines: {'; '.join(dict.fromkeys(r['machine'] for r in throughput))}.", ""]
     md += profile_section(rows("profile.jsonl"))
     md += memory_section(rows("memory.jsonl"), stage2)
     md += stage1_sections()

@@ -1,6 +1,6 @@
 """Training throughput: our step vs a naive loop on the same 512 [T;Z] samples, in one process.
 
-    python benchmarks/throughput.py [--config configs/twitter2015.yaml] [--samples 512]
+    python benchmarks/throughput.py [--config configs/twitter2015.yaml] [--samples 512] [--set model.KEY=VALUE ...]
 
 Ours: word-level CRF, length-bucketed batches with dynamic padding, bf16 autocast where the CPU
 or GPU has it. Naive: the same encoder with a linear layer and pytorch-crf over every sub-token,
@@ -27,7 +27,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "benchmarks"))
 
-from stage2 import append_rows, as_training_worker, provenance  # noqa: E402
+from stage2 import append_rows, as_training_worker, parse_overrides, provenance  # noqa: E402
 from torchcrf import CRF as TorchCRF  # noqa: E402
 from transformers import AutoModel, AutoTokenizer  # noqa: E402
 
@@ -73,9 +73,9 @@ def our_step(
     return loss, optimizer, batches
 
 
-def ours(samples, labels, device) -> float:
+def ours(samples, labels, device, model_cfg: ModelConfig | None = None) -> float:
     """Sentences/s of the project's training step."""
-    loss, optimizer, batches = our_step(samples, labels, device)
+    loss, optimizer, batches = our_step(samples, labels, device, model_cfg)
     return timed_pass(loss, optimizer, batches, len(samples))
 
 
@@ -146,7 +146,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--config", default=str(ROOT / "configs" / "twitter2015.yaml"))
     parser.add_argument("--samples", type=int, default=512)
+    parser.add_argument("--set", action="append", default=[], metavar="model.KEY=VALUE", help="our step's model setting (YAML value)")
     args = parser.parse_args()
+    overrides = {k.removeprefix("model."): v for k, v in parse_overrides(args.set).items()}
     runtime = as_training_worker()
     threads = set_threads(0)
     device = pick_device("auto")
@@ -154,9 +156,9 @@ def main() -> None:
     samples = load_samples(args.config, args.samples)
     labels = label_list(entity_types([t for s in samples for t in s[1]]))
     max_length = ModelConfig().max_length
-    ours_rate = ours(samples, labels, device)
+    ours_rate = ours(samples, labels, device, ModelConfig(**overrides))
     naive_rate = naive(samples, labels, device, max_length)
-    row = {"samples": len(samples), "batch_size": BATCH, "max_length": max_length, "threads": threads,
+    row = {"samples": len(samples), "model_overrides": overrides, "batch_size": BATCH, "max_length": max_length, "threads": threads,
            "ours_sentences_per_second": round(ours_rate, 2), "naive_sentences_per_second": round(naive_rate, 2),
            "ratio": round(ours_rate / naive_rate, 2), **runtime, **provenance()}
     append_rows(RESULTS, [row])

@@ -8,13 +8,16 @@ as the base, on the first ``--pairs`` train pairs (PGIM's ChatGPT answers as the
 before ``distill`` come from the cache after the first run. It reads the distill output's manifest
 and appends one row per method to benchmarks/results/distill.jsonl: seconds and tokens/s per epoch,
 the held-out loss, the worker's peak RSS, and the full train split's epoch time extrapolated from
-the measured tokens/s (the split's pairs over the measured ones, same length mix assumed).
+the measured tokens/s (the split's pairs over the measured ones, same length mix assumed). The
+distill worker inherits this process's environment: rows record its ``LD_PRELOAD`` and
+``ONEDNN_PRIMITIVE_CACHE_CAPACITY``, so that allocator settings can be compared.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -72,7 +75,9 @@ def main() -> None:
                      "epoch_seconds": last["epoch_seconds"], "tokens_per_second": last["tokens_per_second"],
                      "train_loss": last["train_loss"], "heldout_loss": last["heldout_loss"],
                      "peak_rss_mib": result["peak_rss_mib"], "train_sentences": train_sentences,
-                     "full_epoch_minutes_estimate": round(per_pair * train_sentences / 60, 1), **provenance()})
+                     "full_epoch_minutes_estimate": round(per_pair * train_sentences / 60, 1),
+                     "allocator": os.environ.get("LD_PRELOAD") or "libc",
+                     "onednn_cache": os.environ.get("ONEDNN_PRIMITIVE_CACHE_CAPACITY", "default"), **provenance()})
     append_rows(RESULTS, rows)
     for row in rows:
         print(json.dumps(row))

@@ -161,6 +161,11 @@ READING = [
     "- Throughput on the worker's runtime (tcmalloc, 16-kernel oneDNN cache; commit 665d3de, AMD EPYC): the",
     "  default step 20.03 against the naive loop's 7.38 sentences/s, 2.72x; the faster step 27.48 against 7.22,",
     "  3.81x. The 3x target is met by the opt-in step only.",
+    "- Distillation on the worker's memory settings (the last two `distill_speed.py` rows, AMD EPYC, commit",
+    "  d6ddddc, one run each; 128 and 127 pairs so that the second is not a cache hit): with tcmalloc and a",
+    "  16-kernel oneDNN cache the epoch ran at 506 tokens/s against 333 and peaked at 9.0 against 11.3 GiB, same",
+    "  losses within the one-pair difference. Distill jobs have no `train` section; since then they get its",
+    "  defaults (tcmalloc where present, 16 kernels), like the tagger's worker.",
     "",
 ]
 

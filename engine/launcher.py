@@ -48,12 +48,11 @@ def allocator_library(choice: str) -> str | None:
 def worker_environment(train: dict[str, Any] | None) -> dict[str, str]:
     """The environment of a training worker: this one, plus the allocator and oneDNN cache of ``train``.
 
-    A variable the user has set already (``ONEDNN_PRIMITIVE_CACHE_CAPACITY``) is kept.
+    A job without ``train`` settings (distillation) gets their defaults. A variable the user has
+    set already (``ONEDNN_PRIMITIVE_CACHE_CAPACITY``) is kept.
     """
     env = dict(os.environ)
-    if train is None:
-        return env
-    cfg = TrainConfig.model_validate(train)
+    cfg = TrainConfig.model_validate(train or {})
     env.setdefault("ONEDNN_PRIMITIVE_CACHE_CAPACITY", str(cfg.onednn_cache_capacity))
     library = allocator_library(cfg.allocator)
     if library:

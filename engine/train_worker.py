@@ -35,6 +35,9 @@ def _train_backbone(job: dict, train_cfg: TrainConfig, log) -> TrainResult:
 def run_job(job_path: str | Path) -> dict:
     """Run the job described by ``job_path``; returns (and on rank 0 writes) the result."""
     job = json.loads(Path(job_path).read_text(encoding="utf-8"))
+    if int(os.environ.get("RANK", "0")) == 0:
+        print(f"allocator={loaded_allocator()} onednn_primitive_cache={os.environ.get('ONEDNN_PRIMITIVE_CACHE_CAPACITY', 'default')}",
+              flush=True)
     if job.get("kind") == "distill":  # one process; its own config section (stage1.distill)
         from engine.distillation import distill_job
 
@@ -50,7 +53,6 @@ def run_job(job_path: str | Path) -> dict:
     log = (lambda message: print(message, flush=True)) if rank == 0 else (lambda _message: None)
     if distributed:
         log(f"process group: backend={dist.get_backend()} world={dist.get_world_size()}")
-    log(f"allocator={loaded_allocator()} onednn_primitive_cache={os.environ.get('ONEDNN_PRIMITIVE_CACHE_CAPACITY', 'default')}")
     if job.get("kind") == "backbone":
         result = _train_backbone(job, train_cfg, log)
     else:

@@ -61,3 +61,17 @@ def test_a_named_allocator_that_is_missing_fails_naming_the_package(monkeypatch)
     with pytest.raises(ValueError, match=r"train.allocator=jemalloc.*apt-get install libjemalloc2.*auto or system"):
         launcher.allocator_library("jemalloc")
     assert launcher.allocator_library("system") is None
+
+
+@pytest.mark.skipif(not HAS_TCMALLOC, reason="libtcmalloc-minimal4 is not installed (make setup installs it as root)")
+def test_a_distill_worker_without_train_settings_gets_their_defaults(tmp_path: Path, monkeypatch) -> None:
+    from engine.launcher import run_training_job
+
+    monkeypatch.delenv("ONEDNN_PRIMITIVE_CACHE_CAPACITY", raising=False)
+    job = {"kind": "distill", "pairs_file": str(tmp_path / "missing-pairs-injected-by-this-test.jsonl"),
+           "base_model": str(tmp_path / "no-model"), "distill": {}, "processes": 1}
+    lines: list[str] = []
+    with pytest.raises(RuntimeError, match="training process failed"):  # the job's files are missing: it stops early
+        run_training_job(job, tmp_path, lines.append)
+    line = next(line for line in lines if line.startswith("allocator="))
+    assert "libtcmalloc_minimal.so" in line and line.endswith("onednn_primitive_cache=16")

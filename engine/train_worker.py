@@ -36,8 +36,8 @@ def run_job(job_path: str | Path) -> dict:
     """Run the job described by ``job_path``; returns (and on rank 0 writes) the result."""
     job = json.loads(Path(job_path).read_text(encoding="utf-8"))
     if int(os.environ.get("RANK", "0")) == 0:
-        print(f"allocator={loaded_allocator()} onednn_primitive_cache={os.environ.get('ONEDNN_PRIMITIVE_CACHE_CAPACITY', 'default')}",
-              flush=True)
+        cache = os.environ.get("ONEDNN_PRIMITIVE_CACHE_CAPACITY", "default")
+        print(f"allocator={loaded_allocator()} onednn_primitive_cache={cache}", flush=True)
     if job.get("kind") == "distill":  # one process; its own config section (stage1.distill)
         from engine.distillation import distill_job
 

@@ -6,8 +6,8 @@
 Each setting runs in a fresh child process (allocator variables only act from a process's start):
 the training step of benchmarks/throughput.py (our tagger with the default model config, length
 buckets, bf16 autocast where the CPU has it) over the first ``--samples`` train sentences with PGIM
-knowledge, one pass. The child samples its RSS every 10 steps and reports the trace, the peak, the
-longest batch and sentences/s; one row per setting is appended to benchmarks/results/memory.jsonl.
+knowledge, one pass. The child samples its RSS every 10 steps and reports the trace, the peak and
+sentences/s; one row per setting is appended to benchmarks/results/memory.jsonl.
 Settings (environment of the child):
 
 - ``default``: glibc malloc as it comes;

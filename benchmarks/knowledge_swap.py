@@ -1,7 +1,7 @@
 """Local knowledge at test time: [T;Z] taggers trained on ChatGPT's Z, scored with Z from a local model instead.
 
     python benchmarks/knowledge_swap.py [--config configs/twitter2017-distilled.yaml] [--label seeds]
-        [--source chatgpt distilled base]
+        [--source chatgpt distilled base] [--own-train-seeds 42 1 2]
 
 The taggers are the [T;Z] models of the benchmarks/results/stage2.jsonl rows with ``--label`` on the
 config's dataset (one per seed, trained and model-selected on PGIM's ChatGPT Z). For each
@@ -16,8 +16,9 @@ and appends one row per (source, tagger) to benchmarks/results/knowledge_swap.js
   ``prompts/pgim_v1``).
 
 With ``--own-train-seeds`` it also runs ``mner run -c CONFIG`` itself, once per seed, with the taggers'
-training settings: the distilled model's Z on every split and a [T;Z] tagger trained on its own train
-Z, which is what the pipeline does by default (source ``distilled, own train Z``).
+training settings (those of the label's first row; its model need not be on disk): the distilled
+model's Z on every split and a [T;Z] tagger trained on its own train Z, which is what the pipeline
+does by default (source ``distilled, own train Z``). A bare ``--source`` runs only that.
 
 Local answers come from the llm stage's own shard function (:func:`tasks.llm.llm_shard`), greedy,
 with the config's ``stage1.llm`` settings. They go into the store's per-sample answer cache, so a later
@@ -178,17 +179,22 @@ def main() -> None:
     parser.add_argument("--own-train-seeds", type=int, nargs="*", default=[],
                         help="also run the whole pipeline of --config with these seeds: Z from the distilled model on every "
                              "split, the tagger trained on its own train Z, with the taggers' training settings")
-    parser.add_argument("--source", nargs="+", choices=["chatgpt", "distilled", "base"], default=["chatgpt", "distilled", "base"])
+    parser.add_argument("--source", nargs="*", choices=["chatgpt", "distilled", "base"], default=["chatgpt", "distilled", "base"],
+                        help="sources whose Z the label's taggers are scored with (their models must be on disk); "
+                             "none (a bare --source) with --own-train-seeds runs only the pipeline, which takes its "
+                             "training settings from the label's first row")
     args = parser.parse_args()
     log_stages_to_stderr()
     set_threads(0)
     args.overrides = dict(item.split("=", 1) for item in args.set)  # as typed, for the child mner runs
     cfg = load_config(args.config, parse_overrides(args.set))
-    taggers = [r for r in (json.loads(line) for line in STAGE2.read_text(encoding="utf-8").splitlines() if line.strip())
-               if r.get("label") == args.label and r["dataset"] == cfg.dataset.name and r["variant"] == "text+knowledge"
-               and "test_f1" in r and Path(r["model_dir"]).is_dir()]
-    if not taggers:
-        raise SystemExit(f"{STAGE2}: no [T;Z] row with label {args.label!r} on {cfg.dataset.name} whose model is on disk")
+    labelled = [r for r in (json.loads(line) for line in STAGE2.read_text(encoding="utf-8").splitlines() if line.strip())
+                if r.get("label") == args.label and r["dataset"] == cfg.dataset.name and r["variant"] == "text+knowledge"
+                and "test_f1" in r]
+    taggers = [r for r in labelled if Path(r["model_dir"]).is_dir()]
+    if not labelled or (args.source and not taggers):
+        raise SystemExit(f"{STAGE2}: no [T;Z] row with label {args.label!r} on {cfg.dataset.name}"
+                         + (" whose model is on disk" if labelled else ""))
     splits = {split: formats.read_conll(getattr(cfg.dataset, split), repair=cfg.dataset.repair_bio).sentences for split in SPLITS}
     entities = [gold_entities(s.tokens, s.tags or []) for s in splits["test"]]
     rows, shares, abouts = [], {}, {}
@@ -213,7 +219,7 @@ def main() -> None:
             print(json.dumps({k: rows[-1][k] for k in ("source", "dev_f1", "test_f1", "test_verbatim_share")}
                              | {"seed": rows[-1]["tagger"]["seed"], "trained_test_f1": tagger["test_f1"]}), flush=True)
     for seed in args.own_train_seeds:
-        rows.append(own_train_row(args, cfg, taggers[0], seed, abouts["distilled"], shares["distilled"]))
+        rows.append(own_train_row(args, cfg, labelled[0], seed, abouts["distilled"], shares["distilled"]))
         append_rows(RESULTS, rows[-1:])
         print(json.dumps({k: rows[-1][k] for k in ("source", "dev_f1", "test_f1")} | {"seed": seed}), flush=True)
 

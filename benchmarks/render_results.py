@@ -12,8 +12,10 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+from render_common import commands
 from render_memory import memory_section
 from render_seeds import seeds_section, swap_section
+from render_stage1 import distill_section, reading_section, stage1_sections
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "benchmarks" / "results"
@@ -236,7 +238,7 @@ def backbone_section(stage2: list[dict], backbones: list[dict]) -> list[str]:
                       f"{r['train_seconds']:.0f} | {params} | {r['commit']} | {r['date']} |")
         if text:
             md.append(f"| {b['dataset']} | backbone minus text-only | | | | **{100 * (b['test_f1'] - text[-1]['test_f1']):+.2f}** | | | | | | |")
-    md += ["", f"Machine: {backbones[-1]['machine']}.", ""] + _commands(list(newest.values()))
+    md += ["", f"Machine: {backbones[-1]['machine']}.", ""] + commands(list(newest.values()))
     return md
 
 
@@ -252,7 +254,7 @@ def grid_section(grid: list[dict]) -> list[str]:
     md += [f"| {r['dataset']} | {r['align_lambda']} | {r['infonce_lambda']} | {r['dev_f1']:.2f} | {r['test_precision']:.2f} | "
            f"{r['test_recall']:.2f} | **{r['test_f1']:.2f}** | {'yes' if r['chosen_on_dev'] else ''} | "
            f"{r['train_seconds']:.0f} | {r['commit']} | {r['date']} |" for r in runs]
-    return md + ["", f"Machine: {runs[-1]['machine']}.", ""] + _commands(runs)
+    return md + ["", f"Machine: {runs[-1]['machine']}.", ""] + commands(runs)
 
 
 def variants_section(stage2: list[dict]) -> list[str]:
@@ -271,7 +273,7 @@ def variants_section(stage2: list[dict]) -> list[str]:
                   f"{pct(r['test_recall'])} | **{pct(r['test_f1'])}** | {r['trainable_parameters']:,} / "
                   f"{r['total_parameters']:,} | {r['train_seconds']:.0f} | {r['train_sentences_per_second']:.1f} | "
                   f"{r['commit']} | {r['date']} |")
-    md += ["", f"Machine: {variants[-1]['machine']}.", ""] + _commands(variants)
+    md += ["", f"Machine: {variants[-1]['machine']}.", ""] + commands(variants)
     return md
 
 
@@ -300,100 +302,6 @@ def dev_table(results: list[dict]) -> list[str]:
         lines.append(f"| {r['label']} | {r['dataset']} | {r['variant']} | `{json.dumps(r['overrides'])}` | {per_epoch} | "
                      f"{pct(r['dev_f1'])} | {r['train_sentences_per_second']:.1f} | {r['commit']} |")
     return lines
-
-
-def _commands(results: list[dict]) -> list[str]:
-    seen = dict.fromkeys(f"- `{r['command']}` (commit {r['commit']}, {r['date']})" for r in results)
-    return ["Commands:", ""] + list(seen) + [""]
-
-
-def fused_gains(retrieval: list[dict]) -> list[str]:
-    """Issue 5's target: fused minus text (both on tweet + caption) at top-k, per dataset and split."""
-    newest = {(r["dataset"], r["split"], r["embedder"], r["query"]): r for r in retrieval}
-    lines = []
-    for (dataset, split, embedder, query), r in newest.items():
-        text = newest.get((dataset, split, "text", "tweet+caption"))
-        if embedder.startswith("fused") and text:
-            lines.append(f"- {dataset} {split}: {embedder} minus text at top-{r['k']}: **{r['score'] - text['score']:+.3f}**")
-    return lines
-
-
-def stage1_sections() -> list[str]:
-    """Retrieval quality, LLM throughput, and stage-2 F1 by knowledge source."""
-    md: list[str] = []
-    # the newest row of each (dataset, split, embedder, query); older ones stay in retrieval.jsonl
-    retrieval = list({(r["dataset"], r["split"], r["embedder"], r["query"]): r for r in rows("retrieval.jsonl")}.values())
-    if retrieval:
-        md += ["## Stage 1 retrieval quality (MSEA): share of top-k examples sharing an entity type with the query", "",
-               "Queries without gold entities are skipped; examples are PGIM's hand-written ones (all from train).", "",
-               "`fused` is MSEA proper: H of the multimodal backbone of the section below, pooled over the words",
-               "(`mean`: all words alike; `entity`: weighted by the tagger's entity belief; chosen on dev).", "",
-               "| dataset | split | embedder | query | k | score | queries | examples | date |", "|---|---|---|---|---|---|---|---|---|"]
-        md += [f"| {r['dataset']} | {r['split']} | {r['embedder']} | {r['query']} | {r['k']} | **{r['score']:.3f}** | "
-               f"{r['n_queries']} | {r['n_examples']} | {r['date']} |" for r in retrieval]
-        md += [""] + fused_gains(retrieval) + ["", f"Machine: {retrieval[-1]['machine']}.", ""] + _commands(retrieval)
-    llm = rows("llm_throughput.jsonl")
-    if llm:
-        md += ["## Stage 1 knowledge throughput of SmolLM2-135M: llama.cpp server (Q4_1) vs transformers batched", "",
-               "`transformers batched` is `stage1.llm.backend: transformers` (the same GGUF, dequantised; concurrency",
-               "= `batch_size`, bf16 = bf16 weights); `= sequential`: answers identical to the sequential server's of",
-               "the same run, `= first batch`: to the first batch size's (same precision); ratios are against the",
-               "sequential server of the same run.", "",
-               "| mode | concurrency | processes x threads | prompts | max_tokens | seconds | samples/s | ratio vs sequential "
-               "| = sequential | = first batch | date |",
-               "|---|---|---|---|---|---|---|---|---|---|---|"]
-        md += [f"| {r['mode']}{' ' + r['precision'] if 'precision' in r else ''} | {r['concurrency']} | "
-               f"{r['processes']}x{r['threads_per_process']} | {r['prompts']} | "
-               f"{r['max_tokens']} | {r['seconds']} | {r['samples_per_second']} | "
-               f"{r['ratio_vs_sequential'] if r['ratio_vs_sequential'] is not None else '-'} | "
-               f"{r.get('same_as_sequential', '-')} | {r.get('same_as_first_batch', '-')} | {r['date']} |" for r in llm]
-        md += ["", f"Machine: {llm[-1]['machine']}.", ""] + _commands(llm)
-    sources = rows("knowledge_sources.jsonl")
-    if sources:
-        md += ["## Stage 2 F1 by knowledge source (Twitter-2015 subset, same budget)", "",
-               "| subset (train/dev/test tweets) | variant | knowledge | dev F1 | test P | test R | test F1 | date |",
-               "|---|---|---|---|---|---|---|---|"]
-        md += [f"| {r['subset']['train']}/{r['subset']['dev']}/{r['subset']['test']} | {r['variant']} | "
-               f"{r['knowledge'] or '-'} | {100 * r['dev_f1']:.2f} | {100 * r['test_precision']:.2f} | "
-               f"{100 * r['test_recall']:.2f} | **{100 * r['test_f1']:.2f}** | {r['date']} |" for r in sources]
-        md += ["", f"Machine: {sources[-1]['machine']}.", ""] + _commands(sources)
-    return md
-
-
-def distill_section(runs: list[dict]) -> list[str]:
-    """Issue 14: the distill stage's cost per method (benchmarks/distill_speed.py), with the full-split estimate."""
-    if not runs:
-        return []
-    md = ["## Distillation cost: the `distill` stage on SmolLM2-135M (zero-shot prompts, PGIM's ChatGPT answers)", "",
-          "`full epoch (est.)` scales the measured epoch to every train sentence at the same seconds per pair.", "",
-          "| dataset | method | pairs | trainable params | bf16 | batch | epoch s | tokens/s | train loss | held-out loss "
-          "| peak RSS MiB | allocator, oneDNN cache | full epoch (est.) min | commit | date |",
-          "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
-    md += [f"| {r['dataset']} | {r['method']} | {r['pairs']} | {r['trainable_parameters']:,} | {r['bf16']} | "
-           f"{r['batch_size']} | {r['epoch_seconds']} | {r['tokens_per_second']} | {r['train_loss']} | "
-           f"{r['heldout_loss']} | {r['peak_rss_mib']} | {r.get('allocator', 'libc')}, {r.get('onednn_cache', 'default')} | "
-           f"{r['full_epoch_minutes_estimate']} | {r['commit']} | {r['date']} |"
-           for r in runs]
-    return md + ["", f"Machine: {runs[-1]['machine']}.", ""] + _commands(runs)
-
-
-def reading_section(runs: list[dict]) -> list[str]:
-    """Issue 14: knowledge Z from ChatGPT, the base and the distilled local model, side by side (benchmarks/knowledge_reading.py)."""
-    if not runs:
-        return []
-    r = runs[-1]  # older runs stay in knowledge_reading.jsonl
-    d = r["distilled"]
-    md = ["## Reading the knowledge: ChatGPT vs the base and the distilled SmolLM2 (test tweets)", "",
-          f"The first {r['tweets']} test tweets of {r['dataset']} ({r['gold_entities']} gold entities), zero-shot prompts, "
-          f"greedy, at most {r['max_tokens']} new tokens. The distilled model learnt from {d['pairs']} train pairs, "
-          f"{d['epochs']} epoch(s), {d['method']} (held-out loss {d['heldout_loss']}): a cost probe, not a full distillation.", "",
-          "| source | gold entities verbatim in Z | mean words | prompts/s |", "|---|---|---|---|"]
-    md += [f"| {name} | {100 * share:.1f}% | {r['mean_words'][name]} | {r['prompts_per_second'].get(name, '-')} |"
-           for name, share in r["verbatim_share"].items()]
-    for example in r["examples"]:
-        md += ["", f"**{example['tweet']}** (gold: {', '.join(example['entities']) or 'none'})", ""]
-        md += [f"- *{name}*: {example[name] or '(empty)'}" for name in r["verbatim_share"]]
-    return md + ["", f"Machine: {r['machine']}.", ""] + _commands([r])
 
 
 def gpu_section(checks: list[dict]) -> list[str]:
@@ -464,7 +372,7 @@ def main() -> None:
         md += ["", f"Machines: {'; '.join(dict.fromkeys(r['machine'] for r in throughput))}.", ""]
     md += profile_section(rows("profile.jsonl"))
     md += memory_section(rows("memory.jsonl"), stage2)
-    md += stage1_sections()
+    md += stage1_sections(rows("retrieval.jsonl"), rows("llm_throughput.jsonl"), rows("knowledge_sources.jsonl"))
     md += distill_section(rows("distill.jsonl")) + reading_section(rows("knowledge_reading.jsonl"))
     md += backbone_section(stage2, rows("backbone.jsonl")) + grid_section(rows("backbone_grid.jsonl"))
     md += variants_section(stage2)

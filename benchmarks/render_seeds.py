@@ -11,6 +11,8 @@ import json
 import statistics
 from collections import defaultdict
 
+from render_common import commands
+
 VARIANTS = ("text", "text+knowledge")
 
 
@@ -63,8 +65,7 @@ def seeds_section(stage2: list[dict], label: str = "seeds") -> list[str]:
     else:  # timings and peak memory compare within a machine only
         md += ["", "Machines (timings and memory compare within one machine only): "
                + "; ".join(f"{d}: {' and '.join(ms)}" for d, ms in sorted(machines.items())) + "."]
-    md += ["", "Commands:", ""]
-    md += list(dict.fromkeys(f"- `{r['command']}` (commit {r['commit']}, {r['date']})" for r in rows)) + [""]
+    md += [""] + commands(rows)
     return md
 
 
@@ -101,8 +102,7 @@ def swap_section(swaps: list[dict], stage2: list[dict]) -> list[str]:
     md += ["", "Check of this harness: with ChatGPT's Z it reproduces the pipeline's own test F1 of every tagger"
            + ("." if chatgpt and not mismatch else f": NOT for {len(mismatch)} of {len(chatgpt)} taggers.")
            if chatgpt else "", ""]
-    md += [f"Machine: {swaps[-1]['machine']}.", "", "Commands:", ""]
-    md += list(dict.fromkeys(f"- `{r['command']}` (commit {r['commit']}, {r['date']})" for r in swaps)) + [""]
+    md += [f"Machine: {swaps[-1]['machine']}.", ""] + commands(swaps)
     md += examples_block(newest)
     details = {json.dumps(r.get("generation", {}), sort_keys=True) for r in newest.values() if r["source"] != "chatgpt"}
     return md + (["Generation details (prompts, generated, cached, seconds):", ""] + [f"- `{d}`" for d in sorted(details)] + [""]

@@ -1,13 +1,16 @@
 """Where the resident memory of [T;Z] training goes: RSS along one pass, under allocator settings.
 
     python benchmarks/memory_probe.py [--config configs/twitter2017.yaml] [--samples 1600]
-                                      [--setting NAME ...] [--set model.KEY=VALUE ...]
+                                      [--setting NAME ...] [--set model.KEY=VALUE ...] [--evaluate MODEL_DIR]
 
 Each setting runs in a fresh child process (allocator variables only act from a process's start):
 the training step of benchmarks/throughput.py (our tagger with the default model config, length
 buckets, bf16 autocast where the CPU has it) over the first ``--samples`` train sentences with PGIM
 knowledge, one pass. The child samples its RSS every 10 steps and reports the trace, the peak and
 sentences/s; one row per setting is appended to benchmarks/results/memory.jsonl.
+With ``--evaluate MODEL_DIR`` the child does what the ``evaluate`` stage does in the flow's process
+instead: it loads that trained tagger and tags the config's dev and test splits with PGIM's knowledge;
+its trace is the RSS after loading and after each split.
 Settings (environment of the child):
 
 - ``default``: glibc malloc as it comes;
@@ -39,8 +42,11 @@ sys.path.insert(0, str(ROOT / "benchmarks"))
 from stage2 import append_rows, parse_overrides, provenance  # noqa: E402
 from throughput import load_samples, our_step, train_step  # noqa: E402
 
-from engine.runtime import memory_mib, pick_device, set_threads  # noqa: E402
-from mner.config import ModelConfig  # noqa: E402
+from engine.runtime import memory_mib, pick_device, set_threads, use_bf16  # noqa: E402
+from engine.taggers import load_tagger, predict  # noqa: E402
+from mner.config import ModelConfig, load_config  # noqa: E402
+from mner.formats import read_conll  # noqa: E402
+from mner.pgim import read_knowledge  # noqa: E402
 from mner.tags import entity_types, label_list  # noqa: E402
 
 RESULTS = ROOT / "benchmarks" / "results" / "memory.jsonl"
@@ -79,6 +85,27 @@ def one_pass(config: str, samples: int, overrides: dict) -> dict:
             "sentences_per_second": round(len(data) / seconds, 2), "threads": torch.get_num_threads()}
 
 
+def evaluation_pass(config: str, model_dir: str) -> dict:
+    """Load the tagger in ``model_dir`` and tag dev and test of ``config`` with PGIM's Z in this process; RSS trace and peak."""
+    set_threads(0)
+    device = pick_device("auto")
+    cfg = load_config(config)
+    before = memory_mib()["rss_mib"]
+    tagger, encoder = load_tagger(model_dir, device)
+    trace, sentences, started = [["loaded", memory_mib()["rss_mib"]]], 0, time.perf_counter()
+    for split in ("dev", "test"):
+        samples = read_conll(getattr(cfg.dataset, split), repair=cfg.dataset.repair_bio).sentences
+        knowledge = read_knowledge(getattr(cfg.dataset, f"knowledge_{split}"), samples).knowledge
+        encoded = [encoder.encode(s.tokens, None, z) for s, z in zip(samples, knowledge)]
+        predict(tagger, encoded, device, use_bf16(cfg.train.precision, device))
+        sentences += len(samples)
+        trace.append([split, memory_mib()["rss_mib"]])
+    seconds = time.perf_counter() - started
+    return {"samples": sentences, "model_dir": model_dir, "rss_mib_before": before, "rss_trace": trace,
+            "rss_mib_end": memory_mib()["rss_mib"], "peak_rss_mib": memory_mib()["peak_rss_mib"],
+            "sentences_per_second": round(sentences / seconds, 2), "threads": torch.get_num_threads()}
+
+
 def main() -> None:
     """Run each setting in a child process and append its row."""
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -86,21 +113,24 @@ def main() -> None:
     parser.add_argument("--samples", type=int, default=1600)
     parser.add_argument("--setting", nargs="+", default=list(SETTINGS), choices=list(SETTINGS))
     parser.add_argument("--set", action="append", default=[], metavar="model.KEY=VALUE")
+    parser.add_argument("--evaluate", metavar="MODEL_DIR", help="probe the evaluate stage with this trained tagger instead")
     parser.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()
     overrides = parse_overrides(args.set)
     if args.child:
-        print(json.dumps(one_pass(args.config, args.samples, overrides)))
+        print(json.dumps(evaluation_pass(args.config, args.evaluate) if args.evaluate
+                         else one_pass(args.config, args.samples, overrides)))
         return
     rows = []
     for name in args.setting:
         command = [sys.executable, __file__, "--child", "--config", args.config, "--samples", str(args.samples),
-                   *[f"--set={item}" for item in args.set]]
+                   *[f"--set={item}" for item in args.set], *(["--evaluate", args.evaluate] if args.evaluate else [])]
         done = subprocess.run(command, cwd=ROOT, env={**os.environ, **SETTINGS[name]}, capture_output=True, text=True)
         if done.returncode != 0:
             raise SystemExit(f"setting {name} failed (exit {done.returncode}):\n{done.stderr[-3000:]}")
         result = json.loads(done.stdout.strip().splitlines()[-1])
-        row = {"setting": name, "environment": SETTINGS[name], "config": args.config, "overrides": overrides,
+        row = {"setting": name, "pass": "evaluate" if args.evaluate else "train", "environment": SETTINGS[name],
+               "config": args.config, "overrides": overrides,
                **result, **provenance()}
         print(json.dumps({k: row[k] for k in ("setting", "peak_rss_mib", "rss_mib_end", "sentences_per_second")}))
         rows.append(row)

@@ -28,6 +28,13 @@ def _probe_table(probe: list[dict]) -> list[str]:
     return md
 
 
+def _split(run: dict) -> str:
+    """Where a benchmark's peak was, for rows that recorded it: its own process (before evaluation) and the worker."""
+    split = run.get("peak_rss_mib_split")
+    return "" if not split else (f" (own {split['own']:.0f}, {split['own_before_evaluation']:.0f} before evaluation; "
+                                 f"worker {split['children']:.0f})")
+
+
 def _epoch_table(runs: list[dict]) -> list[str]:
     """Full-data runs with per-epoch memory: the training process's peak after each epoch's loop and dev scoring."""
     md = ["| dataset | variant | seed | training process peak RSS per epoch, after train / after dev (MiB) | "
@@ -35,8 +42,24 @@ def _epoch_table(runs: list[dict]) -> list[str]:
     for r in runs:
         epochs = "; ".join(f"{h['peak_rss_mib_after_train']:.0f} / {h['peak_rss_mib_after_dev']:.0f}" for h in r["history"])
         md.append(f"| {r['dataset']} | {r['variant']} | {r['overrides'].get('train.seed', 42)} | {epochs} | "
-                  f"{r['history'][-1]['rss_mib_after_dev']:.0f} | {r['peak_rss_mib']:.0f} | {r['commit']} |")
+                  f"{r['history'][-1]['rss_mib_after_dev']:.0f} | {r['peak_rss_mib']:.0f}{_split(r)} | {r['commit']} |")
     return md
+
+
+def _evaluation_part(rows: list[dict]) -> list[str]:
+    """The evaluate stage's memory (``memory_probe.py --evaluate``): a trained tagger tagging dev and test in one process."""
+    md = ["`python benchmarks/memory_probe.py --evaluate MODEL_DIR`: what the `evaluate` stage does in the flow's own process "
+          "(load a trained [T;Z] tagger, tag dev and test with PGIM's knowledge, batches of 32, bf16 autocast), each "
+          "setting in a fresh process.", "",
+          "| setting | environment | sentences | RSS before MiB | after loading / dev / test MiB | peak RSS MiB | sent/s "
+          "| commit | date |",
+          "|---|---|---|---|---|---|---|---|---|"]
+    for r in rows:
+        env = ", ".join(f"`{k}={v}`" for k, v in r["environment"].items()) or "-"
+        md.append(f"| {r['setting']} | {env} | {r['samples']} | {r['rss_mib_before']:.0f} | "
+                  f"{' / '.join(f'{v:.0f}' for _, v in r['rss_trace'])} | **{r['peak_rss_mib']:.0f}** | "
+                  f"{r['sentences_per_second']} | {r['commit']} | {r['date']} |")
+    return md + ["", "Commands:", ""] + [f"- `{c}`" for c in dict.fromkeys(r["command"] for r in rows)] + [""]
 
 
 def memory_section(probe: list[dict], stage2: list[dict]) -> list[str]:
@@ -45,6 +68,8 @@ def memory_section(probe: list[dict], stage2: list[dict]) -> list[str]:
     if not probe and not runs:
         return []
     md = ["## Memory of [T;Z] training: allocator and oneDNN kernel cache (issue 15)", ""]
+    evaluation = [r for r in probe if r.get("pass") == "evaluate"]
+    probe = [r for r in probe if r.get("pass", "train") == "train"]
     if probe:
         first = probe[-1]
         md += [f"`python benchmarks/memory_probe.py`: one pass of the training step over the first {first['samples']} "
@@ -53,6 +78,8 @@ def memory_section(probe: list[dict], stage2: list[dict]) -> list[str]:
         md += _probe_table(probe)
         md += ["", f"Machine: {first['machine']}.", "", "Commands:", ""]
         md += [f"- `{c}`" for c in dict.fromkeys(r["command"] for r in probe)] + [""]
+    if evaluation:
+        md += _evaluation_part(evaluation)
     if runs:
         md += ["Full-data runs, epoch by epoch (the training worker's own peak, `history` of each stage2.jsonl row; the "
                "benchmark's peak is the larger of its own process and its children):", ""]

@@ -115,7 +115,13 @@ def as_training_worker() -> dict[str, str]:
 
 def peak_rss_mib() -> float:
     """Peak resident memory of this process or its children (training runs in a child), in MiB."""
-    return round(max(resource.getrusage(who).ru_maxrss for who in (resource.RUSAGE_SELF, resource.RUSAGE_CHILDREN)) / 1024, 1)
+    return max(own_and_child_peaks().values())
+
+
+def own_and_child_peaks() -> dict[str, float]:
+    """Peak RSS in MiB of this process (data, evaluation) and of its largest finished child (the training worker)."""
+    return {name: round(resource.getrusage(who).ru_maxrss / 1024, 1)
+            for name, who in (("own", resource.RUSAGE_SELF), ("children", resource.RUSAGE_CHILDREN))}
 
 
 def joined_splits(cfg: PipelineConfig, knowledge: bool) -> dict:
@@ -156,6 +162,7 @@ def main() -> None:
         "peak_gpu_memory_mib": history.get("peak_gpu_memory_mib"),
         "overrides": overrides, "model_dir": model["dir"],
     }
+    before_evaluation = own_and_child_peaks()["own"]
     if not args.dev_only:
         evaluation = evaluate_model.fn(data=joined, model=model, variant=args.variant, precision=cfg.train.precision,
                                        artifacts_root=root)
@@ -165,6 +172,7 @@ def main() -> None:
                    test_per_type_f1={t: c["f1"] for t, c in test["per_type"].items()})
     row.update(
         peak_rss_mib=peak_rss_mib(),
+        peak_rss_mib_split={**own_and_child_peaks(), "own_before_evaluation": before_evaluation},
         wall_seconds=round(time.time() - started, 1),
         **provenance(),
     )

@@ -25,3 +25,17 @@ def test_the_section_shows_the_trace_the_peaks_and_only_runs_that_recorded_memor
     assert "| twitter2015 | text+knowledge | 1 | 2100 / 2200; 2100 / 2250 | 1800 | 2300 | abc1234 |" in md
     assert "older" not in md
     assert memory_section([], [{**RUN, "history": [{"epoch": 1}]}]) == []
+
+
+def test_a_run_that_split_its_peak_shows_its_own_process_and_the_worker_apart() -> None:
+    split = {"own": 1500.0, "children": 2300.0, "own_before_evaluation": 1400.0}
+    md = "\n".join(memory_section([], [{**RUN, "peak_rss_mib_split": split}]))
+    assert "| 2300 (own 1500, 1400 before evaluation; worker 2300) | abc1234 |" in md
+
+
+def test_evaluation_probes_get_their_own_table_with_the_rss_after_loading_and_each_split() -> None:
+    evaluation = {**PROBE, "pass": "evaluate", "setting": "default", "environment": {}, "samples": 1446,
+                  "rss_trace": [["loaded", 700.0], ["dev", 900.0], ["test", 950.0]], "peak_rss_mib": 1001.0}
+    md = "\n".join(memory_section([PROBE, evaluation], []))
+    assert "| default | - | 1446 | 400 | 700 / 900 / 950 | **1001** | 25.5 | abc1234 |" in md
+    assert md.count("| tcmalloc |") == 1 and "| default |" not in md.split("--evaluate MODEL_DIR")[0]

@@ -9,15 +9,15 @@ before ``distill`` come from the cache after the first run. It reads the distill
 and appends one row per method to benchmarks/results/distill.jsonl: seconds and tokens/s per epoch,
 the held-out loss, the worker's peak RSS, and the full train split's epoch time extrapolated from
 the measured tokens/s (the split's pairs over the measured ones, same length mix assumed). The
-distill worker inherits this process's environment: rows record its ``LD_PRELOAD`` and
-``ONEDNN_PRIMITIVE_CACHE_CAPACITY``, so that allocator settings can be compared.
+distill worker runs on this process's environment with the worker's memory defaults
+(:func:`engine.launcher.worker_environment`: tcmalloc where present, a 16-kernel oneDNN cache unless
+``ONEDNN_PRIMITIVE_CACHE_CAPACITY`` is set); rows record what it ran on.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
-import os
 import subprocess
 import sys
 from pathlib import Path
@@ -28,6 +28,7 @@ sys.path.insert(0, str(ROOT / "benchmarks"))
 
 from stage2 import append_rows, provenance  # noqa: E402
 
+from engine.launcher import worker_environment  # noqa: E402
 from mner.config import resolve_config  # noqa: E402
 
 RESULTS = ROOT / "benchmarks" / "results" / "distill.jsonl"
@@ -45,6 +46,13 @@ def run_until_distill(config: str, overrides: dict[str, object]) -> dict:
         raise SystemExit(f"{' '.join(args)} failed ({done.returncode}):\n{done.stderr[-3000:]}")
     directory = Path(json.loads(done.stdout)["distill"])
     return json.loads((directory / "manifest.json").read_text(encoding="utf-8"))
+
+
+def worker_memory_settings() -> dict[str, str]:
+    """The allocator and oneDNN cache the distill worker runs on: this process's environment with the worker's defaults."""
+    env = worker_environment(None)
+    return {"allocator": Path(env["LD_PRELOAD"].split()[0]).name if env.get("LD_PRELOAD") else "libc",
+            "onednn_cache": env["ONEDNN_PRIMITIVE_CACHE_CAPACITY"]}
 
 
 def main() -> None:
@@ -76,8 +84,7 @@ def main() -> None:
                      "train_loss": last["train_loss"], "heldout_loss": last["heldout_loss"],
                      "peak_rss_mib": result["peak_rss_mib"], "train_sentences": train_sentences,
                      "full_epoch_minutes_estimate": round(per_pair * train_sentences / 60, 1),
-                     "allocator": os.environ.get("LD_PRELOAD") or "libc",
-                     "onednn_cache": os.environ.get("ONEDNN_PRIMITIVE_CACHE_CAPACITY", "default"), **provenance()})
+                     **worker_memory_settings(), **provenance()})
     append_rows(RESULTS, rows)
     for row in rows:
         print(json.dumps(row))

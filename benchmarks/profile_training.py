@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import resource
 import sys
 import time
 from pathlib import Path
@@ -32,7 +31,7 @@ sys.path.insert(0, str(ROOT / "benchmarks"))
 from stage2 import append_rows, parse_overrides, provenance  # noqa: E402
 from throughput import load_samples, our_step, train_step  # noqa: E402
 
-from engine.runtime import pick_device, set_threads  # noqa: E402
+from engine.runtime import memory_mib, pick_device, set_threads  # noqa: E402
 from mner.config import ModelConfig  # noqa: E402
 from mner.tags import entity_types, label_list  # noqa: E402
 
@@ -50,11 +49,6 @@ def bf16_matmul_gflops(m: int, k: int, n: int, seconds: float = 3.0) -> float:
         a @ b
         runs += 1
     return 2 * m * k * n * runs / (time.perf_counter() - started) / 1e9
-
-
-def peak_rss_mib() -> float:
-    """Peak resident memory of this process, in MiB."""
-    return round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)
 
 
 def main() -> None:
@@ -80,7 +74,7 @@ def main() -> None:
         for indices in batches:
             step(indices)
         seconds = time.perf_counter() - started
-    rss = peak_rss_mib()
+    rss = memory_mib()["peak_rss_mib"]
     averages = prof.key_averages()
     total_us = sum(e.self_cpu_time_total for e in averages)
     ranked = sorted(averages, key=lambda e: e.self_cpu_time_total, reverse=True)[: args.top]

@@ -149,7 +149,8 @@ def own_train_row(args: Any, cfg: PipelineConfig, tagger: dict[str, Any], seed: 
             "tagger": {"label": "pipeline", "seed": seed, "model_dir": result["model"], "commit": None, "date": None,
                        "test_f1": result["test_f1"], "dev_f1": result["dev_f1"]},
             "training": {"settings": settings, "best_epoch": history["best_epoch"], "train_seconds": history["train_seconds"]},
-            "pipeline_seconds": round(time.perf_counter() - started, 1), "dev_f1": result["dev_f1"],
+            "pipeline_seconds": round(time.perf_counter() - started, 1), "generation": about.get("generation", {}),
+            "dev_f1": result["dev_f1"],
             "test_precision": result["test_precision"], "test_recall": result["test_recall"], "test_f1": result["test_f1"],
             "test_verbatim_share": share, **provenance()}
 

@@ -85,7 +85,7 @@ def swap_section(swaps: list[dict], stage2: list[dict]) -> list[str]:
           "`distilled, own train Z` is the whole pipeline of the distilled config instead (`mner run -c "
           "configs/twitter2017-distilled.yaml`): its tagger is trained on the distilled model's train Z, same settings.", "",
           "| source | model | seeds | dev F1 | test F1 | minus text-only (paired) | gold test entities verbatim in Z | "
-          "generation prompts/s (dev, test) |", "|---|---|---|---|---|---|---|---|"]
+          "generation prompts/s (dev, test) | machine |", "|---|---|---|---|---|---|---|---|---|"]
     for source in dict.fromkeys(r["source"] for r in newest.values()):
         rows = {seed: r for (s, seed), r in newest.items() if s == source}
         gains = [r["test_f1"] - text[seed]["test_f1"] for seed, r in rows.items() if seed in text]
@@ -96,13 +96,13 @@ def swap_section(swaps: list[dict], stage2: list[dict]) -> list[str]:
                           for s in ("dev", "test")) if "generation" in r else "-"
         md.append(f"| {source} | {model} | {', '.join(map(str, rows))} | {spread([x['dev_f1'] for x in rows.values()])} | "
                   f"**{spread([x['test_f1'] for x in rows.values()])}** | {spread(gains, signed=True) if gains else '-'} | "
-                  f"{100 * r['test_verbatim_share']:.1f}% | {rates} |")
+                  f"{100 * r['test_verbatim_share']:.1f}% | {rates} | {' and '.join(sorted({x['machine'].split(',')[0] for x in rows.values()}))} |")
     chatgpt = [r for (s, _), r in newest.items() if s == "chatgpt"]
     mismatch = [r for r in chatgpt if abs(r["test_f1"] - r["tagger"]["test_f1"]) > 1e-9]
     md += ["", "Check of this harness: with ChatGPT's Z it reproduces the pipeline's own test F1 of every tagger"
            + ("." if chatgpt and not mismatch else f": NOT for {len(mismatch)} of {len(chatgpt)} taggers.")
            if chatgpt else "", ""]
-    md += [f"Machine: {swaps[-1]['machine']}.", ""] + commands(swaps)
+    md += ["Machines: " + "; ".join(sorted({r["machine"] for r in newest.values()})) + ".", ""] + commands(swaps)
     md += examples_block(newest)
     details = {json.dumps(r.get("generation", {}), sort_keys=True) for r in newest.values() if r["source"] != "chatgpt"}
     return md + (["Generation details (prompts, generated, cached, seconds):", ""] + [f"- `{d}`" for d in sorted(details)] + [""]

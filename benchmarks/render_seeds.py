@@ -94,9 +94,10 @@ def swap_section(swaps: list[dict], stage2: list[dict]) -> list[str]:
                               if "pairs" in r else "")
         rates = ", ".join(str(r.get("generation", {}).get(s, {}).get("prompts_per_second") or "cached")
                           for s in ("dev", "test")) if "generation" in r else "-"
+        machines = " and ".join(sorted({x["machine"].split(",")[0] for x in rows.values()}))
         md.append(f"| {source} | {model} | {', '.join(map(str, rows))} | {spread([x['dev_f1'] for x in rows.values()])} | "
                   f"**{spread([x['test_f1'] for x in rows.values()])}** | {spread(gains, signed=True) if gains else '-'} | "
-                  f"{100 * r['test_verbatim_share']:.1f}% | {rates} | {' and '.join(sorted({x['machine'].split(',')[0] for x in rows.values()}))} |")
+                  f"{100 * r['test_verbatim_share']:.1f}% | {rates} | {machines} |")
     chatgpt = [r for (s, _), r in newest.items() if s == "chatgpt"]
     mismatch = [r for r in chatgpt if abs(r["test_f1"] - r["tagger"]["test_f1"]) > 1e-9]
     md += ["", "Check of this harness: with ChatGPT's Z it reproduces the pipeline's own test F1 of every tagger"

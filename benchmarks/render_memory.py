@@ -46,6 +46,11 @@ def _epoch_table(runs: list[dict]) -> list[str]:
     return md
 
 
+def _command_list(rows: list[dict]) -> list[str]:
+    """A "Commands:" list of the probe rows' distinct commands (their commits are in the table)."""
+    return ["Commands:", ""] + [f"- `{c}`" for c in dict.fromkeys(r["command"] for r in rows)] + [""]
+
+
 def _evaluation_part(rows: list[dict]) -> list[str]:
     """The evaluate stage's memory (``memory_probe.py --evaluate``): a trained tagger tagging dev and test in one process."""
     md = ["`python benchmarks/memory_probe.py --evaluate MODEL_DIR`: what the `evaluate` stage does in the flow's own process "
@@ -59,7 +64,7 @@ def _evaluation_part(rows: list[dict]) -> list[str]:
         md.append(f"| {r['setting']} | {env} | {r['samples']} | {r['rss_mib_before']:.0f} | "
                   f"{' / '.join(f'{v:.0f}' for _, v in r['rss_trace'])} | **{r['peak_rss_mib']:.0f}** | "
                   f"{r['sentences_per_second']} | {r['commit']} | {r['date']} |")
-    return md + ["", "Commands:", ""] + [f"- `{c}`" for c in dict.fromkeys(r["command"] for r in rows)] + [""]
+    return md + [""] + _command_list(rows)
 
 
 def memory_section(probe: list[dict], stage2: list[dict]) -> list[str]:
@@ -76,8 +81,7 @@ def memory_section(probe: list[dict], stage2: list[dict]) -> list[str]:
                f"train sentences of `{first['config']}` with PGIM's knowledge (default model settings, batch 16, length "
                "buckets, bf16 autocast), each setting in a fresh process; RSS sampled every 10 steps, between steps.", ""]
         md += _probe_table(probe)
-        md += ["", f"Machine: {first['machine']}.", "", "Commands:", ""]
-        md += [f"- `{c}`" for c in dict.fromkeys(r["command"] for r in probe)] + [""]
+        md += ["", f"Machine: {first['machine']}.", ""] + _command_list(probe)
     if evaluation:
         md += _evaluation_part(evaluation)
     if runs:

@@ -69,7 +69,8 @@ def _evaluation_part(rows: list[dict]) -> list[str]:
 
 def memory_section(probe: list[dict], stage2: list[dict]) -> list[str]:
     """The memory section, or nothing when neither source has rows."""
-    runs = [r for r in stage2 if r.get("history") and "peak_rss_mib_after_dev" in r["history"][0]]
+    runs = [r for r in stage2 if r.get("history") and "peak_rss_mib_after_dev" in r["history"][0]
+            and r.get("peak_rss_mib_split", {}).get("children") != 0]  # 0: the model came from the store, no worker ran
     if not probe and not runs:
         return []
     md = ["## Memory of [T;Z] training: allocator and oneDNN kernel cache (issue 15)", ""]

@@ -14,7 +14,7 @@ from pathlib import Path
 
 from render_common import commands
 from render_memory import memory_section
-from render_seeds import seeds_section, swap_section
+from render_seeds import seeds_section, swap_section, z_budget_section
 from render_stage1 import distill_section, reading_section, stage1_sections
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -200,7 +200,7 @@ def main() -> None:
           "with `bash benchmarks/run_stage2.sh`. Each line below names its command, commit and date in the JSON",
           "files; the machine is given once per section.", ""]
     md += [line for label in SEED_LABELS for line in seeds_section(stage2, label)]
-    md += swap_section(rows("knowledge_swap.jsonl"), stage2)
+    md += z_budget_section(rows("z_budget.jsonl")) + swap_section(rows("knowledge_swap.jsonl"), stage2)
     if scored:
         md += ["## Earlier single-seed runs: text-only vs [T;Z] (PGIM's ChatGPT knowledge), offline all-MiniLM-L6-v2 + CRF", "",
                "These rows predate the current training code (child process, shared checkpoints, fused AdamW; see",

@@ -2,7 +2,8 @@
 
 Used by benchmarks/render_results.py. ``seeds_section`` summarises the stage2.jsonl rows of one label
 (one row per dataset, variant and seed) as mean ± sample standard deviation, and pairs [T;Z] with
-text-only seed by seed; ``swap_section`` does the same for benchmarks/knowledge_swap.py's rows.
+text-only seed by seed; ``swap_section`` does the same for benchmarks/knowledge_swap.py's rows
+(and benchmarks/crossfit_knowledge.py's); ``z_budget_section`` shows what each sub-token budget cuts of Z.
 """
 
 from __future__ import annotations
@@ -125,3 +126,24 @@ def examples_block(newest: dict[tuple[str, int], dict]) -> list[str]:
         md += [f"- *{source}*: {shown[tweet_id]['z'] or '(empty)'}" for source, shown in per_source.items() if tweet_id in shown]
         md.append("")
     return md
+
+
+def z_budget_section(budgets: list[dict]) -> list[str]:
+    """Issue 15's Z budget: how much of Z each ``model.max_length`` cuts per split (benchmarks/z_budget.py)."""
+    if not budgets:
+        return []
+    newest = {(r["dataset"], r["split"]): r for r in budgets}
+    sizes = list(next(iter(newest.values()))["budgets"])
+    md = ["## Z budget: what `model.max_length` cuts of Z, before any training", "",
+          "Length of `[CLS] T [SEP] Z [SEP]` in the encoder's sub-tokens, with PGIM's ChatGPT Z, and per budget the share of "
+          "sentences whose Z is cut (with the share of Z sub-tokens dropped). T is never cut. A budget that cuts nothing on "
+          "a split feeds the tagger the same inputs as any larger one.", "",
+          "| dataset | split | sentences | length mean / median / p90 / p99 / max | "
+          + " | ".join(f"cut at {b}" for b in sizes) + " |", "|---|---|---|---|" + "---|" * len(sizes)]
+    for (dataset, split), r in sorted(newest.items()):
+        length = " / ".join(str(r["length"][k]) for k in ("mean", "median", "p90", "p99", "max"))
+        cuts = " | ".join(f"{100 * v['z_cut_share']:.1f}% ({100 * v['z_pieces_dropped_share']:.1f}%)"
+                          for v in r["budgets"].values())
+        md.append(f"| {dataset} | {split} | {r['sentences']} | {length} | {cuts} |")
+    md += ["", f"Encoder: `{r['encoder']}`; the configs' budget: {r['config_max_length']}.", ""]
+    return md + commands(list(newest.values()))

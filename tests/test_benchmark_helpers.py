@@ -1,0 +1,51 @@
+"""Helpers of the issue-14/15 benchmarks: cross-fitting's train blocks, and the Z-budget table of RESULTS.md."""
+
+from __future__ import annotations
+
+import sys
+
+import pytest
+
+from tests.conftest import PROJECT
+
+sys.path.insert(0, str(PROJECT / "benchmarks"))
+from crossfit_knowledge import fold_ranges  # noqa: E402
+from render_seeds import z_budget_section  # noqa: E402
+from z_budget import percentile  # noqa: E402
+
+ORIGIN = {"command": "python benchmarks/z_budget.py --config configs/twitter2017.yaml", "commit": "abc1234",
+          "date": "2026-11-29 22:00 UTC", "machine": "a CPU"}
+
+
+@pytest.mark.parametrize(("count", "folds"), [(3373, 2), (10, 3), (5, 5)])
+def test_fold_blocks_cover_every_train_row_once_in_order(count: int, folds: int) -> None:
+    blocks = fold_ranges(count, folds)
+    assert len(blocks) == folds and blocks[0][0] == 0 and blocks[-1][1] == count
+    assert all(stop == start for (_, stop), (start, _) in zip(blocks, blocks[1:]))
+    sizes = [stop - start for start, stop in blocks]
+    assert max(sizes) - min(sizes) <= 1 and min(sizes) >= 1
+
+
+@pytest.mark.parametrize("folds", [1, 11])
+def test_fold_counts_that_leave_no_block_to_hold_out_are_refused(folds: int) -> None:
+    with pytest.raises(ValueError, match="--folds"):
+        fold_ranges(10, folds)
+
+
+def test_percentile_is_a_value_of_the_list() -> None:
+    values = [5, 1, 4, 2, 3, 10, 9, 8, 7, 6]
+    assert (percentile(values, 0.5), percentile(values, 0.9), percentile(values, 0.99), percentile(values, 1.0)) == (5, 9, 10, 10)
+
+
+def test_z_budget_table_shows_the_newest_row_per_split_with_cut_and_dropped_shares() -> None:
+    old = {"dataset": "twitter2017", "split": "test", "sentences": 1, "encoder": "e", "config_max_length": 256,
+           "length": {"mean": 1.0, "median": 1, "p90": 1, "p99": 1, "max": 1},
+           "budgets": {"128": {"z_cut_share": 1.0, "z_pieces_dropped_share": 1.0}}, **ORIGIN}
+    new = {**old, "sentences": 723, "length": {"mean": 146.2, "median": 147, "p90": 181, "p99": 220, "max": 270},
+           "budgets": {"128": {"z_cut_share": 0.7344, "z_pieces_dropped_share": 0.2}, "256": {"z_cut_share": 0.0014,
+                                                                                            "z_pieces_dropped_share": 0.0001}}}
+    md = "\n".join(z_budget_section([old, new]))
+    assert "| dataset | split | sentences | length mean / median / p90 / p99 / max | cut at 128 | cut at 256 |" in md
+    assert "| twitter2017 | test | 723 | 146.2 / 147 / 181 / 220 / 270 | 73.4% (20.0%) | 0.1% (0.0%) |" in md
+    assert "| twitter2017 | test | 1 |" not in md
+    assert z_budget_section([]) == []

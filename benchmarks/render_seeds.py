@@ -15,6 +15,7 @@ from collections import defaultdict
 from render_common import commands
 
 VARIANTS = ("text", "text+knowledge")
+SPLIT_ORDER = ("train", "dev", "test")
 
 
 def spread(values: list[float], signed: bool = False) -> str:
@@ -140,7 +141,7 @@ def z_budget_section(budgets: list[dict]) -> list[str]:
           "a split feeds the tagger the same inputs as any larger one.", "",
           "| dataset | split | sentences | length mean / median / p90 / p99 / max | "
           + " | ".join(f"cut at {b}" for b in sizes) + " |", "|---|---|---|---|" + "---|" * len(sizes)]
-    for (dataset, split), r in sorted(newest.items()):
+    for (dataset, split), r in sorted(newest.items(), key=lambda item: (item[0][0], SPLIT_ORDER.index(item[0][1]))):
         length = " / ".join(str(r["length"][k]) for k in ("mean", "median", "p90", "p99", "max"))
         cuts = " | ".join(f"{100 * v['z_cut_share']:.1f}% ({100 * v['z_pieces_dropped_share']:.1f}%)"
                           for v in r["budgets"].values())

@@ -85,7 +85,9 @@ def swap_section(swaps: list[dict], stage2: list[dict]) -> list[str]:
           "and test with Z from each source in place of ChatGPT's. Local answers: greedy, at most 128 new tokens, in "
           "process (`stage1.llm.backend: transformers`, bf16), generated through the llm stage's shard function. "
           "`distilled, own train Z` is the whole pipeline of the distilled config instead (`mner run -c "
-          "configs/twitter2017-distilled.yaml`): its tagger is trained on the distilled model's train Z, same settings.", "",
+          "configs/twitter2017-distilled.yaml`): its tagger is trained on the distilled model's train Z, same settings. "
+          "`distilled, cross-fitted train Z` (benchmarks/crossfit_knowledge.py) trains it on train Z written by fold models "
+          "that never saw those tweets' answers; dev and test Z are the full distilled model's.", "",
           "| source | model | seeds | dev F1 | test F1 | minus text-only (paired) | gold test entities verbatim in Z | "
           "generation prompts/s (dev, test) | machine |", "|---|---|---|---|---|---|---|---|---|"]
     for source in dict.fromkeys(r["source"] for r in newest.values()):
@@ -93,13 +95,19 @@ def swap_section(swaps: list[dict], stage2: list[dict]) -> list[str]:
         gains = [r["test_f1"] - text[seed]["test_f1"] for seed, r in rows.items() if seed in text]
         r = next(iter(rows.values()))
         model = r["model"] + (f" ({r['pairs']} pairs, {r['epochs']} epoch, held-out loss {r['heldout_loss']})"
-                              if "pairs" in r else "")
+                              if "pairs" in r else "") + _folds(r)
         rates = ", ".join(str(r.get("generation", {}).get(s, {}).get("prompts_per_second") or "cached")
                           for s in ("dev", "test")) if "generation" in r else "-"
         machines = " and ".join(sorted({x["machine"].split(",")[0] for x in rows.values()}))
         md.append(f"| {source} | {model} | {', '.join(map(str, rows))} | {spread([x['dev_f1'] for x in rows.values()])} | "
                   f"**{spread([x['test_f1'] for x in rows.values()])}** | {spread(gains, signed=True) if gains else '-'} | "
                   f"{100 * r['test_verbatim_share']:.1f}% | {rates} | {machines} |")
+    crossfit = [r for r in newest.values() if "train_verbatim_share" in r]
+    if crossfit:
+        shares = crossfit[-1]["train_verbatim_share"]
+        md += ["", "Gold *train* entities verbatim in the train Z each tagger learns from: "
+               + ", ".join(f"{name} {100 * share:.1f}%" for name, share in shares.items())
+               + " (ChatGPT's, the distilled model's own, the fold models')."]
     chatgpt = [r for (s, _), r in newest.items() if s == "chatgpt"]
     mismatch = [r for r in chatgpt if abs(r["test_f1"] - r["tagger"]["test_f1"]) > 1e-9]
     md += ["", "Check of this harness: with ChatGPT's Z it reproduces the pipeline's own test F1 of every tagger"
@@ -110,6 +118,14 @@ def swap_section(swaps: list[dict], stage2: list[dict]) -> list[str]:
     details = {json.dumps(r.get("generation", {}), sort_keys=True) for r in newest.values() if r["source"] != "chatgpt"}
     return md + (["Generation details (prompts, generated, cached, seconds):", ""] + [f"- `{d}`" for d in sorted(details)] + [""]
                  if details else [])
+
+
+def _folds(row: dict) -> str:
+    """The fold models of a cross-fitted row: pairs and held-out loss of each."""
+    if "folds" not in row:
+        return ""
+    return (f"; train Z from {len(row['folds'])} fold models ({' / '.join(str(f['pairs']) for f in row['folds'])} pairs, "
+            f"held-out loss {' / '.join(str(f['heldout_loss']) for f in row['folds'])})")
 
 
 def examples_block(newest: dict[tuple[str, int], dict]) -> list[str]:

@@ -49,3 +49,21 @@ def test_z_budget_table_shows_the_newest_row_per_split_with_cut_and_dropped_shar
     assert "| twitter2017 | test | 723 | 146.2 / 147 / 181 / 220 / 270 | 73.4% (20.0%) | 0.1% (0.0%) |" in md
     assert "| twitter2017 | test | 1 |" not in md
     assert z_budget_section([]) == []
+
+
+def test_a_cross_fitted_row_names_its_fold_models_and_the_train_z_shares() -> None:
+    from render_seeds import swap_section
+
+    tagger = {"label": "seeds", "commit": "abc1234", "date": "d", "model_dir": "m", "test_f1": 0.86, "dev_f1": 0.86}
+    chatgpt = {"dataset": "twitter2017", "source": "chatgpt", "model": "PGIM's ChatGPT files", "tagger": {**tagger, "seed": 42},
+               "dev_f1": 0.86, "test_f1": 0.86, "test_verbatim_share": 0.925, **ORIGIN}
+    crossfit = {"dataset": "twitter2017", "source": "distilled, cross-fitted train Z", "model": "transformers:distilled-k:bf16",
+                "pairs": 3204, "epochs": 1, "heldout_loss": 1.05, "tagger": {**tagger, "label": "pipeline", "seed": 42},
+                "folds": [{"pairs": 1603, "heldout_loss": 1.17}, {"pairs": 1602, "heldout_loss": 1.16}],
+                "train_verbatim_share": {"chatgpt": 0.92, "own": 0.885, "crossfit": 0.862},
+                "dev_f1": 0.84, "test_f1": 0.845, "test_verbatim_share": 0.888, **ORIGIN}
+    text = {"label": "seeds", "dataset": "twitter2017", "variant": "text", "overrides": {"train.seed": 42}, "test_f1": 0.83}
+    md = "\n".join(swap_section([chatgpt, crossfit], [text]))
+    assert ("| distilled, cross-fitted train Z | transformers:distilled-k:bf16 (3204 pairs, 1 epoch, held-out loss 1.05); "
+            "train Z from 2 fold models (1603 / 1602 pairs, held-out loss 1.17 / 1.16) | 42 | 84.00 | **84.50** | +1.50 |") in md
+    assert "chatgpt 92.0%, own 88.5%, crossfit 86.2%" in md

@@ -75,7 +75,7 @@ def swap_section(swaps: list[dict], stage2: list[dict]) -> list[str]:
     """Issue 14: [T;Z] taggers trained on ChatGPT's Z, scored with Z from each source, against text-only."""
     if not swaps:
         return []
-    newest = {(r["source"], r["tagger"]["seed"]): r for r in swaps}  # older runs stay in knowledge_swap.jsonl
+    newest = {(r["source"], r["model"], r["tagger"]["seed"]): r for r in swaps}  # older runs stay in knowledge_swap.jsonl
     dataset = swaps[-1]["dataset"]
     label = next(r["tagger"]["label"] for r in reversed(swaps) if r["tagger"]["label"] != "pipeline")
     text = by_seed([r for r in stage2 if r.get("label") == label and r["dataset"] == dataset
@@ -90,11 +90,12 @@ def swap_section(swaps: list[dict], stage2: list[dict]) -> list[str]:
           "that never saw those tweets' answers; dev and test Z are the full distilled model's.", "",
           "| source | model | seeds | dev F1 | test F1 | minus text-only (paired) | gold test entities verbatim in Z | "
           "generation prompts/s (dev, test) | machine |", "|---|---|---|---|---|---|---|---|---|"]
-    for source in dict.fromkeys(r["source"] for r in newest.values()):
-        rows = {seed: r for (s, seed), r in newest.items() if s == source}
+    for source, answering in dict.fromkeys((s, m) for s, m, _ in newest):  # one line per source and model
+        rows = {seed: r for (s, m, seed), r in newest.items() if (s, m) == (source, answering)}
         gains = [r["test_f1"] - text[seed]["test_f1"] for seed, r in rows.items() if seed in text]
         r = next(iter(rows.values()))
-        model = r["model"] + (f" ({r['pairs']} pairs, {r['epochs']} epoch, held-out loss {r['heldout_loss']})"
+        epochs = f"{r.get('epochs')} epoch{'s' * (r.get('epochs') != 1)}"
+        model = r["model"] + (f" ({r['pairs']} pairs, {epochs}, held-out loss {r['heldout_loss']})"
                               if "pairs" in r else "") + _folds(r)
         rates = ", ".join(str(r.get("generation", {}).get(s, {}).get("prompts_per_second") or "cached")
                           for s in ("dev", "test")) if "generation" in r else "-"
@@ -108,7 +109,7 @@ def swap_section(swaps: list[dict], stage2: list[dict]) -> list[str]:
         md += ["", "Gold *train* entities verbatim in the train Z each tagger learns from: "
                + ", ".join(f"{name} {100 * share:.1f}%" for name, share in shares.items())
                + " (ChatGPT's, the distilled model's own, the fold models')."]
-    chatgpt = [r for (s, _), r in newest.items() if s == "chatgpt"]
+    chatgpt = [r for (s, _, _), r in newest.items() if s == "chatgpt"]
     mismatch = [r for r in chatgpt if abs(r["test_f1"] - r["tagger"]["test_f1"]) > 1e-9]
     md += ["", "Check of this harness: with ChatGPT's Z it reproduces the pipeline's own test F1 of every tagger"
            + ("." if chatgpt and not mismatch else f": NOT for {len(mismatch)} of {len(chatgpt)} taggers.")
@@ -128,10 +129,10 @@ def _folds(row: dict) -> str:
             f"held-out loss {' / '.join(str(f['heldout_loss']) for f in row['folds'])})")
 
 
-def examples_block(newest: dict[tuple[str, int], dict]) -> list[str]:
+def examples_block(newest: dict[tuple[str, str, int], dict]) -> list[str]:
     """The first test tweets with each source's Z side by side (from the newest row of each source that kept them)."""
     per_source = {}
-    for (source, _), r in newest.items():
+    for (source, _, _), r in newest.items():
         if r.get("examples") and source not in per_source:
             per_source[source] = {e["id"]: e for e in r["examples"]}
     if not per_source:

@@ -67,3 +67,19 @@ def test_a_cross_fitted_row_names_its_fold_models_and_the_train_z_shares() -> No
     assert ("| distilled, cross-fitted train Z | transformers:distilled-k:bf16 (3204 pairs, 1 epoch, held-out loss 1.05); "
             "train Z from 2 fold models (1603 / 1602 pairs, held-out loss 1.17 / 1.16) | 42 | 84.00 | **84.50** | +1.50 |") in md
     assert "chatgpt 92.0%, own 88.5%, crossfit 86.2%" in md
+
+
+def test_two_distilled_models_of_one_source_get_a_line_each() -> None:
+    from render_seeds import swap_section
+
+    tagger = {"label": "seeds", "commit": "abc1234", "date": "d", "model_dir": "m", "test_f1": 0.86, "dev_f1": 0.86}
+    chatgpt = {"dataset": "twitter2017", "source": "chatgpt", "model": "PGIM's ChatGPT files", "tagger": {**tagger, "seed": 42},
+               "dev_f1": 0.86, "test_f1": 0.86, "test_verbatim_share": 0.925, **ORIGIN}
+    own = {"dataset": "twitter2017", "source": "distilled, own train Z", "pairs": 3204, "dev_f1": 0.84,
+           "test_verbatim_share": 0.888, "tagger": {**tagger, "label": "pipeline", "seed": 42}, **ORIGIN}
+    one = {**own, "model": "transformers:distilled-a:bf16", "epochs": 1, "heldout_loss": 1.05, "test_f1": 0.843}
+    two = {**own, "model": "transformers:distilled-b:bf16", "epochs": 2, "heldout_loss": 1.01, "test_f1": 0.851}
+    md = "\n".join(swap_section([chatgpt, one, two], []))
+    assert "| distilled, own train Z | transformers:distilled-a:bf16 (3204 pairs, 1 epoch, held-out loss 1.05) | 42 |" in md
+    assert "| distilled, own train Z | transformers:distilled-b:bf16 (3204 pairs, 2 epochs, held-out loss 1.01) | 42 |" in md
+    assert "**84.30**" in md and "**85.10**" in md

@@ -48,12 +48,13 @@ def distill_section(runs: list[dict]) -> list[str]:
     if not runs:
         return []
     md = ["## Distillation cost: the `distill` stage on SmolLM2-135M (zero-shot prompts, PGIM's ChatGPT answers)", "",
-          "`full epoch (est.)` scales the measured epoch to every train sentence at the same seconds per pair.", "",
-          "| dataset | method | pairs | trainable params | bf16 | batch | epoch s | tokens/s | train loss | held-out loss "
+          "`full epoch (est.)` scales the measured epoch to every train sentence at the same seconds per pair. "
+          "Epoch seconds, tokens/s and the losses are the last epoch's.", "",
+          "| dataset | method | pairs | trainable params | bf16 | batch | epochs | epoch s | tokens/s | train loss | held-out loss "
           "| peak RSS MiB | allocator, oneDNN cache | full epoch (est.) min | commit | date |",
-          "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
+          "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
     md += [f"| {r['dataset']} | {r['method']} | {r['pairs']} | {r['trainable_parameters']:,} | {r['bf16']} | "
-           f"{r['batch_size']} | {r['epoch_seconds']} | {r['tokens_per_second']} | {r['train_loss']} | "
+           f"{r['batch_size']} | {r.get('epochs', 1)} | {r['epoch_seconds']} | {r['tokens_per_second']} | {r['train_loss']} | "
            f"{r['heldout_loss']} | {r['peak_rss_mib']} | {r.get('allocator', 'libc')}, {r.get('onednn_cache', 'default')} | "
            f"{r['full_epoch_minutes_estimate']} | {r['commit']} | {r['date']} |"
            for r in runs]

@@ -162,6 +162,7 @@ def main() -> None:
     test = read_samples(Path(joined["dir"]) / "test.jsonl")
     test_share = verbatim_share([gold_entities(s.tokens, s.tags or []) for s in test], [s.knowledge or "" for s in test])
     prepared = round(time.perf_counter() - started, 1)
+    full_about = about_distill(full)
     for seed in args.seeds:
         run_cfg = load_config(args.config, {**parse_overrides(args.set), **settings, "train.seed": seed})
         model = train_model.fn(data=joined, variant="text+knowledge", model=run_cfg.model.model_dump(mode="json"),
@@ -171,7 +172,6 @@ def main() -> None:
                                                     precision=run_cfg.train.precision, artifacts_root=root)["dir"])
                              / "scores.json").read_text(encoding="utf-8"))
         history = json.loads((Path(model["dir"]) / "history.json").read_text(encoding="utf-8"))
-        full_about = about_distill(full)
         row = {"dataset": cfg.dataset.name, "source": SOURCE,
                "model": distilled_identity(full["key"], cfg.stage1.llm.precision),
                **{k: full_about[k] for k in ("pairs", "epochs", "heldout_loss")},

@@ -41,6 +41,7 @@ from mner.samples import read_jsonl  # noqa: E402
 from mner.store import ArtifactStore  # noqa: E402
 from mner.tags import iob2_spans  # noqa: E402
 from mner.trained import latest_distilled  # noqa: E402
+from tasks.distill import distilled_by  # noqa: E402
 
 RESULTS = ROOT / "benchmarks" / "results" / "knowledge_reading.jsonl"
 
@@ -92,7 +93,7 @@ def main() -> None:
     rows = read_jsonl(prompts_dir / "test.jsonl")[: args.test]
     if [r["id"] for r in rows] != [s.id for s in test] or any(r.get("example_ids") for r in rows):
         raise SystemExit(f"{prompts_dir}: not the zero-shot prompts of {cfg.dataset.test}; run benchmarks/distill_speed.py first")
-    distilled, key = latest_distilled(cfg.artifacts_root)
+    distilled, key = latest_distilled(cfg.artifacts_root, *distilled_by(cfg))
     distill_manifest = json.loads((distilled.parent / "manifest.json").read_text(encoding="utf-8"))
     distill_result = distill_manifest["result"]
     prompts = [r["messages"] for r in rows]

@@ -291,7 +291,8 @@ def predict_command(
 ) -> None:
     """Tag one post with a trained model and print the entities as JSON.
 
-    With ``stage1.distill.enabled``, ``--llm`` asks the newest distilled model in the store, unless
+    With ``stage1.distill.enabled``, ``--llm`` asks the newest distilled model in the store that this
+    config's distill stage trained (its settings, teacher answers and base model), unless
     ``stage1.llm.local_model`` names another.
     """
     import json
@@ -310,9 +311,10 @@ def predict_command(
     if llm and cfg.stage1.distill.enabled and cfg.stage1.llm.local_model is None:
         from engine.distillation import distilled_identity
         from mner.trained import DistilledModelNotFound, latest_distilled
+        from tasks.distill import distilled_by
 
         try:
-            distilled, key = latest_distilled(artifacts_root)
+            distilled, key = latest_distilled(artifacts_root, *distilled_by(cfg))
         except DistilledModelNotFound as exc:
             typer.echo(f"error: --llm: {exc}", err=True)
             raise typer.Exit(2) from exc

@@ -16,9 +16,9 @@ from typing import Any, Callable
 
 from prefect import flow
 
-from engine.distillation import MODEL_DIR, distilled_identity, model_sources
+from engine.distillation import MODEL_DIR, distilled_identity
 from engine.image_io import image_sources
-from engine.llm_server import default_model_path, resolve_base_url
+from engine.llm_server import resolve_base_url
 from engine.local_generate import answering_identity
 from engine.prompting import template_sources
 from mner.config import PipelineConfig
@@ -26,7 +26,7 @@ from mner.samples import Sample
 from tasks.backbone import backbone_image_sources, train_backbone_stage
 from tasks.caption import caption_shard
 from tasks.common import run_stage, stage_logger
-from tasks.distill import distill_settings, distill_stage
+from tasks.distill import distill_settings, distill_sources, distill_stage
 from tasks.llm import llm_shard, shard_settings
 from tasks.ocr import ocr_shard
 from tasks.prompt import build_prompts
@@ -127,10 +127,8 @@ def backbone_params(config: PipelineConfig, data: dict[str, Any], captions: dict
 
 def distill_params(config: PipelineConfig, data: dict[str, Any], prompts: dict[str, Any]) -> dict[str, Any]:
     """Parameters of the ``distill`` stage: the teacher's answers and the base model by content, the settings as config."""
-    d = config.stage1.distill
-    answers = d.answers or config.dataset.knowledge_train
-    sources = {"answers": as_source(answers), **model_sources(d.base_model or default_model_path())}
-    return {"prompts": prompts, "data": data, "sources": sources, "distill": distill_settings(d),
+    return {"prompts": prompts, "data": data, "sources": distill_sources(config),
+            "distill": distill_settings(config.stage1.distill),
             "artifacts_root": str(config.artifacts_root)}
 
 

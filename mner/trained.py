@@ -111,14 +111,30 @@ class DistilledModelNotFound(LookupError):
     """The store holds no distilled model for ``mner predict --llm`` with ``stage1.distill.enabled``."""
 
 
-def latest_distilled(root: str | Path) -> tuple[Path, str]:
-    """The model directory of the newest published ``distill`` output of the store at ``root``, and that output's key."""
+def _distilled_with(entry: dict[str, Any], settings: dict[str, Any] | None, sources: dict[str, str] | None) -> bool:
+    """Whether a ``distill`` output was trained with ``settings`` on the sources with these content hashes (None: any)."""
+    manifest = entry["manifest"]
+    if settings is not None and manifest.get("config", {}).get("distill") != settings:
+        return False
+    return all(manifest.get("inputs", {}).get(name) == digest for name, digest in (sources or {}).items())
+
+
+def latest_distilled(root: str | Path, settings: dict[str, Any] | None = None,
+                     sources: dict[str, str] | None = None) -> tuple[Path, str]:
+    """The model directory of the newest published ``distill`` output of the store at ``root``, and that output's key.
+
+    With ``settings`` (the stage's ``distill`` config) and ``sources`` (its sources' content hashes
+    by input name, e.g. ``sources.answers``), only an output trained with both counts.
+    """
     store = ArtifactStore(root)
     entries = [entry for entry in store.entries(DISTILL_STAGE)
                if not entry["incomplete"] and (Path(entry["dir"]) / DISTILLED_MODEL / "config.json").is_file()]
-    if not entries:
+    matching = [entry for entry in entries if _distilled_with(entry, settings, sources)]
+    if not matching:
+        held = (f"holds {len(entries)} distilled model(s), none trained with this config's stage1.distill settings, "
+                "teacher answers and base model" if entries else "holds no distilled model")
         raise DistilledModelNotFound(
-            f"stage1.distill.enabled, but {store.root} holds no distilled model: run the pipeline with this config first "
+            f"stage1.distill.enabled, but {store.root} {held}: run the pipeline with this config first "
             "(`mner run ... --until llm`), or name a model with --set stage1.llm.local_model=DIR")
-    newest = max(entries, key=_newness)
+    newest = max(matching, key=_newness)
     return Path(newest["dir"]) / DISTILLED_MODEL, newest["key"]

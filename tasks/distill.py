@@ -11,12 +11,13 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from engine.distillation import CHECKPOINT, base_model_path, build_pairs, mark_heldout, teacher_answers
+from engine.distillation import CHECKPOINT, base_model_path, build_pairs, mark_heldout, model_sources, teacher_answers
 from engine.launcher import run_training_job
-from mner.config import DistillConfig
+from engine.llm_server import default_model_path
+from mner.config import DistillConfig, PipelineConfig
 from mner.samples import read_jsonl, read_samples, write_jsonl
 from mner.store import StageRun
-from tasks.common import stage_logger, stage_task
+from tasks.common import key_parts, stage_logger, stage_task
 
 NOT_STAGE_SETTINGS = frozenset({"enabled", "base_model", "answers"})  # the files enter the key by content, as sources
 
@@ -24,6 +25,23 @@ NOT_STAGE_SETTINGS = frozenset({"enabled", "base_model", "answers"})  # the file
 def distill_settings(distill: DistillConfig) -> dict[str, Any]:
     """The ``distill`` argument of :func:`distill_stage`: the section as JSON, less what ``sources`` says by content."""
     return distill.model_dump(mode="json", exclude=set(NOT_STAGE_SETTINGS))
+
+
+def distill_sources(config: PipelineConfig) -> dict[str, str | None]:
+    """The ``sources`` argument of :func:`distill_stage`: the teacher's answers and the base model's files."""
+    d = config.stage1.distill
+    answers = d.answers or config.dataset.knowledge_train
+    return {"answers": str(answers) if answers else None, **model_sources(d.base_model or default_model_path())}
+
+
+def distilled_by(config: PipelineConfig) -> tuple[dict[str, Any], dict[str, str]]:
+    """What a ``distill`` output of ``config`` records: its settings, and its sources' content hashes by input name.
+
+    ``mner predict --llm`` asks only a distilled model whose manifest matches both, never another
+    config's (another base, teacher, fold of the answers, or number of epochs) that the store holds.
+    """
+    sources, _ = key_parts({"sources": distill_sources(config)})
+    return distill_settings(config.stage1.distill), sources
 
 
 @stage_task("distill")

@@ -154,6 +154,20 @@ def test_predict_llm_tags_a_new_post_with_knowledge_from_the_distilled_model(
     assert "Paris" in result["knowledge"]  # written by the distilled model, offline
     assert isinstance(result["entities"], list)
 
+    berlin = _answers(tmp_path / "berlin.jsonl", [{"id": row["id"], "knowledge": "Berlin Berlin Berlin is a city in Germany."}
+                                                  for row in read_jsonl(Path(overrides["stage1.distill.answers"]))])
+    pipeline(overrides={**overrides, "artifacts_root": str(root), "stage1.distill.answers": str(berlin)}, until="distill")
+    assert len(ArtifactStore(root).entries("distill")) == 2  # the newest one learnt other answers
+
+    def asked(*more: str) -> str:
+        done = CliRunner().invoke(app, ["predict", "--run", "latest", "--text", "Obama meets Macron in Lyon", "--llm",
+                                        "--artifacts-root", str(root), *settings, *more])
+        assert done.exit_code == 0, done.output
+        return json.loads(done.stdout)["knowledge"]
+
+    assert "Paris" in asked() and "Berlin" not in asked()  # this config's model, not the store's newest
+    assert "Berlin" in asked("--set", f"stage1.distill.answers={berlin}")
+
 
 def test_predict_with_distillation_on_and_no_distilled_model_names_the_fix(tmp_path: Path) -> None:
     from typer.testing import CliRunner

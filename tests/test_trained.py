@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from mner.store import ArtifactStore
-from mner.trained import ModelNotFound, resolve_model, trained_models
+from mner.trained import DistilledModelNotFound, ModelNotFound, latest_distilled, resolve_model, trained_models
 
 
 def _train_output(store: ArtifactStore, variant: str, dataset: str | None, seed: int) -> Path:
@@ -63,3 +63,25 @@ def test_predict_refuses_an_unknown_reference_in_one_line(store: dict[str, Path]
     lines = result.output.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("error: --run: 'tiny-b/text+knowledge' names no single trained model")
     assert str(store["b/text"]) in lines[0]
+
+
+def _distill_output(store: ArtifactStore, epochs: int, answers: str) -> Path:
+    """A published distill output as the stage writes it: a model directory, its settings and sources in the manifest."""
+    sources = {"sources.answers": answers, "sources.base_model": "base"}
+    run = store.begin("distill", sources, {"distill": {"epochs": epochs}}, "v1")
+    (run.work_dir / "model").mkdir()
+    (run.work_dir / "model" / "config.json").write_text("{}")
+    return Path(run.publish().dir) / "model"
+
+
+def test_predict_asks_the_distilled_model_of_its_own_settings_and_answers_not_the_newest(tmp_path: Path) -> None:
+    store = ArtifactStore(tmp_path / "store")
+    mine = _distill_output(store, 1, "answers-a")
+    longer = _distill_output(store, 2, "answers-a")
+    fold = _distill_output(store, 1, "answers-fold")
+    assert latest_distilled(store.root) == (fold, fold.parent.name)  # no settings: the newest
+    assert latest_distilled(store.root, {"epochs": 1}, {"sources.answers": "answers-a"})[0] == mine
+    assert latest_distilled(store.root, {"epochs": 2}, {"sources.answers": "answers-a"})[0] == longer
+    assert latest_distilled(store.root, {"epochs": 1}, {"sources.answers": "answers-fold"})[0] == fold
+    with pytest.raises(DistilledModelNotFound, match="holds 3 distilled model\\(s\\), none trained with this config's"):
+        latest_distilled(store.root, {"epochs": 1}, {"sources.answers": "answers-a", "sources.base_model": "other"})

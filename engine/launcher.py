@@ -7,6 +7,7 @@ import json
 import os
 import subprocess
 import sys
+from pathlib import Path
 from typing import Any
 
 import torch
@@ -49,14 +50,15 @@ def worker_environment(train: dict[str, Any] | None) -> dict[str, str]:
     """The environment of a training worker: this one, plus the allocator and oneDNN cache of ``train``.
 
     A job without ``train`` settings (distillation) gets their defaults. A variable the user has
-    set already (``ONEDNN_PRIMITIVE_CACHE_CAPACITY``) is kept.
+    set already (``ONEDNN_PRIMITIVE_CACHE_CAPACITY``) is kept, and an allocator in ``LD_PRELOAD`` is not loaded twice.
     """
     env = dict(os.environ)
     cfg = TrainConfig.model_validate(train or {})
     env.setdefault("ONEDNN_PRIMITIVE_CACHE_CAPACITY", str(cfg.onednn_cache_capacity))
     library = allocator_library(cfg.allocator)
-    if library:
-        env["LD_PRELOAD"] = " ".join(filter(None, [library, env.get("LD_PRELOAD", "")]))
+    preloaded = env.get("LD_PRELOAD", "").split()
+    if library and library not in {Path(entry).name for entry in preloaded}:
+        env["LD_PRELOAD"] = " ".join([library, *preloaded])
     return env
 
 

@@ -75,3 +75,17 @@ def test_a_distill_worker_without_train_settings_gets_their_defaults(tmp_path: P
         run_training_job(job, tmp_path, lines.append)
     line = next(line for line in lines if line.startswith("allocator="))
     assert "libtcmalloc_minimal.so" in line and line.endswith("onednn_primitive_cache=16")
+
+
+@pytest.mark.skipif(not HAS_TCMALLOC, reason="libtcmalloc-minimal4 is not installed (make setup installs it as root)")
+def test_an_allocator_the_user_preloads_already_is_not_preloaded_twice(monkeypatch) -> None:
+    from engine.launcher import allocator_library, worker_environment
+
+    library = allocator_library("auto")
+    mine = f"/usr/lib/x86_64-linux-gnu/{library} libother-preload-of-this-test.so"
+    monkeypatch.setenv("LD_PRELOAD", mine)
+    assert worker_environment(None)["LD_PRELOAD"] == mine
+    monkeypatch.setenv("LD_PRELOAD", "libother-preload-of-this-test.so")
+    assert worker_environment(None)["LD_PRELOAD"] == f"{library} libother-preload-of-this-test.so"
+    monkeypatch.delenv("LD_PRELOAD")
+    assert worker_environment(None)["LD_PRELOAD"] == library

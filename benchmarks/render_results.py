@@ -131,6 +131,12 @@ def variants_section(stage2: list[dict]) -> list[str]:
     return md
 
 
+def our_settings(row: dict) -> dict:
+    """A throughput row's settings of our step as dotted config keys (rows before ``train_overrides`` hold model ones only)."""
+    return {**{f"model.{k}": v for k, v in row.get("model_overrides", {}).items()},
+            **{f"train.{k}": v for k, v in row.get("train_overrides", {}).items()}}
+
+
 def gains(results: list[dict]) -> list[str]:
     """[T;Z] minus text-only, test F1, per dataset: each [T;Z] row against the text-only row of the same day.
 
@@ -215,11 +221,11 @@ def main() -> None:
         md += dev_table(dev_only) + [""] + ["Commands:", ""] + [f"- `{r['command']}` ({r['date']})" for r in dev_only] + [""]
     if throughput:
         md += ["## Training throughput: our step vs a naive loop (same 512 [T;Z] samples, one process)", "",
-               "| ours sent/s | naive sent/s | ratio | our model settings | samples | batch | max_length | threads | allocator, oneDNN cache | "
+               "| ours sent/s | naive sent/s | ratio | our settings | samples | batch | max_length | threads | allocator, oneDNN cache | "
                "machine | commit | command | date |", "|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
         for r in throughput:
             md.append(f"| {r['ours_sentences_per_second']} | {r['naive_sentences_per_second']} | **{r['ratio']}x** | "
-                      f"`{json.dumps(r.get('model_overrides', {}))}` | "
+                      f"`{json.dumps(our_settings(r))}` | "
                       f"{r['samples']} | {r['batch_size']} | {r['max_length']} | {r['threads']} | "
                       f"{Path(r.get('allocator', 'libc')).name}, {r.get('onednn_cache', 'default')} | {r['machine'].split(',')[0]} | "
                       f"{r['commit']} | "

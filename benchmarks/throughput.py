@@ -1,11 +1,12 @@
 """Training throughput: our step vs a naive loop on the same 512 [T;Z] samples, in one process.
 
     python benchmarks/throughput.py [--config configs/twitter2015.yaml] [--samples 512] [--set model.KEY=VALUE ...]
+                                    [--set train.compile_encoder=true]
 
 Ours: word-level CRF, length-bucketed batches with dynamic padding, bf16 autocast where the CPU
 or GPU has it. Naive: the same encoder with a linear layer and pytorch-crf over every sub-token,
 every batch padded to max_length, shuffled order, fp32. Both run one pass over the samples
-(batch 16) after two warm-up steps, in a process on the training worker's runtime (allocator and
+(batch 16) after two warm-up steps (which hold the compile of ``train.compile_encoder``), in a process on the training worker's runtime (allocator and
 oneDNN cache of the ``train`` defaults); sentences/s and the ratio are appended to
 benchmarks/results/throughput.jsonl.
 """
@@ -32,7 +33,7 @@ from torchcrf import CRF as TorchCRF  # noqa: E402
 from transformers import AutoModel, AutoTokenizer  # noqa: E402
 
 from engine.runtime import pick_device, resolve_encoder, set_threads, use_bf16  # noqa: E402
-from engine.taggers import bucketed_batches, build_tagger  # noqa: E402
+from engine.taggers import bucketed_batches, build_tagger, compile_for_training  # noqa: E402
 from engine.training import adamw  # noqa: E402
 from mner.config import ModelConfig, TrainConfig, load_config  # noqa: E402
 from mner.formats import read_conll  # noqa: E402
@@ -53,12 +54,13 @@ def load_samples(config: str, n: int) -> list[tuple[list[str], list[str], str]]:
 
 
 def our_step(
-    samples, labels, device, model_cfg: ModelConfig | None = None
+    samples, labels, device, model_cfg: ModelConfig | None = None, train_cfg: TrainConfig | None = None
 ) -> tuple[Callable[[list[int]], torch.Tensor], torch.optim.Optimizer, list[list[int]]]:
     """The project's training step on ``samples``: its loss function of a batch's indices, optimizer and batches."""
-    model_cfg, train_cfg = model_cfg or ModelConfig(), TrainConfig()
+    model_cfg, train_cfg = model_cfg or ModelConfig(), train_cfg or TrainConfig()
     tagger, tokenizer = build_tagger(model_cfg, labels)
     tagger.to(device).train()
+    compile_for_training(tagger, train_cfg.compile_encoder)
     bf16 = use_bf16(train_cfg.precision, device)
     encoder = SentenceEncoder(tokenizer, model_cfg.max_length, {l: i for i, l in enumerate(labels)})
     encoded = [encoder.encode(t, g, k) for t, g, k in samples]
@@ -73,9 +75,9 @@ def our_step(
     return loss, optimizer, batches
 
 
-def ours(samples, labels, device, model_cfg: ModelConfig | None = None) -> float:
+def ours(samples, labels, device, model_cfg: ModelConfig | None = None, train_cfg: TrainConfig | None = None) -> float:
     """Sentences/s of the project's training step."""
-    loss, optimizer, batches = our_step(samples, labels, device, model_cfg)
+    loss, optimizer, batches = our_step(samples, labels, device, model_cfg, train_cfg)
     return timed_pass(loss, optimizer, batches, len(samples))
 
 
@@ -146,9 +148,15 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--config", default=str(ROOT / "configs" / "twitter2015.yaml"))
     parser.add_argument("--samples", type=int, default=512)
-    parser.add_argument("--set", action="append", default=[], metavar="model.KEY=VALUE", help="our step's model setting (YAML value)")
+    parser.add_argument("--set", action="append", default=[], metavar="model.KEY=VALUE",
+                        help="our step's model or train setting (YAML value), e.g. train.compile_encoder=true")
     args = parser.parse_args()
-    overrides = {k.removeprefix("model."): v for k, v in parse_overrides(args.set).items()}
+    settings = parse_overrides(args.set)
+    unknown = [k for k in settings if not k.startswith(("model.", "train."))]
+    if unknown:
+        parser.error(f"--set {unknown[0]}: only model.KEY and train.KEY settings apply to the training step")
+    overrides = {k.removeprefix("model."): v for k, v in settings.items() if k.startswith("model.")}
+    train_overrides = {k.removeprefix("train."): v for k, v in settings.items() if k.startswith("train.")}
     runtime = as_training_worker()
     threads = set_threads(0)
     device = pick_device("auto")
@@ -156,9 +164,9 @@ def main() -> None:
     samples = load_samples(args.config, args.samples)
     labels = label_list(entity_types([t for s in samples for t in s[1]]))
     max_length = ModelConfig().max_length
-    ours_rate = ours(samples, labels, device, ModelConfig(**overrides))
+    ours_rate = ours(samples, labels, device, ModelConfig(**overrides), TrainConfig(**train_overrides))
     naive_rate = naive(samples, labels, device, max_length)
-    row = {"samples": len(samples), "model_overrides": overrides, "batch_size": BATCH, "max_length": max_length, "threads": threads,
+    row = {"samples": len(samples), "model_overrides": overrides, "train_overrides": train_overrides, "batch_size": BATCH, "max_length": max_length, "threads": threads,
            "ours_sentences_per_second": round(ours_rate, 2), "naive_sentences_per_second": round(naive_rate, 2),
            "ratio": round(ours_rate / naive_rate, 2), **runtime, **provenance()}
     append_rows(RESULTS, [row])

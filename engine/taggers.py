@@ -73,6 +73,16 @@ def build_tagger(model_cfg: ModelConfig, labels: list[str]) -> tuple[KnowledgeTa
     return assemble_tagger(encoder, labels, model_cfg), tokenizer
 
 
+def compile_for_training(tagger: KnowledgeTagger, enabled: bool) -> None:
+    """With ``enabled`` (``train.compile_encoder``), compile the tagger's encoder in place, its weights' names unchanged.
+
+    Dynamic shapes: length-bucketed batches differ in length, which would otherwise recompile
+    the graph for each new shape. The CRF stays eager, its loop runs once per word.
+    """
+    if enabled:
+        tagger.encoder.compile(dynamic=True)
+
+
 def save_tagger(tagger: KnowledgeTagger, tokenizer, model_cfg: ModelConfig, directory: Path) -> None:
     """Write everything needed to load the tagger without the original encoder files."""
     directory.mkdir(parents=True, exist_ok=True)

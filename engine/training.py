@@ -16,7 +16,7 @@ from torch.nn.parallel import DistributedDataParallel
 from tqdm.auto import tqdm
 
 from engine.runtime import memory_mib, prepare_runtime, rank_and_world, set_seed, weights_digest
-from engine.taggers import BEST_WEIGHTS, bucketed_batches, build_tagger, predict, save_tagger
+from engine.taggers import BEST_WEIGHTS, bucketed_batches, build_tagger, compile_for_training, predict, save_tagger
 from mner.config import ModelConfig, TrainConfig
 from mner.metrics import score_entities
 from mner.samples import Sample
@@ -126,6 +126,7 @@ def train_tagger(
     set_seed(train_cfg.seed)
     tagger, tokenizer = build_tagger(model_cfg, labels)
     tagger.to(device)
+    compile_for_training(tagger, train_cfg.compile_encoder)
     if rank == 0:
         save_tagger(tagger, tokenizer, model_cfg, work_dir)
     encoder = SentenceEncoder(tokenizer, model_cfg.max_length, {l: i for i, l in enumerate(labels)})

@@ -121,6 +121,10 @@ class TrainConfig(_Strict):
         16, ge=1, description="CPU kernels oneDNN keeps for reuse in the training process (ONEDNN_PRIMITIVE_CACHE_CAPACITY, "
         "unless set); oneDNN's default, 1024, holds one kernel with its buffers per batch shape, GiBs over an epoch"
     )
+    compile_encoder: bool = Field(
+        False, description="torch.compile the encoder for training, with dynamic shapes (one compile of about a minute per "
+        "process; a C++ compiler on the CPU); see benchmarks/RESULTS.md, training throughput"
+    )
 
 
 class BackboneConfig(_Strict):

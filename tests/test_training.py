@@ -177,3 +177,32 @@ def test_memory_readings_follow_what_the_process_holds() -> None:
     after = memory_mib()
     assert held["rss_mib"] - after["rss_mib"] > 250  # the reading is of now, not of the peak
     assert after["peak_rss_mib"] > held["rss_mib"] - 5  # the kernel's high-water mark lags by a few pages at most
+
+
+@pytest.mark.slow
+def test_a_compiled_encoder_computes_the_eager_losses_and_saves_weights_an_eager_tagger_loads(tmp_path: Path) -> None:
+    from torch._dynamo.utils import counters
+    from torch._inductor import config as inductor_config
+
+    rows = _tiny_examples(16)
+    labels = label_list(entity_types([t for r in rows for t in r.tags]))
+    settings = {"epochs": 2, "batch_size": 4, "patience": 10, "seed": 7, "precision": "fp32", "num_threads": 1}
+
+    def run(name: str, compile_encoder: bool):
+        return train_tagger(rows, rows[:8], labels, ModelConfig(max_length=64),
+                            TrainConfig(**settings, compile_encoder=compile_encoder), tmp_path / name, False, [].append)
+
+    eager = run("eager", False)
+    torch._dynamo.reset()
+    counters.clear()
+    # the compiled graph draws dropout masks from eager's random stream, so that the two runs can be compared
+    with inductor_config.patch(fallback_random=True):
+        compiled = run("compiled", True)
+    assert counters["stats"]["unique_graphs"] >= 1  # the encoder ran as compiled graphs
+    for ours, theirs in zip(compiled.history, eager.history, strict=True):
+        assert ours["loss"] == pytest.approx(theirs["loss"], rel=1e-3)
+    weights = torch.load(tmp_path / "compiled" / BEST_WEIGHTS)
+    assert list(weights) == list(torch.load(tmp_path / "eager" / BEST_WEIGHTS))  # no "_orig_mod." in the names
+    tagger, _ = load_tagger(tmp_path / "compiled")
+    assert all(torch.equal(tagger.state_dict()[name], tensor) for name, tensor in weights.items())
+    torch._dynamo.reset()

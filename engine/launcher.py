@@ -73,8 +73,9 @@ def launch_command(job_file: str, processes: int) -> list[str]:
 def run_training_job(job: dict[str, Any], work_dir, log) -> dict[str, Any]:
     """Write ``job.json`` into ``work_dir``, run it in a child process, return its result.
 
-    The child's output is passed to ``log`` line by line; a failed child raises with its exit code
-    and last lines (its per-epoch checkpoint stays, so a rerun resumes). The child (with its ranks)
+    The child's output, its errors included, is passed to ``log`` line by line; a failed child raises
+    with its exit code and last lines, so its traceback's last lines name the cause (its per-epoch
+    checkpoint stays, so a rerun resumes). The child (with its ranks)
     dies with this process, and is stopped when this call is interrupted.
     """
     job = {**job, "work_dir": str(work_dir), "result_file": str(work_dir / "result.json")}
@@ -82,7 +83,8 @@ def run_training_job(job: dict[str, Any], work_dir, log) -> dict[str, Any]:
     job_file.write_text(json.dumps(job, indent=2), encoding="utf-8")
     command = launch_command(str(job_file), int(job["processes"]))
     tail: list[str] = []
-    child = processes.spawn(command, stdout=subprocess.PIPE, text=True, bufsize=1, env=worker_environment(job.get("train")))
+    child = processes.spawn(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, bufsize=1,
+                            env=worker_environment(job.get("train")))
     try:
         for line in child.stdout:  # type: ignore[union-attr]
             line = line.rstrip()

@@ -40,6 +40,7 @@ CHECKPOINT = "distill_checkpoint.pt"
 FINISHED = "distill_result.json"  # in model/, once the model is saved whole
 MODEL_DIR = DISTILLED_MODEL
 BASE_MODEL = "base_model"  # the sources entry of a GGUF base model; a directory's files are ``base_model/<name>``
+CHAT_TEMPLATE = "chat_template"  # the sources entry (and job field) of a chat template file for the base model
 
 
 def model_sources(path: str | Path) -> dict[str, str]:
@@ -140,6 +141,20 @@ def save_model_dir(model: Any, tokenizer: Any, directory: Path) -> None:
     tokenizer.save_pretrained(directory)
 
 
+def use_chat_template(tokenizer: Any, template: str | Path | None, base_model: str | Path) -> None:
+    """Give ``tokenizer`` the Jinja chat template in the file ``template``; without one, the tokenizer must have its own.
+
+    Prompts and answers are formatted by the chat template when distilling and when the llm stage
+    asks the distilled model, which keeps the template in its saved tokenizer.
+    """
+    if template:
+        tokenizer.chat_template = Path(template).read_text(encoding="utf-8")
+    elif not tokenizer.chat_template:
+        raise ValueError(f"{base_model}: the base model's tokenizer has no chat template, and the distill and llm stages "
+                         "format prompts with one; set stage1.distill.chat_template to a Jinja template file, e.g. "
+                         "prompts/chat_templates/gemma_turns.jinja for Gemma 3")
+
+
 def encode_pair(tokenizer: Any, messages: list[dict[str, Any]], answer: str, max_tokens: int) -> tuple[list[int], int, bool]:
     """Token ids of prompt + answer under the chat template, the prompt's length, and whether the answer was cut."""
     prompt = list(tokenizer.apply_chat_template(messages, add_generation_prompt=True, tokenize=True,
@@ -219,6 +234,7 @@ def distill_job(job: dict[str, Any], log: Callable[[str], None] = print) -> dict
     bf16 = use_bf16(cfg.precision, device)
     set_seed(cfg.seed)
     model, tokenizer = load_causal_lm(Path(job["base_model"]))
+    use_chat_template(tokenizer, job.get(CHAT_TEMPLATE), job["base_model"])
     if cfg.method == "lora":
         import peft  # takes seconds to import; only LoRA runs need it
 

@@ -274,6 +274,9 @@ class DistillConfig(_Strict):
 
     enabled: bool = False
     base_model: Path | None = Field(None, description="GGUF file or model directory to fine-tune; None = SmolLM2's GGUF")
+    chat_template: Path | None = Field(
+        None, description="Jinja chat template file for the base model (e.g. prompts/chat_templates/gemma_turns.jinja for "
+        "Gemma 3 270M's GGUF, whose tokenizer has none); None = the tokenizer's own. The distilled model keeps it")
     answers: Path | None = Field(None, description="None = dataset.knowledge_train (PGIM's ChatGPT file), or a JSONL of {id, knowledge}")
     method: Literal["lora", "full"] = "lora"
     lora: LoraConfig = LoraConfig(rank=16, alpha=32.0, dropout=0.05, target_modules=("q_proj", "k_proj", "v_proj", "o_proj"))
@@ -375,7 +378,8 @@ def _resolve_paths(data: dict, base: Path) -> dict:
     if isinstance(root, str) and not Path(root).is_absolute():
         data["artifacts_root"] = str((base / root).resolve())
     stage1 = data.get("stage1") if isinstance(data.get("stage1"), dict) else {}
-    for section, key in (("prompt", "template_dir"), ("llm", "local_model"), ("distill", "base_model"), ("distill", "answers")):
+    for section, key in (("prompt", "template_dir"), ("llm", "local_model"), ("distill", "base_model"), ("distill", "answers"),
+                         ("distill", "chat_template")):
         node = stage1.get(section)
         if isinstance(node, dict) and isinstance(node.get(key), str) and not Path(node[key]).is_absolute():
             node[key] = str((base / node[key]).resolve())

@@ -11,7 +11,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from engine.distillation import CHECKPOINT, base_model_path, build_pairs, mark_heldout, model_sources, teacher_answers
+from engine.distillation import CHAT_TEMPLATE, CHECKPOINT, base_model_path, build_pairs, mark_heldout, model_sources, teacher_answers
 from engine.launcher import run_training_job
 from engine.llm_server import default_model_path
 from mner.config import DistillConfig, PipelineConfig
@@ -19,7 +19,7 @@ from mner.samples import read_jsonl, read_samples, write_jsonl
 from mner.store import StageRun
 from tasks.common import key_parts, stage_logger, stage_task
 
-NOT_STAGE_SETTINGS = frozenset({"enabled", "base_model", "answers"})  # the files enter the key by content, as sources
+NOT_STAGE_SETTINGS = frozenset({"enabled", "base_model", "answers", "chat_template"})  # files: by content, as sources
 
 
 def distill_settings(distill: DistillConfig) -> dict[str, Any]:
@@ -28,10 +28,11 @@ def distill_settings(distill: DistillConfig) -> dict[str, Any]:
 
 
 def distill_sources(config: PipelineConfig) -> dict[str, str | None]:
-    """The ``sources`` argument of :func:`distill_stage`: the teacher's answers and the base model's files."""
+    """The ``sources`` argument of :func:`distill_stage`: the teacher's answers, the base model's files, a chat template."""
     d = config.stage1.distill
     answers = d.answers or config.dataset.knowledge_train
-    return {"answers": str(answers) if answers else None, **model_sources(d.base_model or default_model_path())}
+    template = {CHAT_TEMPLATE: str(d.chat_template)} if d.chat_template else {}
+    return {"answers": str(answers) if answers else None, **model_sources(d.base_model or default_model_path()), **template}
 
 
 def distilled_by(config: PipelineConfig) -> tuple[dict[str, Any], dict[str, str]]:
@@ -75,7 +76,7 @@ def distill_stage(run: StageRun, prompts: dict[str, Any], data: dict[str, Any], 
     log.info("distill: %d pairs (%d held out), %d rejected; %s", len(pairs), sum(p["heldout"] for p in pairs),
              len(rejected), "resuming from its checkpoint" if (run.work_dir / CHECKPOINT).exists() else "training")
     job = {"kind": "distill", "pairs_file": str(run.work_dir / "pairs.jsonl"), "base_model": str(base_model_path(sources)),
-           "distill": distill, "processes": 1}
+           "chat_template": sources.get(CHAT_TEMPLATE), "distill": distill, "processes": 1}
     result = run_training_job(job, run.work_dir, log.info)
     run.timings["train_s"] = result["train_seconds"]
     return {"pairs": len(pairs), "rejected": len(rejected), "rejected_share": round(share, 4), "result": result}

@@ -17,7 +17,7 @@ import pytest
 import torch
 
 from engine import launcher
-from engine.distillation import CHECKPOINT, MODEL_DIR, build_pairs, distilled_identity, model_sources, teacher_answers
+from engine.distillation import CHECKPOINT, MODEL_DIR, build_pairs, distilled_identity, encode_pair, model_sources, teacher_answers
 from engine.local_generate import load_generator
 from engine.predict import llm_knowledge
 from mner import formats
@@ -243,3 +243,40 @@ def test_a_model_finished_before_the_stage_was_stopped_is_not_trained_again(tmp_
     job = {"distill": distill_settings(DistillConfig()), "work_dir": str(tmp_path), "pairs_file": str(tmp_path / "none.jsonl"),
            "base_model": str(tmp_path / "no-such-model")}  # neither is read: nothing is loaded or trained
     assert distill_job(job, lambda _line: None) == done
+
+
+def test_a_base_without_a_chat_template_names_the_fix_and_learns_with_the_configured_one(
+        split: dict[str, Any], tiny_model: Path, tmp_path: Path) -> None:
+    from transformers import AutoTokenizer
+
+    from engine.distillation import CHAT_TEMPLATE
+
+    bare = tmp_path / "bare-model"  # the tiny model with its tokenizer's chat template taken out, as Gemma 3's GGUF comes
+    bare.mkdir()
+    for file in tiny_model.iterdir():
+        (bare / file.name).write_bytes(file.read_bytes())
+    tokenizer = AutoTokenizer.from_pretrained(bare)
+    tokenizer.chat_template = None
+    (bare / "chat_template.jinja").unlink(missing_ok=True)
+    tokenizer.save_pretrained(bare)
+    assert not AutoTokenizer.from_pretrained(bare).chat_template
+    answers = _answers(tmp_path / "answers.jsonl", [{"id": i, "knowledge": "Paris Paris is a city in France."} for i in split["ids"]])
+    settings = {"method": "full", "lr": 0.01, "epochs": 12, "batch_size": 4, "heldout_fraction": 0.0}
+
+    with pytest.raises(RuntimeError, match=r"has no chat template.*set stage1\.distill\.chat_template to a Jinja template file"):
+        distill_stage.fn(**_params(split, answers, bare, tmp_path / "store", **settings))
+
+    template = Path(__file__).resolve().parents[1] / "prompts" / "chat_templates" / "gemma_turns.jinja"
+    params = _params(split, answers, bare, tmp_path / "store", **settings)
+    params["sources"][CHAT_TEMPLATE] = str(template)
+    distilled = distill_stage.fn(**params)
+    manifest = json.loads((Path(distilled["dir"]) / "manifest.json").read_text())
+    assert manifest["inputs"][f"sources.{CHAT_TEMPLATE}"] == sha256_file(template)  # its content is in the key
+    generator = load_generator(Path(distilled["dir"]) / MODEL_DIR, "fp32")
+    assert generator.tokenizer.chat_template == template.read_text(encoding="utf-8")  # kept for the llm stage
+    prompt = generator.tokenizer.decode(generator.encode([{"role": "user", "content": "Text: Obama in Lyon"}]))
+    assert prompt.endswith("<start_of_turn>user\nText: Obama in Lyon<end_of_turn>\n<start_of_turn>model\n")
+    [(_, [answer])] = list(generator.generate([[{"role": "user", "content": "Text: Obama in Lyon"}]], 8, 0.0, 1.0, None, 1))
+    assert "Paris" in answer.text  # learnt the answers through the template
+    ids, _, _ = encode_pair(generator.tokenizer, [{"role": "user", "content": "Text: Obama"}], "Paris.", 64)
+    assert ids[-1] == generator.tokenizer.eos_token_id  # an answer ends in the token that stops generation

@@ -61,6 +61,15 @@ def verbatim_share(entities: list[list[str]], answers: list[str]) -> float:
     return round(found / max(total, 1), 4)
 
 
+def zero_shot_test_prompts(store: ArtifactStore, test: list, test_file: object) -> list[dict]:
+    """The newest prompts output's test rows for ``test`` (its first tweets); they must be the zero-shot ones."""
+    prompts_dir = Path(max(store.entries("prompts"), key=lambda e: e["created"])["dir"])
+    rows = read_jsonl(prompts_dir / "test.jsonl")[: len(test)]
+    if [r["id"] for r in rows] != [s.id for s in test] or any(r.get("example_ids") for r in rows):
+        raise SystemExit(f"{prompts_dir}: not the zero-shot prompts of {test_file}; run benchmarks/distill_speed.py first")
+    return rows
+
+
 def generate(model: str | None, prompts: list[list[dict]], args: argparse.Namespace) -> tuple[list[str], float]:
     """Greedy answers of ``model`` (None = SmolLM2's GGUF) to ``prompts``, and prompts per second."""
     llm = LlmConfig(backend="transformers", precision=args.precision, max_tokens=args.max_tokens,
@@ -89,10 +98,7 @@ def main() -> None:
     test = formats.read_conll(cfg.dataset.test, repair=True).sentences
     chatgpt = pgim.read_knowledge(cfg.dataset.knowledge_test, test).knowledge[: args.test]
     test = test[: args.test]
-    prompts_dir = Path(max(store.entries("prompts"), key=lambda e: e["created"])["dir"])
-    rows = read_jsonl(prompts_dir / "test.jsonl")[: args.test]
-    if [r["id"] for r in rows] != [s.id for s in test] or any(r.get("example_ids") for r in rows):
-        raise SystemExit(f"{prompts_dir}: not the zero-shot prompts of {cfg.dataset.test}; run benchmarks/distill_speed.py first")
+    rows = zero_shot_test_prompts(store, test, cfg.dataset.test)
     distilled, key = latest_distilled(cfg.artifacts_root, *distilled_by(cfg))
     distill_manifest = json.loads((distilled.parent / "manifest.json").read_text(encoding="utf-8"))
     distill_result = distill_manifest["result"]

@@ -15,7 +15,7 @@ from pathlib import Path
 from render_common import commands
 from render_memory import memory_section
 from render_seeds import seeds_section, swap_section, z_budget_section
-from render_stage1 import distill_section, reading_section, stage1_sections
+from render_stage1 import bases_section, distill_section, reading_section, stage1_sections
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "benchmarks" / "results"
@@ -234,7 +234,8 @@ def main() -> None:
     md += profile_section(rows("profile.jsonl"))
     md += memory_section(rows("memory.jsonl"), stage2)
     md += stage1_sections(rows("retrieval.jsonl"), rows("llm_throughput.jsonl"), rows("knowledge_sources.jsonl"))
-    md += distill_section(rows("distill.jsonl")) + reading_section(rows("knowledge_reading.jsonl"))
+    md += distill_section(rows("distill.jsonl")) + bases_section(rows("distill_bases.jsonl"))
+    md += reading_section(rows("knowledge_reading.jsonl"))
     md += backbone_section(stage2, rows("backbone.jsonl")) + grid_section(rows("backbone_grid.jsonl"))
     md += variants_section(stage2)
     md += gpu_section(rows("gpu_check.jsonl"))

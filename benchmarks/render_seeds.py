@@ -72,20 +72,27 @@ def seeds_section(stage2: list[dict], label: str = "seeds") -> list[str]:
 
 
 def swap_section(swaps: list[dict], stage2: list[dict]) -> list[str]:
-    """Issue 14: [T;Z] taggers trained on ChatGPT's Z, scored with Z from each source, against text-only."""
-    if not swaps:
-        return []
+    """Issue 14: local knowledge against ChatGPT's and text-only, one section per dataset (:func:`dataset_swap_section`)."""
+    datasets = dict.fromkeys(r["dataset"] for r in swaps)
+    return [line for dataset in datasets for line in dataset_swap_section([r for r in swaps if r["dataset"] == dataset], stage2)]
+
+
+def dataset_swap_section(swaps: list[dict], stage2: list[dict]) -> list[str]:
+    """One dataset's [T;Z] taggers trained on ChatGPT's Z, scored with Z from each source, and the distilled pipeline.
+
+    Text-only rows of the taggers' label pair by seed; a dataset with pipeline rows only pairs with ``seeds``.
+    """
     newest = {(r["source"], r["model"], r["tagger"]["seed"]): r for r in swaps}  # older runs stay in knowledge_swap.jsonl
     dataset = swaps[-1]["dataset"]
-    label = next(r["tagger"]["label"] for r in reversed(swaps) if r["tagger"]["label"] != "pipeline")
+    label = next((r["tagger"]["label"] for r in reversed(swaps) if r["tagger"]["label"] != "pipeline"), "seeds")
     text = by_seed([r for r in stage2 if r.get("label") == label and r["dataset"] == dataset
                     and r["variant"] == "text" and "test_f1" in r])
     md = [f"## Knowledge at test time from a local model: {dataset}, [T;Z] taggers trained on ChatGPT's Z (issue 14)", "",
           f"The [T;Z] taggers of the `{label}` rows above (trained and model-selected on PGIM's ChatGPT Z), scored on dev "
           "and test with Z from each source in place of ChatGPT's. Local answers: greedy, at most 128 new tokens, in "
           "process (`stage1.llm.backend: transformers`, bf16), generated through the llm stage's shard function. "
-          "`distilled, own train Z` is the whole pipeline of the distilled config instead (`mner run -c "
-          "configs/twitter2017-distilled.yaml`): its tagger is trained on the distilled model's train Z, same settings. "
+          f"`distilled, own train Z` is the whole pipeline of the distilled config instead (`mner run -c "
+          f"configs/{dataset}-distilled.yaml`): its tagger is trained on the distilled model's train Z, same settings. "
           "`distilled, cross-fitted train Z` (benchmarks/crossfit_knowledge.py) trains it on train Z written by fold models "
           "that never saw those tweets' answers; dev and test Z are the full distilled model's.", "",
           "| source | model | seeds | dev F1 | test F1 | minus text-only (paired) | gold test entities verbatim in Z | "

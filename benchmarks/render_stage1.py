@@ -61,6 +61,28 @@ def distill_section(runs: list[dict]) -> list[str]:
     return md + ["", f"Machine: {runs[-1]['machine']}.", ""] + commands(runs)
 
 
+def bases_section(runs: list[dict]) -> list[str]:
+    """Issue 14: SmolLM2 against Gemma 3 270M as the distilled base, on the same pairs (benchmarks/distill_bases.py)."""
+    if not runs:
+        return []
+    md = ["## Distilled base: SmolLM2-135M-Instruct vs Gemma 3 270M (same train pairs, test answers)", "",
+          "Both bases fully fine-tuned at lr 2e-5, batch 8, on the same first train pairs of PGIM's ChatGPT answers (zero-shot "
+          "prompts); Gemma 3 270M is the pretrained GGUF with `prompts/chat_templates/gemma_turns.jinja`. Then each answers "
+          "the zero-shot prompts of the first test tweets (greedy). `verbatim` is the share of their gold entities found word "
+          "for word in the answers (ChatGPT's on the same tweets beside it); held-out losses are per token of each base's "
+          "own tokenizer and do not compare across bases.", "",
+          "| dataset | base | pairs | epochs | trainable params | epoch s | tokens/s | held-out loss | peak RSS MiB | "
+          "test tweets | verbatim | ChatGPT verbatim | mean words | prompts/s | commit | date |",
+          "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
+    md += [f"| {r['dataset']} | {r['base']} | {r['pairs']} | {r['epochs']} | {r['trainable_parameters']:,} | "
+           f"{r['epoch_seconds']} | {r['tokens_per_second']} | {r['heldout_loss']} | {r['peak_rss_mib']} | {r['test_tweets']} | "
+           f"**{100 * r['verbatim_share']:.1f}%** | {100 * r['chatgpt_verbatim_share']:.1f}% | {r['mean_words']} | "
+           f"{r['prompts_per_second']} | {r['commit']} | {r['date']} |" for r in runs]
+    md += ["", "First test answers of each base:", ""]
+    md += [f"- *{r['base']}* ({r['pairs']} pairs): {answer or '(empty)'}" for r in runs[-2:] for answer in r["first_answers"][:2]]
+    return md + ["", f"Machine: {runs[-1]['machine']}.", ""] + commands(runs)
+
+
 def reading_section(runs: list[dict]) -> list[str]:
     """Issue 14: knowledge Z from ChatGPT, the base and the distilled local model, side by side (benchmarks/knowledge_reading.py)."""
     if not runs:

@@ -83,3 +83,23 @@ def test_two_distilled_models_of_one_source_get_a_line_each() -> None:
     assert "| distilled, own train Z | transformers:distilled-a:bf16 (3204 pairs, 1 epoch, held-out loss 1.05) | 42 |" in md
     assert "| distilled, own train Z | transformers:distilled-b:bf16 (3204 pairs, 2 epochs, held-out loss 1.01) | 42 |" in md
     assert "**84.30**" in md and "**85.10**" in md
+
+
+def test_each_dataset_gets_its_own_section_and_a_pipeline_only_dataset_pairs_with_the_seeds_text_rows() -> None:
+    from render_seeds import swap_section
+
+    tagger = {"label": "seeds", "commit": "abc1234", "date": "d", "model_dir": "m", "test_f1": 0.86, "dev_f1": 0.86}
+    chatgpt = {"dataset": "twitter2017", "source": "chatgpt", "model": "PGIM's ChatGPT files", "tagger": {**tagger, "seed": 42},
+               "dev_f1": 0.86, "test_f1": 0.86, "test_verbatim_share": 0.925, **ORIGIN}
+    t15 = {"dataset": "twitter2015", "source": "distilled, own train Z", "model": "transformers:distilled-c:bf16", "pairs": 3800,
+           "epochs": 1, "heldout_loss": 1.1, "dev_f1": 0.72, "test_f1": 0.735, "test_verbatim_share": 0.8,
+           "tagger": {**tagger, "label": "pipeline", "seed": 42}, **ORIGIN}
+    text = [{"label": "seeds", "dataset": d, "variant": "text", "overrides": {"train.seed": 42}, "test_f1": f}
+            for d, f in (("twitter2017", 0.83), ("twitter2015", 0.72))]
+    md = "\n".join(swap_section([chatgpt, t15], text))
+    first, second = md.split("## Knowledge at test time from a local model: twitter2015")
+    assert "## Knowledge at test time from a local model: twitter2017" in first and "| chatgpt |" in first
+    assert "distilled-c" not in first and "| chatgpt |" not in second
+    assert "| distilled, own train Z | transformers:distilled-c:bf16 (3800 pairs, 1 epoch, held-out loss 1.1) | 42 | 72.00 | " \
+           "**73.50** | +1.50 |" in second
+    assert "configs/twitter2015-distilled.yaml" in second

@@ -29,3 +29,21 @@ def test_rows_name_model_and_prompt_and_a_distilled_row_is_not_compared_with_the
             "| 64 | 1x2 | 32 | 128 | 8.0 | 4.0 | 20.0 | - | 32 |") in md
     assert "- `python benchmarks/llm_throughput.py --pipeline` (commit abc1234, 2026-11-29 10:00 UTC)" in md
     assert llm_section([]) == []
+
+
+def test_the_bases_table_shows_each_distilled_base_with_its_verbatim_share_beside_chatgpts() -> None:
+    from render_stage1 import bases_section
+
+    common = {"dataset": "twitter2017", "pairs": 1024, "epochs": 1, "peak_rss_mib": 5000, "test_tweets": 200,
+              "chatgpt_verbatim_share": 0.9, "max_tokens": 128, **ORIGIN, "command": "python benchmarks/distill_bases.py"}
+    smol = {**common, "base": "smollm2", "trainable_parameters": 134515008, "epoch_seconds": 300.0, "tokens_per_second": 600.0,
+            "heldout_loss": 1.2, "verbatim_share": 0.812, "mean_words": 60.1, "prompts_per_second": 4.1,
+            "first_answers": ["Obama is a person.", ""]}
+    gemma = {**smol, "base": "gemma3-270m", "trainable_parameters": 268098176, "heldout_loss": 1.9, "verbatim_share": 0.845,
+             "first_answers": ["Obama: PER."]}
+    md = "\n".join(bases_section([smol, gemma]))
+    assert ("| twitter2017 | smollm2 | 1024 | 1 | 134,515,008 | 300.0 | 600.0 | 1.2 | 5000 | 200 | **81.2%** | 90.0% | 60.1 | "
+            "4.1 | abc1234 | 2026-11-29 10:00 UTC |") in md
+    assert "| gemma3-270m | 1024 | 1 | 268,098,176 |" in md and "**84.5%**" in md
+    assert "- *smollm2* (1024 pairs): (empty)" in md and "- *gemma3-270m* (1024 pairs): Obama: PER." in md
+    assert bases_section([]) == []

@@ -206,7 +206,8 @@ def main() -> None:
           "with `bash benchmarks/run_stage2.sh`. Each line below names its command, commit and date in the JSON",
           "files; the machine is given once per section.", ""]
     md += [line for label in SEED_LABELS for line in seeds_section(stage2, label)]
-    md += z_budget_section(rows("z_budget.jsonl")) + swap_section(rows("knowledge_swap.jsonl"), stage2)
+    bases = {r["key"]: r["base"] for r in rows("distill_bases.jsonl")}
+    md += z_budget_section(rows("z_budget.jsonl")) + swap_section(rows("knowledge_swap.jsonl"), stage2, bases)
     if scored:
         md += ["## Earlier single-seed runs: text-only vs [T;Z] (PGIM's ChatGPT knowledge), offline all-MiniLM-L6-v2 + CRF", "",
                "These rows predate the current training code (child process, shared checkpoints, fused AdamW; see",

@@ -71,16 +71,18 @@ def seeds_section(stage2: list[dict], label: str = "seeds") -> list[str]:
     return md
 
 
-def swap_section(swaps: list[dict], stage2: list[dict]) -> list[str]:
+def swap_section(swaps: list[dict], stage2: list[dict], bases: dict[str, str] | None = None) -> list[str]:
     """Issue 14: local knowledge against ChatGPT's and text-only, one section per dataset (:func:`dataset_swap_section`)."""
     datasets = dict.fromkeys(r["dataset"] for r in swaps)
-    return [line for dataset in datasets for line in dataset_swap_section([r for r in swaps if r["dataset"] == dataset], stage2)]
+    return [line for dataset in datasets
+            for line in dataset_swap_section([r for r in swaps if r["dataset"] == dataset], stage2, bases or {})]
 
 
-def dataset_swap_section(swaps: list[dict], stage2: list[dict]) -> list[str]:
+def dataset_swap_section(swaps: list[dict], stage2: list[dict], bases: dict[str, str]) -> list[str]:
     """One dataset's [T;Z] taggers trained on ChatGPT's Z, scored with Z from each source, and the distilled pipeline.
 
     Text-only rows of the taggers' label pair by seed; a dataset with pipeline rows only pairs with ``seeds``.
+    ``bases`` names the base of a distilled model by its distill key (benchmarks/distill_bases.py's rows).
     """
     newest = {(r["source"], r["model"], r["tagger"]["seed"]): r for r in swaps}  # older runs stay in knowledge_swap.jsonl
     dataset = swaps[-1]["dataset"]
@@ -102,8 +104,9 @@ def dataset_swap_section(swaps: list[dict], stage2: list[dict]) -> list[str]:
         gains = [r["test_f1"] - text[seed]["test_f1"] for seed, r in rows.items() if seed in text]
         r = next(iter(rows.values()))
         epochs = f"{r.get('epochs')} epoch{'s' * (r.get('epochs') != 1)}"
-        model = r["model"] + (f" ({r['pairs']} pairs, {epochs}, held-out loss {r['heldout_loss']})"
-                              if "pairs" in r else "") + _folds(r)
+        base = next((name for key, name in bases.items() if f"distilled-{key}:" in r["model"]), None)
+        trained = f" ({r['pairs']} pairs, {epochs}, held-out loss {r['heldout_loss']})" if "pairs" in r else ""
+        model = (f"{base}: " if base else "") + r["model"] + trained + _folds(r)
         rates = ", ".join(str(r.get("generation", {}).get(s, {}).get("prompts_per_second") or "cached")
                           for s in ("dev", "test")) if "generation" in r else "-"
         machines = " and ".join(sorted({x["machine"].split(",")[0] for x in rows.values()}))

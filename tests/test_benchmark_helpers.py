@@ -79,9 +79,10 @@ def test_two_distilled_models_of_one_source_get_a_line_each() -> None:
            "test_verbatim_share": 0.888, "tagger": {**tagger, "label": "pipeline", "seed": 42}, **ORIGIN}
     one = {**own, "model": "transformers:distilled-a:bf16", "epochs": 1, "heldout_loss": 1.05, "test_f1": 0.843}
     two = {**own, "model": "transformers:distilled-b:bf16", "epochs": 2, "heldout_loss": 1.01, "test_f1": 0.851}
-    md = "\n".join(swap_section([chatgpt, one, two], []))
+    md = "\n".join(swap_section([chatgpt, one, two], [], {"b": "gemma3-270m"}))
     assert "| distilled, own train Z | transformers:distilled-a:bf16 (3204 pairs, 1 epoch, held-out loss 1.05) | 42 |" in md
-    assert "| distilled, own train Z | transformers:distilled-b:bf16 (3204 pairs, 2 epochs, held-out loss 1.01) | 42 |" in md
+    assert ("| distilled, own train Z | gemma3-270m: transformers:distilled-b:bf16 (3204 pairs, 2 epochs, held-out loss 1.01) "
+            "| 42 |") in md
     assert "**84.30**" in md and "**85.10**" in md
 
 

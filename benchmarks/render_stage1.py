@@ -67,7 +67,7 @@ def bases_section(runs: list[dict]) -> list[str]:
         return []
     md = ["## Distilled base: SmolLM2-135M-Instruct vs Gemma 3 270M (same train pairs, test answers)", "",
           "Both bases fully fine-tuned at lr 2e-5, batch 8, on the same first train pairs of PGIM's ChatGPT answers (zero-shot "
-          "prompts); Gemma 3 270M is the pretrained GGUF with `prompts/chat_templates/gemma_turns.jinja`. Then each answers "
+          "prompts); Gemma 3 270M is the pretrained GGUF with `prompts/gemma_turns.jinja`. Then each answers "
           "the zero-shot prompts of the first test tweets (greedy). `verbatim` is the share of their gold entities found word "
           "for word in the answers (ChatGPT's on the same tweets beside it); held-out losses are per token of each base's "
           "own tokenizer and do not compare across bases.", "",

@@ -152,7 +152,7 @@ def use_chat_template(tokenizer: Any, template: str | Path | None, base_model: s
     elif not tokenizer.chat_template:
         raise ValueError(f"{base_model}: the base model's tokenizer has no chat template, and the distill and llm stages "
                          "format prompts with one; set stage1.distill.chat_template to a Jinja template file, e.g. "
-                         "prompts/chat_templates/gemma_turns.jinja for Gemma 3")
+                         "prompts/gemma_turns.jinja for Gemma 3")
 
 
 def encode_pair(tokenizer: Any, messages: list[dict[str, Any]], answer: str, max_tokens: int) -> tuple[list[int], int, bool]:

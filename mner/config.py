@@ -275,7 +275,7 @@ class DistillConfig(_Strict):
     enabled: bool = False
     base_model: Path | None = Field(None, description="GGUF file or model directory to fine-tune; None = SmolLM2's GGUF")
     chat_template: Path | None = Field(
-        None, description="Jinja chat template file for the base model (e.g. prompts/chat_templates/gemma_turns.jinja for "
+        None, description="Jinja chat template file for the base model (e.g. prompts/gemma_turns.jinja for "
         "Gemma 3 270M's GGUF, whose tokenizer has none); None = the tokenizer's own. The distilled model keeps it")
     answers: Path | None = Field(None, description="None = dataset.knowledge_train (PGIM's ChatGPT file), or a JSONL of {id, knowledge}")
     method: Literal["lora", "full"] = "lora"

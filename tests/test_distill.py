@@ -266,7 +266,7 @@ def test_a_base_without_a_chat_template_names_the_fix_and_learns_with_the_config
     with pytest.raises(RuntimeError, match=r"has no chat template.*set stage1\.distill\.chat_template to a Jinja template file"):
         distill_stage.fn(**_params(split, answers, bare, tmp_path / "store", **settings))
 
-    template = Path(__file__).resolve().parents[1] / "prompts" / "chat_templates" / "gemma_turns.jinja"
+    template = Path(__file__).resolve().parents[1] / "prompts" / "gemma_turns.jinja"
     params = _params(split, answers, bare, tmp_path / "store", **settings)
     params["sources"][CHAT_TEMPLATE] = str(template)
     distilled = distill_stage.fn(**params)

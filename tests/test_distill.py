@@ -17,7 +17,8 @@ import pytest
 import torch
 
 from engine import launcher
-from engine.distillation import CHECKPOINT, MODEL_DIR, build_pairs, distilled_identity, encode_pair, model_sources, teacher_answers
+from engine.distillation import (CHECKPOINT, MODEL_DIR, build_pairs, distilled_identity, encode_pair, model_sources,
+                                  teacher_answers)
 from engine.local_generate import load_generator
 from engine.predict import llm_knowledge
 from mner import formats
@@ -260,7 +261,8 @@ def test_a_base_without_a_chat_template_names_the_fix_and_learns_with_the_config
     (bare / "chat_template.jinja").unlink(missing_ok=True)
     tokenizer.save_pretrained(bare)
     assert not AutoTokenizer.from_pretrained(bare).chat_template
-    answers = _answers(tmp_path / "answers.jsonl", [{"id": i, "knowledge": "Paris Paris is a city in France."} for i in split["ids"]])
+    answers = _answers(tmp_path / "answers.jsonl",
+                       [{"id": i, "knowledge": "Paris Paris is a city in France."} for i in split["ids"]])
     settings = {"method": "full", "lr": 0.01, "epochs": 12, "batch_size": 4, "heldout_fraction": 0.0}
 
     with pytest.raises(RuntimeError, match=r"has no chat template.*set stage1\.distill\.chat_template to a Jinja template file"):

@@ -6,9 +6,9 @@
 Ours: word-level CRF, length-bucketed batches with dynamic padding, bf16 autocast where the CPU
 or GPU has it. Naive: the same encoder with a linear layer and pytorch-crf over every sub-token,
 every batch padded to max_length, shuffled order, fp32. Both run one pass over the samples
-(batch 16) after two warm-up steps (which hold the compile of ``train.compile_encoder``), in a process on the training worker's runtime (allocator and
-oneDNN cache of the ``train`` defaults); sentences/s and the ratio are appended to
-benchmarks/results/throughput.jsonl.
+(batch 16) after two warm-up steps (which hold the compile of ``train.compile_encoder``), in a
+process on the training worker's runtime (allocator and oneDNN cache of the ``train`` defaults);
+sentences/s and the ratio are appended to benchmarks/results/throughput.jsonl.
 """
 
 from __future__ import annotations

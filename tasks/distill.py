@@ -11,7 +11,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from engine.distillation import CHAT_TEMPLATE, CHECKPOINT, base_model_path, build_pairs, mark_heldout, model_sources, teacher_answers
+from engine.distillation import (CHAT_TEMPLATE, CHECKPOINT, base_model_path, build_pairs, mark_heldout, model_sources,
+                                  teacher_answers)
 from engine.launcher import run_training_job
 from engine.llm_server import default_model_path
 from mner.config import DistillConfig, PipelineConfig

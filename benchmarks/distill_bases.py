@@ -27,7 +27,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "benchmarks"))
 
-from distill_speed import ZERO_SHOT, run_until_distill, worker_memory_settings  # noqa: E402
+from distill_speed import distill_overrides, run_until_distill, worker_memory_settings  # noqa: E402
 from knowledge_reading import gold_entities, verbatim_share, zero_shot_test_prompts  # noqa: E402
 from knowledge_reading import generate as generate_answers  # noqa: E402
 from stage2 import append_rows, provenance  # noqa: E402
@@ -82,9 +82,8 @@ def main() -> None:
     entities = [gold_entities(s.tokens, s.tags or []) for s in test]
     rows = []
     for name in args.bases:
-        overrides = {**ZERO_SHOT, "stage1.distill.method": "full", "stage1.distill.lr": 2e-5, "stage1.distill.batch_size": 8,
-                     "stage1.distill.max_pairs": args.pairs, "stage1.distill.epochs": args.epochs, **base_overrides(name, gemma)}
-        manifest = run_until_distill(args.config, overrides)
+        manifest = run_until_distill(args.config, {**distill_overrides("full", args.pairs, args.epochs, 8),
+                                                   **base_overrides(name, gemma)})
         result, last = manifest["result"], manifest["result"]["history"][-1]
         prompts = [r["messages"] for r in zero_shot_test_prompts(store, test, cfg.dataset.test)]
         answers, rate = generate_answers(str(store.stage_dir("distill", manifest["key"]) / MODEL_DIR), prompts, args)

@@ -36,6 +36,13 @@ ZERO_SHOT = {"stage1.knowledge.backend": "llm", "stage1.llm.backend": "transform
              "stage1.retrieval.embedder": "random", "stage1.ocr.backend": "none", "stage1.distill.enabled": True}
 
 
+def distill_overrides(method: str, pairs: int, epochs: int, batch_size: int) -> dict[str, object]:
+    """The zero-shot distill settings of these benchmarks: ``pairs`` 0 keeps every pair (no ``max_pairs``), full at lr 2e-5."""
+    return {**ZERO_SHOT, "stage1.distill.method": method, **({"stage1.distill.max_pairs": pairs} if pairs else {}),
+            "stage1.distill.epochs": epochs, "stage1.distill.batch_size": batch_size,
+            **({"stage1.distill.lr": 2e-5} if method == "full" else {})}
+
+
 def run_until_distill(config: str, overrides: dict[str, object]) -> dict:
     """Run the pipeline up to ``distill`` in a child ``mner run``; return the distill output's manifest."""
     mner = str(Path(sys.executable).with_name("mner"))
@@ -70,11 +77,7 @@ def main() -> None:
     train_sentences = sum(1 for block in Path(cfg.dataset.train).read_text(encoding="utf-8").split("\n\n") if block.strip())
     rows = []
     for method in args.method:
-        overrides = {**ZERO_SHOT, "stage1.distill.method": method, **({"stage1.distill.max_pairs": args.pairs} if args.pairs else {}),
-                     "stage1.distill.epochs": args.epochs, "stage1.distill.batch_size": args.batch_size}
-        if method == "full":
-            overrides["stage1.distill.lr"] = 2e-5
-        result = run_until_distill(args.config, overrides)["result"]
+        result = run_until_distill(args.config, distill_overrides(method, args.pairs, args.epochs, args.batch_size))["result"]
         last = result["history"][-1]
         per_pair = last["epoch_seconds"] / max(result["train_pairs"], 1)
         rows.append({"dataset": cfg.dataset.name, "method": method, "pairs": result["train_pairs"],

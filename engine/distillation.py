@@ -233,8 +233,8 @@ def distill_job(job: dict[str, Any], log: Callable[[str], None] = print) -> dict
     threads, device = set_threads(0), pick_device("auto")
     bf16 = use_bf16(cfg.precision, device)
     set_seed(cfg.seed)
-    model, tokenizer = load_causal_lm(Path(job["base_model"]))
-    use_chat_template(tokenizer, job.get(CHAT_TEMPLATE), job["base_model"])
+    model, tokenizer = load_causal_lm(Path(job["base_model"]),
+                                      lambda loaded: use_chat_template(loaded, job.get(CHAT_TEMPLATE), job["base_model"]))
     if cfg.method == "lora":
         import peft  # takes seconds to import; only LoRA runs need it
 

@@ -130,13 +130,31 @@ _GENERATORS: dict[tuple[str, str], LocalGenerator] = {}
 _LOADING = threading.Lock()
 
 
-def load_causal_lm(path: Path) -> tuple[Any, Any]:
-    """A causal LM in fp32 and its tokenizer, from a GGUF file (dequantised) or a model directory."""
+def load_causal_lm(path: Path, check_tokenizer: Callable[[Any], None] | None = None) -> tuple[Any, Any]:
+    """A causal LM in fp32 and its tokenizer, from a GGUF file (dequantised) or a model directory.
+
+    ``check_tokenizer`` sees the tokenizer before the weights load (a GGUF's take far longer), so a
+    tokenizer it rejects fails fast.
+    """
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     where = {"pretrained_model_name_or_path": path.parent, "gguf_file": path.name} if path.is_file() \
         else {"pretrained_model_name_or_path": path}
-    return AutoModelForCausalLM.from_pretrained(**where, dtype=torch.float32), AutoTokenizer.from_pretrained(**where)
+    tokenizer = AutoTokenizer.from_pretrained(**where)
+    if check_tokenizer is not None:
+        check_tokenizer(tokenizer)
+    return AutoModelForCausalLM.from_pretrained(**where, dtype=torch.float32), tokenizer
+
+
+def require_chat_template(path: Path) -> Callable[[Any], None]:
+    """A tokenizer check for :func:`load_causal_lm`: the llm stage asks in chat turns, so the model must have a template."""
+    def check(tokenizer: Any) -> None:
+        if not tokenizer.chat_template:
+            raise ValueError(f"{path}: stage1.llm.local_model has no chat template, and the llm stage asks in chat turns; "
+                             "use an instruct model, or distil this base first (stage1.distill.enabled: true with "
+                             "stage1.distill.base_model set to it and stage1.distill.chat_template to a Jinja template "
+                             "file, e.g. prompts/gemma_turns.jinja for Gemma 3): the distilled model keeps the template")
+    return check
 
 
 def load_generator(local_model: str | Path | None, precision: str) -> LocalGenerator:
@@ -147,7 +165,7 @@ def load_generator(local_model: str | Path | None, precision: str) -> LocalGener
         if key not in _GENERATORS:
             set_threads(0)
             device = pick_device("auto")
-            model, tokenizer = load_causal_lm(path)
+            model, tokenizer = load_causal_lm(path, require_chat_template(path))
             dtype = torch.bfloat16 if use_bf16(precision, device) else torch.float32
             _GENERATORS[key] = LocalGenerator(model.to(device, dtype).eval(), tokenizer, device)
         return _GENERATORS[key]

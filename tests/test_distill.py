@@ -267,6 +267,8 @@ def test_a_base_without_a_chat_template_names_the_fix_and_learns_with_the_config
 
     with pytest.raises(RuntimeError, match=r"has no chat template.*set stage1\.distill\.chat_template to a Jinja template file"):
         distill_stage.fn(**_params(split, answers, bare, tmp_path / "store", **settings))
+    with pytest.raises(ValueError, match=r"bare-model: stage1\.llm\.local_model has no chat template.*distil this base first"):
+        load_generator(bare, "fp32")  # the llm stage, asked with the undistilled base
 
     template = Path(__file__).resolve().parents[1] / "prompts" / "gemma_turns.jinja"
     params = _params(split, answers, bare, tmp_path / "store", **settings)

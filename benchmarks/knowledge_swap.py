@@ -44,6 +44,7 @@ from knowledge_reading import gold_entities, verbatim_share  # noqa: E402
 from stage2 import RESULTS as STAGE2, append_rows, log_stages_to_stderr, parse_overrides, provenance  # noqa: E402
 
 from engine.distillation import distilled_identity  # noqa: E402
+from engine.llm_server import default_model_path  # noqa: E402
 from engine.local_generate import answering_identity, load_generator  # noqa: E402
 from engine.runtime import pick_device, set_threads, use_bf16  # noqa: E402
 from engine.taggers import load_tagger, predict  # noqa: E402
@@ -118,7 +119,8 @@ def source_knowledge(source: str, cfg: PipelineConfig, args: Any, splits: dict[s
         distill = run_until(args.config, "distill", args.overrides)
         endpoint, model = distilled_identity(distill["key"], cfg.stage1.llm.precision), str(Path(distill["dir"]) / "model")
         result = json.loads((Path(distill["dir"]) / "manifest.json").read_text(encoding="utf-8"))["result"]
-        about = {"model": endpoint, "pairs": result["train_pairs"], "epochs": result["epochs"],
+        about = {"model": endpoint, "base_model": Path(cfg.stage1.distill.base_model or default_model_path()).name,
+                 "pairs": result["train_pairs"], "epochs": result["epochs"],
                  "heldout_loss": result["history"][-1]["heldout_loss"], "prompts_template": str(cfg.stage1.prompt.template_dir.name)}
     else:
         base_cfg = load_config(args.base_config, {**BASE_ZERO_SHOT, "stage1.llm.max_tokens": cfg.stage1.llm.max_tokens,
@@ -145,7 +147,8 @@ def own_train_row(args: Any, cfg: PipelineConfig, tagger: dict[str, Any], seed: 
     started = time.perf_counter()
     result = mner_run(args.config, {**args.overrides, **settings, "train.seed": seed, "variants": "[text+knowledge]"})["text+knowledge"]
     history = json.loads((Path(result["model"]) / "history.json").read_text(encoding="utf-8"))
-    return {"dataset": cfg.dataset.name, "source": "distilled, own train Z", **{k: about[k] for k in ("model", "pairs", "epochs", "heldout_loss")},
+    return {"dataset": cfg.dataset.name, "source": "distilled, own train Z",
+            **{k: about[k] for k in ("model", "base_model", "pairs", "epochs", "heldout_loss")},
             "tagger": {"label": "pipeline", "seed": seed, "model_dir": result["model"], "commit": None, "date": None,
                        "test_f1": result["test_f1"], "dev_f1": result["dev_f1"]},
             "training": {"settings": settings, "best_epoch": history["best_epoch"], "train_seconds": history["train_seconds"]},

@@ -9,8 +9,10 @@ text-only seed by seed; ``swap_section`` does the same for benchmarks/knowledge_
 from __future__ import annotations
 
 import json
+import re
 import statistics
 from collections import defaultdict
+from pathlib import Path
 
 from render_common import commands
 
@@ -104,7 +106,7 @@ def dataset_swap_section(swaps: list[dict], stage2: list[dict], bases: dict[str,
         gains = [r["test_f1"] - text[seed]["test_f1"] for seed, r in rows.items() if seed in text]
         r = next(iter(rows.values()))
         epochs = f"{r.get('epochs')} epoch{'s' * (r.get('epochs') != 1)}"
-        base = next((name for key, name in bases.items() if f"distilled-{key}:" in r["model"]), None)
+        base = distilled_base(r, bases)
         trained = f" ({r['pairs']} pairs, {epochs}, held-out loss {r['heldout_loss']})" if "pairs" in r else ""
         model = (f"{base}: " if base else "") + r["model"] + trained + _folds(r)
         rates = ", ".join(str(r.get("generation", {}).get(s, {}).get("prompts_per_second") or "cached")
@@ -129,6 +131,16 @@ def dataset_swap_section(swaps: list[dict], stage2: list[dict], bases: dict[str,
     details = {json.dumps(r.get("generation", {}), sort_keys=True) for r in newest.values() if r["source"] != "chatgpt"}
     return md + (["Generation details (prompts, generated, cached, seconds):", ""] + [f"- `{d}`" for d in sorted(details)] + [""]
                  if details else [])
+
+
+def distilled_base(row: dict, bases: dict[str, str]) -> str | None:
+    """The base of the distilled model that answered in ``row``: by its distill key in ``bases``, else the
+    ``base_model`` file the row records, else the one its command set (rows written before it was recorded)."""
+    named = next((name for key, name in bases.items() if f"distilled-{key}:" in row["model"]), None)
+    if named or "distilled-" not in row["model"]:
+        return named
+    setting = re.search(r"stage1\.distill\.base_model=(\S+)", row.get("command", ""))
+    return row.get("base_model") or (Path(setting.group(1)).name if setting else None)
 
 
 def _folds(row: dict) -> str:

@@ -104,3 +104,15 @@ def test_each_dataset_gets_its_own_section_and_a_pipeline_only_dataset_pairs_wit
     assert "| distilled, own train Z | transformers:distilled-c:bf16 (3800 pairs, 1 epoch, held-out loss 1.1) | 42 | 72.00 | " \
            "**73.50** | +1.50 |" in second
     assert "configs/twitter2015-distilled.yaml" in second
+
+
+def test_a_distilled_model_outside_distill_bases_is_named_by_its_recorded_or_commanded_base() -> None:
+    from render_seeds import distilled_base
+
+    row = {"model": "transformers:distilled-d:bf16", "command": "python benchmarks/knowledge_swap.py --source"}
+    assert distilled_base(row, {"b": "gemma3-270m"}) is None  # the default base, not recorded: nothing claimed
+    assert distilled_base({**row, "base_model": "SmolLM2-135M-Instruct.Q4_1.gguf"}, {}) == "SmolLM2-135M-Instruct.Q4_1.gguf"
+    commanded = {**row, "command": row["command"] + " --set stage1.distill.base_model=/cache/gemma-3-270m-q4_k_m.gguf --set x=1"}
+    assert distilled_base(commanded, {}) == "gemma-3-270m-q4_k_m.gguf"
+    assert distilled_base(commanded, {"d": "gemma"}) == "gemma"  # distill_bases' name first
+    assert distilled_base({"model": "PGIM's ChatGPT files", "command": commanded["command"]}, {}) is None

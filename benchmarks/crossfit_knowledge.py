@@ -47,7 +47,7 @@ from knowledge_swap import RESULTS, run_until  # noqa: E402
 from stage2 import RESULTS as STAGE2, append_rows, log_stages_to_stderr, parse_overrides, provenance  # noqa: E402
 
 from engine.distillation import MODEL_DIR, distilled_identity, teacher_answers  # noqa: E402
-from engine.local_generate import load_generator  # noqa: E402
+from engine.generation_process import generation_process  # noqa: E402
 from engine.runtime import set_threads  # noqa: E402
 from mner.config import PipelineConfig, load_config  # noqa: E402
 from mner.samples import read_jsonl, read_samples, write_jsonl  # noqa: E402
@@ -72,7 +72,7 @@ def shard(prompts: dict[str, Any], split: str, start: int, stop: int, cfg: Pipel
           distill: dict[str, Any]) -> dict[str, Any]:
     """Rows ``[start:stop)`` of ``split`` answered by the distilled model of ``distill``, as a merge input."""
     model = str(Path(distill["dir"]) / MODEL_DIR)
-    load_generator(model, cfg.stage1.llm.precision)
+    generation_process(model, cfg.stage1.llm.precision)  # started here: the shard's time is generation alone
     output = llm_shard.fn(prompts=prompts, split=split, start=start, stop=stop,
                           endpoint=distilled_identity(distill["key"], cfg.stage1.llm.precision),
                           llm=shard_settings(cfg.stage1.llm), artifacts_root=str(cfg.artifacts_root),

@@ -44,8 +44,9 @@ from knowledge_reading import gold_entities, verbatim_share  # noqa: E402
 from stage2 import RESULTS as STAGE2, append_rows, log_stages_to_stderr, parse_overrides, provenance  # noqa: E402
 
 from engine.distillation import distilled_identity  # noqa: E402
+from engine.generation_process import generation_process  # noqa: E402
 from engine.llm_server import default_model_path  # noqa: E402
-from engine.local_generate import answering_identity, load_generator  # noqa: E402
+from engine.local_generate import answering_identity  # noqa: E402
 from engine.runtime import pick_device, set_threads, use_bf16  # noqa: E402
 from engine.taggers import load_tagger, predict  # noqa: E402
 from mner import formats, pgim  # noqa: E402
@@ -90,7 +91,7 @@ def local_answers(cfg: PipelineConfig, prompts: dict[str, Any], split: str, endp
     when a rerun finds it published) is generation alone.
     """
     rows = read_jsonl(Path(prompts["dir"]) / f"{split}.jsonl")
-    load_generator(model, cfg.stage1.llm.precision)
+    generation_process(model, cfg.stage1.llm.precision)  # started here: the shard's time is generation alone
     shard = llm_shard.fn(prompts=prompts, split=split, start=0, stop=len(rows), endpoint=endpoint,
                          llm=shard_settings(cfg.stage1.llm), artifacts_root=str(cfg.artifacts_root),
                          runtime={"local_model": model} if model else None)

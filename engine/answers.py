@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 from engine.llm_client import Completion, LLMSettings, SecretReader, complete_all
-from engine.local_generate import LocalGenerator, complete_local
+from engine.local_generate import BatchGenerator, complete_local
 
 _SPACE = re.compile(r"\s+")
 
@@ -43,11 +43,11 @@ def answer_rows(
     rows: list[dict[str, Any]], settings: LLMSettings, cache_dir: str | Path, source: str, first_line: int = 1,
     max_answer_chars: int = 1000, on_done: Callable[[int, Completion], None] | None = None,
     endpoint_problem: Callable[[], str | None] | None = None, read_secret: SecretReader | None = None,
-    generator: LocalGenerator | None = None, batch_size: int = 1,
+    generator: BatchGenerator | None = None, batch_size: int = 1,
 ) -> tuple[list[dict[str, Any]], dict[str, Any]]:
     """Answer prompt rows; (result rows in input order, summary). ``source`` and ``first_line`` name bad rows.
 
-    With a ``generator`` the answers are generated in this process, ``batch_size`` prompts at a time;
+    With a ``generator`` the answers are generated on this machine, ``batch_size`` prompts at a time;
     else they are asked of ``settings.base_url``: ``endpoint_problem`` (see
     :class:`engine.llm_client.LLMClient`) makes a dead endpoint raise at once, ``read_secret`` reads a
     named API-key secret.

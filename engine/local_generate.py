@@ -7,7 +7,8 @@ by length (less padding), left padding, KV cache, greedy at temperature 0 (else 
 ``temperature``/``top_p`` from ``seed``), stopping at EOS or ``max_tokens``, with the weights in bf16
 when ``precision`` asks for it and the device has it (:mod:`engine.runtime`; autocast would convert
 the weights again at every token). Generation holds a per-model lock: shards on threads
-take turns on the cores instead of fighting over them.
+take turns on the cores instead of fighting over them. The llm stage runs this generator in the main
+thread of a process of its own (:mod:`engine.generation_process`); ``mner predict`` runs it here.
 
 :func:`complete_local` is the backend's counterpart of :func:`engine.llm_client.complete_all`: the
 same per-sample cache keys and records, every batch's answers cached as soon as they exist (a killed
@@ -17,9 +18,10 @@ run resumes with only the missing samples), the same usage counters (a request i
 from __future__ import annotations
 
 import threading
+from contextlib import closing
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Iterator, Sequence
+from typing import Any, Callable, Iterator, Protocol, Sequence
 
 import torch
 
@@ -72,6 +74,16 @@ def answering_identity(llm: Any) -> str:
     if llm.backend == "transformers":
         return local_identity(llm.local_model, llm.precision)
     return endpoint_identity(llm.base_url, llm.local_model)
+
+
+class BatchGenerator(Protocol):
+    """What :func:`complete_local` asks: a :class:`LocalGenerator`, or one in a process of its own
+    (:class:`engine.generation_process.GeneratorProcess`)."""
+
+    def generate(self, prompts: Sequence[Messages], max_tokens: int, temperature: float, top_p: float,
+                 seed: int | None, batch_size: int) -> Iterator[tuple[list[int], list[Generated]]]:
+        """Yield (indices into ``prompts``, their answers) batch by batch."""
+        ...
 
 
 class LocalGenerator:
@@ -172,7 +184,7 @@ def load_generator(local_model: str | Path | None, precision: str) -> LocalGener
 
 
 def complete_local(
-    settings: LLMSettings, cache_dir: str | Path, prompts: Sequence[Messages], generator: LocalGenerator,
+    settings: LLMSettings, cache_dir: str | Path, prompts: Sequence[Messages], generator: BatchGenerator,
     batch_size: int, on_done: Callable[[int, Completion], None] | None = None,
 ) -> tuple[list[Completion], dict[str, Any]]:
     """Answers to ``prompts`` (in order) and the usage dict, from the cache or generated in batches.
@@ -196,19 +208,20 @@ def complete_local(
     firsts = [indices[0] for indices in todo.values()]
     batches = generator.generate([prompts[i] for i in firsts], settings.max_tokens, settings.temperature,
                                  settings.top_p, settings.seed, batch_size)
-    for chunk, answers in batches:
-        for position, answer in zip(chunk, answers):
-            key = keys[firsts[position]]
-            tokens = {"prompt_tokens": answer.prompt_tokens, "completion_tokens": answer.completion_tokens}
-            cache.put(key, cache_record(settings, key, answer.text, tokens, answer.finish_reason))
-            usage.requests += 1
-            usage.succeeded += 1
-            usage.prompt_tokens += answer.prompt_tokens
-            usage.completion_tokens += answer.completion_tokens
-            for i in todo[key]:
-                results[i] = Completion(key, answer.text, tokens, False, 1, None, answer.finish_reason)
-                if on_done:
-                    on_done(i, results[i])
-        if processes.stop_requested():
-            raise EndpointGone("the run is stopping (interrupted); answers so far are cached")
+    with closing(batches):  # a generation process holds its lock until its request is closed
+        for chunk, answers in batches:
+            for position, answer in zip(chunk, answers):
+                key = keys[firsts[position]]
+                tokens = {"prompt_tokens": answer.prompt_tokens, "completion_tokens": answer.completion_tokens}
+                cache.put(key, cache_record(settings, key, answer.text, tokens, answer.finish_reason))
+                usage.requests += 1
+                usage.succeeded += 1
+                usage.prompt_tokens += answer.prompt_tokens
+                usage.completion_tokens += answer.completion_tokens
+                for i in todo[key]:
+                    results[i] = Completion(key, answer.text, tokens, False, 1, None, answer.finish_reason)
+                    if on_done:
+                        on_done(i, results[i])
+            if processes.stop_requested():
+                raise EndpointGone("the run is stopping (interrupted); answers so far are cached")
     return [r for r in results if r is not None], usage.to_dict(settings)

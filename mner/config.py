@@ -212,11 +212,11 @@ class PromptConfig(_Strict):
 
 class LlmConfig(_Strict):
     """Who answers the prompts: an OpenAI-compatible endpoint (by default a local llama.cpp server with
-    SmolLM2-135M-Instruct), or the model in this process through transformers."""
+    SmolLM2-135M-Instruct), or the model on this machine through transformers (in a generation process of its own)."""
 
     backend: Literal["server", "transformers"] = Field(
         "server", description="server: an OpenAI-compatible endpoint (base_url, else a local llama.cpp server of "
-                              "local_model); transformers: local_model in this process, batched (batch_size, precision)")
+                              "local_model); transformers: local_model on this machine, batched (batch_size, precision)")
     base_url: str | None = Field(None, description="e.g. https://api.openai.com/v1; None starts a local llama.cpp server")
     model: str = Field("smollm2-135m-instruct", description="model name sent to the endpoint")
     local_model: Path | None = Field(None, description="GGUF file (either backend) or model directory (transformers) "
@@ -257,7 +257,7 @@ class LlmConfig(_Strict):
             raise ValueError(f"batch_size={self.batch_size} is above shard_size={self.shard_size}: a batch holds one "
                              "shard's prompts at most; raise shard_size with it (e.g. both 32)")
         if self.backend == "transformers" and self.base_url:
-            raise ValueError(f"backend=transformers runs local_model in this process and sends nothing to "
+            raise ValueError(f"backend=transformers runs local_model on this machine and sends nothing to "
                              f"base_url={self.base_url!r}; drop base_url or set backend=server")
         return self
 
@@ -327,14 +327,14 @@ class PipelineConfig(_Strict):
         if self.stage1.knowledge.backend == "llm" and self.stage1.prompt.n_examples and self.dataset.examples is None:
             raise ValueError("stage1.prompt.n_examples > 0 needs dataset.examples (and dataset.examples_entities)")
         s1 = self.stage1
-        if s1.distill.enabled:  # the distilled model learns the train split's answers and is asked zero-shot in process
+        if s1.distill.enabled:  # the distilled model learns the train split's answers and is asked zero-shot locally
             have = {"knowledge.backend": s1.knowledge.backend, "llm.backend": s1.llm.backend, "prompt.n_examples": s1.prompt.n_examples}
             want = {"knowledge.backend": "llm", "llm.backend": "transformers", "prompt.n_examples": 0}
             wrong = [f"stage1.{name}={have[name]!r} (set it to {value!r})" for name, value in want.items() if have[name] != value]
             if s1.distill.answers is None and self.dataset.knowledge_train is None:
                 wrong.append("stage1.distill.answers and dataset.knowledge_train are both unset (set one to the teacher's answers)")
             if wrong:
-                raise ValueError("stage1.distill.enabled asks the distilled model zero-shot in process; fix " + "; ".join(wrong))
+                raise ValueError("stage1.distill.enabled asks the distilled model zero-shot on this machine; fix " + "; ".join(wrong))
         if self.stage1.caption.backend == "file" and self.dataset.captions is None:
             raise ValueError("stage1.caption.backend=file needs dataset.captions (a caption file); "
                              "without one, set stage1.caption.backend: none (or blip2 to caption the images)")

@@ -20,7 +20,7 @@ from engine.answer_cache import default_cache_dir
 from engine.answers import answer_rows
 from engine.llm_client import LLMSettings
 from engine.llm_server import server_problem
-from engine.local_generate import load_generator
+from engine.generation_process import generation_process
 from mner.config import LlmConfig
 from mner.samples import read_jsonl, write_jsonl
 from mner.store import StageRun
@@ -68,7 +68,7 @@ def llm_shard(
         raise ValueError(f"llm: no base URL to send requests to (endpoint {endpoint!r}, runtime {runtime!r})")
     source = Path(prompts["dir"]) / f"{split}.jsonl"
     rows = read_jsonl(source)[start:stop]
-    generator = load_generator((runtime or {}).get("local_model"), config.precision) if local else None
+    generator = generation_process((runtime or {}).get("local_model"), config.precision) if local else None
     settings = LLMSettings.from_config(config, base_url, endpoint)
     cache = Path(cache_dir) if cache_dir else default_cache_dir(artifacts_root)
     results, summary = answer_rows(rows, settings, cache, str(source), start + 1, config.max_answer_chars,

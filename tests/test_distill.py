@@ -19,6 +19,7 @@ import torch
 from engine import launcher
 from engine.distillation import (CHECKPOINT, MODEL_DIR, build_pairs, distilled_identity, encode_pair, model_sources,
                                   teacher_answers)
+from engine.generation_process import generation_process
 from engine.local_generate import load_generator
 from engine.predict import llm_knowledge
 from mner import formats
@@ -269,6 +270,8 @@ def test_a_base_without_a_chat_template_names_the_fix_and_learns_with_the_config
         distill_stage.fn(**_params(split, answers, bare, tmp_path / "store", **settings))
     with pytest.raises(ValueError, match=r"bare-model: stage1\.llm\.local_model has no chat template.*distil this base first"):
         load_generator(bare, "fp32")  # the llm stage, asked with the undistilled base
+    with pytest.raises(RuntimeError, match=r"bare-model: stage1\.llm\.local_model has no chat template"):
+        generation_process(bare, "fp32")  # as the stage runs it, in a process of its own
 
     template = Path(__file__).resolve().parents[1] / "prompts" / "gemma_turns.jinja"
     params = _params(split, answers, bare, tmp_path / "store", **settings)

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import importlib.util
 import json
+import os
+import signal
 from pathlib import Path
 from typing import Any, Iterator
 
@@ -16,6 +18,7 @@ import pytest
 from pydantic import ValidationError
 
 from engine.answer_cache import AnswerCache
+from engine.generation_process import generation_process
 from engine.llm_client import EndpointGone, LLMSettings
 from engine.local_generate import LocalGenerator, answering_identity, complete_local, load_generator
 from mner.config import LlmConfig
@@ -136,7 +139,7 @@ def test_the_backend_and_its_precision_change_the_stage_and_cache_keys(tmp_path:
 def test_bad_backend_settings_are_refused_with_a_reason(tmp_path: Path) -> None:
     with pytest.raises(ValidationError, match="backend"):
         LlmConfig(backend="vllm")
-    with pytest.raises(ValidationError, match="backend=transformers runs local_model in this process"):
+    with pytest.raises(ValidationError, match="backend=transformers runs local_model on this machine"):
         LlmConfig(backend="transformers", base_url="https://api.openai.com/v1")
     with pytest.raises(ValidationError, match="batch_size"):
         LlmConfig(batch_size=0)
@@ -156,3 +159,39 @@ def test_a_model_read_from_the_gguf_saves_as_a_directory_that_answers_the_same(g
     assert again is not generator and again.tokenizer.chat_template == generator.tokenizer.chat_template
     prompts = [messages(t) for t in TWEETS[:2]]
     assert [a.text for a in answers(again, prompts, 2)] == [a.text for a in answers(generator, prompts, 2)]
+
+
+def test_the_llm_stage_generates_in_a_child_process_with_the_in_process_answers(generator: LocalGenerator) -> None:
+    """The stage's generator is a process of its own (off the flow's threads), one per model, answering the same."""
+    child = generation_process(None, "fp32")
+    assert child.pid != os.getpid() and generation_process(None, "fp32") is child
+    prompts = [messages(t) for t in TWEETS[:4]]
+    assert [a.text for a in answers(child, prompts, 2)] == [a.text for a in answers(generator, prompts, 2)]
+    together = answers(child, prompts, 4)
+    assert [a.completion_tokens for a in together] == [a.completion_tokens for a in answers(generator, prompts, 4)]
+
+
+def test_a_generation_process_killed_mid_request_keeps_the_finished_batches_and_a_rerun_restarts_it(tmp_path: Path) -> None:
+    llm = fp32(batch_size=2)
+    settings = LLMSettings.from_config(llm, "", answering_identity(llm))
+    prompts = [messages(t) for t in TWEETS[:4]]
+    child = generation_process(None, "fp32")
+
+    def kill_the_child(_index: int, _done: Any) -> None:  # fault injection: the child dies once a batch is cached
+        os.kill(child.pid, signal.SIGKILL)
+
+    with pytest.raises(RuntimeError, match=r"generation process for .*exited with code -9 before answering.*rerun"):
+        complete_local(settings, tmp_path, prompts, child, llm.batch_size, kill_the_child)
+    assert len(AnswerCache(tmp_path)) == 2 and not child.alive()
+    again = generation_process(None, "fp32")
+    assert again.pid != child.pid
+    done, usage = complete_local(settings, tmp_path, prompts, again, llm.batch_size)
+    assert (usage["cached"], usage["requests"]) == (2, 2) and all(c.content for c in done)
+
+
+def test_a_generation_process_that_cannot_load_its_model_names_the_cause(tmp_path: Path) -> None:
+    broken = tmp_path / "broken"
+    broken.mkdir()
+    (broken / "config.json").write_text('{"model_type": "llama"}')  # a directory with no weights or tokenizer
+    with pytest.raises(RuntimeError, match=r"generation process for .*broken \(fp32\) failed:\n.*Traceback"):
+        generation_process(broken, "fp32")

@@ -15,7 +15,7 @@ from pathlib import Path
 from render_common import commands
 from render_memory import memory_section
 from render_seeds import seeds_section, swap_section, z_budget_section
-from render_stage1 import bases_section, distill_section, reading_section, stage1_sections
+from render_stage1 import bases_section, distill_section, placement_section, reading_section, stage1_sections
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "benchmarks" / "results"
@@ -236,6 +236,7 @@ def main() -> None:
     md += memory_section(rows("memory.jsonl"), stage2)
     md += stage1_sections(rows("retrieval.jsonl"), rows("llm_throughput.jsonl"), rows("knowledge_sources.jsonl"))
     md += distill_section(rows("distill.jsonl")) + bases_section(rows("distill_bases.jsonl"))
+    md += placement_section(rows("generation_placement.jsonl"))
     md += reading_section(rows("knowledge_reading.jsonl"))
     md += backbone_section(stage2, rows("backbone.jsonl")) + grid_section(rows("backbone_grid.jsonl"))
     md += variants_section(stage2)

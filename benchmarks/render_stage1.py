@@ -125,3 +125,20 @@ def llm_section(llm: list[dict]) -> list[str]:
                   f"{'-' if same is None else same} | {r.get('same_as_first_batch', '-')} | {r['date']} |")
     machines = list(dict.fromkeys(r["machine"] for r in llm))
     return md + ["", f"Machines: {'; '.join(machines)}.", ""] + commands(llm)
+
+
+def placement_section(runs: list[dict]) -> list[str]:
+    """Issue 14: where the transformers backend generates (benchmarks/generation_placement.py)."""
+    if not runs:
+        return []
+    md = ["## Where local generation runs: main thread, the flow's task-runner threads, or a process of its own", "",
+          "The same model answers the same dev prompts (zero-shot, greedy, one batch per shard, empty answer cache) in "
+          "each placement, through the llm stage's `complete_local`. `task-runner threads` is how the llm stage "
+          "generated before `engine/generation_process.py`; `generation process` is how it generates now. "
+          "`same` counts answers equal to the main thread's.", "",
+          "| model | prompts (shards x batch) | placement | seconds | prompts/s | tokens/s | same | commit | date |",
+          "|---|---|---|---|---|---|---|---|---|"]
+    md += [f"| {r['model'].split('/artifacts/')[-1]} | {r['prompts']} ({r['shards']} x {r['batch']}) | {r['placement']} | "
+           f"{r['seconds']} | **{r['prompts_per_second']}** | {r['tokens_per_second']} | {r['same_as_main_thread']} | "
+           f"{r['commit']} | {r['date']} |" for r in runs]
+    return md + ["", f"Machine: {runs[-1]['machine']}.", ""] + commands(runs)

@@ -1,0 +1,109 @@
+"""Where the transformers backend generates: a main thread, the flow's task-runner threads, or a process of its own.
+
+    python benchmarks/generation_placement.py --model DISTILLED_MODEL_DIR [--config configs/twitter2017-distilled.yaml]
+        [--prompts 128] [--batch 64] [--shards 2] [--set KEY=VALUE ...]
+
+The prompts are the first ``--prompts`` dev prompts of ``--config``'s prompts stage (zero-shot for
+the distilled config), cut into ``--shards`` shards as the llm stage cuts them. Each placement
+answers them through the stage's own :func:`engine.local_generate.complete_local` with an empty
+answer cache, after an untimed warm-up on two prompts:
+
+- ``main thread``: one generator in this process, shards one after another in the main thread;
+- ``task-runner threads``: the same generator, the shards on a pool of ``--shards`` threads that
+  have run torch before, as the flow's thread task runner runs them (the llm stage before this
+  benchmark was added);
+- ``generation process``: the same pool of threads asking :func:`engine.generation_process.generation_process`,
+  as the llm stage does now.
+
+Each row records prompts/s and tokens/s, and whether the answers equal the main thread's (greedy;
+a placement changes no arithmetic, so they should). Rows go to benchmarks/results/generation_placement.jsonl.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import tempfile
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any, Callable
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "benchmarks"))
+
+import torch  # noqa: E402
+from knowledge_swap import run_until  # noqa: E402
+from stage2 import append_rows, parse_overrides, provenance  # noqa: E402
+
+from engine.generation_process import generation_process  # noqa: E402
+from engine.llm_client import LLMSettings  # noqa: E402
+from engine.local_generate import BatchGenerator, complete_local, load_generator, local_identity  # noqa: E402
+from mner.config import load_config  # noqa: E402
+from mner.samples import read_jsonl  # noqa: E402
+
+RESULTS = ROOT / "benchmarks" / "results" / "generation_placement.jsonl"
+
+
+def answer_shards(generator: BatchGenerator, settings: LLMSettings, shards: list[list], cache: Path,
+                  pool: ThreadPoolExecutor | None) -> tuple[float, list[str], int]:
+    """Seconds to answer every shard (on ``pool``'s threads, else here), the answers in order, completion tokens.
+
+    A shard is one batch, as in the distilled config (``shard_size`` = ``batch_size``).
+    """
+    def shard(prompts: list) -> tuple[list[str], int]:
+        done, usage = complete_local(settings, cache, prompts, generator, len(prompts))
+        return [c.content for c in done], usage["completion_tokens"]
+
+    started = time.perf_counter()
+    results = list(pool.map(shard, shards)) if pool else [shard(prompts) for prompts in shards]
+    return time.perf_counter() - started, [a for answers, _ in results for a in answers], sum(t for _, t in results)
+
+
+def main() -> None:
+    """Time each placement on the same prompts and model; append one row per placement."""
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--model", type=Path, required=True, help="a distilled model directory or a GGUF file")
+    parser.add_argument("--config", default="configs/twitter2017-distilled.yaml")
+    parser.add_argument("--prompts", type=int, default=128)
+    parser.add_argument("--shards", type=int, default=2)
+    parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE")
+    args = parser.parse_args()
+    overrides = parse_overrides(args.overrides)
+    cfg = load_config(args.config, overrides)
+    rows = read_jsonl(Path(run_until(args.config, "prompts", overrides)["dir"]) / "dev.jsonl")[: args.prompts]
+    size = -(-len(rows) // args.shards)
+    shards = [[r["messages"] for r in rows[i: i + size]] for i in range(0, len(rows), size)]
+    llm = cfg.stage1.llm
+    settings = LLMSettings.from_config(llm.model_copy(update={"batch_size": size, "shard_size": size}), "",
+                                       local_identity(args.model, llm.precision))
+    scratch = Path(tempfile.mkdtemp(prefix="mner-placement-"))
+    in_process = load_generator(args.model, llm.precision)
+    pool = ThreadPoolExecutor(args.shards, thread_name_prefix="task-runner")
+    placements: list[tuple[str, Callable[[], BatchGenerator], ThreadPoolExecutor | None]] = [
+        ("main thread", lambda: in_process, None),
+        ("task-runner threads", lambda: in_process, pool),
+        ("generation process", lambda: generation_process(args.model, llm.precision), pool)]
+    reference: list[str] | None = None
+    out = []
+    for name, generator, runner in placements:
+        if runner is not None:  # the runner's threads have run torch before, as earlier tasks of a flow have
+            list(runner.map(lambda _: torch.ones(1 << 20).mul(2).sum(), range(4 * args.shards)))
+        answer_shards(generator(), settings, [shards[0][:2]], scratch / f"warm-{len(out)}", runner)
+        seconds, answers, tokens = answer_shards(generator(), settings, shards, scratch / f"run-{len(out)}", runner)
+        reference = reference or answers
+        row: dict[str, Any] = {
+            "dataset": cfg.dataset.name, "placement": name, "model": str(args.model), "prompts": len(rows),
+            "shards": len(shards), "batch": size, "max_tokens": llm.max_tokens, "precision": llm.precision,
+            "torch_threads": torch.get_num_threads(), "seconds": round(seconds, 1),
+            "prompts_per_second": round(len(rows) / seconds, 3), "tokens_per_second": round(tokens / seconds, 1),
+            "same_as_main_thread": sum(a == b for a, b in zip(answers, reference)), **provenance()}
+        out.append(row)
+        append_rows(RESULTS, [row])
+        print(json.dumps(row), flush=True)
+
+
+if __name__ == "__main__":
+    main()

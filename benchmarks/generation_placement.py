@@ -1,7 +1,8 @@
 """Where the transformers backend generates: a main thread, the flow's task-runner threads, or a process of its own.
 
     python benchmarks/generation_placement.py --model DISTILLED_MODEL_DIR [--config configs/twitter2017-distilled.yaml]
-        [--prompts 128] [--batch 64] [--shards 2] [--set KEY=VALUE ...]
+        [--prompts 128] [--shards 2] [--set KEY=VALUE ...]
+    python benchmarks/generation_placement.py --model artifacts/distill/KEY/model --whole-dataset [--config ...]
 
 The prompts are the first ``--prompts`` dev prompts of ``--config``'s prompts stage (zero-shot for
 the distilled config), cut into ``--shards`` shards as the llm stage cuts them. Each placement
@@ -17,6 +18,11 @@ answer cache, after an untimed warm-up on two prompts:
 
 Each row records prompts/s and tokens/s, and whether the answers equal the main thread's (greedy;
 a placement changes no arithmetic, so they should). Rows go to benchmarks/results/generation_placement.jsonl.
+
+``--whole-dataset`` instead times the llm stage's own shard function over every split of the config, in
+the flow's layout (``stage1.llm.shard_size`` rows a shard, ``stage1.runner.max_workers`` threads),
+with the store's answer cache: what ``mner run`` generates for a distilled model (``--model`` is the
+``model`` folder of a distill output), as one row with the minutes for the whole dataset.
 """
 
 from __future__ import annotations
@@ -38,11 +44,14 @@ import torch  # noqa: E402
 from knowledge_swap import run_until  # noqa: E402
 from stage2 import append_rows, parse_overrides, provenance  # noqa: E402
 
+from engine.distillation import distilled_identity  # noqa: E402
 from engine.generation_process import generation_process  # noqa: E402
 from engine.llm_client import LLMSettings  # noqa: E402
 from engine.local_generate import BatchGenerator, complete_local, load_generator, local_identity  # noqa: E402
 from mner.config import load_config  # noqa: E402
-from mner.samples import read_jsonl  # noqa: E402
+from mner.samples import SPLITS, read_jsonl  # noqa: E402
+from tasks.llm import llm_shard, shard_settings  # noqa: E402
+from tasks.shards import shard_ranges  # noqa: E402
 
 RESULTS = ROOT / "benchmarks" / "results" / "generation_placement.jsonl"
 
@@ -62,6 +71,37 @@ def answer_shards(generator: BatchGenerator, settings: LLMSettings, shards: list
     return time.perf_counter() - started, [a for answers, _ in results for a in answers], sum(t for _, t in results)
 
 
+def whole_dataset(model: Path, cfg: Any, prompts: dict[str, Any]) -> dict[str, Any]:
+    """Every split's prompts through :func:`tasks.llm.llm_shard` as the flow maps it; the result row."""
+    llm = cfg.stage1.llm
+    key = json.loads((model.parent / "manifest.json").read_text(encoding="utf-8"))["key"]
+    endpoint = distilled_identity(key, llm.precision)
+    generation_process(model, llm.precision)  # started before the clock, as a flow's first shard would
+    ranges = [(split, start, stop) for split in SPLITS
+              for start, stop in shard_ranges(len(read_jsonl(Path(prompts["dir"]) / f"{split}.jsonl")), llm.shard_size)]
+
+    def shard(where: tuple[str, int, int]) -> dict[str, Any]:
+        split, start, stop = where
+        output = llm_shard.fn(prompts=prompts, split=split, start=start, stop=stop, endpoint=endpoint,
+                              llm=shard_settings(llm), artifacts_root=str(cfg.artifacts_root),
+                              runtime={"local_model": str(model)})
+        return json.loads((Path(output["dir"]) / "manifest.json").read_text(encoding="utf-8"))["usage"]
+
+    started = time.perf_counter()
+    with ThreadPoolExecutor(cfg.stage1.runner.max_workers, thread_name_prefix="task-runner") as pool:
+        usages = list(pool.map(shard, ranges))
+    seconds = time.perf_counter() - started
+    generated = sum(u["requests"] for u in usages)
+    return {"dataset": cfg.dataset.name, "placement": "generation process, whole dataset (llm stage shards)",
+            "model": str(model), "prompts": sum(stop - start for _, start, stop in ranges), "generated": generated,
+            "cached": sum(u["cached"] for u in usages), "shards": len(ranges), "batch": llm.batch_size,
+            "max_tokens": llm.max_tokens, "precision": llm.precision, "torch_threads": torch.get_num_threads(),
+            "seconds": round(seconds, 1), "minutes": round(seconds / 60, 1),
+            "prompts_per_second": round(generated / seconds, 3),
+            "tokens_per_second": round(sum(u["completion_tokens"] for u in usages) / seconds, 1),
+            "same_as_main_thread": None, **provenance()}
+
+
 def main() -> None:
     """Time each placement on the same prompts and model; append one row per placement."""
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -69,11 +109,18 @@ def main() -> None:
     parser.add_argument("--config", default="configs/twitter2017-distilled.yaml")
     parser.add_argument("--prompts", type=int, default=128)
     parser.add_argument("--shards", type=int, default=2)
+    parser.add_argument("--whole-dataset", action="store_true", help="every split through the llm stage's shards")
     parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE")
     args = parser.parse_args()
     overrides = parse_overrides(args.overrides)
     cfg = load_config(args.config, overrides)
-    rows = read_jsonl(Path(run_until(args.config, "prompts", overrides)["dir"]) / "dev.jsonl")[: args.prompts]
+    prompts = run_until(args.config, "prompts", overrides)
+    if args.whole_dataset:
+        row = whole_dataset(args.model, cfg, prompts)
+        append_rows(RESULTS, [row])
+        print(json.dumps(row), flush=True)
+        return
+    rows = read_jsonl(Path(prompts["dir"]) / "dev.jsonl")[: args.prompts]
     size = -(-len(rows) // args.shards)
     shards = [[r["messages"] for r in rows[i: i + size]] for i in range(0, len(rows), size)]
     llm = cfg.stage1.llm

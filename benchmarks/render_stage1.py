@@ -127,6 +127,11 @@ def llm_section(llm: list[dict]) -> list[str]:
     return md + ["", f"Machines: {'; '.join(machines)}.", ""] + commands(llm)
 
 
+def minutes(row: dict) -> str:
+    """`` (N min)`` for a row that records minutes, else nothing."""
+    return f" ({row['minutes']} min)" if "minutes" in row else ""
+
+
 def placement_section(runs: list[dict]) -> list[str]:
     """Issue 14: where the transformers backend generates (benchmarks/generation_placement.py)."""
     if not runs:
@@ -135,10 +140,13 @@ def placement_section(runs: list[dict]) -> list[str]:
           "The same model answers the same dev prompts (zero-shot, greedy, one batch per shard, empty answer cache) in "
           "each placement, through the llm stage's `complete_local`. `task-runner threads` is how the llm stage "
           "generated before `engine/generation_process.py`; `generation process` is how it generates now. "
-          "`same` counts answers equal to the main thread's.", "",
+          "`same` counts answers equal to the main thread's. A `whole dataset` row is every split through the llm "
+          "stage's shard function in the flow's layout (`--whole-dataset`); its seconds are the dataset's.", "",
           "| model | prompts (shards x batch) | placement | seconds | prompts/s | tokens/s | same | commit | date |",
           "|---|---|---|---|---|---|---|---|---|"]
     md += [f"| {r['model'].split('/artifacts/')[-1]} | {r['prompts']} ({r['shards']} x {r['batch']}) | {r['placement']} | "
-           f"{r['seconds']} | **{r['prompts_per_second']}** | {r['tokens_per_second']} | {r['same_as_main_thread']} | "
-           f"{r['commit']} | {r['date']} |" for r in runs]
+           f"{r['seconds']}{minutes(r)} | "
+           f"**{r['prompts_per_second']}** | {r['tokens_per_second']} | "
+           f"{'-' if r['same_as_main_thread'] is None else r['same_as_main_thread']} | {r['commit']} | {r['date']} |"
+           for r in runs]
     return md + ["", f"Machine: {runs[-1]['machine']}.", ""] + commands(runs)

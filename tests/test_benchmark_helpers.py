@@ -127,3 +127,7 @@ def test_the_placement_table_names_each_placement_with_its_rate_and_agreement() 
                                       {**row, "placement": "generation process", "prompts_per_second": 2.7}]))
     assert "| distill/k/model | 128 (2 x 64) | main thread | 46.0 | **2.78** | 310.2 | 128 | abc1234 |" in md
     assert "| generation process | 46.0 | **2.7** |" in md and placement_section([]) == []
+    whole = {**row, "placement": "generation process, whole dataset (llm stage shards)", "prompts": 4819, "shards": 77,
+             "seconds": 1800.0, "minutes": 30.0, "same_as_main_thread": None}
+    assert "| 4819 (77 x 64) | generation process, whole dataset (llm stage shards) | 1800.0 (30.0 min) |" in \
+        "\n".join(placement_section([whole])) and "| - | abc1234 |" in "\n".join(placement_section([whole]))

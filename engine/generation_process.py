@@ -4,10 +4,10 @@ Batched generation on the CPU is slow in a thread of a busy process. GNU OpenMP,
 PyTorch's intra-op threads, counts the worker threads of every thread that has run a parallel
 region; once they outnumber the cores it stops letting its workers spin and puts them to sleep
 after each region. A decode step runs hundreds of small regions, so in the flow's task-runner
-threads (where other stages have already run torch) batched generation ran about 30% slower than in
-a main thread (benchmarks/RESULTS.md, "Stage 1 knowledge throughput"). Here the model lives in the
-main thread of a child process, one per model and precision, started on first use and kept for
-the rest of the parent's life. It also keeps the model's memory out of the flow's process.
+threads batched generation ran at 1.9 prompts/s against 3.1 here (Gemma 3 270M distilled, 128 dev
+prompts, benchmarks/generation_placement.py in RESULTS.md). Here the model lives in the main
+thread of a child process, one per model and precision, started on first use and kept while the
+thread that started it lives. It also keeps the model's memory out of the flow's process.
 
 :func:`generation_process` returns a :class:`GeneratorProcess`, whose :meth:`~GeneratorProcess.generate`
 yields batches exactly as :meth:`engine.local_generate.LocalGenerator.generate` does, so

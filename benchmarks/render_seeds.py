@@ -93,7 +93,7 @@ def dataset_swap_section(swaps: list[dict], stage2: list[dict], bases: dict[str,
                     and r["variant"] == "text" and "test_f1" in r])
     md = [f"## Knowledge at test time from a local model: {dataset}, [T;Z] taggers trained on ChatGPT's Z (issue 14)", "",
           f"The [T;Z] taggers of the `{label}` rows above (trained and model-selected on PGIM's ChatGPT Z), scored on dev "
-          "and test with Z from each source in place of ChatGPT's. Local answers: greedy, at most 128 new tokens, in "
+          "and test with Z from each source in place of ChatGPT's. Local answers: greedy, at most 128 new tokens, on "
           "this machine (`stage1.llm.backend: transformers`, bf16), generated through the llm stage's shard function. "
           f"`distilled, own train Z` is the whole pipeline of the distilled config instead (`mner run -c "
           f"configs/{dataset}-distilled.yaml`): its tagger is trained on the distilled model's train Z, same settings. "

@@ -37,11 +37,11 @@ def _split(run: dict) -> str:
 
 def _epoch_table(runs: list[dict]) -> list[str]:
     """Full-data runs with per-epoch memory: the training process's peak after each epoch's loop and dev scoring."""
-    md = ["| dataset | variant | seed | training process peak RSS per epoch, after train / after dev (MiB) | "
-          "RSS after the last dev scoring MiB | benchmark peak RSS MiB | commit |", "|---|---|---|---|---|---|---|"]
+    md = ["| dataset | variant | settings (the rest default) | training process peak RSS per epoch, after train / after dev "
+          "(MiB) | RSS after the last dev scoring MiB | benchmark peak RSS MiB | commit |", "|---|---|---|---|---|---|---|"]
     for r in runs:
         epochs = "; ".join(f"{h['peak_rss_mib_after_train']:.0f} / {h['peak_rss_mib_after_dev']:.0f}" for h in r["history"])
-        md.append(f"| {r['dataset']} | {r['variant']} | {r['overrides'].get('train.seed', 42)} | {epochs} | "
+        md.append(f"| {r['dataset']} | {r['variant']} | `{json.dumps(r['overrides'])}` | {epochs} | "
                   f"{r['history'][-1]['rss_mib_after_dev']:.0f} | {r['peak_rss_mib']:.0f}{_split(r)} | {r['commit']} |")
     return md
 
@@ -89,5 +89,4 @@ def memory_section(probe: list[dict], stage2: list[dict]) -> list[str]:
         md += ["Full-data runs, epoch by epoch (the training worker's own peak, `history` of each stage2.jsonl row; the "
                "benchmark's peak is the larger of its own process and its children):", ""]
         md += _epoch_table(runs) + [""]
-        md += [f"Settings of these runs: `{json.dumps(runs[-1]['overrides'])}` and the defaults.", ""]
     return md

@@ -22,7 +22,7 @@ RUN = {"dataset": "twitter2015", "variant": "text+knowledge", "overrides": {"tra
 def test_the_section_shows_the_trace_the_peaks_and_only_runs_that_recorded_memory() -> None:
     md = "\n".join(memory_section([PROBE], [RUN, {**RUN, "dataset": "older", "history": [{"epoch": 1}]}]))
     assert "| tcmalloc | `LD_PRELOAD=libtcmalloc_minimal.so.4` | 80 | 400 | 1100 / 1200 / 1300 / 1400 | **2001** | 25.5 |" in md
-    assert "| twitter2015 | text+knowledge | 1 | 2100 / 2200; 2100 / 2250 | 1800 | 2300 | abc1234 |" in md
+    assert '| twitter2015 | text+knowledge | `{"train.seed": 1}` | 2100 / 2200; 2100 / 2250 | 1800 | 2300 | abc1234 |' in md
     assert "older" not in md
     assert memory_section([], [{**RUN, "history": [{"epoch": 1}]}]) == []
 
@@ -39,3 +39,11 @@ def test_evaluation_probes_get_their_own_table_with_the_rss_after_loading_and_ea
     md = "\n".join(memory_section([PROBE, evaluation], []))
     assert "| default | - | 1446 | 400 | 700 / 900 / 950 | **1001** | 25.5 | abc1234 |" in md
     assert md.count("| tcmalloc |") == 1 and "| default |" not in md.split("--evaluate MODEL_DIR")[0]
+
+
+def test_runs_with_different_settings_each_show_their_own() -> None:
+    slower = {**RUN, "overrides": {"train.lr_encoder": "1e-4", "train.seed": 2}}
+    md = "\n".join(memory_section([], [slower, RUN]))
+    assert '| `{"train.lr_encoder": "1e-4", "train.seed": 2}` | 2100 / 2200' in md
+    assert '| `{"train.seed": 1}` | 2100 / 2200' in md
+    assert "Settings of these runs" not in md

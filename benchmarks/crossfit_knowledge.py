@@ -152,7 +152,7 @@ def main() -> None:
     shards += [shard(prompts, split, 0, len(read_jsonl(Path(prompts["dir"]) / f"{split}.jsonl")), cfg, full)
                for split in ("dev", "test")]
     merged = merge_task("llm").fn(shards=shards, artifacts_root=root)
-    joined = join_knowledge.fn(data=data, artifacts_root=root, captions=captions, llm_knowledge=merged,
+    joined = join_knowledge.fn(data=data, artifacts_root=root, captions=captions, stage1_knowledge=merged,
                                sources={"knowledge_train": None, "knowledge_dev": None, "knowledge_test": None, "captions": None})
     own = run_until(args.config, "llm", args.overrides)
     z = {name: {r["id"]: r.get("knowledge") or "" for r in read_jsonl(Path(out["dir"]) / "train.jsonl")}

@@ -1,7 +1,9 @@
 """The ``mner-pipeline`` flow: load -> stage 1 (subflow) -> join knowledge -> train -> evaluate -> report.
 
 Stage 1 is captions and OCR, then (with the ``llm`` knowledge backend) retrieval, prompts, the
-optional distillation of a local LLM, the LLM and the SFT export; with the ``file`` backend, PGIM's released knowledge is joined instead.
+optional distillation of a local LLM, the LLM and the SFT export; with the ``retrieved`` backend,
+the teacher's answers for the most similar train posts; with the ``file`` backend, PGIM's released
+knowledge is joined instead.
 
 Every stage is a cached task keyed by its inputs' content, its config and its code version, so a
 new run replays unchanged stages as Cached. ``refresh`` names stages to recompute regardless of the
@@ -31,17 +33,18 @@ STAGE_INPUTS: dict[str, tuple[str, ...]] = {
     "caption": ("load",),
     "ocr": ("load",),
     "backbone": ("load", "caption", "ocr"),
+    "retrieved": ("load", "caption", "ocr"),
     "retrieve": ("load", "caption", "ocr", "backbone"),
     "prompts": ("load", "retrieve", "caption", "ocr"),
     "distill": ("load", "prompts"),
     "llm": ("prompts", "distill"),
     "sft": ("prompts", "llm"),
-    "knowledge": ("load", "caption", "llm"),
+    "knowledge": ("load", "caption", "llm", "retrieved"),
     "train": ("knowledge",),
     "evaluate": ("train", "knowledge"),
 }
 STAGES = tuple(STAGE_INPUTS)
-STAGE1_STAGES = ("caption", "ocr", "backbone", "retrieve", "prompts", "distill", "llm", "sft")
+STAGE1_STAGES = ("caption", "ocr", "backbone", "retrieved", "retrieve", "prompts", "distill", "llm", "sft")
 
 
 def downstream_of(stages: list[str]) -> set[str]:
@@ -88,9 +91,11 @@ def pipeline(
     if until in STAGE1_STAGES:
         return {until: first[until]["dir"] if first[until] else None}
 
-    by_file = cfg.stage1.knowledge.backend == "file"
+    backend = cfg.stage1.knowledge.backend
+    by_file = backend == "file"
     joined = run_stage(join_knowledge, "knowledge" in recompute, data=data, artifacts_root=root,
-                       captions=first["caption"], llm_knowledge=None if by_file else first["llm"], sources={
+                       captions=first["caption"], stage1_knowledge=None if by_file else first[backend],
+                       knowledge_source=backend, sources={
                            "knowledge_train": as_source(ds.knowledge_train) if by_file else None,
                            "knowledge_dev": as_source(ds.knowledge_dev) if by_file else None,
                            "knowledge_test": as_source(ds.knowledge_test) if by_file else None,

@@ -7,7 +7,9 @@ With ``stage1.retrieval.embedder: fused`` the multimodal backbone is trained fir
 ``backbone``) and retrieval uses its fused features (PGIM's MSEA).
 
 With ``stage1.knowledge.backend: file`` the knowledge is PGIM's released ChatGPT answers (joined
-in stage 2) and retrieval, prompts and the LLM are skipped.
+in stage 2) and retrieval, prompts and the LLM are skipped. With ``retrieved`` the stage
+``retrieved`` gives each post the teacher's answers for its most similar train posts instead, and
+no LLM runs.
 """
 
 from __future__ import annotations
@@ -32,10 +34,11 @@ from tasks.ocr import ocr_shard
 from tasks.prompt import build_prompts
 from tasks.report import publish_llm_usage
 from tasks.retrieve import retrieve_examples
+from tasks.retrieved import retrieved_knowledge
 from tasks.sft import export_sft
 from tasks.shards import map_shards
 
-STAGES = ("caption", "ocr", "backbone", "retrieve", "prompts", "distill", "llm", "sft")
+STAGES = ("caption", "ocr", "backbone", "retrieved", "retrieve", "prompts", "distill", "llm", "sft")
 
 
 def as_source(value: object) -> str | None:
@@ -73,6 +76,9 @@ def stage1(config: PipelineConfig, data: dict[str, Any], refresh: list[str], unt
         out["backbone"] = run_stage(train_backbone_stage, "backbone" in refresh,
                                     **backbone_params(config, data, out["caption"], out["ocr"]))
     if done("backbone") or cfg.knowledge.backend == "file":
+        return out
+    if cfg.knowledge.backend == "retrieved":
+        out["retrieved"] = run_stage(retrieved_knowledge, "retrieved" in refresh, **retrieved_params(config, data, out))
         return out
     examples = {"examples": as_source(ds.examples), "examples_entities": as_source(ds.examples_entities)}
     clip_images = as_source(ds.images) if config.backbone.image_source == "clip" else None
@@ -123,6 +129,15 @@ def backbone_params(config: PipelineConfig, data: dict[str, Any], captions: dict
                 sources=backbone_image_sources(data, config.dataset.images) if clip else {},
                 backbone={**config.backbone.model_dump(mode="json"), **weights},
                 train=config.train.model_dump(mode="json"), artifacts_root=str(config.artifacts_root))
+
+
+def retrieved_params(config: PipelineConfig, data: dict[str, Any], out: dict[str, Any]) -> dict[str, Any]:
+    """Parameters of the ``retrieved`` stage: the teacher's train answers by content, the neighbour settings as config."""
+    r = config.stage1.knowledge.retrieved
+    return dict(data=data, captions=out["caption"], ocr=out["ocr"],
+                sources={"answers": as_source(r.answers or config.dataset.knowledge_train)}, k=r.k, embedder=r.embedder,
+                encoder=r.encoder, min_score=r.min_score, seed=config.stage1.retrieval.seed,
+                artifacts_root=str(config.artifacts_root))
 
 
 def distill_params(config: PipelineConfig, data: dict[str, Any], prompts: dict[str, Any]) -> dict[str, Any]:

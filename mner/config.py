@@ -263,10 +263,25 @@ class LlmConfig(_Strict):
         return self
 
 
+class RetrievedKnowledgeConfig(_Strict):
+    """Z without generation: the teacher's answers for each post's ``k`` most similar train posts (never its own)."""
+
+    k: int = Field(1, ge=1, description="neighbours whose answers make one post's Z, nearest first")
+    embedder: str = Field("text", description="a retrieval embedder (engine/retrieval.py): text, random or fused")
+    encoder: str = Field(DEFAULT_ENCODER, description="the text embedder's encoder: HF id, local path or offline:...")
+    min_score: float = Field(-1.0, ge=-1.0, le=1.0, description="cosine below which a neighbour is not used; a post "
+                                                                "with no neighbour left gets an empty Z (counted)")
+    answers: Path | None = Field(None, description="None = dataset.knowledge_train (PGIM's ChatGPT file), or a JSONL "
+                                                   "of {id, knowledge}, e.g. an llm run's merged train.jsonl")
+
+
 class KnowledgeConfig(_Strict):
     """Where the auxiliary knowledge Z comes from."""
 
-    backend: Literal["file", "llm"] = Field("file", description="file: PGIM's released ChatGPT knowledge; llm: ask stage1.llm")
+    backend: Literal["file", "llm", "retrieved"] = Field(
+        "file", description="file: PGIM's released ChatGPT knowledge; llm: ask stage1.llm; retrieved: the teacher's "
+                            "answers for the most similar train posts (stage1.knowledge.retrieved), no LLM")
+    retrieved: RetrievedKnowledgeConfig = RetrievedKnowledgeConfig()
     sft_export: bool = Field(True, description="write prompts + answers as chat JSONL for fine-tuning (llm backend)")
 
 
@@ -344,6 +359,9 @@ class PipelineConfig(_Strict):
                 wrong.append("stage1.distill.answers and dataset.knowledge_train are both unset (set one to the teacher's answers)")
             if wrong:
                 raise ValueError("stage1.distill.enabled asks the distilled model zero-shot on this machine; fix " + "; ".join(wrong))
+        if s1.knowledge.backend == "retrieved" and s1.knowledge.retrieved.answers is None and self.dataset.knowledge_train is None:
+            raise ValueError("stage1.knowledge.backend=retrieved needs the teacher's train answers: set "
+                             "stage1.knowledge.retrieved.answers or dataset.knowledge_train")
         if self.stage1.caption.backend == "file" and self.dataset.captions is None:
             raise ValueError("stage1.caption.backend=file needs dataset.captions (a caption file); "
                              "without one, set stage1.caption.backend: none (or blip2 to caption the images)")
@@ -387,9 +405,10 @@ def _resolve_paths(data: dict, base: Path) -> dict:
     if isinstance(root, str) and not Path(root).is_absolute():
         data["artifacts_root"] = str((base / root).resolve())
     stage1 = data.get("stage1") if isinstance(data.get("stage1"), dict) else {}
+    knowledge = stage1.get("knowledge") if isinstance(stage1.get("knowledge"), dict) else {}
     for section, key in (("prompt", "template_dir"), ("llm", "local_model"), ("distill", "base_model"), ("distill", "answers"),
-                         ("distill", "chat_template")):
-        node = stage1.get(section)
+                         ("distill", "chat_template"), ("retrieved", "answers")):
+        node = knowledge.get(section) if section == "retrieved" else stage1.get(section)
         value = node.get(key) if isinstance(node, dict) else None
         if isinstance(value, str) and not value.startswith(MODEL_PACKAGE_PREFIX) and not Path(value).is_absolute():
             node[key] = str((base / node[key]).resolve())

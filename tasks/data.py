@@ -64,11 +64,13 @@ def join_knowledge(
     sources: dict[str, str],
     artifacts_root: str,
     captions: dict[str, Any] | None = None,
-    llm_knowledge: dict[str, Any] | None = None,
+    stage1_knowledge: dict[str, Any] | None = None,
+    knowledge_source: str = "llm",
 ) -> dict[str, Any]:
     """Attach the knowledge Z and the image caption to every sentence.
 
-    Z comes from the stage-1 LLM output when given, otherwise from PGIM's released files in
+    Z comes from the stage-1 knowledge output (the ``llm`` or ``retrieved`` stage, named by
+    ``knowledge_source``: rows ``{"id", "knowledge"}``) when given, otherwise from PGIM's released files in
     ``sources`` (aligned by position and token equality: a sentence with no block gets an empty Z
     and is listed in the report, never a shifted alignment). Every sample left without Z is
     listed by id in ``alignment.json`` (``without_knowledge``) and counted in the log. Captions come from the stage-1
@@ -80,10 +82,10 @@ def join_knowledge(
     for split, path in iter_splits(data):
         samples = read_samples(path)
         knowledge_path = sources.get(f"knowledge_{split}")
-        if llm_knowledge is not None:
-            answers = _merged_field(llm_knowledge, split, "knowledge")
+        if stage1_knowledge is not None:
+            answers = _merged_field(stage1_knowledge, split, "knowledge")
             texts = [answers.get(s.id, "") for s in samples]
-            report[split] = {"source": "llm"}
+            report[split] = {"source": knowledge_source}
         elif knowledge_path:
             alignment = pgim.read_knowledge(knowledge_path, samples)
             texts = alignment.knowledge

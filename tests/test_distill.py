@@ -183,11 +183,23 @@ def test_predict_with_distillation_on_and_no_distilled_model_names_the_fix(tmp_p
     assert "holds no distilled model" in result.output and "--set stage1.llm.local_model=DIR" in result.output
 
 
-def test_a_worker_killed_mid_epoch_resumes_from_its_step_checkpoint(
+RESUME_TOLERANCE = 1e-6  # largest absolute difference of any weight between a resumed and an uninterrupted run (fp32)
+
+
+def _final_weights(output: dict[str, Any]) -> dict[str, torch.Tensor]:
+    """The distilled model's saved weights."""
+    from safetensors.torch import load_file
+
+    return load_file(Path(output["dir"]) / MODEL_DIR / "model.safetensors")
+
+
+def test_a_worker_killed_mid_epoch_resumes_to_the_weights_of_an_uninterrupted_run(
         split: dict[str, Any], tiny_model: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     answers = _answers(tmp_path / "answers.jsonl", [{"id": i, "knowledge": f"{i} is a post about people."} for i in split["ids"]])
-    params = _params(split, answers, tiny_model, tmp_path / "store", epochs=2, batch_size=1, checkpoint_steps=3,
-                     heldout_fraction=0.25)
+    settings = dict(epochs=2, batch_size=2, checkpoint_steps=2, heldout_fraction=0.25, method="full", lr=0.01, precision="fp32")
+    assert DistillConfig(**settings).loss == "answer-chunks"  # the default loss, the one measured here
+    params = _params(split, answers, tiny_model, tmp_path / "store", **settings)
+    uninterrupted = distill_stage.fn(**_params(split, answers, tiny_model, tmp_path / "other-store", **settings))
     real_command = launcher.launch_command
     monkeypatch.setattr(launcher, "launch_command",
                         lambda job_file, processes: [sys.executable, "-m", "tests.kill_distill_worker", job_file])
@@ -195,12 +207,24 @@ def test_a_worker_killed_mid_epoch_resumes_from_its_step_checkpoint(
         distill_stage.fn(**params)
     [work_dir] = (tmp_path / "store" / "distill").glob("*.partial")
     saved = torch.load(work_dir / CHECKPOINT, map_location="cpu", weights_only=False)["state"]
-    assert (saved["steps"], saved["epoch"], saved["step_in_epoch"]) == (3, 0, 3)  # 6 train pairs a epoch, batch 1
+    assert (saved["steps"], saved["epoch"], saved["step_in_epoch"]) == (2, 0, 2)  # 6 train pairs, batches of 2
 
     monkeypatch.setattr(launcher, "launch_command", real_command)
-    result = json.loads((Path(distill_stage.fn(**params)["dir"]) / "manifest.json").read_text())["result"]
-    assert (result["resumed_from_step"], result["steps"], result["steps_run"]) == (3, 12, 9)
-    assert [h["epoch"] for h in result["history"]] == [1, 2] and all(h["heldout_loss"] > 0 for h in result["history"])
+    resumed = distill_stage.fn(**params)
+    result = json.loads((Path(resumed["dir"]) / "manifest.json").read_text())["result"]
+    assert (result["resumed_from_step"], result["steps"], result["steps_run"]) == (2, 6, 4)
+    expected = json.loads((Path(uninterrupted["dir"]) / "manifest.json").read_text())["result"]
+    assert expected["resumed_from_step"] is None and expected["steps_run"] == 6
+    assert [h["heldout_loss"] for h in result["history"]] == pytest.approx(
+        [h["heldout_loss"] for h in expected["history"]], abs=1e-4)  # rounded to 4 places when recorded
+    want, have = _final_weights(uninterrupted), _final_weights(resumed)
+    assert want.keys() == have.keys()
+    from safetensors.torch import load_file
+
+    base = load_file(tiny_model / "model.safetensors")
+    assert max(float((want[name] - base[name]).abs().max()) for name in want if name in base) > 1e-3  # it did train
+    apart = max(float((want[name] - have[name]).abs().max()) for name in want)
+    assert apart <= RESUME_TOLERANCE, apart
 
 
 def test_bad_pairs_are_reported_with_file_line_and_reason_and_counted(

@@ -1,0 +1,108 @@
+"""A knowledge route through the whole pipeline, per seed: what it scores and what it costs on this machine.
+
+    python benchmarks/route_seeds.py --config configs/twitter2017-distilled.yaml --seeds 42 1 2 [--label NAME]
+        [--train-label seeds] [--set KEY=VALUE ...]
+
+The route is the config's ``stage1.knowledge.backend`` (``llm`` with the distill stage, ``retrieved``,
+or ``file``). Each step is one child ``mner run -c CONFIG``, timed by the clock: up to ``distill``
+(when enabled), up to the knowledge stage (``llm`` or ``retrieved``: Z for every split), then once
+per seed the whole pipeline with only the [T;Z] variant and the tagger settings of the
+benchmarks/results/stage2.jsonl rows labelled ``--train-label`` (so that the route pairs by seed with
+the text-only and ChatGPT rows there). A step found in the store takes seconds; the row says which
+steps were computed. Each seed appends one row to benchmarks/results/route_seeds.jsonl: dev and test
+scores, the share of gold test entities found verbatim in the test Z, the distill result, and the
+minutes of each step.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "benchmarks"))
+
+from knowledge_reading import gold_entities, verbatim_share  # noqa: E402
+from stage2 import RESULTS as STAGE2, append_rows, parse_overrides, provenance  # noqa: E402
+
+from mner.config import load_config  # noqa: E402
+from mner.samples import read_jsonl  # noqa: E402
+
+RESULTS = ROOT / "benchmarks" / "results" / "route_seeds.jsonl"
+
+
+def timed_run(config: str, overrides: dict[str, str], until: str | None = None) -> tuple[dict[str, Any], float]:
+    """``mner run -c config`` (up to ``until``) in a child process: what it prints as JSON, and its wall seconds."""
+    mner = str(Path(sys.executable).with_name("mner"))
+    args = [mner, "run", "-c", config, "--json", *(["--until", until] if until else []),
+            *[a for key, value in overrides.items() for a in ("--set", f"{key}={value}")]]
+    started = time.perf_counter()
+    done = subprocess.run(args, cwd=ROOT, capture_output=True, text=True, check=False)
+    if done.returncode != 0:
+        raise SystemExit(f"{' '.join(args)} failed ({done.returncode}):\n{done.stderr[-3000:]}")
+    return json.loads(done.stdout), round(time.perf_counter() - started, 1)
+
+
+def manifest(directory: str) -> dict[str, Any]:
+    """The manifest of a stage output directory."""
+    return json.loads((Path(directory) / "manifest.json").read_text(encoding="utf-8"))
+
+
+def tagger_settings(label: str, dataset: str) -> dict[str, Any]:
+    """The training overrides (less the seed) of the first [T;Z] stage2 row labelled ``label`` on ``dataset``."""
+    for line in STAGE2.read_text(encoding="utf-8").splitlines():
+        row = json.loads(line) if line.strip() else {}
+        if row.get("label") == label and row.get("dataset") == dataset and row.get("variant") == "text+knowledge":
+            return {k: v for k, v in row["overrides"].items() if k != "train.seed"}
+    raise SystemExit(f"{STAGE2}: no text+knowledge row labelled {label!r} on {dataset}")
+
+
+def main() -> None:
+    """Run the route's steps, then one tagger per seed; append a row per seed."""
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--config", required=True)
+    parser.add_argument("--seeds", type=int, nargs="+", default=[42, 1, 2])
+    parser.add_argument("--label", default="", help="name of this configuration in the results")
+    parser.add_argument("--train-label", default="seeds", help="stage2.jsonl label whose tagger settings the route trains with")
+    parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="config override (YAML value)")
+    args = parser.parse_args()
+    typed = dict(item.split("=", 1) for item in args.set)  # as typed, for the child mner runs
+    cfg = load_config(args.config, parse_overrides(args.set))
+    backend = cfg.stage1.knowledge.backend
+    steps: dict[str, Any] = {}
+    if backend == "llm" and cfg.stage1.distill.enabled:
+        out, seconds = timed_run(args.config, typed, "distill")
+        distill = manifest(out["distill"])
+        steps["distill"] = {"seconds": seconds, "created": distill["created"], "result": distill["result"]}
+    if backend != "file":
+        out, seconds = timed_run(args.config, typed, backend)
+        steps["knowledge"] = {"stage": backend, "seconds": seconds, "created": manifest(out[backend])["created"]}
+    out, _ = timed_run(args.config, typed, "knowledge")
+    test = read_jsonl(Path(out["knowledge"]) / "test.jsonl")
+    share = verbatim_share([gold_entities(r["tokens"], r["tags"]) for r in test], [r.get("knowledge") or "" for r in test])
+    settings = tagger_settings(args.train_label, cfg.dataset.name)
+    for seed in args.seeds:
+        run = {**typed, **{k: str(v) for k, v in settings.items()}, "train.seed": str(seed), "variants": "[text+knowledge]"}
+        result, seconds = timed_run(args.config, run)
+        scores = result["text+knowledge"]
+        history = json.loads((Path(scores["model"]) / "history.json").read_text(encoding="utf-8"))
+        row = {"dataset": cfg.dataset.name, "route": backend + (" (distilled)" if cfg.stage1.distill.enabled else ""),
+               "label": args.label, "seed": seed, "config": args.config, "overrides": parse_overrides(args.set),
+               "train_settings": settings, "dev_f1": scores["dev_f1"], "test_precision": scores["test_precision"],
+               "test_recall": scores["test_recall"], "test_f1": scores["test_f1"], "test_verbatim_share": share,
+               "steps": {**steps, "train": {"seconds": seconds, "train_seconds": history["train_seconds"],
+                                            "best_epoch": history["best_epoch"]}},
+               "model_dir": scores["model"], **provenance()}
+        append_rows(RESULTS, [row])
+        print(json.dumps({k: row[k] for k in ("dataset", "route", "seed", "dev_f1", "test_f1", "test_verbatim_share")}),
+              flush=True)
+
+
+if __name__ == "__main__":
+    main()

@@ -13,20 +13,16 @@ loss part, train seconds, parameters, peak RSS, the model directory (which the r
 from __future__ import annotations
 
 import json
-import sys
 import time
 from pathlib import Path
 
+from harness import (RESULTS_DIR, append_rows, config_parser, joined_splits, log_stages_to_stderr, parse_overrides, peak_rss_mib,
+                     provenance)
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
-sys.path.insert(0, str(ROOT / "benchmarks"))
+from mner.config import load_config
+from tasks.backbone import train_backbone_stage
 
-from mner.config import load_config  # noqa: E402
-from stage2 import append_rows, config_parser, joined_splits, log_stages_to_stderr, parse_overrides, peak_rss_mib, provenance  # noqa: E402
-from tasks.backbone import train_backbone_stage  # noqa: E402
-
-RESULTS = ROOT / "benchmarks" / "results" / "backbone.jsonl"
+RESULTS = RESULTS_DIR / "backbone.jsonl"
 
 
 def main() -> None:

@@ -12,18 +12,13 @@ on dev, train seconds, the command, commit, date and machine.
 from __future__ import annotations
 
 import json
-import sys
 import time
-from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
-sys.path.insert(0, str(ROOT / "benchmarks"))
+from harness import RESULTS_DIR, append_rows, config_parser, parse_overrides, provenance
 
-from mner.server import prefect_defaults  # noqa: E402
-from stage2 import append_rows, config_parser, parse_overrides, provenance  # noqa: E402
+from mner.server import prefect_defaults
 
-RESULTS = ROOT / "benchmarks" / "results" / "backbone_grid.jsonl"
+RESULTS = RESULTS_DIR / "backbone_grid.jsonl"
 
 
 def main() -> None:

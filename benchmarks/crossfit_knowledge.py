@@ -32,31 +32,26 @@ from __future__ import annotations
 
 import argparse
 import json
-import sys
 import tempfile
 import time
 from pathlib import Path
 from typing import Any
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
-sys.path.insert(0, str(ROOT / "benchmarks"))
+from harness import (RESULTS_DIR, STAGE2_RESULTS as STAGE2, append_rows, gold_entities, log_stages_to_stderr, parse_overrides,
+                     provenance, read_rows, run_until, verbatim_share)
 
-from knowledge_reading import gold_entities, verbatim_share  # noqa: E402
-from knowledge_swap import RESULTS, run_until  # noqa: E402
-from stage2 import RESULTS as STAGE2, append_rows, log_stages_to_stderr, parse_overrides, provenance  # noqa: E402
+from engine.distillation import MODEL_DIR, distilled_identity, teacher_answers
+from engine.generation_process import generation_process
+from engine.runtime import set_threads
+from mner.config import PipelineConfig, load_config
+from mner.samples import read_jsonl, read_samples, write_jsonl
+from tasks.data import join_knowledge
+from tasks.evaluate import evaluate_model
+from tasks.llm import llm_shard, shard_settings
+from tasks.shards import merge_task
+from tasks.train import train_model
 
-from engine.distillation import MODEL_DIR, distilled_identity, teacher_answers  # noqa: E402
-from engine.generation_process import generation_process  # noqa: E402
-from engine.runtime import set_threads  # noqa: E402
-from mner.config import PipelineConfig, load_config  # noqa: E402
-from mner.samples import read_jsonl, read_samples, write_jsonl  # noqa: E402
-from tasks.data import join_knowledge  # noqa: E402
-from tasks.evaluate import evaluate_model  # noqa: E402
-from tasks.llm import llm_shard, shard_settings  # noqa: E402
-from tasks.shards import merge_task  # noqa: E402
-from tasks.train import train_model  # noqa: E402
-
+RESULTS = RESULTS_DIR / "knowledge_swap.jsonl"
 SOURCE = "distilled, cross-fitted train Z"
 
 
@@ -117,7 +112,7 @@ def training_settings(label: str, dataset: str) -> dict[str, Any]:
     """The overrides (less the seed) of the first [T;Z] stage2.jsonl row with ``label`` on ``dataset``; none for ``''``."""
     if not label:
         return {}
-    rows = [r for r in (json.loads(line) for line in STAGE2.read_text(encoding="utf-8").splitlines() if line.strip())
+    rows = [r for r in read_rows(STAGE2)
             if r.get("label") == label and r["dataset"] == dataset and r["variant"] == "text+knowledge"]
     if not rows:
         raise SystemExit(f"{STAGE2}: no [T;Z] row with label {label!r} on {dataset} to take training settings from")

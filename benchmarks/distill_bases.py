@@ -20,24 +20,21 @@ from __future__ import annotations
 
 import argparse
 import json
-import sys
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
-sys.path.insert(0, str(ROOT / "benchmarks"))
 
-from distill_speed import distill_overrides, run_until_distill, worker_memory_settings  # noqa: E402
-from knowledge_reading import gold_entities, verbatim_share, zero_shot_test_prompts  # noqa: E402
-from knowledge_reading import generate as generate_answers  # noqa: E402
-from stage2 import append_rows, provenance  # noqa: E402
+from distill_speed import distill_overrides
+from harness import (RESULTS_DIR, ROOT, append_rows, gold_entities, provenance, run_until, stage_manifest, verbatim_share,
+                     worker_memory_settings)
+from knowledge_reading import generate as generate_answers
+from knowledge_reading import zero_shot_test_prompts
 
-from engine.distillation import MODEL_DIR  # noqa: E402
-from mner import formats, pgim  # noqa: E402
-from mner.config import resolve_config  # noqa: E402
-from mner.store import ArtifactStore  # noqa: E402
+from engine.distillation import MODEL_DIR
+from mner import formats, pgim
+from mner.config import resolve_config
+from mner.store import ArtifactStore
 
-RESULTS = ROOT / "benchmarks" / "results" / "distill_bases.jsonl"
+RESULTS = RESULTS_DIR / "distill_bases.jsonl"
 GEMMA_TEMPLATE = ROOT / "prompts" / "gemma_turns.jinja"
 
 
@@ -82,8 +79,8 @@ def main() -> None:
     entities = [gold_entities(s.tokens, s.tags or []) for s in test]
     rows = []
     for name in args.bases:
-        manifest = run_until_distill(args.config, {**distill_overrides("full", args.pairs, args.epochs, 8),
-                                                   **base_overrides(name, gemma)})
+        manifest = stage_manifest(run_until(args.config, "distill", {**distill_overrides("full", args.pairs, args.epochs, 8),
+                                                                     **base_overrides(name, gemma)}))
         result, last = manifest["result"], manifest["result"]["history"][-1]
         prompts = [r["messages"] for r in zero_shot_test_prompts(store, test, cfg.dataset.test)]
         answers, rate = generate_answers(str(store.stage_dir("distill", manifest["key"]) / MODEL_DIR), prompts, args)

@@ -29,31 +29,26 @@ from __future__ import annotations
 
 import argparse
 import json
-import sys
 import tempfile
 import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, Callable
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
-sys.path.insert(0, str(ROOT / "benchmarks"))
 
-import torch  # noqa: E402
-from knowledge_swap import run_until  # noqa: E402
-from stage2 import append_rows, parse_overrides, provenance  # noqa: E402
+import torch
+from harness import RESULTS_DIR, append_rows, parse_overrides, provenance, run_until
 
-from engine.distillation import distilled_identity  # noqa: E402
-from engine.generation_process import generation_process  # noqa: E402
-from engine.llm_client import LLMSettings  # noqa: E402
-from engine.local_generate import BatchGenerator, complete_local, load_generator, local_identity  # noqa: E402
-from mner.config import load_config  # noqa: E402
-from mner.samples import SPLITS, read_jsonl  # noqa: E402
-from tasks.llm import llm_shard, shard_settings  # noqa: E402
-from tasks.shards import shard_ranges  # noqa: E402
+from engine.distillation import distilled_identity
+from engine.generation_process import generation_process
+from engine.llm_client import LLMSettings
+from engine.local_generate import BatchGenerator, complete_local, load_generator, local_identity
+from mner.config import load_config
+from mner.samples import SPLITS, read_jsonl
+from tasks.llm import llm_shard, shard_settings
+from tasks.shards import shard_ranges
 
-RESULTS = ROOT / "benchmarks" / "results" / "generation_placement.jsonl"
+RESULTS = RESULTS_DIR / "generation_placement.jsonl"
 
 
 def answer_shards(generator: BatchGenerator, settings: LLMSettings, shards: list[list], cache: Path,

@@ -132,7 +132,7 @@ def main() -> None:
     parser.add_argument("--out", type=Path, default=RESULTS)
     args = parser.parse_args()
     sys.path.insert(0, str(ROOT / "benchmarks"))
-    from stage2 import provenance  # imports the pipeline: only here, so the functions above stay light
+    from harness import provenance  # imports the pipeline: only here, so the functions above stay light
 
     cases = read_junit(args.junit) if args.junit.exists() else None
     origin = {**provenance(), "command": args.command}

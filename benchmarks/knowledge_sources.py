@@ -13,25 +13,19 @@ from __future__ import annotations
 
 import argparse
 import json
-import sys
 import tempfile
 import time
-from pathlib import Path
 
 import yaml
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
-sys.path.insert(0, str(ROOT / "benchmarks"))
+from harness import RESULTS_DIR, ROOT, append_rows, provenance
 
-from stage2 import append_rows, provenance  # noqa: E402
-
-from mner import formats, pgim  # noqa: E402
-from mner.server import prefect_defaults  # noqa: E402
+from mner import formats, pgim
+from mner.server import prefect_defaults
 
 DATA = ROOT.parent / "shared" / "data" / "twitter2015"
 OUT = ROOT / "benchmarks" / "out" / "knowledge_sources"
-RESULTS = ROOT / "benchmarks" / "results" / "knowledge_sources.jsonl"
+RESULTS = RESULTS_DIR / "knowledge_sources.jsonl"
 
 
 def write_subset(sizes: dict[str, int]) -> dict[str, str]:

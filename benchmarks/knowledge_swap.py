@@ -30,57 +30,29 @@ from __future__ import annotations
 
 import argparse
 import json
-import subprocess
-import sys
 import time
 from pathlib import Path
 from typing import Any
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
-sys.path.insert(0, str(ROOT / "benchmarks"))
+from harness import (RESULTS_DIR, STAGE2_RESULTS as STAGE2, append_rows, gold_entities, log_stages_to_stderr, mner_run,
+                     parse_overrides, provenance, read_rows, run_until, verbatim_share)
 
-from knowledge_reading import gold_entities, verbatim_share  # noqa: E402
-from stage2 import RESULTS as STAGE2, append_rows, log_stages_to_stderr, parse_overrides, provenance  # noqa: E402
+from engine.distillation import distilled_identity
+from engine.generation_process import generation_process
+from engine.llm_server import default_model_path
+from engine.local_generate import answering_identity
+from engine.runtime import pick_device, set_threads, use_bf16
+from engine.taggers import load_tagger, predict
+from mner import formats, pgim
+from mner.config import PipelineConfig, load_config
+from mner.metrics import evaluate
+from mner.samples import Sample, read_jsonl
+from tasks.llm import llm_shard, shard_settings
 
-from engine.distillation import distilled_identity  # noqa: E402
-from engine.generation_process import generation_process  # noqa: E402
-from engine.llm_server import default_model_path  # noqa: E402
-from engine.local_generate import answering_identity  # noqa: E402
-from engine.runtime import pick_device, set_threads, use_bf16  # noqa: E402
-from engine.taggers import load_tagger, predict  # noqa: E402
-from mner import formats, pgim  # noqa: E402
-from mner.config import PipelineConfig, load_config  # noqa: E402
-from mner.metrics import evaluate  # noqa: E402
-from mner.samples import Sample, read_jsonl  # noqa: E402
-from mner.store import ArtifactStore  # noqa: E402
-from tasks.llm import llm_shard, shard_settings  # noqa: E402
-
-RESULTS = ROOT / "benchmarks" / "results" / "knowledge_swap.jsonl"
+RESULTS = RESULTS_DIR / "knowledge_swap.jsonl"
 SPLITS = ("dev", "test")
 BASE_ZERO_SHOT = {"stage1.knowledge.backend": "llm", "stage1.llm.backend": "transformers", "stage1.prompt.n_examples": 0,
                   "stage1.retrieval.embedder": "random", "stage1.ocr.backend": "none"}
-
-
-def mner_run(config: str, overrides: dict[str, Any], until: str | None = None) -> dict[str, Any]:
-    """Run the pipeline (up to ``until``) in a child ``mner run``; return what it prints."""
-    mner = str(Path(sys.executable).with_name("mner"))
-    args = [mner, "run", "-c", config, *(["--until", until] if until else []), "--json",
-            *[a for key, value in overrides.items() for a in ("--set", f"{key}={value}")]]
-    done = subprocess.run(args, cwd=ROOT, capture_output=True, text=True, check=False)
-    if done.returncode != 0:
-        raise SystemExit(f"{' '.join(args)} failed ({done.returncode}):\n{done.stderr[-3000:]}")
-    return json.loads(done.stdout)
-
-
-def run_until(config: str, stage: str, overrides: dict[str, Any]) -> dict[str, Any]:
-    """Run the pipeline up to ``stage`` in a child ``mner run``; return that stage's output as stored."""
-    directory = Path(mner_run(config, overrides, stage)[stage])
-    manifest = json.loads((directory / "manifest.json").read_text(encoding="utf-8"))
-    output = ArtifactStore(directory.parents[1]).load(stage, manifest["key"])
-    if output is None:
-        raise SystemExit(f"{directory}: the {stage} output printed by mner run is not in its store")
-    return output.to_dict()
 
 
 def local_answers(cfg: PipelineConfig, prompts: dict[str, Any], split: str, endpoint: str,
@@ -193,9 +165,8 @@ def main() -> None:
     set_threads(0)
     args.overrides = dict(item.split("=", 1) for item in args.set)  # as typed, for the child mner runs
     cfg = load_config(args.config, parse_overrides(args.set))
-    labelled = [r for r in (json.loads(line) for line in STAGE2.read_text(encoding="utf-8").splitlines() if line.strip())
-                if r.get("label") == args.label and r["dataset"] == cfg.dataset.name and r["variant"] == "text+knowledge"
-                and "test_f1" in r]
+    labelled = [r for r in read_rows(STAGE2) if r.get("label") == args.label and r["dataset"] == cfg.dataset.name
+                and r["variant"] == "text+knowledge" and "test_f1" in r]
     taggers = [r for r in labelled if Path(r["model_dir"]).is_dir()]
     if not labelled or (args.source and not taggers):
         raise SystemExit(f"{STAGE2}: no [T;Z] row with label {args.label!r} on {cfg.dataset.name}"

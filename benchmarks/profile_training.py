@@ -16,26 +16,20 @@ from __future__ import annotations
 
 import argparse
 import json
-import sys
 import time
-from pathlib import Path
 
 import torch
 from torch.profiler import ProfilerActivity, profile
 from torch.utils.flop_counter import FlopCounterMode
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
-sys.path.insert(0, str(ROOT / "benchmarks"))
+from harness import RESULTS_DIR, ROOT, append_rows, parse_overrides, provenance
+from throughput import load_samples, our_step, train_step
 
-from stage2 import append_rows, parse_overrides, provenance  # noqa: E402
-from throughput import load_samples, our_step, train_step  # noqa: E402
+from engine.runtime import memory_mib, pick_device, set_threads
+from mner.config import ModelConfig
+from mner.tags import entity_types, label_list
 
-from engine.runtime import memory_mib, pick_device, set_threads  # noqa: E402
-from mner.config import ModelConfig  # noqa: E402
-from mner.tags import entity_types, label_list  # noqa: E402
-
-RESULTS = ROOT / "benchmarks" / "results" / "profile.jsonl"
+RESULTS = RESULTS_DIR / "profile.jsonl"
 
 
 def bf16_matmul_gflops(m: int, k: int, n: int, seconds: float = 3.0) -> float:

@@ -24,18 +24,14 @@ import time
 from dataclasses import replace
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
-sys.path.insert(0, str(ROOT / "benchmarks"))
-
-from stage2 import append_rows, provenance  # noqa: E402
+from harness import RESULTS_DIR, ROOT, append_rows, provenance
 
 from engine.retrieval import EmbedderOptions, example_items, make_embedder, retrieve
-from mner import formats, pgim  # noqa: E402
-from mner.samples import Sample  # noqa: E402
-from mner.tags import iob2_spans  # noqa: E402
+from mner import formats, pgim
+from mner.samples import Sample
+from mner.tags import iob2_spans
 
-RESULTS = ROOT / "benchmarks" / "results" / "retrieval.jsonl"
+RESULTS = RESULTS_DIR / "retrieval.jsonl"
 DATA = ROOT.parent / "shared" / "data"
 SPLIT_FILES = {"train": "train.txt", "dev": "valid.txt", "test": "test.txt"}
 RUNS = (("random", "tweet+caption"), ("text", "tweet+caption"), ("text", "tweet"), ("fused", "tweet+caption"))

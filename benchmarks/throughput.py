@@ -16,32 +16,26 @@ from __future__ import annotations
 import argparse
 import json
 import random
-import sys
 import time
-from pathlib import Path
 from typing import Callable
 
 import torch
 from torch import nn
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
-sys.path.insert(0, str(ROOT / "benchmarks"))
+from harness import RESULTS_DIR, ROOT, append_rows, as_training_worker, parse_overrides, provenance
+from torchcrf import CRF as TorchCRF
+from transformers import AutoModel, AutoTokenizer
 
-from stage2 import append_rows, as_training_worker, parse_overrides, provenance  # noqa: E402
-from torchcrf import CRF as TorchCRF  # noqa: E402
-from transformers import AutoModel, AutoTokenizer  # noqa: E402
+from engine.runtime import pick_device, resolve_encoder, set_threads, use_bf16
+from engine.taggers import bucketed_batches, build_tagger, compile_for_training
+from engine.training import adamw
+from mner.config import ModelConfig, TrainConfig, load_config
+from mner.formats import read_conll
+from mner.pgim import read_knowledge
+from mner.tags import entity_types, label_list
+from models.encoding import SentenceEncoder, collate
 
-from engine.runtime import pick_device, resolve_encoder, set_threads, use_bf16  # noqa: E402
-from engine.taggers import bucketed_batches, build_tagger, compile_for_training  # noqa: E402
-from engine.training import adamw  # noqa: E402
-from mner.config import ModelConfig, TrainConfig, load_config  # noqa: E402
-from mner.formats import read_conll  # noqa: E402
-from mner.pgim import read_knowledge  # noqa: E402
-from mner.tags import entity_types, label_list  # noqa: E402
-from models.encoding import SentenceEncoder, collate  # noqa: E402
-
-RESULTS = ROOT / "benchmarks" / "results" / "throughput.jsonl"
+RESULTS = RESULTS_DIR / "throughput.jsonl"
 BATCH = 16
 
 

@@ -16,22 +16,17 @@ from __future__ import annotations
 
 import math
 import statistics
-import sys
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
-sys.path.insert(0, str(ROOT / "benchmarks"))
+from harness import RESULTS_DIR, append_rows, config_parser, joined_splits, parse_overrides, provenance
+from transformers import AutoTokenizer
 
-from stage2 import append_rows, config_parser, joined_splits, parse_overrides, provenance  # noqa: E402
-from transformers import AutoTokenizer  # noqa: E402
+from engine.runtime import resolve_encoder
+from mner.config import load_config
+from mner.samples import SPLITS, read_samples
+from models.encoding import SentenceEncoder
 
-from engine.runtime import resolve_encoder  # noqa: E402
-from mner.config import load_config  # noqa: E402
-from mner.samples import SPLITS, read_samples  # noqa: E402
-from models.encoding import SentenceEncoder  # noqa: E402
-
-RESULTS = ROOT / "benchmarks" / "results" / "z_budget.jsonl"
+RESULTS = RESULTS_DIR / "z_budget.jsonl"
 UNBOUNDED = 1 << 20
 
 

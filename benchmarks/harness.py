@@ -1,0 +1,190 @@
+"""What every benchmark script shares: provenance of a result row, the rows' files, options, pipeline runs, measures.
+
+A script imports this module first (``from harness import ...``): it puts the project root on
+``sys.path``, so the project's packages import after it. Rows go to ``benchmarks/results/<name>.jsonl``
+through :func:`append_rows`, each with :func:`provenance` (command, commit, date, machine), and
+benchmarks/render_results.py renders them into RESULTS.md.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import platform
+import re
+import resource
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+ROOT = Path(__file__).resolve().parents[1]
+if str(ROOT) not in sys.path:
+    sys.path.insert(0, str(ROOT))
+
+RESULTS_DIR = ROOT / "benchmarks" / "results"
+STAGE2_RESULTS = RESULTS_DIR / "stage2.jsonl"
+
+
+def machine() -> str:
+    """A short description of this machine: CPU model, cores, memory, torch build."""
+    import torch
+
+    cpu = next((line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
+                if line.startswith("model name")), platform.processor())
+    mem = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30
+    gpu = torch.cuda.get_device_name(0) if torch.cuda.is_available() else "no GPU"
+    return f"{cpu}, {len(os.sched_getaffinity(0))} cores, {mem:.0f} GiB, {gpu}, torch {torch.__version__}"
+
+
+def commit() -> str:
+    """Current git commit (with -dirty when the tree has changes)."""
+    sha = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True).stdout.strip()
+    dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no", "--", ".",
+                            ":(exclude)benchmarks/results", ":(exclude)benchmarks/RESULTS.md"],
+                           cwd=ROOT, capture_output=True, text=True).stdout.strip()
+    return sha + ("-dirty" if dirty else "")
+
+
+def provenance() -> dict[str, str]:
+    """Where a result line comes from: the command as typed from the project root, commit, UTC date, machine."""
+    command = " ".join(["python", f"benchmarks/{Path(sys.argv[0]).name}", *sys.argv[1:]])
+    return {"command": command, "commit": commit(), "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
+            "machine": machine()}
+
+
+def read_rows(path: Path) -> list[dict[str, Any]]:
+    """The rows of a results file, oldest first (none when it does not exist)."""
+    if not path.exists():
+        return []
+    return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+
+
+def append_rows(path: Path, rows: list[dict]) -> None:
+    """Append ``rows`` as JSON lines to the results file ``path`` (created with its folder when missing)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "a", encoding="utf-8") as handle:
+        for row in rows:
+            handle.write(json.dumps(row) + "\n")
+
+
+def config_parser(doc: str | None) -> argparse.ArgumentParser:
+    """An argument parser with the options every config-driven benchmark takes: ``--config`` and ``--set``."""
+    parser = argparse.ArgumentParser(description=doc, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--config", required=True)
+    parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="config override (YAML value)")
+    return parser
+
+
+def log_stages_to_stderr() -> None:
+    """Show the stages' log lines with timestamps (outside Prefect they log to the ``mner`` logger)."""
+    handler = logging.StreamHandler()
+    handler.setFormatter(logging.Formatter("%(asctime)s %(message)s"))
+    logging.getLogger("mner").addHandler(handler)
+    logging.getLogger("mner").setLevel(logging.INFO)
+
+
+def parse_overrides(items: list[str]) -> dict:
+    """``--set KEY=VALUE`` items as dotted config overrides (values read as YAML)."""
+    return {k: yaml.safe_load(v) for k, v in (item.split("=", 1) for item in items)}
+
+
+def as_training_worker() -> dict[str, str]:
+    """Run this benchmark on the training worker's runtime (its allocator and oneDNN cache, ``train`` defaults).
+
+    The first call re-executes the script with the worker's environment (allocator variables act from
+    a process's start only); in the re-executed process it returns what the process runs on.
+    """
+    from engine.launcher import worker_environment
+    from engine.runtime import loaded_allocator
+    from mner.config import TrainConfig
+
+    if os.environ.get("MNER_AS_TRAINING_WORKER") != "1":
+        env = {**worker_environment(TrainConfig().model_dump(mode="json")), "MNER_AS_TRAINING_WORKER": "1"}
+        os.execve(sys.executable, [sys.executable, *sys.argv], env)
+    return {"allocator": loaded_allocator(), "onednn_cache": os.environ.get("ONEDNN_PRIMITIVE_CACHE_CAPACITY", "default")}
+
+
+def worker_memory_settings() -> dict[str, str]:
+    """The allocator and oneDNN cache a stage's worker runs on: this process's environment with the worker's defaults."""
+    from engine.launcher import worker_environment
+
+    env = worker_environment(None)
+    return {"allocator": Path(env["LD_PRELOAD"].split()[0]).name if env.get("LD_PRELOAD") else "libc",
+            "onednn_cache": env["ONEDNN_PRIMITIVE_CACHE_CAPACITY"]}
+
+
+def peak_rss_mib() -> float:
+    """Peak resident memory of this process or its children (training runs in a child), in MiB."""
+    return max(own_and_child_peaks().values())
+
+
+def own_and_child_peaks() -> dict[str, float]:
+    """Peak RSS in MiB of this process (data, evaluation) and of its largest finished child (the training worker)."""
+    return {name: round(resource.getrusage(who).ru_maxrss / 1024, 1)
+            for name, who in (("own", resource.RUSAGE_SELF), ("children", resource.RUSAGE_CHILDREN))}
+
+
+def mner_run(config: str, overrides: dict[str, Any], until: str | None = None) -> dict[str, Any]:
+    """Run the pipeline (up to ``until``) in a child ``mner run``; return what it prints."""
+    mner = str(Path(sys.executable).with_name("mner"))
+    args = [mner, "run", "-c", config, *(["--until", until] if until else []), "--json",
+            *[a for key, value in overrides.items() for a in ("--set", f"{key}={value}")]]
+    done = subprocess.run(args, cwd=ROOT, capture_output=True, text=True, check=False)
+    if done.returncode != 0:
+        raise SystemExit(f"{' '.join(args)} failed ({done.returncode}):\n{done.stderr[-3000:]}")
+    return json.loads(done.stdout)
+
+
+def run_until(config: str, stage: str, overrides: dict[str, Any]) -> dict[str, Any]:
+    """Run the pipeline up to ``stage`` in a child ``mner run``; return that stage's output as stored."""
+    from mner.store import ArtifactStore
+
+    directory = Path(mner_run(config, overrides, stage)[stage])
+    manifest = json.loads((directory / "manifest.json").read_text(encoding="utf-8"))
+    output = ArtifactStore(directory.parents[1]).load(stage, manifest["key"])
+    if output is None:
+        raise SystemExit(f"{directory}: the {stage} output printed by mner run is not in its store")
+    return output.to_dict()
+
+
+def stage_manifest(output: dict[str, Any]) -> dict[str, Any]:
+    """The manifest of a stage output (as :func:`run_until` returns it)."""
+    return json.loads((Path(output["dir"]) / "manifest.json").read_text(encoding="utf-8"))
+
+
+def gold_entities(tokens: list[str], tags: list[str]) -> list[str]:
+    """The gold entities of one tweet as strings of their words."""
+    from mner.tags import iob2_spans
+
+    return [" ".join(tokens[s.start: s.end]) for s in iob2_spans(tags)]
+
+
+def verbatim_share(entities: list[list[str]], answers: list[str]) -> float:
+    """Share of the gold entities (over all tweets) that appear word for word in their tweet's answer."""
+    found = total = 0
+    for names, answer in zip(entities, answers):
+        for name in names:
+            total += 1
+            found += bool(re.search(rf"(?<!\w){re.escape(name.lower())}(?!\w)", answer.lower()))
+    return round(found / max(total, 1), 4)
+
+
+def joined_splits(cfg: Any, knowledge: bool) -> dict:
+    """The config's splits joined with their captions (by post id), and with PGIM's knowledge when ``knowledge``.
+
+    The stages' own functions run without Prefect, as a captions/knowledge stage output would feed them.
+    """
+    from tasks.data import join_knowledge, load_splits
+
+    root, ds = str(cfg.artifacts_root), cfg.dataset
+    data = load_splits.fn(sources={"train": str(ds.train), "dev": str(ds.dev), "test": str(ds.test)},
+                          repair_bio=ds.repair_bio, artifacts_root=root)
+    files = {f"knowledge_{split}": str(getattr(ds, f"knowledge_{split}")) if knowledge else None
+             for split in ("train", "dev", "test")}
+    return join_knowledge.fn(data=data, artifacts_root=root, sources={**files, "captions": str(ds.captions)})

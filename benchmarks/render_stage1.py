@@ -144,7 +144,7 @@ def placement_section(runs: list[dict]) -> list[str]:
           "stage's shard function in the flow's layout (`--whole-dataset`); its seconds are the dataset's.", "",
           "| model | prompts (shards x batch) | placement | seconds | prompts/s | tokens/s | same | commit | date |",
           "|---|---|---|---|---|---|---|---|---|"]
-    md += [f"| {r['model'].split('/artifacts/')[-1]} | {r['prompts']} ({r['shards']} x {r['batch']}) | {r['placement']} | "
+    md += [f"| {r['model'].split('artifacts/')[-1]} | {r['prompts']} ({r['shards']} x {r['batch']}) | {r['placement']} | "
            f"{r['seconds']}{minutes(r)} | "
            f"**{r['prompts_per_second']}** | {r['tokens_per_second']} | "
            f"{'-' if r['same_as_main_thread'] is None else r['same_as_main_thread']} | {r['commit']} | {r['date']} |"

@@ -121,7 +121,7 @@ def test_a_distilled_model_outside_distill_bases_is_named_by_its_recorded_or_com
 def test_the_placement_table_names_each_placement_with_its_rate_and_agreement() -> None:
     from render_stage1 import placement_section
 
-    row = {"model": "/work/main/artifacts/distill/k/model", "prompts": 128, "shards": 2, "batch": 64, "seconds": 46.0,
+    row = {"model": "artifacts/distill/k/model", "prompts": 128, "shards": 2, "batch": 64, "seconds": 46.0,
            "prompts_per_second": 2.78, "tokens_per_second": 310.2, "same_as_main_thread": 128, **ORIGIN}
     md = "\n".join(placement_section([{**row, "placement": "main thread"},
                                       {**row, "placement": "generation process", "prompts_per_second": 2.7}]))

@@ -16,8 +16,8 @@ import json
 import time
 from pathlib import Path
 
-from harness import (RESULTS_DIR, append_rows, config_parser, joined_splits, log_stages_to_stderr, parse_overrides, peak_rss_mib,
-                     provenance)
+from harness import (RESULTS_DIR, append_rows, config_parser, joined_splits, log_stages_to_stderr, parse_args, parse_overrides,
+                     peak_rss_mib, provenance)
 
 from mner.config import load_config
 from tasks.backbone import train_backbone_stage
@@ -29,7 +29,7 @@ def main() -> None:
     """Parse arguments, run the stages, append the result line."""
     parser = config_parser(__doc__)
     parser.add_argument("--label", default="", help="name of this configuration in the results")
-    args = parser.parse_args()
+    args = parse_args(parser)
     log_stages_to_stderr()
     overrides = parse_overrides(args.set)
     cfg = load_config(args.config, overrides)

@@ -14,7 +14,7 @@ from __future__ import annotations
 import json
 import time
 
-from harness import RESULTS_DIR, append_rows, config_parser, parse_overrides, provenance
+from harness import RESULTS_DIR, append_rows, config_parser, parse_args, parse_overrides, provenance
 
 from mner.server import prefect_defaults
 
@@ -26,7 +26,7 @@ def main() -> None:
     parser = config_parser(__doc__)
     parser.add_argument("--align", action="append", type=float, help="align_lambda values (repeat; default 0 0.1)")
     parser.add_argument("--infonce", action="append", type=float, help="infonce_lambda values (repeat; default 0 0.1)")
-    args = parser.parse_args()
+    args = parse_args(parser)
     prefect_defaults()
     from flows.backbone_grid import backbone_grid
 

@@ -37,8 +37,8 @@ import time
 from pathlib import Path
 from typing import Any
 
-from harness import (RESULTS_DIR, STAGE2_RESULTS as STAGE2, append_rows, gold_entities, log_stages_to_stderr, parse_overrides,
-                     provenance, read_rows, run_until, verbatim_share)
+from harness import (RESULTS_DIR, STAGE2_RESULTS as STAGE2, append_rows, gold_entities, log_stages_to_stderr, parse_args,
+                     parse_overrides, provenance, read_rows, run_until, verbatim_share)
 
 from engine.distillation import MODEL_DIR, distilled_identity, teacher_answers
 from engine.generation_process import generation_process
@@ -129,7 +129,7 @@ def main() -> None:
     parser.add_argument("--results", type=Path, default=RESULTS, help="JSON-lines file to append the rows to")
     parser.add_argument("--label", default="seeds", help="stage2.jsonl label whose first [T;Z] row gives the training "
                                                          "settings; '' keeps the config's")
-    args = parser.parse_args()
+    args = parse_args(parser)
     log_stages_to_stderr()
     set_threads(0)
     args.overrides = dict(item.split("=", 1) for item in args.set)

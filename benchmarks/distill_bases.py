@@ -24,8 +24,8 @@ from pathlib import Path
 
 
 from distill_speed import distill_overrides
-from harness import (RESULTS_DIR, ROOT, append_rows, gold_entities, provenance, run_until, stage_manifest, verbatim_share,
-                     worker_memory_settings)
+from harness import (RESULTS_DIR, ROOT, append_rows, gold_entities, parse_args, provenance, run_until, stage_manifest,
+                     verbatim_share, worker_memory_settings)
 from knowledge_reading import generate as generate_answers
 from knowledge_reading import zero_shot_test_prompts
 
@@ -69,7 +69,7 @@ def main() -> None:
     parser.add_argument("--max-tokens", type=int, default=128)
     parser.add_argument("--batch", type=int, default=32)
     parser.add_argument("--precision", default="auto", choices=["auto", "bf16", "fp32"])
-    args = parser.parse_args()
+    args = parse_args(parser)
     cfg = resolve_config(None, args.config, None)
     store = ArtifactStore(cfg.artifacts_root)
     gemma = gemma_gguf(args.gemma) if "gemma3-270m" in args.bases else Path()

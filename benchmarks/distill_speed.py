@@ -20,7 +20,7 @@ import argparse
 import json
 from pathlib import Path
 
-from harness import RESULTS_DIR, append_rows, provenance, run_until, stage_manifest, worker_memory_settings
+from harness import RESULTS_DIR, append_rows, parse_args, provenance, run_until, stage_manifest, worker_memory_settings
 
 from mner.config import resolve_config
 
@@ -46,7 +46,7 @@ def main() -> None:
     parser.add_argument("--method", nargs="+", choices=["lora", "full"], default=["lora", "full"])
     parser.add_argument("--epochs", type=int, default=1)
     parser.add_argument("--batch-size", type=int, default=8)
-    args = parser.parse_args()
+    args = parse_args(parser)
     cfg = resolve_config(None, args.config, None)
     train_sentences = sum(1 for block in Path(cfg.dataset.train).read_text(encoding="utf-8").split("\n\n") if block.strip())
     rows = []

@@ -37,7 +37,7 @@ from typing import Any, Callable
 
 
 import torch
-from harness import RESULTS_DIR, append_rows, parse_overrides, provenance, run_until
+from harness import RESULTS_DIR, append_rows, parse_args, parse_overrides, provenance, run_until
 
 from engine.distillation import distilled_identity
 from engine.generation_process import generation_process
@@ -106,7 +106,7 @@ def main() -> None:
     parser.add_argument("--shards", type=int, default=2)
     parser.add_argument("--whole-dataset", action="store_true", help="every split through the llm stage's shards")
     parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE")
-    args = parser.parse_args()
+    args = parse_args(parser)
     overrides = parse_overrides(args.overrides)
     cfg = load_config(args.config, overrides)
     prompts = run_until(args.config, "prompts", overrides)

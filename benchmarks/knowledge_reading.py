@@ -25,7 +25,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from harness import RESULTS_DIR, append_rows, gold_entities, provenance, verbatim_share
+from harness import RESULTS_DIR, append_rows, gold_entities, parse_args, provenance, verbatim_share
 
 from engine.llm_client import LLMSettings
 from engine.local_generate import complete_local, load_generator, local_identity
@@ -70,7 +70,7 @@ def main() -> None:
     parser.add_argument("--batch", type=int, default=32)
     parser.add_argument("--precision", default="auto", choices=["auto", "bf16", "fp32"])
     parser.add_argument("--show", type=int, default=5)
-    args = parser.parse_args()
+    args = parse_args(parser)
     cfg = resolve_config(None, args.config, None)
     store = ArtifactStore(cfg.artifacts_root)
     test = formats.read_conll(cfg.dataset.test, repair=True).sentences

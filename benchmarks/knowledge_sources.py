@@ -18,7 +18,7 @@ import time
 
 import yaml
 
-from harness import RESULTS_DIR, ROOT, append_rows, provenance
+from harness import RESULTS_DIR, ROOT, append_rows, parse_args, provenance
 
 from mner import formats, pgim
 from mner.server import prefect_defaults
@@ -58,7 +58,7 @@ def main() -> None:
     parser.add_argument("--dev", type=int, default=100)
     parser.add_argument("--test", type=int, default=300)
     parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE")
-    args = parser.parse_args()
+    args = parse_args(parser)
     if not DATA.is_dir():
         raise SystemExit(f"{DATA} is absent: this benchmark needs ../shared/data")
     prefect_defaults(tempfile.mkdtemp(prefix="mner-bench-prefect-"))

@@ -35,7 +35,7 @@ from pathlib import Path
 from typing import Any
 
 from harness import (RESULTS_DIR, STAGE2_RESULTS as STAGE2, append_rows, gold_entities, log_stages_to_stderr, mner_run,
-                     parse_overrides, provenance, read_rows, run_until, verbatim_share)
+                     parse_args, parse_overrides, provenance, read_rows, run_until, verbatim_share)
 
 from engine.distillation import distilled_identity
 from engine.generation_process import generation_process
@@ -160,7 +160,7 @@ def main() -> None:
                         help="sources whose Z the label's taggers are scored with (their models must be on disk); "
                              "none (a bare --source) with --own-train-seeds runs only the pipeline, which takes its "
                              "training settings from the label's first row")
-    args = parser.parse_args()
+    args = parse_args(parser)
     log_stages_to_stderr()
     set_threads(0)
     args.overrides = dict(item.split("=", 1) for item in args.set)  # as typed, for the child mner runs

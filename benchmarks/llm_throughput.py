@@ -41,7 +41,7 @@ from typing import Any
 
 
 import torch
-from harness import RESULTS_DIR, ROOT, append_rows, provenance, run_until
+from harness import RESULTS_DIR, ROOT, append_rows, parse_args, provenance, run_until
 
 from engine.llm_client import LLMSettings, complete_all
 from engine.llm_server import local_llama_server
@@ -140,7 +140,7 @@ def main() -> None:
                         help="the pipeline's test prompts: 5-shot for the base model, zero-shot for the distilled one")
     parser.add_argument("--base-config", default="configs/twitter2017.yaml")
     parser.add_argument("--distilled-config", default="configs/twitter2017-distilled.yaml")
-    args = parser.parse_args()
+    args = parse_args(parser)
     distilled = None
     if args.pipeline:
         prompts, prompt_tokens, prompt_name = pipeline_prompts(args.base_config, FEW_SHOT, args.prompts)

@@ -34,7 +34,7 @@ import time
 
 import torch
 
-from harness import RESULTS_DIR, ROOT, append_rows, parse_overrides, provenance
+from harness import RESULTS_DIR, ROOT, append_rows, parse_args, parse_overrides, provenance
 from throughput import load_samples, our_step, train_step
 
 from engine.runtime import memory_mib, pick_device, set_threads, use_bf16
@@ -110,7 +110,7 @@ def main() -> None:
     parser.add_argument("--set", action="append", default=[], metavar="model.KEY=VALUE")
     parser.add_argument("--evaluate", metavar="MODEL_DIR", help="probe the evaluate stage with this trained tagger instead")
     parser.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
-    args = parser.parse_args()
+    args = parse_args(parser)
     overrides = parse_overrides(args.set)
     if args.child:
         print(json.dumps(evaluation_pass(args.config, args.evaluate) if args.evaluate

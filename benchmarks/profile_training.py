@@ -22,7 +22,7 @@ import torch
 from torch.profiler import ProfilerActivity, profile
 from torch.utils.flop_counter import FlopCounterMode
 
-from harness import RESULTS_DIR, ROOT, append_rows, parse_overrides, provenance
+from harness import RESULTS_DIR, ROOT, append_rows, parse_args, parse_overrides, provenance
 from throughput import load_samples, our_step, train_step
 
 from engine.runtime import memory_mib, pick_device, set_threads
@@ -52,7 +52,7 @@ def main() -> None:
     parser.add_argument("--samples", type=int, default=96)
     parser.add_argument("--top", type=int, default=15)
     parser.add_argument("--set", action="append", default=[], metavar="model.KEY=VALUE", help="model setting (YAML value)")
-    args = parser.parse_args()
+    args = parse_args(parser)
     overrides = {k.removeprefix("model."): v for k, v in parse_overrides(args.set).items()}
     threads = set_threads(0)
     device = pick_device("auto")

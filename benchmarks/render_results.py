@@ -12,12 +12,12 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+from harness import ROOT, absolute_paths
 from render_common import commands
 from render_memory import memory_section
 from render_seeds import seeds_section, swap_section, z_budget_section
 from render_stage1 import bases_section, distill_section, placement_section, reading_section, stage1_sections
 
-ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "benchmarks" / "results"
 OUT = ROOT / "benchmarks" / "RESULTS.md"
 
@@ -26,10 +26,22 @@ READING = ROOT / "benchmarks" / "reading_notes.md"  # prose about the figures, k
 SEED_LABELS = ("seeds", "seeds-fast", "lr1e-4-test")  # stage2 labels of several seeds per configuration, on today's code
 
 
-def rows(name: str) -> list[dict]:
-    """All result lines of one benchmark, oldest first."""
-    path = RESULTS / name
-    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()] if path.exists() else []
+def read_results(folder: Path) -> dict[str, list[dict]]:
+    """Every results file of ``folder`` by name, its rows oldest first.
+
+    Raises ``ValueError`` naming the file, the line and the path when a row holds an absolute path:
+    RESULTS.md shows commands to rerun on other machines, relative to the project root.
+    """
+    results = {}
+    for path in sorted(folder.glob("*.jsonl")):
+        lines = path.read_text(encoding="utf-8").splitlines()
+        results[path.name] = [json.loads(line) for line in lines if line.strip()]
+        for number, line in enumerate(lines, 1):
+            for field, found in absolute_paths(json.loads(line)) if line.strip() else []:
+                raise ValueError(f"{path}, line {number}: {field} holds the absolute path {found}; name it relative to "
+                                 "the project root, or a model file by its package (benchmarks/harness.py's portable() "
+                                 "makes a checkout's paths relative)")
+    return results
 
 
 def pct(value: float | None) -> str:
@@ -194,8 +206,11 @@ def gpu_section(checks: list[dict]) -> list[str]:
     return md
 
 
-def main() -> None:
-    """Write RESULTS.md."""
+def render(results: dict[str, list[dict]]) -> str:
+    """RESULTS.md from the rows of each results file (:func:`read_results`)."""
+    def rows(name: str) -> list[dict]:
+        return results.get(name, [])
+
     stage2 = rows("stage2.jsonl")
     scored = [r for r in stage2 if "test_f1" in r and not str(r.get("label", "")).startswith("variant-")
               and r.get("label") not in SEED_LABELS]
@@ -242,8 +257,13 @@ def main() -> None:
     md += variants_section(stage2)
     md += gpu_section(rows("gpu_check.jsonl"))
     md += READING.read_text(encoding="utf-8").splitlines() + [""]
-    OUT.write_text("\n".join(md), encoding="utf-8")
-    print(f"wrote {OUT}")
+    return "\n".join(md)
+
+
+def main() -> None:
+    """Write RESULTS.md."""
+    OUT.write_text(render(read_results(RESULTS)), encoding="utf-8")
+    print(f"wrote {OUT.relative_to(ROOT)}")
 
 
 if __name__ == "__main__":

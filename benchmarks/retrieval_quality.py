@@ -24,7 +24,7 @@ import time
 from dataclasses import replace
 from pathlib import Path
 
-from harness import RESULTS_DIR, ROOT, append_rows, provenance
+from harness import RESULTS_DIR, ROOT, append_rows, parse_args, provenance
 
 from engine.retrieval import EmbedderOptions, example_items, make_embedder, retrieve
 from mner import formats, pgim
@@ -102,7 +102,7 @@ def main() -> None:
     parser.add_argument("--embedders", nargs="+", default=["random", "text", "fused"], choices=["random", "text", "fused"])
     parser.add_argument("--backbone-label", default="main", help="label of the backbone.jsonl row to use for fused")
     parser.add_argument("--pooling", nargs="+", default=[EmbedderOptions.pooling], choices=["mean", "entity"], help="fused: how H is pooled")
-    args = parser.parse_args()
+    args = parse_args(parser)
     if not DATA.is_dir():
         sys.exit(f"benchmark data not found at {DATA} (see the project README)")
     meta = provenance()

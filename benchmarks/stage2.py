@@ -19,7 +19,7 @@ import time
 from pathlib import Path
 
 from harness import (STAGE2_RESULTS as RESULTS, append_rows, config_parser, joined_splits, log_stages_to_stderr,
-                     own_and_child_peaks, parse_overrides, peak_rss_mib, provenance)
+                     own_and_child_peaks, parse_args, parse_overrides, peak_rss_mib, provenance)
 
 from mner.config import load_config
 from tasks.evaluate import evaluate_model
@@ -33,7 +33,7 @@ def main() -> None:
     parser.add_argument("--label", default="", help="name of this configuration in the results")
     parser.add_argument("--dev-only", action="store_true", help="do not score the test split")
     parser.add_argument("--results", type=Path, default=RESULTS, help="JSON-lines file to append the result to")
-    args = parser.parse_args()
+    args = parse_args(parser)
     log_stages_to_stderr()
     overrides = parse_overrides(args.set)
     cfg = load_config(args.config, overrides)

@@ -22,7 +22,7 @@ from typing import Callable
 import torch
 from torch import nn
 
-from harness import RESULTS_DIR, ROOT, append_rows, as_training_worker, parse_overrides, provenance
+from harness import RESULTS_DIR, ROOT, append_rows, as_training_worker, parse_args, parse_overrides, provenance
 from torchcrf import CRF as TorchCRF
 from transformers import AutoModel, AutoTokenizer
 
@@ -144,7 +144,7 @@ def main() -> None:
     parser.add_argument("--samples", type=int, default=512)
     parser.add_argument("--set", action="append", default=[], metavar="model.KEY=VALUE",
                         help="our step's model or train setting (YAML value), e.g. train.compile_encoder=true")
-    args = parser.parse_args()
+    args = parse_args(parser)
     settings = parse_overrides(args.set)
     unknown = [k for k in settings if not k.startswith(("model.", "train."))]
     if unknown:

@@ -18,7 +18,7 @@ import math
 import statistics
 from pathlib import Path
 
-from harness import RESULTS_DIR, append_rows, config_parser, joined_splits, parse_overrides, provenance
+from harness import RESULTS_DIR, append_rows, config_parser, joined_splits, parse_args, parse_overrides, provenance
 from transformers import AutoTokenizer
 
 from engine.runtime import resolve_encoder
@@ -40,7 +40,7 @@ def main() -> None:
     """Encode every split without a budget, then count what each budget would cut."""
     parser = config_parser(__doc__)
     parser.add_argument("--budget", type=int, nargs="+", default=[128, 192, 256, 320, 384])
-    args = parser.parse_args()
+    args = parse_args(parser)
     cfg = load_config(args.config, parse_overrides(args.set))
     joined = joined_splits(cfg, knowledge=True)
     encoder = SentenceEncoder(AutoTokenizer.from_pretrained(resolve_encoder(cfg.model.encoder)), UNBOUNDED)

@@ -162,6 +162,11 @@ def parse_overrides(items: list[str]) -> dict:
     return {k: yaml.safe_load(v) for k, v in (item.split("=", 1) for item in items)}
 
 
+def typed_overrides(items: list[str]) -> dict[str, str]:
+    """``--set KEY=VALUE`` items as typed, for a child ``mner run`` (:func:`mner_run`) to read."""
+    return dict(item.split("=", 1) for item in items)
+
+
 def as_training_worker() -> dict[str, str]:
     """Run this benchmark on the training worker's runtime (its allocator and oneDNN cache, ``train`` defaults).
 
@@ -222,6 +227,43 @@ def run_until(config: str, stage: str, overrides: dict[str, Any]) -> dict[str, A
     return output.to_dict()
 
 
+def local_answers(cfg: Any, rows: list[dict[str, Any]], source: Path, endpoint: str, model: str | None
+                  ) -> tuple[dict[str, str], dict[str, Any]]:
+    """``{id: Z}`` of prompt ``rows`` (of the prompts file ``source``) answered on this machine as the llm stage answers.
+
+    The engine's :func:`engine.answers.answer_rows` with the config's ``stage1.llm`` settings, ``endpoint``
+    naming ``model`` (None: SmolLM2's GGUF) in the store's per-sample answer cache, so a later
+    ``mner run`` of the same config reuses the answers. The generation process is started before
+    the clock: the summary's ``seconds`` are generation alone. Exits naming the prompts that got no answer.
+    """
+    from engine.answer_cache import default_cache_dir
+    from engine.answers import answer_rows
+    from engine.generation_process import generation_process
+    from engine.llm_client import LLMSettings
+
+    llm = cfg.stage1.llm
+    generator = generation_process(model, llm.precision)
+    results, summary = answer_rows(rows, LLMSettings.from_config(llm, endpoint, endpoint), default_cache_dir(cfg.artifacts_root),
+                                   str(source), max_answer_chars=llm.max_answer_chars, generator=generator,
+                                   batch_size=llm.batch_size)
+    failed = [r["id"] for r in results if r.get("error")]
+    if failed:
+        raise SystemExit(f"{source}: {len(failed)} prompts got no answer (first ids {failed[:5]}); rerun to ask again")
+    return {r["id"]: r["knowledge"] or "" for r in results}, summary
+
+
+def write_pgim_knowledge(path: Path, samples: list[Any], knowledge: list[str]) -> None:
+    """Write ``knowledge`` (one Z per sample) in PGIM's block format: the tweet's tokens and tags, ``<EOS>``, Z's words."""
+    from mner.pgim import EOS
+
+    lines: list[str] = []
+    for sample, z in zip(samples, knowledge, strict=True):
+        lines += [f"{token}\t{tag}" for token, tag in zip(sample.tokens, sample.tags or ["O"] * len(sample.tokens))]
+        lines += [f"{EOS}\tX", *(f"{word}\tX" for word in z.split()), ""]
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+
+
 def stage_manifest(output: dict[str, Any]) -> dict[str, Any]:
     """The manifest of a stage output (as :func:`run_until` returns it)."""
     return json.loads((Path(output["dir"]) / "manifest.json").read_text(encoding="utf-8"))
@@ -242,18 +284,3 @@ def verbatim_share(entities: list[list[str]], answers: list[str]) -> float:
             total += 1
             found += bool(re.search(rf"(?<!\w){re.escape(name.lower())}(?!\w)", answer.lower()))
     return round(found / max(total, 1), 4)
-
-
-def joined_splits(cfg: Any, knowledge: bool) -> dict:
-    """The config's splits joined with their captions (by post id), and with PGIM's knowledge when ``knowledge``.
-
-    The stages' own functions run without Prefect, as a captions/knowledge stage output would feed them.
-    """
-    from tasks.data import join_knowledge, load_splits
-
-    root, ds = str(cfg.artifacts_root), cfg.dataset
-    data = load_splits.fn(sources={"train": str(ds.train), "dev": str(ds.dev), "test": str(ds.test)},
-                          repair_bio=ds.repair_bio, artifacts_root=root)
-    files = {f"knowledge_{split}": str(getattr(ds, f"knowledge_{split}")) if knowledge else None
-             for split in ("train", "dev", "test")}
-    return join_knowledge.fn(data=data, artifacts_root=root, sources={**files, "captions": str(ds.captions)})

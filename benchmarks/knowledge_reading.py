@@ -34,7 +34,6 @@ from mner.config import LlmConfig, resolve_config
 from mner.samples import read_jsonl
 from mner.store import ArtifactStore
 from mner.trained import latest_distilled
-from tasks.distill import distilled_by
 
 RESULTS = RESULTS_DIR / "knowledge_reading.jsonl"
 
@@ -77,7 +76,7 @@ def main() -> None:
     chatgpt = pgim.read_knowledge(cfg.dataset.knowledge_test, test).knowledge[: args.test]
     test = test[: args.test]
     rows = zero_shot_test_prompts(store, test, cfg.dataset.test)
-    distilled, key = latest_distilled(cfg.artifacts_root, *distilled_by(cfg))
+    distilled, key = latest_distilled(cfg.artifacts_root)
     distill_manifest = json.loads((distilled.parent / "manifest.json").read_text(encoding="utf-8"))
     distill_result = distill_manifest["result"]
     prompts = [r["messages"] for r in rows]

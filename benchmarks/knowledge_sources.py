@@ -18,7 +18,7 @@ import time
 
 import yaml
 
-from harness import RESULTS_DIR, ROOT, append_rows, parse_args, provenance
+from harness import RESULTS_DIR, ROOT, append_rows, parse_args, provenance, write_pgim_knowledge
 
 from mner import formats, pgim
 from mner.server import prefect_defaults
@@ -39,12 +39,7 @@ def write_subset(sizes: dict[str, int]) -> dict[str, str]:
         keep = [i for i, s in enumerate(sentences) if i < sizes[split] or (split == "train" and s.image_id in examples)]
         formats.write_conll(OUT / f"{name}.txt", [sentences[i] for i in keep])
         blocks = pgim.read_knowledge(DATA / f"pgim/knowledge_{name}.txt", sentences).knowledge
-        knowledge_lines = []
-        for i in keep:  # PGIM's block format: tokens, <EOS>, knowledge words
-            s = sentences[i]
-            knowledge_lines += [f"{t}\t{g}" for t, g in zip(s.tokens, s.tags)] + ["<EOS>\tX"]
-            knowledge_lines += [f"{w}\tX" for w in blocks[i].split()] + [""]
-        (OUT / f"knowledge_{name}.txt").write_text("\n".join(knowledge_lines) + "\n", encoding="utf-8")
+        write_pgim_knowledge(OUT / f"knowledge_{name}.txt", [sentences[i] for i in keep], [blocks[i] for i in keep])
         fields[split] = str(OUT / f"{name}.txt")
         fields[f"knowledge_{split}"] = str(OUT / f"knowledge_{name}.txt")
         fields[f"{split}_size"] = len(keep)

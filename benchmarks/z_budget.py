@@ -5,8 +5,8 @@
 The [T;Z] input is ``[CLS] T [SEP] Z [SEP]``; T is never cut, Z is cut to fit ``model.max_length``
 (:class:`models.encoding.SentenceEncoder`). A budget that cuts no Z on a split gives the tagger the
 same inputs as any larger one, so sweeping it there cannot change F1; this script says where that
-is so. It reads the splits joined with the config's knowledge through the real ``load`` and
-``knowledge`` stages (as benchmarks/stage2.py does), encodes every sentence with the config's
+is so. It reads the splits joined with the config's knowledge from the pipeline's ``knowledge`` stage
+(``mner run --until knowledge``), encodes every sentence with the config's
 encoder tokenizer and no budget, and appends one row per split to benchmarks/results/z_budget.jsonl:
 the full input length (mean, median, 90th and 99th percentile, max) and, per budget, the share of
 sentences whose Z is cut and the share of Z sub-tokens dropped.
@@ -18,7 +18,7 @@ import math
 import statistics
 from pathlib import Path
 
-from harness import RESULTS_DIR, append_rows, config_parser, joined_splits, parse_args, parse_overrides, provenance
+from harness import RESULTS_DIR, append_rows, config_parser, parse_args, parse_overrides, provenance, run_until, typed_overrides
 from transformers import AutoTokenizer
 
 from engine.runtime import resolve_encoder
@@ -42,7 +42,7 @@ def main() -> None:
     parser.add_argument("--budget", type=int, nargs="+", default=[128, 192, 256, 320, 384])
     args = parse_args(parser)
     cfg = load_config(args.config, parse_overrides(args.set))
-    joined = joined_splits(cfg, knowledge=True)
+    joined = run_until(args.config, "knowledge", typed_overrides(args.set))
     encoder = SentenceEncoder(AutoTokenizer.from_pretrained(resolve_encoder(cfg.model.encoder)), UNBOUNDED)
     rows = []
     for split in SPLITS:

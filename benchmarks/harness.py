@@ -284,3 +284,9 @@ def verbatim_share(entities: list[list[str]], answers: list[str]) -> float:
             total += 1
             found += bool(re.search(rf"(?<!\w){re.escape(name.lower())}(?!\w)", answer.lower()))
     return round(found / max(total, 1), 4)
+
+
+def commands(results: list[dict]) -> list[str]:
+    """RESULTS.md's "Commands:" list of ``results`` (rows): each distinct command once, with its commit and date."""
+    seen = dict.fromkeys(f"- `{r['command']}` (commit {r['commit']}, {r['date']})" for r in results)
+    return ["Commands:", ""] + list(seen) + [""]

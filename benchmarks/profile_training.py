@@ -86,7 +86,8 @@ def main() -> None:
     # the encoder's widest linear layer on a batch of 16 sentences of 200 sub-tokens
     model_shaped = bf16_matmul_gflops(16 * 200, 384, 1536)
     achieved = flops / seconds / 1e9
-    row = {"samples": len(samples), "model_overrides": overrides, "batches": len(batches), "threads": threads, "seconds": round(seconds, 2),
+    row = {"samples": len(samples), "model_overrides": overrides, "batches": len(batches), "threads": threads,
+           "seconds": round(seconds, 2),
            "sentences_per_second": round(len(samples) / seconds, 2),
            "gflop_per_sentence": round(flops / len(samples) / 1e9, 2), "achieved_gflops": round(achieved, 1),
            "bf16_peak_gflops": round(peak, 1), "share_of_peak": round(achieved / peak, 3),

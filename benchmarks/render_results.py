@@ -12,8 +12,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from harness import ROOT, absolute_paths
-from render_common import commands
+from harness import ROOT, absolute_paths, commands
 from render_memory import memory_section
 from render_seeds import seeds_section, swap_section, z_budget_section
 from render_stage1 import bases_section, distill_section, placement_section, reading_section, stage1_sections
@@ -51,13 +50,15 @@ def pct(value: float | None) -> str:
 
 def stage2_table(results: list[dict]) -> list[str]:
     """The main table: one row per (dataset, variant) scored on test."""
-    lines = ["| dataset | variant | dev F1 | test P | test R | test F1 | per-type test F1 | epochs (best) | train s | train sent/s | peak RSS MiB | commit | date |",
+    lines = ["| dataset | variant | dev F1 | test P | test R | test F1 | per-type test F1 | epochs (best) | train s | "
+             "train sent/s | peak RSS MiB | commit | date |",
              "|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
     for r in results:
         per_type = ", ".join(f"{t} {pct(f)}" for t, f in sorted(r["test_per_type_f1"].items()))
         lines.append(f"| {r['dataset']} | {r['variant']} | {pct(r['dev_f1'])} | {pct(r['test_precision'])} | "
                      f"{pct(r['test_recall'])} | **{pct(r['test_f1'])}** | {per_type} | {r['epochs']} ({r['best_epoch']}) | "
-                     f"{r['train_seconds']:.0f} | {r['train_sentences_per_second']:.1f} | {r['peak_rss_mib']:.0f} | {r['commit']} | "
+                     f"{r['train_seconds']:.0f} | {r['train_sentences_per_second']:.1f} | {r['peak_rss_mib']:.0f} | "
+                     f"{r['commit']} | "
                      f"{r['date']} |")
     return lines
 
@@ -71,10 +72,12 @@ def profile_section(profiles: list[dict]) -> list[str]:
           "bf16 model-shape GFLOP/s (share) | peak RSS MiB | top ops by self CPU (ms, share) | date |",
           "|---|---|---|---|---|---|---|---|---|---|---|"]
     for r in profiles:
-        top = "; ".join(f"{o['op'].removeprefix('aten::')} {o['self_cpu_ms']:.0f} ({100 * o['share']:.0f}%)" for o in r["top_ops"][:6])
+        top = "; ".join(f"{o['op'].removeprefix('aten::')} {o['self_cpu_ms']:.0f} ({100 * o['share']:.0f}%)"
+                        for o in r["top_ops"][:6])
         md.append(f"| {r['commit']} | `{json.dumps(r['model_overrides'])}` | {r['samples']} | {r['sentences_per_second']} | "
                   f"{r['gflop_per_sentence']} | {r['achieved_gflops']} | {r['bf16_peak_gflops']} ({pct(r['share_of_peak'])}%) | "
-                  f"{r['bf16_model_shape_gflops']} ({pct(r['share_of_model_shape'])}%) | {r['peak_rss_mib']:.0f} | {top} | {r['date']} |")
+                  f"{r['bf16_model_shape_gflops']} ({pct(r['share_of_model_shape'])}%) | {r['peak_rss_mib']:.0f} | {top} | "
+                  f"{r['date']} |")
     md += ["", "FLOPs: `torch.utils.flop_counter.FlopCounterMode` over forward and backward of the profiled batches "
            "(matmuls and attention; elementwise ops count 0). Peaks: bf16 matmuls timed for 3 s in the same process "
            "and threads.", "", f"Machine: {profiles[-1]['machine']}.", "", "Commands:", ""]
@@ -90,7 +93,8 @@ def backbone_section(stage2: list[dict], backbones: list[dict]) -> list[str]:
           "Same encoder (offline all-MiniLM-L6-v2), seed and 4-epoch budget: text-only 4 epochs; backbone 1 S1 epoch",
           "(encoders frozen) + 3 S2 epochs; align_lambda 0.1, infonce_lambda 0.1 (the defaults; the loss-weight grid",
           "follows). Each text-only row is the newest `main` one of its dataset.", "",
-          "| dataset | model | dev F1 | test P | test R | test F1 | per-type test F1 | epochs (best) | train s | parameters | commit | date |",
+          "| dataset | model | dev F1 | test P | test R | test F1 | per-type test F1 | epochs (best) | train s | parameters "
+          "| commit | date |",
           "|---|---|---|---|---|---|---|---|---|---|---|---|"]
     newest = {b["dataset"]: b for b in backbones if b.get("label") == "main"}  # older rows stay in backbone.jsonl
     for b in newest.values():
@@ -103,7 +107,8 @@ def backbone_section(stage2: list[dict], backbones: list[dict]) -> list[str]:
                       f"{pct(r['test_recall'])} | **{pct(r['test_f1'])}** | {per_type} | {r['epochs']} ({r['best_epoch']}) | "
                       f"{r['train_seconds']:.0f} | {params} | {r['commit']} | {r['date']} |")
         if text:
-            md.append(f"| {b['dataset']} | backbone minus text-only | | | | **{100 * (b['test_f1'] - text[-1]['test_f1']):+.2f}** | | | | | | |")
+            gain = 100 * (b["test_f1"] - text[-1]["test_f1"])
+            md.append(f"| {b['dataset']} | backbone minus text-only | | | | **{gain:+.2f}** | | | | | | |")
     md += ["", f"Machine: {backbones[-1]['machine']}.", ""] + commands(list(newest.values()))
     return md
 
@@ -115,7 +120,8 @@ def grid_section(grid: list[dict]) -> list[str]:
     last_run = {r["dataset"]: (r["date"], r["command"]) for r in grid}  # one run writes a line per point
     runs = [r for r in grid if last_run[r["dataset"]] == (r["date"], r["command"])]
     md = ["## Backbone loss-weight grid (flow `mner-backbone-grid`, choose on dev F1)", "",
-          "| dataset | align_lambda | infonce_lambda | dev F1 | test P | test R | test F1 | chosen on dev | train s | commit | date |",
+          "| dataset | align_lambda | infonce_lambda | dev F1 | test P | test R | test F1 | chosen on dev | train s | commit "
+          "| date |",
           "|---|---|---|---|---|---|---|---|---|---|---|"]
     md += [f"| {r['dataset']} | {r['align_lambda']} | {r['infonce_lambda']} | {r['dev_f1']:.2f} | {r['test_precision']:.2f} | "
            f"{r['test_recall']:.2f} | **{r['test_f1']:.2f}** | {'yes' if r['chosen_on_dev'] else ''} | "
@@ -132,7 +138,8 @@ def variants_section(stage2: list[dict]) -> list[str]:
     md = ["## Tagger variants on [T;Z] Twitter-2015 (same budget)", "",
           "Budget that fits 2 CPU cores: the first 1000 training tweets, 3 epochs, 128 sub-tokens of [T;Z] (Z cut to",
           "fit); full dev and test splits. LoRA: rank 8, alpha 16, on query/key/value of every layer, lr 1e-3.", "",
-          "| variant | dev F1 | test P | test R | test F1 | trainable / total parameters | train s | train sent/s | commit | date |",
+          "| variant | dev F1 | test P | test R | test F1 | trainable / total parameters | train s | train sent/s | commit "
+          "| date |",
           "|---|---|---|---|---|---|---|---|---|---|"]
     for r in variants:
         md.append(f"| {r['label'].removeprefix('variant-')} | {pct(r['dev_f1'])} | {pct(r['test_precision'])} | "
@@ -207,13 +214,15 @@ def render(results: dict[str, list[dict]]) -> str:
         md += dev_table(dev_only) + [""] + ["Commands:", ""] + [f"- `{r['command']}` ({r['date']})" for r in dev_only] + [""]
     if throughput:
         md += ["## Training throughput: our step vs a naive loop (same 512 [T;Z] samples, one process)", "",
-               "| ours sent/s | naive sent/s | ratio | our settings | samples | batch | max_length | threads | allocator, oneDNN cache | "
+               "| ours sent/s | naive sent/s | ratio | our settings | samples | batch | max_length | threads | "
+               "allocator, oneDNN cache | "
                "machine | commit | command | date |", "|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
         for r in throughput:
             md.append(f"| {r['ours_sentences_per_second']} | {r['naive_sentences_per_second']} | **{r['ratio']}x** | "
                       f"`{json.dumps(our_settings(r))}` | "
                       f"{r['samples']} | {r['batch_size']} | {r['max_length']} | {r['threads']} | "
-                      f"{Path(r.get('allocator', 'libc')).name}, {r.get('onednn_cache', 'default')} | {r['machine'].split(',')[0]} | "
+                      f"{Path(r.get('allocator', 'libc')).name}, {r.get('onednn_cache', 'default')} | "
+                      f"{r['machine'].split(',')[0]} | "
                       f"{r['commit']} | "
                       f"`{r['command']}` | {r['date']} |")
         md += ["", f"Machines: {'; '.join(dict.fromkeys(r['machine'] for r in throughput))}.", ""]

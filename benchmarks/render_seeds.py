@@ -14,7 +14,7 @@ import statistics
 from collections import defaultdict
 from pathlib import Path
 
-from render_common import commands
+from harness import commands
 
 VARIANTS = ("text", "text+knowledge")
 SPLIT_ORDER = ("train", "dev", "test")
@@ -52,7 +52,8 @@ def seeds_section(stage2: list[dict], label: str = "seeds") -> list[str]:
                   f"**{spread([r['test_f1'] for r in seeds.values()])}** | "
                   f"{' / '.join(f'{100 * x:.2f}' for x in (r['test_f1'] for r in seeds.values()))} | "
                   f"{statistics.fmean(r['train_sentences_per_second'] for r in seeds.values()):.1f} | "
-                  f"{max(r['peak_rss_mib'] for r in seeds.values()):.0f} | {', '.join(sorted({r['commit'] for r in seeds.values()}))} |")
+                  f"{max(r['peak_rss_mib'] for r in seeds.values()):.0f} | "
+                  f"{', '.join(sorted({r['commit'] for r in seeds.values()}))} |")
     md.append("")
     for dataset in sorted({d for d, _ in groups}):
         text, tz = (by_seed(groups.get((dataset, v), [])) for v in VARIANTS)

@@ -56,7 +56,7 @@ def our_step(
     tagger.to(device).train()
     compile_for_training(tagger, train_cfg.compile_encoder)
     bf16 = use_bf16(train_cfg.precision, device)
-    encoder = SentenceEncoder(tokenizer, model_cfg.max_length, {l: i for i, l in enumerate(labels)})
+    encoder = SentenceEncoder(tokenizer, model_cfg.max_length, {label: i for i, label in enumerate(labels)})
     encoded = [encoder.encode(t, g, k) for t, g, k in samples]
     optimizer = adamw(tagger.parameters(), device, lr=5e-5)
     batches = bucketed_batches([len(e.input_ids) for e in encoded], BATCH, 50, random.Random(0))
@@ -116,7 +116,7 @@ def naive(samples, labels, device, max_length: int) -> float:
     """Sentences/s of a plain loop: padding to max_length, no buckets, fp32."""
     path = resolve_encoder(ModelConfig().encoder)
     tokenizer = AutoTokenizer.from_pretrained(path)
-    label_ids = {l: i for i, l in enumerate(labels)}
+    label_ids = {label: i for i, label in enumerate(labels)}
     enc = tokenizer([s[0] for s in samples], [s[2].split() for s in samples], is_split_into_words=True,
                     truncation="only_second", max_length=max_length, padding="max_length", return_tensors="pt")
     tags = torch.zeros_like(enc["input_ids"])
@@ -160,7 +160,8 @@ def main() -> None:
     max_length = ModelConfig().max_length
     ours_rate = ours(samples, labels, device, ModelConfig(**overrides), TrainConfig(**train_overrides))
     naive_rate = naive(samples, labels, device, max_length)
-    row = {"samples": len(samples), "model_overrides": overrides, "train_overrides": train_overrides, "batch_size": BATCH, "max_length": max_length, "threads": threads,
+    row = {"samples": len(samples), "model_overrides": overrides, "train_overrides": train_overrides, "batch_size": BATCH,
+           "max_length": max_length, "threads": threads,
            "ours_sentences_per_second": round(ours_rate, 2), "naive_sentences_per_second": round(naive_rate, 2),
            "ratio": round(ours_rate / naive_rate, 2), **runtime, **provenance()}
     append_rows(RESULTS, [row])

@@ -66,3 +66,54 @@ def test_a_recorded_command_names_a_checkouts_files_relative_and_refuses_other_m
 def test_appended_rows_name_paths_of_the_checkout_relative(tmp_path: Path) -> None:
     harness.append_rows(tmp_path / "x.jsonl", [{"model_dir": f"{PROJECT}/artifacts/train/abc", "n": 1.5}])
     assert json.loads((tmp_path / "x.jsonl").read_text()) == {"model_dir": "artifacts/train/abc", "n": 1.5}
+
+
+def stage2_row(dataset: str, variant: str, seed: int, f1: float, **overrides: object) -> dict:
+    return {"dataset": dataset, "variant": variant, "label": "seeds", "test_f1": f1, "dev_f1": f1,
+            "train_sentences_per_second": 20.0, "peak_rss_mib": 2000.0,
+            "overrides": {"train.epochs": 4, "train.seed": seed, **overrides}, **ORIGIN}
+
+
+ORIGIN = {"command": "python benchmarks/stage2.py --config configs/twitter2015.yaml", "commit": "abc1234",
+          "date": "2026-12-01 10:00 UTC", "machine": "AMD EPYC, 2 cores, 24 GiB, no GPU, torch 2.13.0+cpu"}
+
+
+def summary_table(stage2: list[dict], swaps: list[dict]) -> list[str]:
+    from render_summary import summary_section
+
+    return [line for line in summary_section(stage2, swaps, {}) if line.startswith("| ")]
+
+
+def test_the_summary_computes_our_lines_from_the_rows_beside_the_cited_published_ones() -> None:
+    stage2 = [stage2_row("twitter2015", "text", 42, 0.70), stage2_row("twitter2015", "text", 1, 0.72),
+              stage2_row("twitter2015", "text+knowledge", 42, 0.73), stage2_row("twitter2015", "text+knowledge", 1, 0.76),
+              stage2_row("twitter2017", "text", 42, 0.83)]
+    swap = {"dataset": "twitter2015", "source": "distilled, own train Z", "model": "transformers:distilled-k:bf16",
+            "tagger": {"seed": 42}, "training": {"settings": {"train.epochs": 4}}, "test_f1": 0.715, **ORIGIN}
+    table = summary_table(stage2, [swap])
+    assert ("| mner (ours) | none (text only) | all-MiniLM-L6-v2 + CRF | 2 CPU cores, no GPU | **71.00 ± 1.41** (2 seeds) |  | "
+            "**83.00** (1 seed) |  |") in table
+    assert ("| mner (ours) | ChatGPT [T;Z]: PGIM's released file | all-MiniLM-L6-v2 + CRF | 2 CPU cores, no GPU | "
+            "**74.50 ± 2.12** (2 seeds) | +3.50 ± 0.71 (2 paired) | - | - |") in table
+    assert "| mner (ours) | distilled SmolLM2-135M, own train Z | all-MiniLM-L6-v2 + CRF | 2 CPU cores, no GPU | " \
+           "**71.50** (1 seed) | +1.50 (1 paired) | - | - |" in table
+    assert not any("retrieved" in line for line in table)  # no row of that backend yet
+    assert "| PGIM [1] | ChatGPT [T;Z] | XLM-R-large + CRF | as published | 79.33 | | 91.43 | |" in table
+    assert "| BERT-base-CRF [1] |" in table[-4] and "| HVPNeT [1] |" in table[-3] and "| XLM-R-large-CRF [1] |" in table[-2]
+    page = render({"stage2.jsonl": stage2})
+    assert page.split("\n## ")[1].startswith("Summary") and "[1] Li et al., *Prompting ChatGPT in MNER* (PGIM), " \
+                                                                 "Findings of EMNLP 2023, Table 2." in page
+
+
+def test_retrieved_knowledge_gets_a_line_of_its_own_once_it_has_rows_and_stays_out_of_chatgpts() -> None:
+    stage2 = [stage2_row("twitter2017", "text", 42, 0.83), stage2_row("twitter2017", "text+knowledge", 42, 0.87),
+              stage2_row("twitter2017", "text+knowledge", 42, 0.85, **{"stage1.knowledge.backend": "retrieved"})]
+    table = summary_table(stage2, [])
+    assert "| mner (ours) | ChatGPT [T;Z]: PGIM's released file | all-MiniLM-L6-v2 + CRF | 2 CPU cores, no GPU | - | - | " \
+           "**87.00** (1 seed) | +4.00 (1 paired) |" in table
+    assert "| mner (ours) | retrieved (`stage1.knowledge.backend: retrieved`) | all-MiniLM-L6-v2 + CRF | 2 CPU cores, no GPU | " \
+           "- | - | **85.00** (1 seed) | +2.00 (1 paired) |" in table
+    page = render({"stage2.jsonl": stage2})
+    file_section, retrieved_section = page.split("(`stage1.knowledge.backend: retrieved`), label `seeds`")
+    assert "| twitter2017 | text+knowledge | 42 | 87.00 | **87.00** |" in file_section.split("## Summary")[1].split("\n## ")[1]
+    assert "| twitter2017 | text+knowledge | 42 | 85.00 | **85.00** |" in retrieved_section

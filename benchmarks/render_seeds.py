@@ -32,8 +32,8 @@ def by_seed(rows: list[dict]) -> dict[int, dict]:
 
 
 def knowledge_backend(row: dict) -> str:
-    """The ``stage1.knowledge.backend`` a stage2.jsonl row ran with: ``file`` (PGIM's ChatGPT answers) unless it set one."""
-    return row.get("overrides", {}).get("stage1.knowledge.backend", "file")
+    """The ``stage1.knowledge.backend`` a stage2.jsonl row ran with (rows before the field: ``file``, PGIM's answers)."""
+    return row.get("knowledge_backend") or row.get("overrides", {}).get("stage1.knowledge.backend", "file")
 
 
 def seeds_sections(stage2: list[dict], label: str = "seeds") -> list[str]:

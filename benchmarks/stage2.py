@@ -8,10 +8,10 @@ Runs the flow in this process (Prefect's local ephemeral server, the config's ar
 (``--set stage1.knowledge.backend=llm`` asks the LLM for Z instead of reading PGIM's files). It runs
 up to ``train`` first, then to the end (the trained model replays from the store), so that the peak
 RSS of this process before evaluation is measured apart. Appends one JSON line to
-benchmarks/results/stage2.jsonl: dev F1, test P/R/F1 and per-type F1, epochs, train seconds,
-sentences/s, peak RSS (this process: data and evaluation; its children: the training worker), peak
-GPU memory of the training process (``torch.cuda.max_memory_allocated``, null on the CPU), the
-command, commit, date and machine. ``--dev-only`` stops after ``train`` (for choosing settings);
+benchmarks/results/stage2.jsonl: the knowledge backend, dev F1, test P/R/F1 and per-type F1,
+epochs, train seconds, sentences/s, peak RSS (this process: data and evaluation; its children: the
+training worker), peak GPU memory of the training process (``torch.cuda.max_memory_allocated``,
+null on the CPU), the command, commit, date and machine. ``--dev-only`` stops after ``train`` (for choosing settings);
 ``--results FILE`` appends the line to FILE instead. Run one process per variant so that peak RSS
 belongs to that variant.
 """
@@ -40,7 +40,7 @@ def main() -> None:
     log_stages_to_stderr()
     overrides = parse_overrides(args.set)
     run = {**overrides, "variants": [args.variant]}
-    dataset = load_config(args.config, run).dataset.name  # an invalid config fails here, before any work
+    cfg = load_config(args.config, run)  # an invalid config fails here, before any work
     prefect_defaults()
     from flows.pipeline import pipeline
 
@@ -48,7 +48,8 @@ def main() -> None:
     model_dir = pipeline(config_file=args.config, overrides=run, until="train")[f"train ({args.variant})"]
     history = json.loads(Path(model_dir, "history.json").read_text())
     row = {
-        "dataset": dataset, "variant": args.variant, "label": args.label, "dev_f1": history["best_dev_f1"],
+        "dataset": cfg.dataset.name, "variant": args.variant, "knowledge_backend": cfg.stage1.knowledge.backend,
+        "label": args.label, "dev_f1": history["best_dev_f1"],
         "best_epoch": history["best_epoch"], "epochs": history["epochs_run"], "train_seconds": history["train_seconds"],
         "train_sentences_per_second": history["sentences_per_second"], "history": history["history"],
         "trainable_parameters": history.get("trainable_parameters"), "total_parameters": history.get("total_parameters"),

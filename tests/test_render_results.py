@@ -117,3 +117,11 @@ def test_retrieved_knowledge_gets_a_line_of_its_own_once_it_has_rows_and_stays_o
     file_section, retrieved_section = page.split("(`stage1.knowledge.backend: retrieved`), label `seeds`")
     assert "| twitter2017 | text+knowledge | 42 | 87.00 | **87.00** |" in file_section.split("## Summary")[1].split("\n## ")[1]
     assert "| twitter2017 | text+knowledge | 42 | 85.00 | **85.00** |" in retrieved_section
+
+
+def test_a_backend_set_in_the_config_file_counts_as_the_rows_knowledge_source() -> None:
+    stage2 = [stage2_row("twitter2017", "text", 42, 0.83), stage2_row("twitter2017", "text+knowledge", 42, 0.87),
+              {**stage2_row("twitter2017", "text+knowledge", 42, 0.85), "knowledge_backend": "retrieved"}]
+    table = summary_table(stage2, [])
+    assert any(line.startswith("| mner (ours) | retrieved") and "**85.00**" in line for line in table)
+    assert any(line.startswith("| mner (ours) | ChatGPT") and "**87.00**" in line for line in table)

@@ -184,6 +184,36 @@ def dev_table(results: list[dict]) -> list[str]:
     return lines
 
 
+def gpu_section(checks: list[dict]) -> list[str]:
+    """Issue 15: the newest run of benchmarks/gpu_check.sh (CUDA tests, a bf16 [T;Z] run, NCCL DDP), or "not run yet"."""
+    md = ["## GPU check (`bash benchmarks/gpu_check.sh`)", ""]
+    if not checks:
+        return md + ["Not run yet: no GPU machine has run `bash benchmarks/gpu_check.sh`, so the CUDA paths (bf16",
+                     "autocast with SDPA, BLIP-2 and CLIP on the GPU, NCCL DDP) are untested here. The script appends",
+                     "its result to `benchmarks/results/gpu_check.jsonl`, which this section shows.", ""]
+    r = checks[-1]  # older runs stay in gpu_check.jsonl
+    tests, training, ddp = r["tests"], r["training"], r["ddp"]
+    md += [f"Newest of {len(checks)} run(s): **{'passed' if r['ok'] else 'FAILED'}** in {r['wall_seconds']:.0f} s on "
+           f"{', '.join(r['gpus']) or 'no GPU'} (commit {r['commit']}, {r['date']}).", ""]
+    if "error" in tests:
+        md += [f"- Tests (`pytest -m gpu tests/test_gpu.py`): {tests['error']}."]
+    else:
+        md += [f"- Tests (`pytest -m gpu tests/test_gpu.py`): {tests['passed']} passed, {tests['failed']} failed, "
+               f"{tests['errors']} errors, {tests['skipped']} skipped."]
+        md += [f"  - {c['outcome']}: `{c['name']}`" + (f" ({c['message']})" if c["message"] else "") for c in tests["cases"]]
+    if "error" in training:
+        md += [f"- Training: {training['error']}."]
+    else:
+        md += [f"- Training, {training['dataset']} {training['variant']}, bf16 autocast + SDPA on CUDA, "
+               f"{training['epochs']} epochs: **{training['train_sentences_per_second']:.1f} sentences/s**, peak GPU "
+               f"memory **{training['peak_gpu_memory_mib']} MiB** (`torch.cuda.max_memory_allocated`), train "
+               f"{training['train_seconds']:.0f} s, dev F1 {pct(training['dev_f1'])}, test F1 {pct(training.get('test_f1'))}.",
+               f"  Its command: `{training['command']}`."]
+    md += [f"- DDP, two processes over NCCL: {ddp['outcome']}" + (f" ({ddp['reason']})" if ddp["reason"] else "") + ".",
+           "", f"Machine: {r['machine']}.", "", f"Command: `{r['command']}`.", ""]
+    return md
+
+
 def render(results: dict[str, list[dict]]) -> str:
     """RESULTS.md from the rows of each results file (:func:`read_results`)."""
     def rows(name: str) -> list[dict]:
@@ -234,6 +264,7 @@ def render(results: dict[str, list[dict]]) -> str:
     md += reading_section(rows("knowledge_reading.jsonl"))
     md += backbone_section(stage2, rows("backbone.jsonl")) + grid_section(rows("backbone_grid.jsonl"))
     md += variants_section(stage2)
+    md += gpu_section(rows("gpu_check.jsonl"))
     md += READING.read_text(encoding="utf-8").splitlines() + [""]
     return "\n".join(md)
 

@@ -2,7 +2,7 @@
 jobs, the tiny random-weight BLIP-2 and CLIP models, the text embedder, and two-process DDP over NCCL.
 
 Every test here skips, with the reason, where torch sees no GPU (DDP also where it sees fewer than
-two). On a GPU machine: ``pytest -m gpu tests/test_gpu.py``.
+two). ``bash benchmarks/gpu_check.sh`` runs them on a GPU machine and records each outcome.
 """
 
 from __future__ import annotations

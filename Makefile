@@ -11,7 +11,7 @@ export PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS ?= 180
 export HF_HUB_OFFLINE ?= 1
 export TRANSFORMERS_OFFLINE ?= 1
 
-.PHONY: setup demo test serve benchmark clean
+.PHONY: setup demo test serve clean
 
 setup: $(VENV)/.installed
 
@@ -44,9 +44,6 @@ PYTEST_WORKERS ?= 2
 
 test: setup
 	$(BIN)/python -m pytest -q -n $(PYTEST_WORKERS) --dist loadfile
-
-benchmark: setup
-	bash benchmarks/run_stage2.sh
 
 clean:
 	rm -rf artifacts/*/ .prefect

@@ -2,51 +2,41 @@
 
     python benchmarks/backbone.py --config configs/twitter2015.yaml [--set backbone.s2_epochs=3 ...] [--label NAME]
 
-Runs the real ``backbone`` stage (training in its child process, then dev and test scoring)
-without a Prefect server, on the splits joined with their captions, and appends one JSON line to
-benchmarks/results/backbone.jsonl: dev/test P/R/F1, per-type test F1, the epoch history with each
-loss part, train seconds, parameters, peak RSS, the model directory (which the retrieval benchmark's
-``fused`` embedder reads), the command, commit, date and machine. Compare with
-``benchmarks/stage2.py --variant text`` at the same encoder and epoch budget.
+Runs the pipeline's ``backbone`` stage (``mner run --until backbone``: training in its child process,
+then dev and test scoring) and appends one JSON line to benchmarks/results/backbone.jsonl: dev/test
+P/R/F1, per-type test F1, the epoch history with each loss part, train seconds, parameters, peak RSS
+of the run, the model directory (which the retrieval benchmark's ``fused`` embedder reads), the
+command, commit, date and machine. Compare with ``benchmarks/stage2.py --variant text`` at the same
+encoder and epoch budget.
 """
 
 from __future__ import annotations
 
 import json
-import sys
 import time
 from pathlib import Path
 
+from harness import (RESULTS_DIR, append_rows, config_parser, parse_args, parse_overrides, peak_rss_mib, provenance, run_until,
+                     typed_overrides)
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
-sys.path.insert(0, str(ROOT / "benchmarks"))
+from mner.config import load_config
 
-from mner.config import load_config  # noqa: E402
-from stage2 import append_rows, config_parser, joined_splits, log_stages_to_stderr, parse_overrides, peak_rss_mib, provenance  # noqa: E402
-from tasks.backbone import train_backbone_stage  # noqa: E402
-
-RESULTS = ROOT / "benchmarks" / "results" / "backbone.jsonl"
+RESULTS = RESULTS_DIR / "backbone.jsonl"
 
 
 def main() -> None:
-    """Parse arguments, run the stages, append the result line."""
+    """Parse arguments, run the pipeline up to ``backbone``, append the result line."""
     parser = config_parser(__doc__)
     parser.add_argument("--label", default="", help="name of this configuration in the results")
-    args = parser.parse_args()
-    log_stages_to_stderr()
+    args = parse_args(parser)
     overrides = parse_overrides(args.set)
     cfg = load_config(args.config, overrides)
-    root, ds = str(cfg.artifacts_root), cfg.dataset
     started = time.time()
-    joined = joined_splits(cfg, knowledge=False)
-    out = train_backbone_stage.fn(data=joined, captions=joined, ocr=None, sources={},
-                                  backbone=cfg.backbone.model_dump(mode="json"), train=cfg.train.model_dump(mode="json"),
-                                  artifacts_root=root)
+    out = run_until(args.config, "backbone", typed_overrides(args.set))
     history = json.loads(Path(out["dir"], "history.json").read_text())
     scores = json.loads(Path(out["dir"], "scores.json").read_text())
     row = {
-        "dataset": ds.name, "variant": f"backbone ({cfg.backbone.image_source})", "label": args.label,
+        "dataset": cfg.dataset.name, "variant": f"backbone ({cfg.backbone.image_source})", "label": args.label,
         **{f"{split}_{m}": scores[split][m] for split in ("dev", "test") for m in ("precision", "recall", "f1")},
         "test_per_type_f1": {t: c["f1"] for t, c in scores["test"]["per_type"].items()},
         "best_epoch": history["best_epoch"], "epochs": history["epochs_run"], "train_seconds": history["train_seconds"],

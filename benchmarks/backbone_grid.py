@@ -12,18 +12,13 @@ on dev, train seconds, the command, commit, date and machine.
 from __future__ import annotations
 
 import json
-import sys
 import time
-from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
-sys.path.insert(0, str(ROOT / "benchmarks"))
+from harness import RESULTS_DIR, append_rows, config_parser, parse_args, parse_overrides, provenance
 
-from mner.server import prefect_defaults  # noqa: E402
-from stage2 import append_rows, config_parser, parse_overrides, provenance  # noqa: E402
+from mner.server import prefect_defaults
 
-RESULTS = ROOT / "benchmarks" / "results" / "backbone_grid.jsonl"
+RESULTS = RESULTS_DIR / "backbone_grid.jsonl"
 
 
 def main() -> None:
@@ -31,7 +26,7 @@ def main() -> None:
     parser = config_parser(__doc__)
     parser.add_argument("--align", action="append", type=float, help="align_lambda values (repeat; default 0 0.1)")
     parser.add_argument("--infonce", action="append", type=float, help="infonce_lambda values (repeat; default 0 0.1)")
-    args = parser.parse_args()
+    args = parse_args(parser)
     prefect_defaults()
     from flows.backbone_grid import backbone_grid
 

@@ -12,13 +12,15 @@ the tagger learns to trust Z more than test-time Z deserves. Cross-fitting remov
    answers of the *other* blocks only (``stage1.distill.answers``: a JSONL of them; the block's own
    samples are reported as rejected for having no answer, so ``max_rejected_share`` is raised to
    the block's share plus the teacher's own gaps);
-3. that fold model writes the block's train Z through the llm stage's shard function;
-4. dev and test Z come from the config's full distilled model, as in the pipeline;
-5. the llm stage's own merge joins the shards into one llm output, and the real ``knowledge``,
-   ``train`` and ``evaluate`` stages train and score a [T;Z] tagger per seed, with the training
-   settings of the stage2 label's first Twitter [T;Z] row (as knowledge_swap.py's own-train runs).
+3. that fold model writes the block's train Z as the llm stage would (:func:`harness.local_answers`);
+4. dev and test Z are the pipeline's own (``mner run --until llm``: the config's full distilled model);
+5. the three splits' Z go into knowledge files in PGIM's format (benchmarks/out/crossfit/), and
+   ``mner run`` with ``stage1.knowledge.backend: file`` on them trains and scores a [T;Z] tagger per
+   seed, with the training settings of the stage2 label's first Twitter [T;Z] row (as
+   knowledge_swap.py's own-train runs).
 
-Everything is a cached stage in the config's store, so a rerun recomputes only what is missing.
+Every model is a cached stage in the config's store, and every answer is in its per-sample answer
+cache, so a rerun recomputes only what is missing.
 One row per seed goes to benchmarks/results/knowledge_swap.jsonl (source ``distilled, cross-fitted
 train Z``); it also has the share of gold *train* entities verbatim in the train Z of each source
 (ChatGPT, the distilled model's own, cross-fitted), which measures the train/test gap.
@@ -32,32 +34,23 @@ from __future__ import annotations
 
 import argparse
 import json
-import sys
 import tempfile
 import time
 from pathlib import Path
 from typing import Any
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
-sys.path.insert(0, str(ROOT / "benchmarks"))
+from harness import (ROOT, RESULTS_DIR, STAGE2_RESULTS as STAGE2, append_rows, gold_entities, local_answers, log_stages_to_stderr,
+                     mner_run, parse_args, parse_overrides, provenance, read_rows, run_until, stage_manifest, typed_overrides,
+                     verbatim_share, write_pgim_knowledge)
 
-from knowledge_reading import gold_entities, verbatim_share  # noqa: E402
-from knowledge_swap import RESULTS, run_until  # noqa: E402
-from stage2 import RESULTS as STAGE2, append_rows, log_stages_to_stderr, parse_overrides, provenance  # noqa: E402
+from engine.distillation import MODEL_DIR, distilled_identity, teacher_answers
+from engine.runtime import set_threads
+from mner.config import PipelineConfig, load_config
+from mner.samples import SPLITS, read_jsonl, read_samples, write_jsonl
 
-from engine.distillation import MODEL_DIR, distilled_identity, teacher_answers  # noqa: E402
-from engine.generation_process import generation_process  # noqa: E402
-from engine.runtime import set_threads  # noqa: E402
-from mner.config import PipelineConfig, load_config  # noqa: E402
-from mner.samples import read_jsonl, read_samples, write_jsonl  # noqa: E402
-from tasks.data import join_knowledge  # noqa: E402
-from tasks.evaluate import evaluate_model  # noqa: E402
-from tasks.llm import llm_shard, shard_settings  # noqa: E402
-from tasks.shards import merge_task  # noqa: E402
-from tasks.train import train_model  # noqa: E402
-
+RESULTS = RESULTS_DIR / "knowledge_swap.jsonl"
 SOURCE = "distilled, cross-fitted train Z"
+KNOWLEDGE_FILES = ROOT / "benchmarks" / "out" / "crossfit"
 
 
 def fold_ranges(count: int, folds: int) -> list[tuple[int, int]]:
@@ -66,18 +59,6 @@ def fold_ranges(count: int, folds: int) -> list[tuple[int, int]]:
         raise ValueError(f"--folds {folds}: need 2 to {count} folds for {count} train prompts")
     bounds = [round(i * count / folds) for i in range(folds + 1)]
     return list(zip(bounds[:-1], bounds[1:]))
-
-
-def shard(prompts: dict[str, Any], split: str, start: int, stop: int, cfg: PipelineConfig,
-          distill: dict[str, Any]) -> dict[str, Any]:
-    """Rows ``[start:stop)`` of ``split`` answered by the distilled model of ``distill``, as a merge input."""
-    model = str(Path(distill["dir"]) / MODEL_DIR)
-    generation_process(model, cfg.stage1.llm.precision)  # started here: the shard's time is generation alone
-    output = llm_shard.fn(prompts=prompts, split=split, start=start, stop=stop,
-                          endpoint=distilled_identity(distill["key"], cfg.stage1.llm.precision),
-                          llm=shard_settings(cfg.stage1.llm), artifacts_root=str(cfg.artifacts_root),
-                          runtime={"local_model": model})
-    return {"split": split, "start": start, "stop": stop, "output": output}
 
 
 def fold_models(args: Any, cfg: PipelineConfig, prompts: dict[str, Any], data: dict[str, Any], scratch: Path
@@ -99,25 +80,29 @@ def fold_models(args: Any, cfg: PipelineConfig, prompts: dict[str, Any], data: d
     return models
 
 
+def crossfit_train_z(cfg: PipelineConfig, prompts: dict[str, Any], folds: list[tuple[tuple[int, int], dict[str, Any]]]
+                     ) -> dict[str, str]:
+    """``{id: Z}`` of the train split, each block answered by the fold model that never saw its answers."""
+    source = Path(prompts["dir"]) / "train.jsonl"
+    rows, answers = read_jsonl(source), {}
+    for (start, stop), model in folds:
+        endpoint = distilled_identity(model["key"], cfg.stage1.llm.precision)
+        answers.update(local_answers(cfg, rows[start:stop], source, endpoint, str(Path(model["dir"]) / MODEL_DIR))[0])
+    return answers
+
+
 def about_distill(output: dict[str, Any]) -> dict[str, Any]:
     """Pairs, epochs and final held-out loss of a distill output, from its manifest."""
-    result = json.loads((Path(output["dir"]) / "manifest.json").read_text(encoding="utf-8"))["result"]
+    result = stage_manifest(output)["result"]
     return {"key": output["key"], "pairs": result["train_pairs"], "epochs": result["epochs"],
             "heldout_loss": result["history"][-1]["heldout_loss"], "train_seconds": result["train_seconds"]}
-
-
-def train_verbatim(data: dict[str, Any], knowledge_by_source: dict[str, dict[str, str]]) -> dict[str, float]:
-    """Share of gold train entities verbatim in each source's train Z (``{source: {id: Z}}``)."""
-    train = read_samples(Path(data["dir"]) / "train.jsonl")
-    entities = [gold_entities(s.tokens, s.tags or []) for s in train]
-    return {source: verbatim_share(entities, [z.get(s.id, "") for s in train]) for source, z in knowledge_by_source.items()}
 
 
 def training_settings(label: str, dataset: str) -> dict[str, Any]:
     """The overrides (less the seed) of the first [T;Z] stage2.jsonl row with ``label`` on ``dataset``; none for ``''``."""
     if not label:
         return {}
-    rows = [r for r in (json.loads(line) for line in STAGE2.read_text(encoding="utf-8").splitlines() if line.strip())
+    rows = [r for r in read_rows(STAGE2)
             if r.get("label") == label and r["dataset"] == dataset and r["variant"] == "text+knowledge"]
     if not rows:
         raise SystemExit(f"{STAGE2}: no [T;Z] row with label {label!r} on {dataset} to take training settings from")
@@ -125,7 +110,7 @@ def training_settings(label: str, dataset: str) -> dict[str, Any]:
 
 
 def main() -> None:
-    """Distil per fold, generate, merge, join, train and score per seed; append one row per seed."""
+    """Distil per fold, answer each block, write the knowledge files, train and score per seed; one row per seed."""
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--config", default="configs/twitter2017-distilled.yaml")
     parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override of --config (YAML value)")
@@ -134,55 +119,51 @@ def main() -> None:
     parser.add_argument("--results", type=Path, default=RESULTS, help="JSON-lines file to append the rows to")
     parser.add_argument("--label", default="seeds", help="stage2.jsonl label whose first [T;Z] row gives the training "
                                                          "settings; '' keeps the config's")
-    args = parser.parse_args()
+    args = parse_args(parser)
     log_stages_to_stderr()
     set_threads(0)
-    args.overrides = dict(item.split("=", 1) for item in args.set)
+    args.overrides = typed_overrides(args.set)
     cfg = load_config(args.config, parse_overrides(args.set))
     if not cfg.stage1.distill.enabled:
         raise SystemExit(f"{args.config}: stage1.distill.enabled is false; cross-fitting needs the distilled route")
     settings = training_settings(args.label, cfg.dataset.name)
-    root = str(cfg.artifacts_root)
     started = time.perf_counter()
     data, prompts = run_until(args.config, "load", args.overrides), run_until(args.config, "prompts", args.overrides)
-    captions, full = run_until(args.config, "caption", args.overrides), run_until(args.config, "distill", args.overrides)
+    full, own = run_until(args.config, "distill", args.overrides), run_until(args.config, "llm", args.overrides)
     with tempfile.TemporaryDirectory(prefix="mner-crossfit-") as scratch:
         folds = fold_models(args, cfg, prompts, data, Path(scratch))
-        shards = [shard(prompts, "train", start, stop, cfg, model) for (start, stop), model in folds]
-    shards += [shard(prompts, split, 0, len(read_jsonl(Path(prompts["dir"]) / f"{split}.jsonl")), cfg, full)
-               for split in ("dev", "test")]
-    merged = merge_task("llm").fn(shards=shards, artifacts_root=root)
-    joined = join_knowledge.fn(data=data, artifacts_root=root, captions=captions, stage1_knowledge=merged,
-                               sources={"knowledge_train": None, "knowledge_dev": None, "knowledge_test": None, "captions": None})
-    own = run_until(args.config, "llm", args.overrides)
-    z = {name: {r["id"]: r.get("knowledge") or "" for r in read_jsonl(Path(out["dir"]) / "train.jsonl")}
-         for name, out in (("own", own), ("crossfit", merged))}
-    chatgpt, _ = teacher_answers(cfg.dataset.knowledge_train, read_samples(Path(data["dir"]) / "train.jsonl"))
-    shares = train_verbatim(data, {"chatgpt": {i: a for i, (a, _) in chatgpt.items()}, **z})
-    test = read_samples(Path(joined["dir"]) / "test.jsonl")
-    test_share = verbatim_share([gold_entities(s.tokens, s.tags or []) for s in test], [s.knowledge or "" for s in test])
+    samples = {split: read_samples(Path(data["dir"]) / f"{split}.jsonl") for split in SPLITS}
+    own_z = {split: {r["id"]: r.get("knowledge") or "" for r in read_jsonl(Path(own["dir"]) / f"{split}.jsonl")}
+             for split in SPLITS}
+    used = {**own_z, "train": crossfit_train_z(cfg, prompts, folds)}  # dev and test Z: the pipeline's own
+    files = {f"dataset.knowledge_{split}": str(KNOWLEDGE_FILES / cfg.dataset.name / f"knowledge_{split}.txt") for split in SPLITS}
+    for split in SPLITS:
+        write_pgim_knowledge(Path(files[f"dataset.knowledge_{split}"]), samples[split],
+                             [used[split].get(s.id, "") for s in samples[split]])
+    chatgpt, _ = teacher_answers(cfg.dataset.knowledge_train, samples["train"])
+    train_z = {"chatgpt": {i: a for i, (a, _) in chatgpt.items()}, "own": own_z["train"], "crossfit": used["train"]}
+    train_entities = [gold_entities(s.tokens, s.tags or []) for s in samples["train"]]
+    shares = {name: verbatim_share(train_entities, [z.get(s.id, "") for s in samples["train"]]) for name, z in train_z.items()}
+    test_share = verbatim_share([gold_entities(s.tokens, s.tags or []) for s in samples["test"]],
+                                [used["test"].get(s.id, "") for s in samples["test"]])
     prepared = round(time.perf_counter() - started, 1)
     full_about = about_distill(full)
+    by_file = {**args.overrides, **files, "stage1.knowledge.backend": "file", "stage1.distill.enabled": "false",
+               "variants": "[text+knowledge]"}
     for seed in args.seeds:
-        run_cfg = load_config(args.config, {**parse_overrides(args.set), **settings, "train.seed": seed})
-        model = train_model.fn(data=joined, variant="text+knowledge", model=run_cfg.model.model_dump(mode="json"),
-                               train=run_cfg.train.model_dump(mode="json"), runtime={"dataset": cfg.dataset.name},
-                               artifacts_root=root)
-        scores = json.loads((Path(evaluate_model.fn(data=joined, model=model, variant="text+knowledge",
-                                                    precision=run_cfg.train.precision, artifacts_root=root)["dir"])
-                             / "scores.json").read_text(encoding="utf-8"))
-        history = json.loads((Path(model["dir"]) / "history.json").read_text(encoding="utf-8"))
+        result = mner_run(args.config, {**by_file, **settings, "train.seed": seed})["text+knowledge"]
+        history = json.loads((Path(result["model"]) / "history.json").read_text(encoding="utf-8"))
         row = {"dataset": cfg.dataset.name, "source": SOURCE,
                "model": distilled_identity(full["key"], cfg.stage1.llm.precision),
                **{k: full_about[k] for k in ("pairs", "epochs", "heldout_loss")},
                "folds": [{"train_rows": [start, stop], **about_distill(m)} for (start, stop), m in folds],
                "train_verbatim_share": shares, "test_verbatim_share": test_share,
-               "tagger": {"label": "pipeline", "seed": seed, "model_dir": model["dir"], "commit": None, "date": None,
-                          "test_f1": scores["test"]["f1"], "dev_f1": history["best_dev_f1"]},
+               "tagger": {"label": "pipeline", "seed": seed, "model_dir": result["model"], "commit": None, "date": None,
+                          "test_f1": result["test_f1"], "dev_f1": history["best_dev_f1"]},
                "training": {"settings": settings, "best_epoch": history["best_epoch"], "train_seconds": history["train_seconds"]},
                "preparation_seconds": prepared, "dev_f1": history["best_dev_f1"],
-               "test_precision": scores["test"]["precision"], "test_recall": scores["test"]["recall"],
-               "test_f1": scores["test"]["f1"], **provenance()}
+               "test_precision": result["test_precision"], "test_recall": result["test_recall"],
+               "test_f1": result["test_f1"], **provenance()}
         append_rows(args.results, [row])
         shown = {k: row[k] for k in ("source", "dev_f1", "test_f1", "train_verbatim_share")}
         print(json.dumps(shown | {"seed": seed}), flush=True)

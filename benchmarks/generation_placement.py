@@ -19,41 +19,35 @@ answer cache, after an untimed warm-up on two prompts:
 Each row records prompts/s and tokens/s, and whether the answers equal the main thread's (greedy;
 a placement changes no arithmetic, so they should). Rows go to benchmarks/results/generation_placement.jsonl.
 
-``--whole-dataset`` instead times the llm stage's own shard function over every split of the config, in
-the flow's layout (``stage1.llm.shard_size`` rows a shard, ``stage1.runner.max_workers`` threads),
-with the store's answer cache: what ``mner run`` generates for a distilled model (``--model`` is the
-``model`` folder of a distill output), as one row with the minutes for the whole dataset.
+``--whole-dataset`` instead times the flow's llm stage over every split of the config (refreshed, in
+this process: ``stage1.llm.shard_size`` rows a shard on ``stage1.runner.max_workers`` threads), with
+the store's answer cache: what ``mner run`` generates for a distilled model (``--model`` is the
+``model`` folder of the config's own distill output), as one row with the minutes for the whole dataset.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
-import sys
 import tempfile
 import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, Callable
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
-sys.path.insert(0, str(ROOT / "benchmarks"))
 
-import torch  # noqa: E402
-from knowledge_swap import run_until  # noqa: E402
-from stage2 import append_rows, parse_overrides, provenance  # noqa: E402
+import torch
+from harness import RESULTS_DIR, ROOT, append_rows, parse_args, parse_overrides, provenance, run_until, typed_overrides
 
-from engine.distillation import distilled_identity  # noqa: E402
-from engine.generation_process import generation_process  # noqa: E402
-from engine.llm_client import LLMSettings  # noqa: E402
-from engine.local_generate import BatchGenerator, complete_local, load_generator, local_identity  # noqa: E402
-from mner.config import load_config  # noqa: E402
-from mner.samples import SPLITS, read_jsonl  # noqa: E402
-from tasks.llm import llm_shard, shard_settings  # noqa: E402
-from tasks.shards import shard_ranges  # noqa: E402
+from engine.distillation import MODEL_DIR
+from engine.generation_process import generation_process
+from engine.llm_client import LLMSettings
+from engine.local_generate import BatchGenerator, complete_local, load_generator, local_identity
+from mner.config import load_config
+from mner.samples import SPLITS, read_jsonl
+from mner.server import prefect_defaults
 
-RESULTS = ROOT / "benchmarks" / "results" / "generation_placement.jsonl"
+RESULTS = RESULTS_DIR / "generation_placement.jsonl"
 
 
 def answer_shards(generator: BatchGenerator, settings: LLMSettings, shards: list[list], cache: Path,
@@ -71,32 +65,32 @@ def answer_shards(generator: BatchGenerator, settings: LLMSettings, shards: list
     return time.perf_counter() - started, [a for answers, _ in results for a in answers], sum(t for _, t in results)
 
 
-def whole_dataset(model: Path, cfg: Any, prompts: dict[str, Any]) -> dict[str, Any]:
-    """Every split's prompts through :func:`tasks.llm.llm_shard` as the flow maps it; the result row."""
+def whole_dataset(model: Path, args: argparse.Namespace, cfg: Any) -> dict[str, Any]:
+    """Every split's prompts through the flow's llm stage (``refresh`` llm, ``until`` llm), in this process; the result row.
+
+    ``model`` must be the distill output the config's own pipeline asks. Its generation process is
+    started before the clock, as the flow's first shard would start it, so the seconds are the llm
+    stage's (with the earlier stages replayed from the store).
+    """
     llm = cfg.stage1.llm
-    key = json.loads((model.parent / "manifest.json").read_text(encoding="utf-8"))["key"]
-    endpoint = distilled_identity(key, llm.precision)
-    generation_process(model, llm.precision)  # started before the clock, as a flow's first shard would
-    ranges = [(split, start, stop) for split in SPLITS
-              for start, stop in shard_ranges(len(read_jsonl(Path(prompts["dir"]) / f"{split}.jsonl")), llm.shard_size)]
+    distill = run_until(args.config, "distill", typed_overrides(args.overrides))
+    if (ROOT / model).resolve() != (Path(distill["dir"]) / MODEL_DIR).resolve():
+        raise SystemExit(f"--model {model}: the pipeline of {args.config} asks {distill['dir']}/{MODEL_DIR}; "
+                         "--whole-dataset times that one")
+    prefect_defaults()
+    from flows.pipeline import pipeline
 
-    def shard(where: tuple[str, int, int]) -> dict[str, Any]:
-        split, start, stop = where
-        output = llm_shard.fn(prompts=prompts, split=split, start=start, stop=stop, endpoint=endpoint,
-                              llm=shard_settings(llm), artifacts_root=str(cfg.artifacts_root),
-                              runtime={"local_model": str(model)})
-        return json.loads((Path(output["dir"]) / "manifest.json").read_text(encoding="utf-8"))["usage"]
-
+    generation_process(ROOT / model, llm.precision)
     started = time.perf_counter()
-    with ThreadPoolExecutor(cfg.stage1.runner.max_workers, thread_name_prefix="task-runner") as pool:
-        usages = list(pool.map(shard, ranges))
+    merged = pipeline(config_file=args.config, overrides=parse_overrides(args.overrides), refresh=["llm"], until="llm")["llm"]
     seconds = time.perf_counter() - started
+    usages = [shard["usage"] for shard in json.loads((Path(merged) / "summary.json").read_text(encoding="utf-8"))["shards"]]
     generated = sum(u["requests"] for u in usages)
     return {"dataset": cfg.dataset.name, "placement": "generation process, whole dataset (llm stage shards)",
-            "model": str(model), "prompts": sum(stop - start for _, start, stop in ranges), "generated": generated,
-            "cached": sum(u["cached"] for u in usages), "shards": len(ranges), "batch": llm.batch_size,
-            "max_tokens": llm.max_tokens, "precision": llm.precision, "torch_threads": torch.get_num_threads(),
-            "seconds": round(seconds, 1), "minutes": round(seconds / 60, 1),
+            "model": str(model), "prompts": sum(len(read_jsonl(Path(merged) / f"{split}.jsonl")) for split in SPLITS),
+            "generated": generated, "cached": sum(u["cached"] for u in usages), "shards": len(usages),
+            "batch": llm.batch_size, "max_tokens": llm.max_tokens, "precision": llm.precision,
+            "torch_threads": torch.get_num_threads(), "seconds": round(seconds, 1), "minutes": round(seconds / 60, 1),
             "prompts_per_second": round(generated / seconds, 3),
             "tokens_per_second": round(sum(u["completion_tokens"] for u in usages) / seconds, 1),
             "same_as_main_thread": None, **provenance()}
@@ -111,12 +105,12 @@ def main() -> None:
     parser.add_argument("--shards", type=int, default=2)
     parser.add_argument("--whole-dataset", action="store_true", help="every split through the llm stage's shards")
     parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE")
-    args = parser.parse_args()
+    args = parse_args(parser)
     overrides = parse_overrides(args.overrides)
     cfg = load_config(args.config, overrides)
-    prompts = run_until(args.config, "prompts", overrides)
+    prompts = run_until(args.config, "prompts", typed_overrides(args.overrides))
     if args.whole_dataset:
-        row = whole_dataset(args.model, cfg, prompts)
+        row = whole_dataset(args.model, args, cfg)
         append_rows(RESULTS, [row])
         print(json.dumps(row), flush=True)
         return

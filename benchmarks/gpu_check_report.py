@@ -132,10 +132,10 @@ def main() -> None:
     parser.add_argument("--out", type=Path, default=RESULTS)
     args = parser.parse_args()
     sys.path.insert(0, str(ROOT / "benchmarks"))
-    from stage2 import provenance  # imports the pipeline: only here, so the functions above stay light
+    from harness import provenance  # imports the pipeline: only here, so the functions above stay light
 
     cases = read_junit(args.junit) if args.junit.exists() else None
-    origin = {**provenance(), "command": args.command}
+    origin = provenance(args.command)
     record = build_record(cases, args.tests_exit, last_json_line(args.stage2), args.training_exit, visible_gpus(),
                           args.seconds, origin)
     args.out.parent.mkdir(parents=True, exist_ok=True)

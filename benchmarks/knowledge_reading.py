@@ -21,44 +21,21 @@ from __future__ import annotations
 
 import argparse
 import json
-import re
-import sys
 import tempfile
 import time
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
-sys.path.insert(0, str(ROOT / "benchmarks"))
+from harness import RESULTS_DIR, append_rows, gold_entities, parse_args, provenance, verbatim_share
 
-from stage2 import append_rows, provenance  # noqa: E402
+from engine.llm_client import LLMSettings
+from engine.local_generate import complete_local, load_generator, local_identity
+from mner import formats, pgim
+from mner.config import LlmConfig, resolve_config
+from mner.samples import read_jsonl
+from mner.store import ArtifactStore
+from mner.trained import latest_distilled
 
-from engine.llm_client import LLMSettings  # noqa: E402
-from engine.local_generate import complete_local, load_generator, local_identity  # noqa: E402
-from mner import formats, pgim  # noqa: E402
-from mner.config import LlmConfig, resolve_config  # noqa: E402
-from mner.samples import read_jsonl  # noqa: E402
-from mner.store import ArtifactStore  # noqa: E402
-from mner.tags import iob2_spans  # noqa: E402
-from mner.trained import latest_distilled  # noqa: E402
-from tasks.distill import distilled_by  # noqa: E402
-
-RESULTS = ROOT / "benchmarks" / "results" / "knowledge_reading.jsonl"
-
-
-def gold_entities(tokens: list[str], tags: list[str]) -> list[str]:
-    """The gold entities of one tweet as strings of their words."""
-    return [" ".join(tokens[s.start: s.end]) for s in iob2_spans(tags)]
-
-
-def verbatim_share(entities: list[list[str]], answers: list[str]) -> float:
-    """Share of the gold entities (over all tweets) that appear word for word in their tweet's answer."""
-    found = total = 0
-    for names, answer in zip(entities, answers):
-        for name in names:
-            total += 1
-            found += bool(re.search(rf"(?<!\w){re.escape(name.lower())}(?!\w)", answer.lower()))
-    return round(found / max(total, 1), 4)
+RESULTS = RESULTS_DIR / "knowledge_reading.jsonl"
 
 
 def zero_shot_test_prompts(store: ArtifactStore, test: list, test_file: object) -> list[dict]:
@@ -92,14 +69,14 @@ def main() -> None:
     parser.add_argument("--batch", type=int, default=32)
     parser.add_argument("--precision", default="auto", choices=["auto", "bf16", "fp32"])
     parser.add_argument("--show", type=int, default=5)
-    args = parser.parse_args()
+    args = parse_args(parser)
     cfg = resolve_config(None, args.config, None)
     store = ArtifactStore(cfg.artifacts_root)
     test = formats.read_conll(cfg.dataset.test, repair=True).sentences
     chatgpt = pgim.read_knowledge(cfg.dataset.knowledge_test, test).knowledge[: args.test]
     test = test[: args.test]
     rows = zero_shot_test_prompts(store, test, cfg.dataset.test)
-    distilled, key = latest_distilled(cfg.artifacts_root, *distilled_by(cfg))
+    distilled, key = latest_distilled(cfg.artifacts_root)
     distill_manifest = json.loads((distilled.parent / "manifest.json").read_text(encoding="utf-8"))
     distill_result = distill_manifest["result"]
     prompts = [r["messages"] for r in rows]

@@ -13,25 +13,19 @@ from __future__ import annotations
 
 import argparse
 import json
-import sys
 import tempfile
 import time
-from pathlib import Path
 
 import yaml
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
-sys.path.insert(0, str(ROOT / "benchmarks"))
+from harness import RESULTS_DIR, ROOT, append_rows, parse_args, provenance, write_pgim_knowledge
 
-from stage2 import append_rows, provenance  # noqa: E402
-
-from mner import formats, pgim  # noqa: E402
-from mner.server import prefect_defaults  # noqa: E402
+from mner import formats, pgim
+from mner.server import prefect_defaults
 
 DATA = ROOT.parent / "shared" / "data" / "twitter2015"
 OUT = ROOT / "benchmarks" / "out" / "knowledge_sources"
-RESULTS = ROOT / "benchmarks" / "results" / "knowledge_sources.jsonl"
+RESULTS = RESULTS_DIR / "knowledge_sources.jsonl"
 
 
 def write_subset(sizes: dict[str, int]) -> dict[str, str]:
@@ -45,12 +39,7 @@ def write_subset(sizes: dict[str, int]) -> dict[str, str]:
         keep = [i for i, s in enumerate(sentences) if i < sizes[split] or (split == "train" and s.image_id in examples)]
         formats.write_conll(OUT / f"{name}.txt", [sentences[i] for i in keep])
         blocks = pgim.read_knowledge(DATA / f"pgim/knowledge_{name}.txt", sentences).knowledge
-        knowledge_lines = []
-        for i in keep:  # PGIM's block format: tokens, <EOS>, knowledge words
-            s = sentences[i]
-            knowledge_lines += [f"{t}\t{g}" for t, g in zip(s.tokens, s.tags)] + ["<EOS>\tX"]
-            knowledge_lines += [f"{w}\tX" for w in blocks[i].split()] + [""]
-        (OUT / f"knowledge_{name}.txt").write_text("\n".join(knowledge_lines) + "\n", encoding="utf-8")
+        write_pgim_knowledge(OUT / f"knowledge_{name}.txt", [sentences[i] for i in keep], [blocks[i] for i in keep])
         fields[split] = str(OUT / f"{name}.txt")
         fields[f"knowledge_{split}"] = str(OUT / f"knowledge_{name}.txt")
         fields[f"{split}_size"] = len(keep)
@@ -64,7 +53,7 @@ def main() -> None:
     parser.add_argument("--dev", type=int, default=100)
     parser.add_argument("--test", type=int, default=300)
     parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE")
-    args = parser.parse_args()
+    args = parse_args(parser)
     if not DATA.is_dir():
         raise SystemExit(f"{DATA} is absent: this benchmark needs ../shared/data")
     prefect_defaults(tempfile.mkdtemp(prefix="mner-bench-prefect-"))

@@ -20,8 +20,8 @@ training settings (those of the label's first row; its model need not be on disk
 model's Z on every split and a [T;Z] tagger trained on its own train Z, which is what the pipeline
 does by default (source ``distilled, own train Z``). A bare ``--source`` runs only that.
 
-Local answers come from the llm stage's own shard function (:func:`tasks.llm.llm_shard`), greedy,
-with the config's ``stage1.llm`` settings. They go into the store's per-sample answer cache, so a later
+Local answers come from the engine's answer loop, as the llm stage gets them (:func:`harness.local_answers`),
+greedy, with the config's ``stage1.llm`` settings. They go into the store's per-sample answer cache, so a later
 ``mner run`` of the same config reuses them. Each row also has the share of gold entities that
 appear verbatim in Z and the generation rate of the answers that were not cached.
 """
@@ -30,79 +30,38 @@ from __future__ import annotations
 
 import argparse
 import json
-import subprocess
-import sys
 import time
 from pathlib import Path
 from typing import Any
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
-sys.path.insert(0, str(ROOT / "benchmarks"))
+from harness import (RESULTS_DIR, ROOT, STAGE2_RESULTS as STAGE2, append_rows, gold_entities, local_answers, log_stages_to_stderr,
+                     mner_run, parse_args, parse_overrides, provenance, read_rows, run_until, typed_overrides, verbatim_share)
 
-from knowledge_reading import gold_entities, verbatim_share  # noqa: E402
-from stage2 import RESULTS as STAGE2, append_rows, log_stages_to_stderr, parse_overrides, provenance  # noqa: E402
+from engine.distillation import distilled_identity
+from engine.llm_server import default_model_path
+from engine.local_generate import answering_identity
+from engine.runtime import pick_device, set_threads, use_bf16
+from engine.taggers import load_tagger, predict
+from mner import formats, pgim
+from mner.config import PipelineConfig, load_config
+from mner.metrics import evaluate
+from mner.samples import Sample, read_jsonl
 
-from engine.distillation import distilled_identity  # noqa: E402
-from engine.generation_process import generation_process  # noqa: E402
-from engine.llm_server import default_model_path  # noqa: E402
-from engine.local_generate import answering_identity  # noqa: E402
-from engine.runtime import pick_device, set_threads, use_bf16  # noqa: E402
-from engine.taggers import load_tagger, predict  # noqa: E402
-from mner import formats, pgim  # noqa: E402
-from mner.config import PipelineConfig, load_config  # noqa: E402
-from mner.metrics import evaluate  # noqa: E402
-from mner.samples import Sample, read_jsonl  # noqa: E402
-from mner.store import ArtifactStore  # noqa: E402
-from tasks.llm import llm_shard, shard_settings  # noqa: E402
-
-RESULTS = ROOT / "benchmarks" / "results" / "knowledge_swap.jsonl"
+RESULTS = RESULTS_DIR / "knowledge_swap.jsonl"
 SPLITS = ("dev", "test")
 BASE_ZERO_SHOT = {"stage1.knowledge.backend": "llm", "stage1.llm.backend": "transformers", "stage1.prompt.n_examples": 0,
                   "stage1.retrieval.embedder": "random", "stage1.ocr.backend": "none"}
 
 
-def mner_run(config: str, overrides: dict[str, Any], until: str | None = None) -> dict[str, Any]:
-    """Run the pipeline (up to ``until``) in a child ``mner run``; return what it prints."""
-    mner = str(Path(sys.executable).with_name("mner"))
-    args = [mner, "run", "-c", config, *(["--until", until] if until else []), "--json",
-            *[a for key, value in overrides.items() for a in ("--set", f"{key}={value}")]]
-    done = subprocess.run(args, cwd=ROOT, capture_output=True, text=True, check=False)
-    if done.returncode != 0:
-        raise SystemExit(f"{' '.join(args)} failed ({done.returncode}):\n{done.stderr[-3000:]}")
-    return json.loads(done.stdout)
-
-
-def run_until(config: str, stage: str, overrides: dict[str, Any]) -> dict[str, Any]:
-    """Run the pipeline up to ``stage`` in a child ``mner run``; return that stage's output as stored."""
-    directory = Path(mner_run(config, overrides, stage)[stage])
-    manifest = json.loads((directory / "manifest.json").read_text(encoding="utf-8"))
-    output = ArtifactStore(directory.parents[1]).load(stage, manifest["key"])
-    if output is None:
-        raise SystemExit(f"{directory}: the {stage} output printed by mner run is not in its store")
-    return output.to_dict()
-
-
-def local_answers(cfg: PipelineConfig, prompts: dict[str, Any], split: str, endpoint: str,
+def split_answers(cfg: PipelineConfig, prompts: dict[str, Any], split: str, endpoint: str,
                   model: str | None) -> tuple[dict[str, str], dict[str, Any]]:
-    """``{id: Z}`` of one split from the llm stage's shard function, and what generating it cost.
-
-    The model is loaded before the shard runs, so the shard's time (its manifest's ``timings``, kept
-    when a rerun finds it published) is generation alone.
-    """
-    rows = read_jsonl(Path(prompts["dir"]) / f"{split}.jsonl")
-    generation_process(model, cfg.stage1.llm.precision)  # started here: the shard's time is generation alone
-    shard = llm_shard.fn(prompts=prompts, split=split, start=0, stop=len(rows), endpoint=endpoint,
-                         llm=shard_settings(cfg.stage1.llm), artifacts_root=str(cfg.artifacts_root),
-                         runtime={"local_model": model} if model else None)
-    manifest = json.loads((Path(shard["dir"]) / "manifest.json").read_text(encoding="utf-8"))
-    results = read_jsonl(Path(shard["dir"]) / "results.jsonl")
-    failed = [r["id"] for r in results if r.get("error")]
-    if failed:
-        raise SystemExit(f"{split}: {len(failed)} prompts got no answer (first ids {failed[:5]}); rerun to ask again")
-    usage, seconds = manifest["usage"], manifest["timings"]["total_s"]
+    """``{id: Z}`` of one split, answered as the llm stage answers (:func:`harness.local_answers`), and what it cost."""
+    source = Path(prompts["dir"]) / f"{split}.jsonl"
+    rows = read_jsonl(source)
+    answers, summary = local_answers(cfg, rows, source, endpoint, model)
+    usage, seconds = summary["usage"], summary["seconds"]
     generated = usage["requests"]
-    return ({r["id"]: r["knowledge"] or "" for r in results},
+    return (answers,
             {"prompts": len(rows), "generated": generated, "cached": usage["cached"], "seconds": round(seconds, 1),
              "prompts_per_second": round(generated / seconds, 3) if generated and seconds else None,
              "completion_tokens": usage["completion_tokens"]})
@@ -122,7 +81,8 @@ def source_knowledge(source: str, cfg: PipelineConfig, args: Any, splits: dict[s
         result = json.loads((Path(distill["dir"]) / "manifest.json").read_text(encoding="utf-8"))["result"]
         about = {"model": endpoint, "base_model": Path(cfg.stage1.distill.base_model or default_model_path()).name,
                  "pairs": result["train_pairs"], "epochs": result["epochs"],
-                 "heldout_loss": result["history"][-1]["heldout_loss"], "prompts_template": str(cfg.stage1.prompt.template_dir.name)}
+                 "heldout_loss": result["history"][-1]["heldout_loss"],
+                 "prompts_template": str(cfg.stage1.prompt.template_dir.name)}
     else:
         base_cfg = load_config(args.base_config, {**BASE_ZERO_SHOT, "stage1.llm.max_tokens": cfg.stage1.llm.max_tokens,
                                                   "stage1.llm.batch_size": cfg.stage1.llm.batch_size,
@@ -132,7 +92,7 @@ def source_knowledge(source: str, cfg: PipelineConfig, args: Any, splits: dict[s
         about = {"model": endpoint, "prompts_template": str(base_cfg.stage1.prompt.template_dir.name)}
     knowledge, generation = {}, {}
     for split, samples in splits.items():
-        answers, generation[split] = local_answers(cfg, prompts, split, endpoint, model)
+        answers, generation[split] = split_answers(cfg, prompts, split, endpoint, model)
         missing = [s.id for s in samples if s.id not in answers]
         if missing:
             raise SystemExit(f"{prompts['dir']}/{split}.jsonl has no prompt for {len(missing)} {split} samples "
@@ -146,7 +106,8 @@ def own_train_row(args: Any, cfg: PipelineConfig, tagger: dict[str, Any], seed: 
     """The distilled route as ``mner run -c CONFIG`` runs it: Z on every split from the distilled model, [T;Z] trained on it."""
     settings = {k: v for k, v in tagger["overrides"].items() if k != "train.seed"}
     started = time.perf_counter()
-    result = mner_run(args.config, {**args.overrides, **settings, "train.seed": seed, "variants": "[text+knowledge]"})["text+knowledge"]
+    run = {**args.overrides, **settings, "train.seed": seed, "variants": "[text+knowledge]"}
+    result = mner_run(args.config, run)["text+knowledge"]
     history = json.loads((Path(result["model"]) / "history.json").read_text(encoding="utf-8"))
     return {"dataset": cfg.dataset.name, "source": "distilled, own train Z",
             **{k: about[k] for k in ("model", "base_model", "pairs", "epochs", "heldout_loss")},
@@ -188,15 +149,14 @@ def main() -> None:
                         help="sources whose Z the label's taggers are scored with (their models must be on disk); "
                              "none (a bare --source) with --own-train-seeds runs only the pipeline, which takes its "
                              "training settings from the label's first row")
-    args = parser.parse_args()
+    args = parse_args(parser)
     log_stages_to_stderr()
     set_threads(0)
-    args.overrides = dict(item.split("=", 1) for item in args.set)  # as typed, for the child mner runs
+    args.overrides = typed_overrides(args.set)
     cfg = load_config(args.config, parse_overrides(args.set))
-    labelled = [r for r in (json.loads(line) for line in STAGE2.read_text(encoding="utf-8").splitlines() if line.strip())
-                if r.get("label") == args.label and r["dataset"] == cfg.dataset.name and r["variant"] == "text+knowledge"
-                and "test_f1" in r]
-    taggers = [r for r in labelled if Path(r["model_dir"]).is_dir()]
+    labelled = [r for r in read_rows(STAGE2) if r.get("label") == args.label and r["dataset"] == cfg.dataset.name
+                and r["variant"] == "text+knowledge" and "test_f1" in r]
+    taggers = [r for r in labelled if (ROOT / r["model_dir"]).is_dir()]  # relative to the project root
     if not labelled or (args.source and not taggers):
         raise SystemExit(f"{STAGE2}: no [T;Z] row with label {args.label!r} on {cfg.dataset.name}"
                          + (" whose model is on disk" if labelled else ""))
@@ -212,7 +172,7 @@ def main() -> None:
         shown = [{"id": t.id, "tweet": " ".join(t.tokens), "entities": entities[i], "z": knowledge["test"][i]}
                  for i, t in enumerate(splits["test"][: args.show])]
         for tagger in taggers:
-            scores = score(tagger["model_dir"], cfg.train.precision, splits, knowledge)
+            scores = score(str(ROOT / tagger["model_dir"]), cfg.train.precision, splits, knowledge)
             dev, test = scores["dev"], scores["test"]
             rows.append({"dataset": cfg.dataset.name, "source": source, **about, "test_verbatim_share": share, "examples": shown,
                          "tagger": {k: tagger[k] for k in ("label", "commit", "date", "model_dir", "test_f1", "dev_f1")}

@@ -34,28 +34,23 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import sys
 import tempfile
 import time
 from pathlib import Path
 from typing import Any
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
-sys.path.insert(0, str(ROOT / "benchmarks"))
 
-import torch  # noqa: E402
-from knowledge_swap import run_until  # noqa: E402
-from stage2 import append_rows, provenance  # noqa: E402
+import torch
+from harness import RESULTS_DIR, ROOT, append_rows, parse_args, provenance, run_until
 
-from engine.llm_client import LLMSettings, complete_all  # noqa: E402
-from engine.llm_server import local_llama_server  # noqa: E402
-from engine.local_generate import complete_local, load_generator, local_identity  # noqa: E402
-from mner.config import LlmConfig, load_config  # noqa: E402
-from mner.formats import read_conll  # noqa: E402
-from mner.samples import read_jsonl  # noqa: E402
+from engine.llm_client import LLMSettings, complete_all
+from engine.llm_server import local_llama_server
+from engine.local_generate import complete_local, load_generator, local_identity
+from mner.config import LlmConfig, load_config
+from mner.formats import read_conll
+from mner.samples import read_jsonl
 
-RESULTS = ROOT / "benchmarks" / "results" / "llm_throughput.jsonl"
+RESULTS = RESULTS_DIR / "llm_throughput.jsonl"
 DATA = ROOT.parent / "shared" / "data" / "twitter2015" / "train.txt"
 FEW_SHOT = {"stage1.knowledge.backend": "llm", "stage1.ocr.backend": "none"}
 SHORT_PROMPT = "short knowledge prompt, Twitter-2015 train"
@@ -145,7 +140,7 @@ def main() -> None:
                         help="the pipeline's test prompts: 5-shot for the base model, zero-shot for the distilled one")
     parser.add_argument("--base-config", default="configs/twitter2017.yaml")
     parser.add_argument("--distilled-config", default="configs/twitter2017-distilled.yaml")
-    args = parser.parse_args()
+    args = parse_args(parser)
     distilled = None
     if args.pipeline:
         prompts, prompt_tokens, prompt_name = pipeline_prompts(args.base_config, FEW_SHOT, args.prompts)

@@ -31,25 +31,20 @@ import os
 import subprocess
 import sys
 import time
-from pathlib import Path
 
 import torch
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
-sys.path.insert(0, str(ROOT / "benchmarks"))
+from harness import RESULTS_DIR, ROOT, append_rows, parse_args, parse_overrides, provenance
+from throughput import load_samples, our_step, train_step
 
-from stage2 import append_rows, parse_overrides, provenance  # noqa: E402
-from throughput import load_samples, our_step, train_step  # noqa: E402
+from engine.runtime import memory_mib, pick_device, set_threads, use_bf16
+from engine.taggers import load_tagger, predict
+from mner.config import ModelConfig, load_config
+from mner.formats import read_conll
+from mner.pgim import read_knowledge
+from mner.tags import entity_types, label_list
 
-from engine.runtime import memory_mib, pick_device, set_threads, use_bf16  # noqa: E402
-from engine.taggers import load_tagger, predict  # noqa: E402
-from mner.config import ModelConfig, load_config  # noqa: E402
-from mner.formats import read_conll  # noqa: E402
-from mner.pgim import read_knowledge  # noqa: E402
-from mner.tags import entity_types, label_list  # noqa: E402
-
-RESULTS = ROOT / "benchmarks" / "results" / "memory.jsonl"
+RESULTS = RESULTS_DIR / "memory.jsonl"
 SETTINGS: dict[str, dict[str, str]] = {
     "default": {},
     "mmap-128k": {"MALLOC_MMAP_THRESHOLD_": "131072"},
@@ -115,7 +110,7 @@ def main() -> None:
     parser.add_argument("--set", action="append", default=[], metavar="model.KEY=VALUE")
     parser.add_argument("--evaluate", metavar="MODEL_DIR", help="probe the evaluate stage with this trained tagger instead")
     parser.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
-    args = parser.parse_args()
+    args = parse_args(parser)
     overrides = parse_overrides(args.set)
     if args.child:
         print(json.dumps(evaluation_pass(args.config, args.evaluate) if args.evaluate

@@ -16,26 +16,20 @@ from __future__ import annotations
 
 import argparse
 import json
-import sys
 import time
-from pathlib import Path
 
 import torch
 from torch.profiler import ProfilerActivity, profile
 from torch.utils.flop_counter import FlopCounterMode
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
-sys.path.insert(0, str(ROOT / "benchmarks"))
+from harness import RESULTS_DIR, ROOT, append_rows, parse_args, parse_overrides, provenance
+from throughput import load_samples, our_step, train_step
 
-from stage2 import append_rows, parse_overrides, provenance  # noqa: E402
-from throughput import load_samples, our_step, train_step  # noqa: E402
+from engine.runtime import memory_mib, pick_device, set_threads
+from mner.config import ModelConfig
+from mner.tags import entity_types, label_list
 
-from engine.runtime import memory_mib, pick_device, set_threads  # noqa: E402
-from mner.config import ModelConfig  # noqa: E402
-from mner.tags import entity_types, label_list  # noqa: E402
-
-RESULTS = ROOT / "benchmarks" / "results" / "profile.jsonl"
+RESULTS = RESULTS_DIR / "profile.jsonl"
 
 
 def bf16_matmul_gflops(m: int, k: int, n: int, seconds: float = 3.0) -> float:
@@ -58,7 +52,7 @@ def main() -> None:
     parser.add_argument("--samples", type=int, default=96)
     parser.add_argument("--top", type=int, default=15)
     parser.add_argument("--set", action="append", default=[], metavar="model.KEY=VALUE", help="model setting (YAML value)")
-    args = parser.parse_args()
+    args = parse_args(parser)
     overrides = {k.removeprefix("model."): v for k, v in parse_overrides(args.set).items()}
     threads = set_threads(0)
     device = pick_device("auto")
@@ -92,7 +86,8 @@ def main() -> None:
     # the encoder's widest linear layer on a batch of 16 sentences of 200 sub-tokens
     model_shaped = bf16_matmul_gflops(16 * 200, 384, 1536)
     achieved = flops / seconds / 1e9
-    row = {"samples": len(samples), "model_overrides": overrides, "batches": len(batches), "threads": threads, "seconds": round(seconds, 2),
+    row = {"samples": len(samples), "model_overrides": overrides, "batches": len(batches), "threads": threads,
+           "seconds": round(seconds, 2),
            "sentences_per_second": round(len(samples) / seconds, 2),
            "gflop_per_sentence": round(flops / len(samples) / 1e9, 2), "achieved_gflops": round(achieved, 1),
            "bf16_peak_gflops": round(peak, 1), "share_of_peak": round(achieved / peak, 3),

@@ -12,12 +12,12 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from render_common import commands
+from harness import ROOT, absolute_paths, commands
 from render_memory import memory_section
-from render_seeds import seeds_section, swap_section, z_budget_section
+from render_seeds import seeds_sections, swap_section, z_budget_section
+from render_summary import summary_section
 from render_stage1 import bases_section, distill_section, placement_section, reading_section, stage1_sections
 
-ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "benchmarks" / "results"
 OUT = ROOT / "benchmarks" / "RESULTS.md"
 
@@ -26,10 +26,22 @@ READING = ROOT / "benchmarks" / "reading_notes.md"  # prose about the figures, k
 SEED_LABELS = ("seeds", "seeds-fast", "lr1e-4-test")  # stage2 labels of several seeds per configuration, on today's code
 
 
-def rows(name: str) -> list[dict]:
-    """All result lines of one benchmark, oldest first."""
-    path = RESULTS / name
-    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()] if path.exists() else []
+def read_results(folder: Path) -> dict[str, list[dict]]:
+    """Every results file of ``folder`` by name, its rows oldest first.
+
+    Raises ``ValueError`` naming the file, the line and the path when a row holds an absolute path:
+    RESULTS.md shows commands to rerun on other machines, relative to the project root.
+    """
+    results = {}
+    for path in sorted(folder.glob("*.jsonl")):
+        lines = path.read_text(encoding="utf-8").splitlines()
+        results[path.name] = [json.loads(line) for line in lines if line.strip()]
+        for number, line in enumerate(lines, 1):
+            for field, found in absolute_paths(json.loads(line)) if line.strip() else []:
+                raise ValueError(f"{path}, line {number}: {field} holds the absolute path {found}; name it relative to "
+                                 "the project root, or a model file by its package (benchmarks/harness.py's portable() "
+                                 "makes a checkout's paths relative)")
+    return results
 
 
 def pct(value: float | None) -> str:
@@ -39,13 +51,15 @@ def pct(value: float | None) -> str:
 
 def stage2_table(results: list[dict]) -> list[str]:
     """The main table: one row per (dataset, variant) scored on test."""
-    lines = ["| dataset | variant | dev F1 | test P | test R | test F1 | per-type test F1 | epochs (best) | train s | train sent/s | peak RSS MiB | commit | date |",
+    lines = ["| dataset | variant | dev F1 | test P | test R | test F1 | per-type test F1 | epochs (best) | train s | "
+             "train sent/s | peak RSS MiB | commit | date |",
              "|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
     for r in results:
         per_type = ", ".join(f"{t} {pct(f)}" for t, f in sorted(r["test_per_type_f1"].items()))
         lines.append(f"| {r['dataset']} | {r['variant']} | {pct(r['dev_f1'])} | {pct(r['test_precision'])} | "
                      f"{pct(r['test_recall'])} | **{pct(r['test_f1'])}** | {per_type} | {r['epochs']} ({r['best_epoch']}) | "
-                     f"{r['train_seconds']:.0f} | {r['train_sentences_per_second']:.1f} | {r['peak_rss_mib']:.0f} | {r['commit']} | "
+                     f"{r['train_seconds']:.0f} | {r['train_sentences_per_second']:.1f} | {r['peak_rss_mib']:.0f} | "
+                     f"{r['commit']} | "
                      f"{r['date']} |")
     return lines
 
@@ -59,10 +73,12 @@ def profile_section(profiles: list[dict]) -> list[str]:
           "bf16 model-shape GFLOP/s (share) | peak RSS MiB | top ops by self CPU (ms, share) | date |",
           "|---|---|---|---|---|---|---|---|---|---|---|"]
     for r in profiles:
-        top = "; ".join(f"{o['op'].removeprefix('aten::')} {o['self_cpu_ms']:.0f} ({100 * o['share']:.0f}%)" for o in r["top_ops"][:6])
+        top = "; ".join(f"{o['op'].removeprefix('aten::')} {o['self_cpu_ms']:.0f} ({100 * o['share']:.0f}%)"
+                        for o in r["top_ops"][:6])
         md.append(f"| {r['commit']} | `{json.dumps(r['model_overrides'])}` | {r['samples']} | {r['sentences_per_second']} | "
                   f"{r['gflop_per_sentence']} | {r['achieved_gflops']} | {r['bf16_peak_gflops']} ({pct(r['share_of_peak'])}%) | "
-                  f"{r['bf16_model_shape_gflops']} ({pct(r['share_of_model_shape'])}%) | {r['peak_rss_mib']:.0f} | {top} | {r['date']} |")
+                  f"{r['bf16_model_shape_gflops']} ({pct(r['share_of_model_shape'])}%) | {r['peak_rss_mib']:.0f} | {top} | "
+                  f"{r['date']} |")
     md += ["", "FLOPs: `torch.utils.flop_counter.FlopCounterMode` over forward and backward of the profiled batches "
            "(matmuls and attention; elementwise ops count 0). Peaks: bf16 matmuls timed for 3 s in the same process "
            "and threads.", "", f"Machine: {profiles[-1]['machine']}.", "", "Commands:", ""]
@@ -78,7 +94,8 @@ def backbone_section(stage2: list[dict], backbones: list[dict]) -> list[str]:
           "Same encoder (offline all-MiniLM-L6-v2), seed and 4-epoch budget: text-only 4 epochs; backbone 1 S1 epoch",
           "(encoders frozen) + 3 S2 epochs; align_lambda 0.1, infonce_lambda 0.1 (the defaults; the loss-weight grid",
           "follows). Each text-only row is the newest `main` one of its dataset.", "",
-          "| dataset | model | dev F1 | test P | test R | test F1 | per-type test F1 | epochs (best) | train s | parameters | commit | date |",
+          "| dataset | model | dev F1 | test P | test R | test F1 | per-type test F1 | epochs (best) | train s | parameters "
+          "| commit | date |",
           "|---|---|---|---|---|---|---|---|---|---|---|---|"]
     newest = {b["dataset"]: b for b in backbones if b.get("label") == "main"}  # older rows stay in backbone.jsonl
     for b in newest.values():
@@ -91,7 +108,8 @@ def backbone_section(stage2: list[dict], backbones: list[dict]) -> list[str]:
                       f"{pct(r['test_recall'])} | **{pct(r['test_f1'])}** | {per_type} | {r['epochs']} ({r['best_epoch']}) | "
                       f"{r['train_seconds']:.0f} | {params} | {r['commit']} | {r['date']} |")
         if text:
-            md.append(f"| {b['dataset']} | backbone minus text-only | | | | **{100 * (b['test_f1'] - text[-1]['test_f1']):+.2f}** | | | | | | |")
+            gain = 100 * (b["test_f1"] - text[-1]["test_f1"])
+            md.append(f"| {b['dataset']} | backbone minus text-only | | | | **{gain:+.2f}** | | | | | | |")
     md += ["", f"Machine: {backbones[-1]['machine']}.", ""] + commands(list(newest.values()))
     return md
 
@@ -103,7 +121,8 @@ def grid_section(grid: list[dict]) -> list[str]:
     last_run = {r["dataset"]: (r["date"], r["command"]) for r in grid}  # one run writes a line per point
     runs = [r for r in grid if last_run[r["dataset"]] == (r["date"], r["command"])]
     md = ["## Backbone loss-weight grid (flow `mner-backbone-grid`, choose on dev F1)", "",
-          "| dataset | align_lambda | infonce_lambda | dev F1 | test P | test R | test F1 | chosen on dev | train s | commit | date |",
+          "| dataset | align_lambda | infonce_lambda | dev F1 | test P | test R | test F1 | chosen on dev | train s | commit "
+          "| date |",
           "|---|---|---|---|---|---|---|---|---|---|---|"]
     md += [f"| {r['dataset']} | {r['align_lambda']} | {r['infonce_lambda']} | {r['dev_f1']:.2f} | {r['test_precision']:.2f} | "
            f"{r['test_recall']:.2f} | **{r['test_f1']:.2f}** | {'yes' if r['chosen_on_dev'] else ''} | "
@@ -120,7 +139,8 @@ def variants_section(stage2: list[dict]) -> list[str]:
     md = ["## Tagger variants on [T;Z] Twitter-2015 (same budget)", "",
           "Budget that fits 2 CPU cores: the first 1000 training tweets, 3 epochs, 128 sub-tokens of [T;Z] (Z cut to",
           "fit); full dev and test splits. LoRA: rank 8, alpha 16, on query/key/value of every layer, lr 1e-3.", "",
-          "| variant | dev F1 | test P | test R | test F1 | trainable / total parameters | train s | train sent/s | commit | date |",
+          "| variant | dev F1 | test P | test R | test F1 | trainable / total parameters | train s | train sent/s | commit "
+          "| date |",
           "|---|---|---|---|---|---|---|---|---|---|"]
     for r in variants:
         md.append(f"| {r['label'].removeprefix('variant-')} | {pct(r['dev_f1'])} | {pct(r['test_precision'])} | "
@@ -194,19 +214,23 @@ def gpu_section(checks: list[dict]) -> list[str]:
     return md
 
 
-def main() -> None:
-    """Write RESULTS.md."""
+def render(results: dict[str, list[dict]]) -> str:
+    """RESULTS.md from the rows of each results file (:func:`read_results`)."""
+    def rows(name: str) -> list[dict]:
+        return results.get(name, [])
+
     stage2 = rows("stage2.jsonl")
     scored = [r for r in stage2 if "test_f1" in r and not str(r.get("label", "")).startswith("variant-")
               and r.get("label") not in SEED_LABELS]
     dev_only = [r for r in stage2 if "test_f1" not in r]
     throughput = rows("throughput.jsonl")
     md = ["# Benchmark results", "",
-          "Generated by `python benchmarks/render_results.py` from `benchmarks/results/*.jsonl`; rerun everything",
-          "with `bash benchmarks/run_stage2.sh`. Each line below names its command, commit and date in the JSON",
-          "files; the machine is given once per section.", ""]
-    md += [line for label in SEED_LABELS for line in seeds_section(stage2, label)]
+          "Generated by `python benchmarks/render_results.py` from `benchmarks/results/*.jsonl`. Each line below",
+          "names its command (run from the project root), commit and date in the JSON files; the machine is given",
+          "once per section. `benchmarks/README.md` says which script feeds which section.", ""]
     bases = {r["key"]: r["base"] for r in rows("distill_bases.jsonl")}
+    md += summary_section(stage2, rows("knowledge_swap.jsonl"), bases)
+    md += [line for label in SEED_LABELS for line in seeds_sections(stage2, label)]
     md += z_budget_section(rows("z_budget.jsonl")) + swap_section(rows("knowledge_swap.jsonl"), stage2, bases)
     if scored:
         md += ["## Earlier single-seed runs: text-only vs [T;Z] (PGIM's ChatGPT knowledge), offline all-MiniLM-L6-v2 + CRF", "",
@@ -215,20 +239,20 @@ def main() -> None:
                f"Machine: {scored[-1]['machine']}. Same seed, budget and settings for both variants.", ""]
         md += stage2_table(scored) + [""] + gains(scored) + [""]
         md += ["Commands:", ""] + [f"- `{r['command']}` ({r['date']})" for r in scored] + [""]
-        md += ["Published scores for comparison (test F1, from ../shared/data/README.md): BERT-base-CRF 71.81 / 83.44,",
-               "UMT 73.41 / 85.31, XLM-R-large-CRF 77.04 / 89.11, PGIM (XLM-R-large) 79.33 / 91.43 (T15 / T17).", ""]
     if dev_only:
         md += ["## Settings probes and ablations (dev split only)", "", f"Machine: {dev_only[-1]['machine']}.", ""]
         md += dev_table(dev_only) + [""] + ["Commands:", ""] + [f"- `{r['command']}` ({r['date']})" for r in dev_only] + [""]
     if throughput:
         md += ["## Training throughput: our step vs a naive loop (same 512 [T;Z] samples, one process)", "",
-               "| ours sent/s | naive sent/s | ratio | our settings | samples | batch | max_length | threads | allocator, oneDNN cache | "
+               "| ours sent/s | naive sent/s | ratio | our settings | samples | batch | max_length | threads | "
+               "allocator, oneDNN cache | "
                "machine | commit | command | date |", "|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
         for r in throughput:
             md.append(f"| {r['ours_sentences_per_second']} | {r['naive_sentences_per_second']} | **{r['ratio']}x** | "
                       f"`{json.dumps(our_settings(r))}` | "
                       f"{r['samples']} | {r['batch_size']} | {r['max_length']} | {r['threads']} | "
-                      f"{Path(r.get('allocator', 'libc')).name}, {r.get('onednn_cache', 'default')} | {r['machine'].split(',')[0]} | "
+                      f"{Path(r.get('allocator', 'libc')).name}, {r.get('onednn_cache', 'default')} | "
+                      f"{r['machine'].split(',')[0]} | "
                       f"{r['commit']} | "
                       f"`{r['command']}` | {r['date']} |")
         md += ["", f"Machines: {'; '.join(dict.fromkeys(r['machine'] for r in throughput))}.", ""]
@@ -242,7 +266,12 @@ def main() -> None:
     md += variants_section(stage2)
     md += gpu_section(rows("gpu_check.jsonl"))
     md += READING.read_text(encoding="utf-8").splitlines() + [""]
-    OUT.write_text("\n".join(md), encoding="utf-8")
+    return "\n".join(md)
+
+
+def main() -> None:
+    """Write RESULTS.md."""
+    OUT.write_text(render(read_results(RESULTS)), encoding="utf-8")
     print(f"wrote {OUT}")
 
 

@@ -14,7 +14,7 @@ import statistics
 from collections import defaultdict
 from pathlib import Path
 
-from render_common import commands
+from harness import commands
 
 VARIANTS = ("text", "text+knowledge")
 SPLIT_ORDER = ("train", "dev", "test")
@@ -31,17 +31,33 @@ def by_seed(rows: list[dict]) -> dict[int, dict]:
     return {r["overrides"].get("train.seed", 42): r for r in rows}
 
 
-def seeds_section(stage2: list[dict], label: str = "seeds") -> list[str]:
-    """Stage 2 over seeds: per dataset and variant mean ± sd of dev and test F1, and [T;Z] − text paired by seed."""
+def knowledge_backend(row: dict) -> str:
+    """The ``stage1.knowledge.backend`` a stage2.jsonl row ran with (rows before the field: ``file``, PGIM's answers)."""
+    return row.get("knowledge_backend") or row.get("overrides", {}).get("stage1.knowledge.backend", "file")
+
+
+def seeds_sections(stage2: list[dict], label: str = "seeds") -> list[str]:
+    """:func:`seeds_section` of ``label`` for each knowledge backend its [T;Z] rows ran with, PGIM's file first."""
+    backends = {knowledge_backend(r) for r in stage2 if r.get("label") == label and r["variant"] == "text+knowledge"}
+    return [line for backend in sorted(backends or {"file"}, key=lambda b: (b != "file", b))
+            for line in seeds_section(stage2, label, backend)]
+
+
+def seeds_section(stage2: list[dict], label: str = "seeds", backend: str = "file") -> list[str]:
+    """Stage 2 over seeds: per dataset and variant mean ± sd of dev and test F1, and [T;Z] − text paired by seed.
+
+    The [T;Z] rows are those of knowledge ``backend``; text-only rows, which read no Z, are the label's whatever their backend.
+    """
     groups: dict[tuple[str, str], list[dict]] = defaultdict(list)
     for r in stage2:
-        if r.get("label") == label and "test_f1" in r:
+        if r.get("label") == label and "test_f1" in r and (r["variant"] == "text" or knowledge_backend(r) == backend):
             groups[(r["dataset"], r["variant"])].append(r)
     if not groups:
         return []
     first = next(iter(groups.values()))[0]
-    settings = {k: v for k, v in first["overrides"].items() if k != "train.seed"}
-    md = [f"## Stage 2 over seeds on today's code: text-only vs [T;Z] (PGIM's ChatGPT knowledge), label `{label}`", "",
+    settings = {k: v for k, v in first["overrides"].items() if k not in ("train.seed", "stage1.knowledge.backend")}
+    knowledge = "PGIM's ChatGPT knowledge" if backend == "file" else f"`stage1.knowledge.backend: {backend}`"
+    md = [f"## Stage 2 over seeds on today's code: text-only vs [T;Z] ({knowledge}), label `{label}`", "",
           f"Offline all-MiniLM-L6-v2 + CRF with `{json.dumps(settings)}`, the rest at the defaults; the best dev epoch is "
           "scored on test, once per seed. ± is the standard deviation over seeds (n−1).", "",
           "| dataset | variant | seeds | dev F1 | test F1 | per-seed test F1 | train sent/s | peak RSS MiB | commit |",
@@ -52,7 +68,8 @@ def seeds_section(stage2: list[dict], label: str = "seeds") -> list[str]:
                   f"**{spread([r['test_f1'] for r in seeds.values()])}** | "
                   f"{' / '.join(f'{100 * x:.2f}' for x in (r['test_f1'] for r in seeds.values()))} | "
                   f"{statistics.fmean(r['train_sentences_per_second'] for r in seeds.values()):.1f} | "
-                  f"{max(r['peak_rss_mib'] for r in seeds.values()):.0f} | {', '.join(sorted({r['commit'] for r in seeds.values()}))} |")
+                  f"{max(r['peak_rss_mib'] for r in seeds.values()):.0f} | "
+                  f"{', '.join(sorted({r['commit'] for r in seeds.values()}))} |")
     md.append("")
     for dataset in sorted({d for d, _ in groups}):
         text, tz = (by_seed(groups.get((dataset, v), [])) for v in VARIANTS)

@@ -3,7 +3,7 @@ distillation cost and the knowledge side by side. Used by benchmarks/render_resu
 
 from __future__ import annotations
 
-from render_common import commands
+from harness import commands
 
 
 def fused_gains(retrieval: list[dict]) -> list[str]:
@@ -27,7 +27,8 @@ def stage1_sections(retrieval_rows: list[dict], llm: list[dict], sources: list[d
                "Queries without gold entities are skipped; examples are PGIM's hand-written ones (all from train).", "",
                "`fused` is MSEA proper: H of the multimodal backbone of the section below, pooled over the words",
                "(`mean`: all words alike; `entity`: weighted by the tagger's entity belief; chosen on dev).", "",
-               "| dataset | split | embedder | query | k | score | queries | examples | date |", "|---|---|---|---|---|---|---|---|---|"]
+               "| dataset | split | embedder | query | k | score | queries | examples | date |",
+               "|---|---|---|---|---|---|---|---|---|"]
         md += [f"| {r['dataset']} | {r['split']} | {r['embedder']} | {r['query']} | {r['k']} | **{r['score']:.3f}** | "
                f"{r['n_queries']} | {r['n_examples']} | {r['date']} |" for r in retrieval]
         md += [""] + fused_gains(retrieval) + ["", f"Machine: {retrieval[-1]['machine']}.", ""] + commands(retrieval)
@@ -50,7 +51,8 @@ def distill_section(runs: list[dict]) -> list[str]:
     md = ["## Distillation cost: the `distill` stage on SmolLM2-135M (zero-shot prompts, PGIM's ChatGPT answers)", "",
           "`full epoch (est.)` scales the measured epoch to every train sentence at the same seconds per pair. "
           "Epoch seconds, tokens/s and the losses are the last epoch's.", "",
-          "| dataset | method | pairs | trainable params | bf16 | batch | epochs | epoch s | tokens/s | train loss | held-out loss "
+          "| dataset | method | pairs | trainable params | bf16 | batch | epochs | epoch s | tokens/s | train loss | "
+          "held-out loss "
           "| peak RSS MiB | allocator, oneDNN cache | full epoch (est.) min | commit | date |",
           "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
     md += [f"| {r['dataset']} | {r['method']} | {r['pairs']} | {r['trainable_parameters']:,} | {r['bf16']} | "
@@ -84,7 +86,7 @@ def bases_section(runs: list[dict]) -> list[str]:
 
 
 def reading_section(runs: list[dict]) -> list[str]:
-    """Issue 14: knowledge Z from ChatGPT, the base and the distilled local model, side by side (benchmarks/knowledge_reading.py)."""
+    """Issue 14: knowledge Z from ChatGPT, the base and the distilled model, side by side (benchmarks/knowledge_reading.py)."""
     if not runs:
         return []
     r = runs[-1]  # older runs stay in knowledge_reading.jsonl
@@ -92,7 +94,8 @@ def reading_section(runs: list[dict]) -> list[str]:
     md = ["## Reading the knowledge: ChatGPT vs the base and the distilled SmolLM2 (test tweets)", "",
           f"The first {r['tweets']} test tweets of {r['dataset']} ({r['gold_entities']} gold entities), zero-shot prompts, "
           f"greedy, at most {r['max_tokens']} new tokens. The distilled model learnt from {d['pairs']} train pairs, "
-          f"{d['epochs']} epoch(s), {d['method']} (held-out loss {d['heldout_loss']}): a cost probe, not a full distillation.", "",
+          f"{d['epochs']} epoch(s), {d['method']} (held-out loss {d['heldout_loss']}): a cost probe, not a full "
+          "distillation.", "",
           "| source | gold entities verbatim in Z | mean words | prompts/s |", "|---|---|---|---|"]
     md += [f"| {name} | {100 * share:.1f}% | {r['mean_words'][name]} | {r['prompts_per_second'].get(name, '-')} |"
            for name, share in r["verbatim_share"].items()]
@@ -144,7 +147,7 @@ def placement_section(runs: list[dict]) -> list[str]:
           "stage's shard function in the flow's layout (`--whole-dataset`); its seconds are the dataset's.", "",
           "| model | prompts (shards x batch) | placement | seconds | prompts/s | tokens/s | same | commit | date |",
           "|---|---|---|---|---|---|---|---|---|"]
-    md += [f"| {r['model'].split('/artifacts/')[-1]} | {r['prompts']} ({r['shards']} x {r['batch']}) | {r['placement']} | "
+    md += [f"| {r['model'].split('artifacts/')[-1]} | {r['prompts']} ({r['shards']} x {r['batch']}) | {r['placement']} | "
            f"{r['seconds']}{minutes(r)} | "
            f"**{r['prompts_per_second']}** | {r['tokens_per_second']} | "
            f"{'-' if r['same_as_main_thread'] is None else r['same_as_main_thread']} | {r['commit']} | {r['date']} |"

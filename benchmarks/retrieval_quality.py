@@ -10,7 +10,7 @@ BLIP-2 caption, plus ``text`` on the tweet alone, and ``fused`` (MSEA: pooled fu
 multimodal backbone trained by ``benchmarks/backbone.py``; the newest row of
 benchmarks/results/backbone.jsonl with the given label names its directory, which must still be in the
 artifact store) on tweet + caption. Retrieval runs through the stage's own
-functions (tasks.retrieve: items, embedders, FAISS index, search). Needs ../shared/data.
+functions (engine.retrieval: items, embedders, FAISS index, search). Needs ../shared/data.
 Appends one JSON line per (dataset, embedder, query) to benchmarks/results/retrieval.jsonl and
 prints a markdown table.
 """
@@ -18,37 +18,32 @@ prints a markdown table.
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 import time
 from dataclasses import replace
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
-sys.path.insert(0, str(ROOT / "benchmarks"))
-
-from stage2 import append_rows, provenance  # noqa: E402
+from harness import RESULTS_DIR, ROOT, append_rows, parse_args, provenance, read_rows
 
 from engine.retrieval import EmbedderOptions, example_items, make_embedder, retrieve
-from mner import formats, pgim  # noqa: E402
-from mner.samples import Sample  # noqa: E402
-from mner.tags import iob2_spans  # noqa: E402
+from mner import formats, pgim
+from mner.samples import Sample
+from mner.tags import iob2_spans
 
-RESULTS = ROOT / "benchmarks" / "results" / "retrieval.jsonl"
+RESULTS = RESULTS_DIR / "retrieval.jsonl"
 DATA = ROOT.parent / "shared" / "data"
 SPLIT_FILES = {"train": "train.txt", "dev": "valid.txt", "test": "test.txt"}
 RUNS = (("random", "tweet+caption"), ("text", "tweet+caption"), ("text", "tweet"), ("fused", "tweet+caption"))
-BACKBONES = ROOT / "benchmarks" / "results" / "backbone.jsonl"
+BACKBONES = RESULTS_DIR / "backbone.jsonl"
 
 
 def backbone_dir(dataset: str, label: str) -> str:
-    """Directory of the newest backbone trained by benchmarks/backbone.py on ``dataset`` under ``label``."""
-    rows = [json.loads(line) for line in BACKBONES.read_text().splitlines()] if BACKBONES.exists() else []
-    rows = [r for r in rows if r["dataset"] == dataset and r["label"] == label and Path(r["model_dir"]).is_dir()]
+    """The model directory of the newest backbone.jsonl row for ``dataset`` and ``label`` still in the store."""
+    rows = [r for r in read_rows(BACKBONES)
+            if r["dataset"] == dataset and r["label"] == label and (ROOT / r["model_dir"]).is_dir()]
     if not rows:
         sys.exit(f"no backbone for {dataset} (label {label!r}) in {BACKBONES}: run benchmarks/backbone.py first")
-    return rows[-1]["model_dir"]
+    return str(ROOT / rows[-1]["model_dir"])
 
 
 def read_items(folder: Path, split: str, captions: dict[str, str]) -> tuple[list[Sample], list[set[str]]]:
@@ -85,7 +80,8 @@ def run_dataset(name: str, split: str, k: int, seed: int, embedders: list[str], 
         strip = (lambda items: [replace(i, caption="") for i in items]) if query == "tweet" else list
         started = time.time()
         model_dir = backbone_dir(name, label) if embedder_name == "fused" else None
-        embedder = make_embedder(embedder_name, EmbedderOptions(seed=seed, backbone_dir=model_dir, pooling=pooling or EmbedderOptions.pooling))
+        options = EmbedderOptions(seed=seed, backbone_dir=model_dir, pooling=pooling or EmbedderOptions.pooling)
+        embedder = make_embedder(embedder_name, options)
         _, hits = retrieve(strip(queries), strip(examples), embedder, k)
         score, n_queries = type_overlap(hits, query_types, example_types, k)
         rows.append({"dataset": name, "split": split, "embedder": embedder_name + (f" ({pooling})" if pooling else ""),
@@ -105,12 +101,14 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=42)
     parser.add_argument("--embedders", nargs="+", default=["random", "text", "fused"], choices=["random", "text", "fused"])
     parser.add_argument("--backbone-label", default="main", help="label of the backbone.jsonl row to use for fused")
-    parser.add_argument("--pooling", nargs="+", default=[EmbedderOptions.pooling], choices=["mean", "entity"], help="fused: how H is pooled")
-    args = parser.parse_args()
+    parser.add_argument("--pooling", nargs="+", default=[EmbedderOptions.pooling], choices=["mean", "entity"],
+                        help="fused: how H is pooled")
+    args = parse_args(parser)
     if not DATA.is_dir():
         sys.exit(f"benchmark data not found at {DATA} (see the project README)")
     meta = provenance()
-    rows = [{**row, **meta} for name in args.datasets for row in run_dataset(name, args.split, args.k, args.seed, args.embedders, args.backbone_label, args.pooling)]
+    rows = [{**row, **meta} for name in args.datasets
+            for row in run_dataset(name, args.split, args.k, args.seed, args.embedders, args.backbone_label, args.pooling)]
     append_rows(RESULTS, rows)
     print("| dataset | embedder | query | k | type-overlap@k | queries |\n|---|---|---|---|---|---|")
     for row in rows:

@@ -18,35 +18,24 @@ from __future__ import annotations
 
 import argparse
 import json
-import subprocess
-import sys
 import time
 from pathlib import Path
 from typing import Any
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
-sys.path.insert(0, str(ROOT / "benchmarks"))
+from harness import (STAGE2_RESULTS, RESULTS_DIR, append_rows, gold_entities, mner_run, parse_args, parse_overrides,
+                     provenance, read_rows, typed_overrides, verbatim_share)
 
-from knowledge_reading import gold_entities, verbatim_share  # noqa: E402
-from stage2 import RESULTS as STAGE2, append_rows, parse_overrides, provenance  # noqa: E402
+from mner.config import load_config
+from mner.samples import read_jsonl
 
-from mner.config import load_config  # noqa: E402
-from mner.samples import read_jsonl  # noqa: E402
-
-RESULTS = ROOT / "benchmarks" / "results" / "route_seeds.jsonl"
+RESULTS = RESULTS_DIR / "route_seeds.jsonl"
 
 
 def timed_run(config: str, overrides: dict[str, str], until: str | None = None) -> tuple[dict[str, Any], float]:
     """``mner run -c config`` (up to ``until``) in a child process: what it prints as JSON, and its wall seconds."""
-    mner = str(Path(sys.executable).with_name("mner"))
-    args = [mner, "run", "-c", config, "--json", *(["--until", until] if until else []),
-            *[a for key, value in overrides.items() for a in ("--set", f"{key}={value}")]]
     started = time.perf_counter()
-    done = subprocess.run(args, cwd=ROOT, capture_output=True, text=True, check=False)
-    if done.returncode != 0:
-        raise SystemExit(f"{' '.join(args)} failed ({done.returncode}):\n{done.stderr[-3000:]}")
-    return json.loads(done.stdout), round(time.perf_counter() - started, 1)
+    printed = mner_run(config, overrides, until)
+    return printed, round(time.perf_counter() - started, 1)
 
 
 def manifest(directory: str) -> dict[str, Any]:
@@ -56,11 +45,10 @@ def manifest(directory: str) -> dict[str, Any]:
 
 def tagger_settings(label: str, dataset: str) -> dict[str, Any]:
     """The training overrides (less the seed) of the first [T;Z] stage2 row labelled ``label`` on ``dataset``."""
-    for line in STAGE2.read_text(encoding="utf-8").splitlines():
-        row = json.loads(line) if line.strip() else {}
+    for row in read_rows(STAGE2_RESULTS):
         if row.get("label") == label and row.get("dataset") == dataset and row.get("variant") == "text+knowledge":
             return {k: v for k, v in row["overrides"].items() if k != "train.seed"}
-    raise SystemExit(f"{STAGE2}: no text+knowledge row labelled {label!r} on {dataset}")
+    raise SystemExit(f"{STAGE2_RESULTS}: no text+knowledge row labelled {label!r} on {dataset}")
 
 
 def main() -> None:
@@ -71,8 +59,8 @@ def main() -> None:
     parser.add_argument("--label", default="", help="name of this configuration in the results")
     parser.add_argument("--train-label", default="seeds", help="stage2.jsonl label whose tagger settings the route trains with")
     parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="config override (YAML value)")
-    args = parser.parse_args()
-    typed = dict(item.split("=", 1) for item in args.set)  # as typed, for the child mner runs
+    args = parse_args(parser)
+    typed = typed_overrides(args.set)
     cfg = load_config(args.config, parse_overrides(args.set))
     backend = cfg.stage1.knowledge.backend
     steps: dict[str, Any] = {}

@@ -16,32 +16,26 @@ from __future__ import annotations
 import argparse
 import json
 import random
-import sys
 import time
-from pathlib import Path
 from typing import Callable
 
 import torch
 from torch import nn
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
-sys.path.insert(0, str(ROOT / "benchmarks"))
+from harness import RESULTS_DIR, ROOT, append_rows, as_training_worker, parse_args, parse_overrides, provenance
+from torchcrf import CRF as TorchCRF
+from transformers import AutoModel, AutoTokenizer
 
-from stage2 import append_rows, as_training_worker, parse_overrides, provenance  # noqa: E402
-from torchcrf import CRF as TorchCRF  # noqa: E402
-from transformers import AutoModel, AutoTokenizer  # noqa: E402
+from engine.runtime import pick_device, resolve_encoder, set_threads, use_bf16
+from engine.taggers import bucketed_batches, build_tagger, compile_for_training
+from engine.training import adamw
+from mner.config import ModelConfig, TrainConfig, load_config
+from mner.formats import read_conll
+from mner.pgim import read_knowledge
+from mner.tags import entity_types, label_list
+from models.encoding import SentenceEncoder, collate
 
-from engine.runtime import pick_device, resolve_encoder, set_threads, use_bf16  # noqa: E402
-from engine.taggers import bucketed_batches, build_tagger, compile_for_training  # noqa: E402
-from engine.training import adamw  # noqa: E402
-from mner.config import ModelConfig, TrainConfig, load_config  # noqa: E402
-from mner.formats import read_conll  # noqa: E402
-from mner.pgim import read_knowledge  # noqa: E402
-from mner.tags import entity_types, label_list  # noqa: E402
-from models.encoding import SentenceEncoder, collate  # noqa: E402
-
-RESULTS = ROOT / "benchmarks" / "results" / "throughput.jsonl"
+RESULTS = RESULTS_DIR / "throughput.jsonl"
 BATCH = 16
 
 
@@ -62,7 +56,7 @@ def our_step(
     tagger.to(device).train()
     compile_for_training(tagger, train_cfg.compile_encoder)
     bf16 = use_bf16(train_cfg.precision, device)
-    encoder = SentenceEncoder(tokenizer, model_cfg.max_length, {l: i for i, l in enumerate(labels)})
+    encoder = SentenceEncoder(tokenizer, model_cfg.max_length, {label: i for i, label in enumerate(labels)})
     encoded = [encoder.encode(t, g, k) for t, g, k in samples]
     optimizer = adamw(tagger.parameters(), device, lr=5e-5)
     batches = bucketed_batches([len(e.input_ids) for e in encoded], BATCH, 50, random.Random(0))
@@ -122,7 +116,7 @@ def naive(samples, labels, device, max_length: int) -> float:
     """Sentences/s of a plain loop: padding to max_length, no buckets, fp32."""
     path = resolve_encoder(ModelConfig().encoder)
     tokenizer = AutoTokenizer.from_pretrained(path)
-    label_ids = {l: i for i, l in enumerate(labels)}
+    label_ids = {label: i for i, label in enumerate(labels)}
     enc = tokenizer([s[0] for s in samples], [s[2].split() for s in samples], is_split_into_words=True,
                     truncation="only_second", max_length=max_length, padding="max_length", return_tensors="pt")
     tags = torch.zeros_like(enc["input_ids"])
@@ -150,7 +144,7 @@ def main() -> None:
     parser.add_argument("--samples", type=int, default=512)
     parser.add_argument("--set", action="append", default=[], metavar="model.KEY=VALUE",
                         help="our step's model or train setting (YAML value), e.g. train.compile_encoder=true")
-    args = parser.parse_args()
+    args = parse_args(parser)
     settings = parse_overrides(args.set)
     unknown = [k for k in settings if not k.startswith(("model.", "train."))]
     if unknown:
@@ -166,7 +160,8 @@ def main() -> None:
     max_length = ModelConfig().max_length
     ours_rate = ours(samples, labels, device, ModelConfig(**overrides), TrainConfig(**train_overrides))
     naive_rate = naive(samples, labels, device, max_length)
-    row = {"samples": len(samples), "model_overrides": overrides, "train_overrides": train_overrides, "batch_size": BATCH, "max_length": max_length, "threads": threads,
+    row = {"samples": len(samples), "model_overrides": overrides, "train_overrides": train_overrides, "batch_size": BATCH,
+           "max_length": max_length, "threads": threads,
            "ours_sentences_per_second": round(ours_rate, 2), "naive_sentences_per_second": round(naive_rate, 2),
            "ratio": round(ours_rate / naive_rate, 2), **runtime, **provenance()}
     append_rows(RESULTS, [row])

@@ -5,8 +5,8 @@
 The [T;Z] input is ``[CLS] T [SEP] Z [SEP]``; T is never cut, Z is cut to fit ``model.max_length``
 (:class:`models.encoding.SentenceEncoder`). A budget that cuts no Z on a split gives the tagger the
 same inputs as any larger one, so sweeping it there cannot change F1; this script says where that
-is so. It reads the splits joined with the config's knowledge through the real ``load`` and
-``knowledge`` stages (as benchmarks/stage2.py does), encodes every sentence with the config's
+is so. It reads the splits joined with the config's knowledge from the pipeline's ``knowledge`` stage
+(``mner run --until knowledge``), encodes every sentence with the config's
 encoder tokenizer and no budget, and appends one row per split to benchmarks/results/z_budget.jsonl:
 the full input length (mean, median, 90th and 99th percentile, max) and, per budget, the share of
 sentences whose Z is cut and the share of Z sub-tokens dropped.
@@ -16,22 +16,17 @@ from __future__ import annotations
 
 import math
 import statistics
-import sys
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
-sys.path.insert(0, str(ROOT / "benchmarks"))
+from harness import RESULTS_DIR, append_rows, config_parser, parse_args, parse_overrides, provenance, run_until, typed_overrides
+from transformers import AutoTokenizer
 
-from stage2 import append_rows, config_parser, joined_splits, parse_overrides, provenance  # noqa: E402
-from transformers import AutoTokenizer  # noqa: E402
+from engine.runtime import resolve_encoder
+from mner.config import load_config
+from mner.samples import SPLITS, read_samples
+from models.encoding import SentenceEncoder
 
-from engine.runtime import resolve_encoder  # noqa: E402
-from mner.config import load_config  # noqa: E402
-from mner.samples import SPLITS, read_samples  # noqa: E402
-from models.encoding import SentenceEncoder  # noqa: E402
-
-RESULTS = ROOT / "benchmarks" / "results" / "z_budget.jsonl"
+RESULTS = RESULTS_DIR / "z_budget.jsonl"
 UNBOUNDED = 1 << 20
 
 
@@ -45,9 +40,9 @@ def main() -> None:
     """Encode every split without a budget, then count what each budget would cut."""
     parser = config_parser(__doc__)
     parser.add_argument("--budget", type=int, nargs="+", default=[128, 192, 256, 320, 384])
-    args = parser.parse_args()
+    args = parse_args(parser)
     cfg = load_config(args.config, parse_overrides(args.set))
-    joined = joined_splits(cfg, knowledge=True)
+    joined = run_until(args.config, "knowledge", typed_overrides(args.set))
     encoder = SentenceEncoder(AutoTokenizer.from_pretrained(resolve_encoder(cfg.model.encoder)), UNBOUNDED)
     rows = []
     for split in SPLITS:

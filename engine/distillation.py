@@ -10,8 +10,8 @@ Training (:func:`distill_job`, run by ``engine.train_worker`` in a process of it
 loaded as :func:`engine.local_generate.load_generator` loads it (GGUF dequantised, or a model
 directory), gets LoRA adapters (peft), trains whole, or trains whole but for its embedding, and
 learns the answer tokens only (the prompt's tokens under the tokenizer's chat template carry no
-loss; by default the LM head runs only where an answer token is predicted, :mod:`engine.answer_loss`). Batches are length-bucketed;
-AdamW with linear warm-up and decay. A checkpoint (the trainable weights, optimizer, scheduler, RNG
+loss; by default the LM head runs only where an answer token is predicted, :mod:`engine.answer_loss`).
+Batches are length-bucketed; AdamW with linear warm-up and decay. A checkpoint (the trainable weights, optimizer, scheduler, RNG
 and loop state) is written every ``checkpoint_steps`` optimizer steps and at every epoch's end; a
 killed run resumes from it, skipping the batches already done in the same order. The end result is
 a model directory ``model/`` (LoRA merged into the weights) with its tokenizer and chat template.

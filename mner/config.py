@@ -359,7 +359,8 @@ class PipelineConfig(_Strict):
                 wrong.append("stage1.distill.answers and dataset.knowledge_train are both unset (set one to the teacher's answers)")
             if wrong:
                 raise ValueError("stage1.distill.enabled asks the distilled model zero-shot on this machine; fix " + "; ".join(wrong))
-        if s1.knowledge.backend == "retrieved" and s1.knowledge.retrieved.answers is None and self.dataset.knowledge_train is None:
+        retrieved = s1.knowledge.retrieved
+        if s1.knowledge.backend == "retrieved" and retrieved.answers is None and self.dataset.knowledge_train is None:
             raise ValueError("stage1.knowledge.backend=retrieved needs the teacher's train answers: set "
                              "stage1.knowledge.retrieved.answers or dataset.knowledge_train")
         if self.stage1.caption.backend == "file" and self.dataset.captions is None:

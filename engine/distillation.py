@@ -34,7 +34,7 @@ from engine.runtime import memory_mib, pick_device, set_seed, set_threads, use_b
 from engine.taggers import bucketed_batches
 from engine.training import adamw, linear_warmup_decay, replayed_batch_rng, resume_state, save_checkpoint
 from mner.config import DistillConfig, TrainConfig
-from mner.pgim import align_knowledge, parse_knowledge
+from mner.pgim import align_knowledge, answer_in_form, parse_knowledge
 from mner.samples import Sample, read_jsonl
 from mner.trained import DISTILLED_MODEL
 
@@ -68,13 +68,19 @@ def distilled_identity(distill_key: str, precision: str) -> str:
     return f"transformers:distilled-{distill_key}:{precision_name(precision)}"
 
 
-def teacher_answers(path: str | Path, train: list[Sample]) -> tuple[dict[str, tuple[str, str]], list[dict[str, Any]]]:
+def teacher_answers(path: str | Path, train: list[Sample],
+                    form: str = "full") -> tuple[dict[str, tuple[str, str]], list[dict[str, Any]]]:
     """``{sample id: (answer, "file:line")}`` of the train split, and the answers that belong to no train sample.
 
     A ``.jsonl`` file holds ``{"id", "knowledge"}`` rows (an llm run's merged output will do: a failed
     sample's null knowledge is an empty answer); any other file is PGIM's knowledge file, aligned to
-    ``train`` by tokens.
+    ``train`` by tokens. Each answer is in ``form`` (:func:`mner.pgim.answer_in_form`).
     """
+    answers, rejected = _teacher_answers(path, train)
+    return {sample_id: (answer_in_form(text, form), where) for sample_id, (text, where) in answers.items()}, rejected
+
+
+def _teacher_answers(path: str | Path, train: list[Sample]) -> tuple[dict[str, tuple[str, str]], list[dict[str, Any]]]:
     path = Path(path)
     answers: dict[str, tuple[str, str]] = {}
     rejected: list[dict[str, Any]] = []
@@ -252,6 +258,8 @@ def distill_job(job: dict[str, Any], log: Callable[[str], None] = print) -> dict
     set_seed(cfg.seed)
     model, tokenizer = load_causal_lm(Path(job["base_model"]),
                                       lambda loaded: use_chat_template(loaded, job.get(CHAT_TEMPLATE), job["base_model"]))
+    if cfg.gradient_checkpointing:
+        model.activation_checkpointing_enable(activation_checkpointing_kwargs={"use_reentrant": False})
     if cfg.method == "lora":
         import peft  # takes seconds to import; only LoRA runs need it
 

@@ -137,13 +137,13 @@ def retrieved_params(config: PipelineConfig, data: dict[str, Any], out: dict[str
     return dict(data=data, captions=out["caption"], ocr=out["ocr"],
                 sources={"answers": as_source(r.answers or config.dataset.knowledge_train)}, k=r.k, embedder=r.embedder,
                 encoder=r.encoder, min_score=r.min_score, seed=config.stage1.retrieval.seed,
-                artifacts_root=str(config.artifacts_root))
+                answer_form=config.stage1.knowledge.answer_form, artifacts_root=str(config.artifacts_root))
 
 
 def distill_params(config: PipelineConfig, data: dict[str, Any], prompts: dict[str, Any]) -> dict[str, Any]:
     """Parameters of the ``distill`` stage: the teacher's answers and the base model by content, the settings as config."""
     return {"prompts": prompts, "data": data, "sources": distill_sources(config),
-            "distill": distill_settings(config.stage1.distill),
+            "distill": distill_settings(config.stage1.distill), "answer_form": config.stage1.knowledge.answer_form,
             "artifacts_root": str(config.artifacts_root)}
 
 

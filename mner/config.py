@@ -282,6 +282,10 @@ class KnowledgeConfig(_Strict):
         "file", description="file: PGIM's released ChatGPT knowledge; llm: ask stage1.llm; retrieved: the teacher's "
                             "answers for the most similar train posts (stage1.knowledge.retrieved), no LLM")
     retrieved: RetrievedKnowledgeConfig = RetrievedKnowledgeConfig()
+    answer_form: Literal["full", "entities"] = Field(
+        "full", description="full: the teacher's answers as written; entities: each cut to its entity list, dropping the "
+        "reasoning (mner.pgim.answer_in_form), for Z from any backend, the answers the distill stage teaches and the "
+        "answers the retrieved backend gives")
     sft_export: bool = Field(True, description="write prompts + answers as chat JSONL for fine-tuning (llm backend)")
 
 
@@ -303,6 +307,8 @@ class DistillConfig(_Strict):
         "answer-chunks", description="answer-chunks: the LM head only at answer positions, chunk by chunk, in fp32 "
         "(engine/answer_loss.py); full: the model's own loss, logits at every position (batch x sequence x vocabulary)")
     loss_chunk_tokens: int = Field(256, ge=1, description="answer positions per chunk of the answer-chunks loss")
+    gradient_checkpointing: bool = Field(False, description="keep only each decoder layer's input for the backward pass and "
+                                                            "recompute the rest: less memory, about a third more compute")
     lora: LoraConfig = LoraConfig(rank=16, alpha=32.0, dropout=0.05, target_modules=("q_proj", "k_proj", "v_proj", "o_proj"))
     epochs: int = Field(2, ge=1)
     lr: float = Field(2e-4, gt=0, description="peak AdamW learning rate (LoRA; about 2e-5 for method: full)")

@@ -154,6 +154,18 @@ def read_knowledge(path: str | Path, sentences: list[Sample], *, lookahead: int 
     )
 
 
+REASONING = re.compile(r"\s*reasoning\s*:", re.IGNORECASE)
+ANSWER_FORMS = ("full", "entities")
+
+
+def answer_in_form(answer: str, form: str) -> str:
+    """``answer`` whole (``full``), or cut to its entity list (``entities``): PGIM's answers read "Named entities:
+    1. X (type) 2. Y (type) Reasoning: ...", and the cut keeps what comes before "Reasoning:" (all of an answer without it)."""
+    if form not in ANSWER_FORMS:
+        raise ValueError(f"answer form {form!r}: expected one of {ANSWER_FORMS}")
+    return answer if form == "full" else REASONING.split(answer, maxsplit=1)[0].strip()
+
+
 def read_captions(path: str | Path) -> dict[str, str]:
     """Read ``<id>.jpg :<caption>`` lines into ``{id: caption}``; bad or duplicate lines raise."""
     path = Path(path)

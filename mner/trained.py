@@ -112,9 +112,11 @@ class DistilledModelNotFound(LookupError):
 
 
 def _distilled_with(entry: dict[str, Any], settings: dict[str, Any] | None, sources: dict[str, str] | None) -> bool:
-    """Whether a ``distill`` output was trained with ``settings`` on the sources with these content hashes (None: any)."""
+    """Whether a ``distill`` output was trained with ``settings`` (entries of its stage config, e.g. ``distill`` and
+    ``answer_form``) on the sources with these content hashes (None: any)."""
     manifest = entry["manifest"]
-    if settings is not None and manifest.get("config", {}).get("distill") != settings:
+    config = manifest.get("config", {})
+    if settings is not None and any(config.get(name) != value for name, value in settings.items()):
         return False
     return all(manifest.get("inputs", {}).get(name) == digest for name, digest in (sources or {}).items())
 
@@ -123,7 +125,7 @@ def latest_distilled(root: str | Path, settings: dict[str, Any] | None = None,
                      sources: dict[str, str] | None = None) -> tuple[Path, str]:
     """The model directory of the newest published ``distill`` output of the store at ``root``, and that output's key.
 
-    With ``settings`` (the stage's ``distill`` config) and ``sources`` (its sources' content hashes
+    With ``settings`` (entries of the stage's config: ``distill``, ``answer_form``) and ``sources`` (its sources' content hashes
     by input name, e.g. ``sources.answers``), only an output trained with both counts.
     """
     store = ArtifactStore(root)

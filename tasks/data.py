@@ -66,13 +66,15 @@ def join_knowledge(
     captions: dict[str, Any] | None = None,
     stage1_knowledge: dict[str, Any] | None = None,
     knowledge_source: str = "llm",
+    answer_form: str = "full",
 ) -> dict[str, Any]:
     """Attach the knowledge Z and the image caption to every sentence.
 
     Z comes from the stage-1 knowledge output (the ``llm`` or ``retrieved`` stage, named by
     ``knowledge_source``: rows ``{"id", "knowledge"}``) when given, otherwise from PGIM's released files in
     ``sources`` (aligned by position and token equality: a sentence with no block gets an empty Z
-    and is listed in the report, never a shifted alignment). Every sample left without Z is
+    and is listed in the report, never a shifted alignment). Z is cut to ``answer_form``
+    (:func:`mner.pgim.answer_in_form`); every sample left without Z is
     listed by id in ``alignment.json`` (``without_knowledge``) and counted in the log. Captions come from the stage-1
     caption output when given, otherwise from ``sources["captions"]``.
     """
@@ -94,6 +96,7 @@ def join_knowledge(
         else:
             texts = [""] * len(samples)
             report[split] = {"source": None, "missing": "no knowledge file", "extra": []}
+        texts = [pgim.answer_in_form(text, answer_form) for text in texts]
         report[split]["without_knowledge"] = [s.id for s, text in zip(samples, texts) if not text.strip()]
         if report[split]["without_knowledge"]:
             missing = report[split]["without_knowledge"]

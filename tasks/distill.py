@@ -39,22 +39,24 @@ def distill_sources(config: PipelineConfig) -> dict[str, str | None]:
 
 
 def distilled_by(config: PipelineConfig) -> tuple[dict[str, Any], dict[str, str]]:
-    """What a ``distill`` output of ``config`` records: its settings, and its sources' content hashes by input name.
+    """What a ``distill`` output of ``config`` records: its settings (stage config entries), and its sources' content
+    hashes by input name.
 
     ``mner predict --llm`` asks only a distilled model whose manifest matches both, never another
     config's (another base, teacher, fold of the answers, or number of epochs) that the store holds.
     """
     sources, _ = key_parts({"sources": distill_sources(config)})
-    return distill_settings(config.stage1.distill), sources
+    return {"distill": distill_settings(config.stage1.distill), "answer_form": config.stage1.knowledge.answer_form}, sources
 
 
 @stage_task("distill")
 def distill_stage(run: StageRun, prompts: dict[str, Any], data: dict[str, Any], sources: dict[str, str],
-                  distill: dict[str, Any], artifacts_root: str) -> dict[str, Any]:
+                  distill: dict[str, Any], artifacts_root: str, answer_form: str = "full") -> dict[str, Any]:
     """Write ``pairs.jsonl`` and ``rejected.jsonl``, train, and leave the distilled model in ``model/``.
 
     ``sources`` holds ``answers`` (the teacher's file) and the base model
-    (:func:`engine.distillation.model_sources`). More rejected pairs than
+    (:func:`engine.distillation.model_sources`); the answers are taught in ``answer_form``
+    (``stage1.knowledge.answer_form``). More rejected pairs than
     ``max_rejected_share`` of the train split fail the stage, naming the first ones.
     """
     log = stage_logger()
@@ -63,7 +65,7 @@ def distill_stage(run: StageRun, prompts: dict[str, Any], data: dict[str, Any], 
         raise ValueError("distill: no teacher answers; set stage1.distill.answers or dataset.knowledge_train")
     train = read_samples(Path(data["dir"]) / "train.jsonl")
     prompts_path = Path(prompts["dir"]) / "train.jsonl"
-    answers, rejected = teacher_answers(sources["answers"], train)
+    answers, rejected = teacher_answers(sources["answers"], train, answer_form)
     pairs, without = build_pairs(read_jsonl(prompts_path), prompts_path, answers, sources["answers"])
     rejected += without
     write_jsonl(run.work_dir / "rejected.jsonl", rejected)

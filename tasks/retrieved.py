@@ -22,16 +22,16 @@ from tasks.common import stage_logger, stage_task
 @stage_task("retrieved")
 def retrieved_knowledge(run: StageRun, data: dict[str, Any], captions: dict[str, Any] | None, ocr: dict[str, Any] | None,
                         sources: dict[str, str | None], k: int, embedder: str, encoder: str, min_score: float, seed: int,
-                        artifacts_root: str) -> dict[str, Any]:
+                        artifacts_root: str, answer_form: str = "full") -> dict[str, Any]:
     """Write ``{split}.jsonl`` with each post's retrieved Z; count the posts left without a neighbour.
 
-    ``sources["answers"]`` is the teacher's answers for the train split.
+    ``sources["answers"]`` is the teacher's answers for the train split, each used in ``answer_form``.
     """
     log = stage_logger()
     if not sources.get("answers"):
         raise ValueError("retrieved: no teacher answers; set stage1.knowledge.retrieved.answers or dataset.knowledge_train")
     train = split_samples(data, "train", captions, ocr)
-    found, stray = teacher_answers(sources["answers"], train)
+    found, stray = teacher_answers(sources["answers"], train, answer_form)
     for bad in stray[:20]:
         log.warning("retrieved: %s: %s", bad["where"], bad["reason"])
     answers = {sample_id: text for sample_id, (text, _where) in found.items()}

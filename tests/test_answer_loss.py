@@ -81,3 +81,31 @@ def test_the_head_sees_only_answer_positions_a_chunk_at_a_time() -> None:
     assert answers == (20 - 12) + (14 - 5) + (9 - 8)
     assert max(rows) <= 4  # never batch x sequence positions at once, in the forward pass or its recomputation
     assert sum(rows) == 2 * answers  # each answer position once forward, once recomputed for the backward pass
+
+
+def saved_bytes_and_gradients(model: torch.nn.Module, data: dict[str, torch.Tensor]) -> tuple[int, dict[str, torch.Tensor]]:
+    """Bytes of the tensors autograd keeps for the backward pass of :func:`answer_loss` (outside recomputed regions),
+    and the gradients."""
+    saved: list[int] = []
+
+    def pack(tensor: torch.Tensor) -> torch.Tensor:
+        saved.append(tensor.numel() * tensor.element_size())
+        return tensor
+
+    with torch.autograd.graph.saved_tensors_hooks(pack, lambda tensor: tensor):
+        loss = answer_loss(model, data, chunk_tokens=4)
+    loss.backward()
+    return sum(saved), gradients(model)
+
+
+@pytest.mark.parametrize("make", [tiny_llama, lambda: tiny_gemma3(None)], ids=["llama", "gemma3"])
+def test_gradient_checkpointing_keeps_less_for_the_backward_pass_and_the_same_gradients(make) -> None:
+    model = make().float().train()
+    data = batch()
+    kept, want = saved_bytes_and_gradients(model, data)
+    model.activation_checkpointing_enable(activation_checkpointing_kwargs={"use_reentrant": False})
+    kept_checkpointed, have = saved_bytes_and_gradients(model, data)
+    assert kept_checkpointed < kept / 2
+    for name, grad in want.items():
+        scale = max(float(grad.abs().max()), 1e-12)
+        assert float((have[name] - grad).abs().max()) / scale < TOLERANCE, name

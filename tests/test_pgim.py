@@ -160,3 +160,20 @@ def test_real_captions_cover_splits() -> None:
         for split in ("train", "valid", "test"):
             ids = {s.image_id for s in read_conll(_real(dataset, f"{split}.txt"), repair=True).sentences}
             assert ids <= captions.keys()
+
+
+def test_an_answer_cut_to_its_entity_list_keeps_the_entities_and_drops_the_reasoning() -> None:
+    from mner.pgim import answer_in_form
+
+    sample = Path(__file__).resolve().parents[1] / "data" / "sample"
+    sentences = read_conll(sample / "train.txt", repair=True).sentences
+    answers = [z for z in read_knowledge(sample / "knowledge_train.txt", sentences).knowledge if z]
+    cut = [answer_in_form(z, "entities") for z in answers]
+    reasoned = [(z, c) for z, c in zip(answers, cut) if "reasoning:" in z.lower()]
+    assert len(reasoned) > 0.9 * len(answers)
+    for z, c in reasoned:
+        assert "reasoning" not in c.lower() and c.lower().startswith("named entities") and z.startswith(c)
+        assert len(c.split()) < len(z.split())
+    assert answer_in_form("Named entities: 1. Paris (city) Reasoning: a city.", "entities") == "Named entities: 1. Paris (city)"
+    assert answer_in_form("No named entities here.", "entities") == "No named entities here."
+    assert all(answer_in_form(z, "full") == z for z in answers)

@@ -65,10 +65,10 @@ def test_predict_refuses_an_unknown_reference_in_one_line(store: dict[str, Path]
     assert str(store["b/text"]) in lines[0]
 
 
-def _distill_output(store: ArtifactStore, epochs: int, answers: str) -> Path:
+def _distill_output(store: ArtifactStore, epochs: int, answers: str, form: str = "full") -> Path:
     """A published distill output as the stage writes it: a model directory, its settings and sources in the manifest."""
     sources = {"sources.answers": answers, "sources.base_model": "base"}
-    run = store.begin("distill", sources, {"distill": {"epochs": epochs}}, "v1")
+    run = store.begin("distill", sources, {"distill": {"epochs": epochs}, "answer_form": form}, "v1")
     (run.work_dir / "model").mkdir()
     (run.work_dir / "model" / "config.json").write_text("{}")
     return Path(run.publish().dir) / "model"
@@ -79,9 +79,12 @@ def test_predict_asks_the_distilled_model_of_its_own_settings_and_answers_not_th
     mine = _distill_output(store, 1, "answers-a")
     longer = _distill_output(store, 2, "answers-a")
     fold = _distill_output(store, 1, "answers-fold")
-    assert latest_distilled(store.root) == (fold, fold.parent.name)  # no settings: the newest
-    assert latest_distilled(store.root, {"epochs": 1}, {"sources.answers": "answers-a"})[0] == mine
-    assert latest_distilled(store.root, {"epochs": 2}, {"sources.answers": "answers-a"})[0] == longer
-    assert latest_distilled(store.root, {"epochs": 1}, {"sources.answers": "answers-fold"})[0] == fold
-    with pytest.raises(DistilledModelNotFound, match="holds 3 distilled model\\(s\\), none trained with this config's"):
-        latest_distilled(store.root, {"epochs": 1}, {"sources.answers": "answers-a", "sources.base_model": "other"})
+    listing = _distill_output(store, 1, "answers-a", form="entities")
+    one = {"distill": {"epochs": 1}, "answer_form": "full"}
+    assert latest_distilled(store.root) == (listing, listing.parent.name)  # no settings: the newest
+    assert latest_distilled(store.root, one, {"sources.answers": "answers-a"})[0] == mine
+    assert latest_distilled(store.root, {**one, "distill": {"epochs": 2}}, {"sources.answers": "answers-a"})[0] == longer
+    assert latest_distilled(store.root, one, {"sources.answers": "answers-fold"})[0] == fold
+    assert latest_distilled(store.root, {**one, "answer_form": "entities"}, {"sources.answers": "answers-a"})[0] == listing
+    with pytest.raises(DistilledModelNotFound, match="holds 4 distilled model\\(s\\), none trained with this config's"):
+        latest_distilled(store.root, one, {"sources.answers": "answers-a", "sources.base_model": "other"})

@@ -20,7 +20,8 @@ import argparse
 import json
 from pathlib import Path
 
-from harness import RESULTS_DIR, append_rows, parse_args, provenance, run_until, stage_manifest, worker_memory_settings
+from harness import (RESULTS_DIR, append_rows, parse_args, parse_overrides, provenance, run_until, stage_manifest,
+                     typed_overrides, worker_memory_settings)
 
 from mner.config import resolve_config
 
@@ -60,6 +61,8 @@ def main() -> None:
                         help="packaged base models (default: the config's own base)")
     parser.add_argument("--epochs", type=int, default=1)
     parser.add_argument("--batch-size", type=int, default=8)
+    parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                        help="config override (YAML value), e.g. stage1.distill.gradient_checkpointing=true")
     args = parse_args(parser)
     cfg = resolve_config(None, args.config, None)
     train_sentences = sum(1 for block in Path(cfg.dataset.train).read_text(encoding="utf-8").split("\n\n") if block.strip())
@@ -68,11 +71,13 @@ def main() -> None:
         for loss in args.loss:
             for method in args.method:
                 overrides = {**distill_overrides(method, args.pairs, args.epochs, args.batch_size),
-                             **(base_overrides(base) if base else {}), "stage1.distill.loss": loss}
+                             **(base_overrides(base) if base else {}), "stage1.distill.loss": loss,
+                             **typed_overrides(args.set)}
                 result = stage_manifest(run_until(args.config, "distill", overrides))["result"]
                 last = result["history"][-1]
                 per_pair = last["epoch_seconds"] / max(result["train_pairs"], 1)
                 rows.append({"dataset": cfg.dataset.name, "base": base or "config", "loss": loss, "method": method,
+                             "overrides": parse_overrides(args.set),
                              "pairs": result["train_pairs"], "heldout_pairs": result["heldout_pairs"],
                              "epochs": result["epochs"], "batch_size": args.batch_size,
                              "trainable_parameters": result["trainable_parameters"], "bf16": result["bf16"],

@@ -14,7 +14,7 @@ from pathlib import Path
 
 from harness import ROOT, absolute_paths, commands
 from render_memory import memory_section
-from render_seeds import seeds_sections, swap_section, z_budget_section
+from render_seeds import routes_section, seeds_sections, swap_section, z_budget_section
 from render_summary import summary_section
 from render_stage1 import bases_section, distill_section, placement_section, reading_section, stage1_sections
 
@@ -23,7 +23,7 @@ OUT = ROOT / "benchmarks" / "RESULTS.md"
 
 
 READING = ROOT / "benchmarks" / "reading_notes.md"  # prose about the figures, kept beside them
-SEED_LABELS = ("seeds", "seeds-fast", "lr1e-4-test")  # stage2 labels of several seeds per configuration, on today's code
+SEED_LABELS = ("seeds", "fp32", "seeds-fast", "lr1e-4-test")  # stage2 labels of several seeds per configuration, on today's code
 
 
 def read_results(folder: Path) -> dict[str, list[dict]]:
@@ -229,8 +229,9 @@ def render(results: dict[str, list[dict]]) -> str:
           "names its command (run from the project root), commit and date in the JSON files; the machine is given",
           "once per section. `benchmarks/README.md` says which script feeds which section.", ""]
     bases = {r["key"]: r["base"] for r in rows("distill_bases.jsonl")}
-    md += summary_section(stage2, rows("knowledge_swap.jsonl"), bases)
+    md += summary_section(stage2, rows("knowledge_swap.jsonl"), bases, rows("route_seeds.jsonl"))
     md += [line for label in SEED_LABELS for line in seeds_sections(stage2, label)]
+    md += routes_section(rows("route_seeds.jsonl"))
     md += z_budget_section(rows("z_budget.jsonl")) + swap_section(rows("knowledge_swap.jsonl"), stage2, bases)
     if scored:
         md += ["## Earlier single-seed runs: text-only vs [T;Z] (PGIM's ChatGPT knowledge), offline all-MiniLM-L6-v2 + CRF", "",

@@ -204,3 +204,40 @@ def z_budget_section(budgets: list[dict]) -> list[str]:
         md.append(f"| {dataset} | {split} | {r['sentences']} | {length} | {cuts} |")
     md += ["", f"Encoder: `{r['encoder']}`; the configs' budget: {r['config_max_length']}.", ""]
     return md + commands(list(newest.values()))
+
+
+def routes_section(routes: list[dict]) -> list[str]:
+    """Knowledge routes through the whole pipeline per seed (benchmarks/route_seeds.py): scores and the cost of each step."""
+    if not routes:
+        return []
+    md = ["## Knowledge routes through the whole pipeline, per seed (`benchmarks/route_seeds.py`)", "",
+          "Each route is `mner run -c CONFIG` as a user runs it: its knowledge stage (the distill stage and the distilled "
+          "model's Z for every split, or the retrieved answers), then a [T;Z] tagger per seed with the training settings "
+          "of the stage2 label it pairs with. Minutes are wall-clock minutes of the step on the row's machine: distil, Z "
+          "for every split, and training plus scoring one tagger; a step found in the store costs seconds, so each "
+          "column shows the run that computed it (the largest figure among the rows). `verbatim`: gold test entities "
+          "found word for word in the test Z.", "",
+          "| dataset | route | answer form | base | config | seeds | dev F1 | test F1 | per-seed test F1 | verbatim | "
+          "distil min | Z min | tagger min (mean) | commit |",
+          "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
+    groups: dict[tuple, list[dict]] = {}
+    for r in routes:
+        groups.setdefault((r["dataset"], r["route"], r["answer_form"], str(r.get("base_model")), r["config"],
+                           json.dumps(r["overrides"], sort_keys=True)), []).append(r)
+    for (dataset, route, form, base, config, _), rows in sorted(groups.items()):
+        rows = list({r["seed"]: r for r in rows}.values())
+        steps = [r["steps"] for r in rows]
+
+        def most(step: str) -> str:
+            seconds = [s[step]["seconds"] for s in steps if step in s]
+            return f"{max(seconds) / 60:.1f}" if seconds else "-"
+
+        train = statistics.fmean(s["train"]["seconds"] for s in steps) / 60
+        per_seed = " / ".join(f"{100 * r['test_f1']:.2f}" for r in rows)
+        md.append(f"| {dataset} | {route} | {form} | {base if base != 'None' else '-'} | `{config}` | "
+                  f"{', '.join(str(r['seed']) for r in rows)} | {spread([r['dev_f1'] for r in rows])} | "
+                  f"**{spread([r['test_f1'] for r in rows])}** | {per_seed} | "
+                  f"{100 * rows[0]['test_verbatim_share']:.1f}% | {most('distill')} | {most('knowledge')} | {train:.1f} | "
+                  f"{', '.join(sorted({r['commit'] for r in rows}))} |")
+    machines = list(dict.fromkeys(r["machine"] for r in routes))
+    return md + ["", f"Machines: {'; '.join(machines)}.", ""] + commands(routes)

@@ -3,6 +3,8 @@ distillation cost and the knowledge side by side. Used by benchmarks/render_resu
 
 from __future__ import annotations
 
+import json
+
 from harness import commands
 
 
@@ -44,45 +46,61 @@ def stage1_sections(retrieval_rows: list[dict], llm: list[dict], sources: list[d
     return md
 
 
+def cpu(row: dict) -> str:
+    """The short name of a row's machine: its CPU model."""
+    return row["machine"].split(", ")[0]
+
+
 def distill_section(runs: list[dict]) -> list[str]:
-    """Issue 14: the distill stage's cost per method (benchmarks/distill_speed.py), with the full-split estimate."""
+    """The distill stage's cost per base, loss and method (benchmarks/distill_speed.py), with the full-split estimate."""
     if not runs:
         return []
-    md = ["## Distillation cost: the `distill` stage on SmolLM2-135M (zero-shot prompts, PGIM's ChatGPT answers)", "",
+    md = ["## Distillation cost: the `distill` stage per base, loss and method (zero-shot prompts, PGIM's ChatGPT answers)",
+          "",
           "`full epoch (est.)` scales the measured epoch to every train sentence at the same seconds per pair. "
-          "Epoch seconds, tokens/s and the losses are the last epoch's.", "",
-          "| dataset | method | pairs | trainable params | bf16 | batch | epochs | epoch s | tokens/s | train loss | "
-          "held-out loss "
-          "| peak RSS MiB | allocator, oneDNN cache | full epoch (est.) min | commit | date |",
-          "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
-    md += [f"| {r['dataset']} | {r['method']} | {r['pairs']} | {r['trainable_parameters']:,} | {r['bf16']} | "
-           f"{r['batch_size']} | {r.get('epochs', 1)} | {r['epoch_seconds']} | {r['tokens_per_second']} | {r['train_loss']} | "
-           f"{r['heldout_loss']} | {r['peak_rss_mib']} | {r.get('allocator', 'libc')}, {r.get('onednn_cache', 'default')} | "
-           f"{r['full_epoch_minutes_estimate']} | {r['commit']} | {r['date']} |"
+          "Epoch seconds, tokens/s and the losses are the last epoch's. `loss`: `answer-chunks` applies the LM head at "
+          "answer positions only, in chunks (`engine/answer_loss.py`, the default since issue 27); `full` is the model's own "
+          "loss over every position; rows without the field ran before the setting existed, with the model's own loss, "
+          "under distill keys that the new code no longer matches (the key covers the code). Rows of one run, same "
+          "pairs, compare directly; timings compare within one machine only (`bf16` false: a CPU without bf16, fp32).", "",
+          "| dataset | base | loss | method | settings | pairs | trainable params | bf16 | batch | epochs | epoch s | "
+          "tokens/s | train loss | held-out loss | peak RSS MiB | allocator, oneDNN cache | full epoch (est.) min | machine | "
+          "commit | date |",
+          "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
+    md += [f"| {r['dataset']} | {r.get('base', 'smollm2')} | {r.get('loss', 'full (before answer-chunks)')} | {r['method']} | "
+           f"{json.dumps(r['overrides']) if r.get('overrides') else '-'} | {r['pairs']} | {r['trainable_parameters']:,} | "
+           f"{r['bf16']} | {r['batch_size']} | {r.get('epochs', 1)} | {r['epoch_seconds']} | {r['tokens_per_second']} | "
+           f"{r['train_loss']} | {r['heldout_loss']} | **{r['peak_rss_mib']}** | {r.get('allocator', 'libc')}, "
+           f"{r.get('onednn_cache', 'default')} | {r['full_epoch_minutes_estimate']} | {cpu(r)} | {r['commit']} | {r['date']} |"
            for r in runs]
-    return md + ["", f"Machine: {runs[-1]['machine']}.", ""] + commands(runs)
+    machines = list(dict.fromkeys(r["machine"] for r in runs))
+    return md + ["", f"Machines: {'; '.join(machines)}.", ""] + commands(runs)
 
 
 def bases_section(runs: list[dict]) -> list[str]:
-    """Issue 14: SmolLM2 against Gemma 3 270M as the distilled base, on the same pairs (benchmarks/distill_bases.py)."""
+    """Distilled bases and methods on the same pairs, judged by their answers' gold entities (benchmarks/distill_bases.py)."""
     if not runs:
         return []
-    md = ["## Distilled base: SmolLM2-135M-Instruct vs Gemma 3 270M (same train pairs, test answers)", "",
-          "Both bases fully fine-tuned at lr 2e-5, batch 8, on the same first train pairs of PGIM's ChatGPT answers (zero-shot "
-          "prompts); Gemma 3 270M is the pretrained GGUF with `prompts/gemma_turns.jinja`. Then each answers "
-          "the zero-shot prompts of the first test tweets (greedy). `verbatim` is the share of their gold entities found word "
-          "for word in the answers (ChatGPT's on the same tweets beside it); held-out losses are per token of each base's "
-          "own tokenizer and do not compare across bases.", "",
-          "| dataset | base | pairs | epochs | trainable params | epoch s | tokens/s | held-out loss | peak RSS MiB | "
-          "test tweets | verbatim | ChatGPT verbatim | mean words | prompts/s | commit | date |",
-          "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
-    md += [f"| {r['dataset']} | {r['base']} | {r['pairs']} | {r['epochs']} | {r['trainable_parameters']:,} | "
-           f"{r['epoch_seconds']} | {r['tokens_per_second']} | {r['heldout_loss']} | {r['peak_rss_mib']} | {r['test_tweets']} | "
+    md = ["## Distilled base and method: judged by the gold entities their answers name (same train pairs)", "",
+          "Each (base, method) is fine-tuned on the same first train pairs of PGIM's ChatGPT answers (zero-shot prompts; "
+          "lr 2e-5 for whole-model methods, batch 8); Gemma 3 270M is the pretrained GGUF with `prompts/gemma_turns.jinja`. "
+          "Then each answers the zero-shot prompts of the first tweets of a split (greedy). `verbatim` is the share of "
+          "their gold entities found word for word in the answers (ChatGPT's on the same tweets, in the same answer form, "
+          "beside it); held-out losses are per token of each base's own tokenizer and do not compare across bases. "
+          "Rows before the `split` field answered test tweets in full form with full fine-tuning.", "",
+          "| dataset | base | method | answer form | pairs | epochs | trainable params | epoch s | tokens/s | held-out loss | "
+          "peak RSS MiB | split (tweets) | verbatim | ChatGPT verbatim | mean words | prompts/s | commit | date |",
+          "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
+    md += [f"| {r['dataset']} | {r['base']} | {r.get('method', 'full')} | {r.get('answer_form', 'full')} | {r['pairs']} | "
+           f"{r['epochs']} | {r['trainable_parameters']:,} | {r['epoch_seconds']} | {r['tokens_per_second']} | "
+           f"{r['heldout_loss']} | {r['peak_rss_mib']} | {r.get('split', 'test')} ({r.get('tweets', r.get('test_tweets'))}) | "
            f"**{100 * r['verbatim_share']:.1f}%** | {100 * r['chatgpt_verbatim_share']:.1f}% | {r['mean_words']} | "
            f"{r['prompts_per_second']} | {r['commit']} | {r['date']} |" for r in runs]
-    md += ["", "First test answers of each base:", ""]
-    md += [f"- *{r['base']}* ({r['pairs']} pairs): {answer or '(empty)'}" for r in runs[-2:] for answer in r["first_answers"][:2]]
-    return md + ["", f"Machine: {runs[-1]['machine']}.", ""] + commands(runs)
+    md += ["", "First answers of the last two rows:", ""]
+    md += [f"- *{r['base']}, {r.get('method', 'full')}* ({r['pairs']} pairs): {answer or '(empty)'}"
+           for r in runs[-2:] for answer in r["first_answers"][:2]]
+    machines = list(dict.fromkeys(r["machine"] for r in runs))
+    return md + ["", f"Machines: {'; '.join(machines)}.", ""] + commands(runs)
 
 
 def reading_section(runs: list[dict]) -> list[str]:

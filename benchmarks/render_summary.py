@@ -15,6 +15,8 @@ from render_seeds import by_seed, distilled_base, knowledge_backend, spread
 
 DATASETS = (("twitter2015", "Twitter-2015"), ("twitter2017", "Twitter-2017"))
 TEXT_LABEL = "seeds"  # the stage2.jsonl label of the text-only and ChatGPT [T;Z] taggers over seeds
+# stage2.jsonl labels with a text-only baseline of their own, each run as one campaign on one kind of machine
+LABELS = {TEXT_LABEL: "bf16 autocast", "fp32": "fp32 on a CPU without bf16"}
 PGIM_TABLE_2 = "Li et al., *Prompting ChatGPT in MNER* (PGIM), Findings of EMNLP 2023, Table 2"
 # (system, knowledge Z, encoder + tagger, Twitter-2015 test F1, Twitter-2017 test F1), as published in PGIM_TABLE_2
 PUBLISHED = (
@@ -27,14 +29,28 @@ Line = dict[str, Any]  # one of our lines: knowledge, rows by dataset (newest pe
 
 
 def settings(row: dict) -> dict:
-    """The training settings of a stage2 or knowledge_swap row: its overrides less the seed and the knowledge backend."""
+    """The tagger's training settings of a row: its ``train.*`` and ``model.*`` overrides, less the seed."""
     overrides = row.get("overrides", row.get("training", {}).get("settings", {}))
-    return {k: v for k, v in overrides.items() if k not in ("train.seed", "stage1.knowledge.backend")}
+    if "train_settings" in row:  # route_seeds.jsonl: the settings its taggers trained with
+        overrides = {**row["train_settings"], **overrides}
+    return {k: v for k, v in overrides.items() if k.startswith(("train.", "model.")) and k != "train.seed"}
 
 
 def seed_of(row: dict) -> int:
-    """The tagger's training seed of a stage2 or knowledge_swap row."""
-    return row["tagger"]["seed"] if "tagger" in row else row["overrides"].get("train.seed", 42)
+    """The tagger's training seed of a stage2, knowledge_swap or route_seeds row."""
+    if "tagger" in row:
+        return row["tagger"]["seed"]
+    return row["seed"] if "seed" in row else row["overrides"].get("train.seed", 42)
+
+
+def answer_form(row: dict) -> str:
+    """The ``stage1.knowledge.answer_form`` a row ran with (``full`` before the setting existed)."""
+    return str(row.get("overrides", {}).get("stage1.knowledge.answer_form", "full"))
+
+
+def form_note(form: str) -> str:
+    """How a line names Z cut to its entity list."""
+    return ", entity list only" if form == "entities" else ""
 
 
 def distilled_lines(swaps: list[dict], bases: dict[str, str]) -> dict[str, dict[str, list[dict]]]:
@@ -43,34 +59,59 @@ def distilled_lines(swaps: list[dict], bases: dict[str, str]) -> dict[str, dict[
     for r in swaps:
         if r["source"] == "distilled, own train Z":
             base = distilled_base(r, bases) or "SmolLM2-135M-Instruct"  # a row that names no base ran the default one
-            family = "Gemma 3 270M" if "gemma" in base.lower() else "SmolLM2-135M" if "smollm" in base.lower() else base
-            models[(family, r["dataset"], r["model"])][seed_of(r)] = r
+            models[(family(base), r["dataset"], r["model"])][seed_of(r)] = r
     chosen: dict[str, dict[str, list[dict]]] = defaultdict(dict)
-    for (family, dataset, _), rows in sorted(models.items(), key=lambda item: (len(item[1]), max(r["date"] for r in
-                                                                                                     item[1].values()))):
-        chosen[family][dataset] = list(rows.values())  # sorted by seeds, then date: the last one wins
+    for (name, dataset, _), rows in sorted(models.items(), key=lambda item: (len(item[1]), max(r["date"] for r in
+                                                                                                   item[1].values()))):
+        chosen[name][dataset] = list(rows.values())  # sorted by seeds, then date: the last one wins
     return chosen
 
 
-def our_lines(stage2: list[dict], swaps: list[dict], bases: dict[str, str]) -> list[Line]:
-    """Our lines of the table, each with its rows per dataset; retrieved knowledge only once it has rows."""
-    scored = [r for r in stage2 if "test_f1" in r]
-    text = {d: list(by_seed([r for r in scored if r.get("label") == TEXT_LABEL and r["dataset"] == d and r["variant"] == "text"
-                             ]).values()) for d, _ in DATASETS}
+def family(base: str) -> str:
+    """A distilled model's base as the table names it."""
+    return "Gemma 3 270M" if "gemma" in base.lower() else "SmolLM2-135M" if "smollm" in base.lower() else base
 
-    def stage2_rows(keep: Any) -> dict[str, list[dict]]:
-        return {d: list(by_seed([r for r in scored if r["dataset"] == d and r["variant"] == "text+knowledge" and keep(r)
-                                 ]).values()) for d, _ in DATASETS}
 
-    lines = [{"knowledge": "none (text only)", "rows": text, "text": {}},
-             {"knowledge": "ChatGPT [T;Z]: PGIM's released file", "text": text,
-              "rows": stage2_rows(lambda r: r.get("label") == TEXT_LABEL and knowledge_backend(r) == "file")}]
-    lines += [{"knowledge": f"distilled {family}, own train Z", "rows": rows, "text": text}
-              for family, rows in sorted(distilled_lines(swaps, bases).items(), reverse=True)]
-    retrieved = stage2_rows(lambda r: knowledge_backend(r) == "retrieved")
-    if any(retrieved.values()):
-        lines.append({"knowledge": "retrieved (`stage1.knowledge.backend: retrieved`)", "rows": retrieved, "text": text})
+def route_lines(routes: list[dict], text: dict[str, dict[str, list[dict]]]) -> list[Line]:
+    """route_seeds.jsonl: one line per (stage2 label it trained and pairs with, route, base, answer form), the newest row
+    per dataset and seed."""
+    groups: dict[tuple[str, str, str, str], dict[str, dict[int, dict]]] = defaultdict(lambda: defaultdict(dict))
+    for r in routes:
+        base = family(str(r.get("overrides", {}).get("stage1.distill.base_model") or r.get("base_model") or ""))
+        groups[(r["train_label"], r["route"], base, r["answer_form"])][r["dataset"]][seed_of(r)] = r
+    lines = []
+    for (label, route, base, form), by_dataset in sorted(groups.items()):
+        name = f"distilled {base}, own train Z" if "distilled" in route else route
+        lines.append({"knowledge": f"{name}{form_note(form)} (`{label}`)", "text": text.get(label, {}),
+                      "rows": {d: list(rows.values()) for d, rows in by_dataset.items()}})
     return lines
+
+
+def our_lines(stage2: list[dict], swaps: list[dict], bases: dict[str, str], routes: list[dict] | None = None) -> list[Line]:
+    """Our lines of the table, each with its rows per dataset: per stage2 label, text-only, then [T;Z] per knowledge
+    backend and answer form (gains against that label's text-only rows); the distilled routes of knowledge_swap.jsonl
+    (label ``seeds``) and of route_seeds.jsonl (by their ``--train-label``)."""
+    scored = [r for r in stage2 if "test_f1" in r and r.get("label") in LABELS]
+
+    def rows_of(keep: Any) -> dict[str, list[dict]]:
+        return {d: list(by_seed([r for r in scored if r["dataset"] == d and keep(r)]).values()) for d, _ in DATASETS}
+
+    text = {label: rows_of(lambda r, label=label: r["label"] == label and r["variant"] == "text") for label in LABELS}
+    lines: list[Line] = []
+    for label, campaign in LABELS.items():
+        kinds = sorted({(knowledge_backend(r), answer_form(r)) for r in scored if r["label"] == label
+                        and r["variant"] == "text+knowledge"}, key=lambda kind: (kind[0] != "file", kind))
+        lines.append({"knowledge": f"none (text only) (`{label}`)", "rows": text[label], "text": {}, "campaign": campaign})
+        for backend, form in kinds:
+            name = "ChatGPT [T;Z]: PGIM's released file" if backend == "file" else f"{backend} (`stage1.knowledge.backend: {backend}`)"
+            lines.append({"knowledge": f"{name}{form_note(form)} (`{label}`)", "text": text[label], "campaign": campaign,
+                          "rows": rows_of(lambda r, label=label, backend=backend, form=form: r["label"] == label and
+                                          r["variant"] == "text+knowledge" and knowledge_backend(r) == backend
+                                          and answer_form(r) == form)})
+        if label == TEXT_LABEL:
+            lines += [{"knowledge": f"distilled {name}, own train Z (`{label}`)", "rows": rows, "text": text[label]}
+                      for name, rows in sorted(distilled_lines(swaps, bases).items(), reverse=True)]
+    return lines + route_lines(routes or [], text)
 
 
 def f1_cell(rows: list[dict]) -> str:
@@ -101,7 +142,8 @@ def hardware(rows: list[dict]) -> str:
                              for parts in (r["machine"].split(", ") for r in rows)}))
 
 
-def summary_section(stage2: list[dict], swaps: list[dict], bases: dict[str, str]) -> list[str]:
+def summary_section(stage2: list[dict], swaps: list[dict], bases: dict[str, str], routes: list[dict] | None = None
+                    ) -> list[str]:
     """The summary table: our lines from the rows, then the published ones, cited."""
     md = ["## Summary: test F1 by dataset and knowledge source", "",
           "Strict entity-level F1 on each test split. Ours: mean ± standard deviation over training seeds (n−1), and the "
@@ -111,7 +153,7 @@ def summary_section(stage2: list[dict], swaps: list[dict], bases: dict[str, str]
           "citation, not a measurement.", "",
           "| system | knowledge Z | encoder + tagger | hardware | " + " | ".join(f"{name} | vs text-only" for _, name in DATASETS)
           + " |", "|---|---|---|---|" + "---|---|" * len(DATASETS)]
-    for line in our_lines(stage2, swaps, bases):
+    for line in our_lines(stage2, swaps, bases, routes):
         by_dataset = {d: line["rows"].get(d, []) for d, _ in DATASETS}
         rows = [r for dataset_rows in by_dataset.values() for r in dataset_rows]
         if rows:

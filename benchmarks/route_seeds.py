@@ -81,7 +81,10 @@ def main() -> None:
         scores = result["text+knowledge"]
         history = json.loads((Path(scores["model"]) / "history.json").read_text(encoding="utf-8"))
         row = {"dataset": cfg.dataset.name, "route": backend + (" (distilled)" if cfg.stage1.distill.enabled else ""),
-               "label": args.label, "seed": seed, "config": args.config, "overrides": parse_overrides(args.set),
+               "label": args.label, "train_label": args.train_label, "seed": seed, "config": args.config,
+               "answer_form": cfg.stage1.knowledge.answer_form,
+               "base_model": cfg.stage1.distill.base_model if cfg.stage1.distill.enabled else None,
+               "overrides": parse_overrides(args.set),
                "train_settings": settings, "dev_f1": scores["dev_f1"], "test_precision": scores["test_precision"],
                "test_recall": scores["test_recall"], "test_f1": scores["test_f1"], "test_verbatim_share": share,
                "steps": {**steps, "train": {"seconds": seconds, "train_seconds": history["train_seconds"],

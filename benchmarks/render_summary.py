@@ -16,6 +16,7 @@ from render_seeds import by_seed, distilled_base, knowledge_backend, spread
 DATASETS = (("twitter2015", "Twitter-2015"), ("twitter2017", "Twitter-2017"))
 TEXT_LABEL = "seeds"  # the stage2.jsonl label of the text-only and ChatGPT [T;Z] taggers over seeds
 # stage2.jsonl labels with a text-only baseline of their own, each run as one campaign on one kind of machine
+CHATGPT = "ChatGPT [T;Z]: PGIM's released file"
 LABELS = {TEXT_LABEL: "bf16 autocast", "fp32": "fp32 on a CPU without bf16"}
 PGIM_TABLE_2 = "Li et al., *Prompting ChatGPT in MNER* (PGIM), Findings of EMNLP 2023, Table 2"
 # (system, knowledge Z, encoder + tagger, Twitter-2015 test F1, Twitter-2017 test F1), as published in PGIM_TABLE_2
@@ -81,7 +82,8 @@ def route_lines(routes: list[dict], text: dict[str, dict[str, list[dict]]]) -> l
         groups[(r["train_label"], r["route"], base, r["answer_form"])][r["dataset"]][seed_of(r)] = r
     lines = []
     for (label, route, base, form), by_dataset in sorted(groups.items()):
-        name = f"distilled {base}, own train Z" if "distilled" in route else route
+        name = (f"distilled {base}, own train Z" if "distilled" in route else
+                CHATGPT if route == "file" else f"{route} (`stage1.knowledge.backend: {route}`)")
         lines.append({"knowledge": f"{name}{form_note(form)} (`{label}`)", "text": text.get(label, {}),
                       "rows": {d: list(rows.values()) for d, rows in by_dataset.items()}})
     return lines
@@ -103,7 +105,7 @@ def our_lines(stage2: list[dict], swaps: list[dict], bases: dict[str, str], rout
                         and r["variant"] == "text+knowledge"}, key=lambda kind: (kind[0] != "file", kind))
         lines.append({"knowledge": f"none (text only) (`{label}`)", "rows": text[label], "text": {}, "campaign": campaign})
         for backend, form in kinds:
-            name = "ChatGPT [T;Z]: PGIM's released file" if backend == "file" else f"{backend} (`stage1.knowledge.backend: {backend}`)"
+            name = CHATGPT if backend == "file" else f"{backend} (`stage1.knowledge.backend: {backend}`)"
             lines.append({"knowledge": f"{name}{form_note(form)} (`{label}`)", "text": text[label], "campaign": campaign,
                           "rows": rows_of(lambda r, label=label, backend=backend, form=form: r["label"] == label and
                                           r["variant"] == "text+knowledge" and knowledge_backend(r) == backend

@@ -19,7 +19,7 @@ def summary_rows(summary: dict[str, Any], seconds: float, shards: dict[str, int]
     """Table rows ``{"what", "name", "value"}``: posts, posts per second, shards, entities by type, frequent entities."""
     rate = round(summary["posts"] / seconds, 1) if seconds > 0 else None
     rows = [{"what": "posts", "name": name, "value": summary[name]} for name in ("posts", "tagged", "rejected")]
-    rows += [{"what": "speed", "name": "posts per second (this run, wall clock)", "value": rate},
+    rows += [{"what": "posts per second", "name": "this run", "value": rate},
              {"what": "shards", "name": "tagged this run", "value": shards["computed"]},
              {"what": "shards", "name": "from the store", "value": shards["cached"]}]
     rows += [{"what": "entities by type", "name": kind, "value": n} for kind, n in summary["types"].items()]

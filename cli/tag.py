@@ -31,9 +31,10 @@ def tag_command(
     shard_size: int = typer.Option(256, "--shard-size", min=1, help="Posts per shard (the unit of caching and resuming)."),
     tokenizer_style: Optional[str] = typer.Option(None, "--tokenization", help="twitter2017 or twitter2015 "
                                                                                "(default: that of the model's dataset)."),
-    config: Optional[Path] = typer.Option(None, "--config", "-c", help="Config naming the store, runner and LLM (default: the demo's)."),
-    artifacts_root: Optional[Path] = typer.Option(None, "--artifacts-root", help="The store the model is looked up in "
-                                                                                 "and the shards cached in (default: as for `mner run`)."),
+    config: Optional[Path] = typer.Option(None, "--config", "-c",
+                                          help="Config naming the store, runner and LLM (default: the demo's)."),
+    artifacts_root: Optional[Path] = typer.Option(None, "--artifacts-root", help=(
+        "The store the model is looked up in and the shards cached in (default: as for `mner run`).")),
     set_: List[str] = typer.Option([], "--set", help="Override a config field: KEY=VALUE, e.g. stage1.runner.kind=dask."),
     refresh: bool = typer.Option(False, "--refresh", help="Tag every shard again, regardless of the store."),
 ) -> None:

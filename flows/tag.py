@@ -55,15 +55,25 @@ def route_settings(name: str, trained: TrainedRoute, cfg: PipelineConfig, root: 
     runtime: dict[str, Any] = {"local_model": llm["local_model"]}
     endpoint = answering_identity(cfg.stage1.llm)
     if name == "distilled":
+        llm.update(backend="transformers", base_url=None)
+        if cfg.stage1.llm.local_model:  # named by the config: asked as it is, like mner predict --llm
+            local = cfg.stage1.llm.model_copy(update={"backend": "transformers", "base_url": None})
+            runtime["local_model"] = str(cfg.stage1.llm.local_model)
+            endpoint = answering_identity(local)
+            return {"name": name, "endpoint": endpoint, "stage1": _keyed(data), "dataset": data["dataset"]}, runtime
         if trained.distill_key:
             key, folder = trained.distill_key, ArtifactStore(root).find("distill", trained.distill_key) / MODEL_DIR
         else:
             folder, key = latest_distilled(root, *distilled_by(cfg))
-        llm.update(backend="transformers", base_url=None)
         runtime["local_model"], endpoint = str(folder), distilled_identity(key, cfg.stage1.llm.precision)
+    return {"name": name, "endpoint": endpoint, "stage1": _keyed(data), "dataset": data["dataset"]}, runtime
+
+
+def _keyed(data: dict[str, Any]) -> dict[str, Any]:
+    """The stage-1 settings less where the LLM runs (its identity is the route's ``endpoint``)."""
     for field in NOT_IN_ROUTE_KEY:
-        llm.pop(field)
-    return {"name": name, "endpoint": endpoint, "stage1": data["stage1"], "dataset": data["dataset"]}, runtime
+        data["stage1"]["llm"].pop(field, None)
+    return data["stage1"]
 
 
 @flow(name="mner-tag-shards", log_prints=True)

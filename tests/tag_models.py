@@ -37,7 +37,8 @@ def write_posts(folder: Path, posts: list[dict[str, Any]]) -> dict[str, Path]:
     tokens with an O tag) and ``untagged.conll`` (tokens alone, no IMGID lines)."""
     folder.mkdir(parents=True, exist_ok=True)
     files = {name: folder / name for name in ("posts.jsonl", "posts.txt", "posts.conll", "untagged.conll")}
-    files["posts.jsonl"].write_text("".join(json.dumps({"id": p["id"], "text": p["text"]}) + "\n" for p in posts), encoding="utf-8")
+    files["posts.jsonl"].write_text("".join(json.dumps({"id": p["id"], "text": p["text"]}) + "\n" for p in posts),
+                                    encoding="utf-8")
     files["posts.txt"].write_text("".join(p["text"] + "\n" for p in posts), encoding="utf-8")
     files["posts.conll"].write_text("".join(f"IMGID:{p['id']}\n" + "".join(f"{t}\tO\n" for t in p["tokens"]) + "\n"
                                             for p in posts), encoding="utf-8")

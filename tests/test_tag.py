@@ -67,7 +67,8 @@ def test_bad_lines_are_named_with_file_and_line_and_past_the_share_the_run_fails
     assert rejected["bad.jsonl:2"]["reason"].startswith("not valid JSON")
     assert rejected["bad.jsonl:4"]["reason"] == rejected["lines.txt:2"]["reason"] == "empty post"
     assert rejected["bad.jsonl:6"]["reason"].startswith("missing image 'no-such-picture'")
-    assert "longer than the model's budget" in rejected["bad.jsonl:7"]["reason"] and "max_length=64" in rejected["bad.jsonl:7"]["reason"]
+    assert "longer than the model's budget" in rejected["bad.jsonl:7"]["reason"]
+    assert "max_length=64" in rejected["bad.jsonl:7"]["reason"]
     assert (result["posts"], result["tagged"], result["rejected"]) == (15, 10, 5), result
     assert len(read_rows(tmp_path / "out" / "tagged.jsonl")) == 10
     assert result["rejected_by_file"] == {"bad.jsonl": {"rejected": 4, "posts": 12}, "lines.txt": {"rejected": 1, "posts": 3}}

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from mner.store import MANIFEST, ArtifactStore, sha256_json
+from mner.store import MANIFEST, STORE_ID, ArtifactStore, sha256_json
 
 TEXT_ONLY = "text"
 DISTILLED_PREFIX = "transformers:distilled-"
@@ -55,13 +55,14 @@ def _by_content(store: ArtifactStore, stage: str, digest: str) -> dict[str, Any]
 
 
 def trained_route(model_dir: str | Path, root: str | Path) -> TrainedRoute:
-    """The route the model at ``model_dir`` was trained with, traced through the store at ``root``."""
+    """The route the model at ``model_dir`` was trained with, traced through the store it lies in (else the one at ``root``)."""
     manifest = model_manifest(model_dir)
     variant = manifest.get("variant") or manifest.get("config", {}).get("variant") or TEXT_ONLY
     dataset = manifest.get("dataset")
     if variant == TEXT_ONLY:
         return TrainedRoute(variant, dataset, "none")
-    store = ArtifactStore(root)
+    own = Path(model_dir).resolve().parents[1]  # <root>/train/<key>: the store the model was trained in, when it is one
+    store = ArtifactStore(own if (own / STORE_ID).is_file() else root)
     joined = _by_content(store, "knowledge", manifest.get("inputs", {}).get("data", ""))
     if joined is None:
         return TrainedRoute(variant, dataset, "unknown", detail=f"the knowledge output it was trained on is not in {store.root}")
@@ -96,7 +97,7 @@ def choose_route(trained: TrainedRoute, requested: str | None, knowledge_file: s
             raise RouteRefused(f"model {model} is text-only: it never read knowledge Z, so knowledge={requested} would "
                                "feed it inputs it was not trained on; leave knowledge unset (or none)")
         return "none"
-    route = requested or trained.name
+    route = requested or ("file" if knowledge_file else trained.name)  # a file of Z given is the file route asked for
     if route == "none":
         raise RouteRefused(f"model {model} is a text+knowledge model (trained with Z from route {trained.name}) and "
                            f"needs knowledge Z for every post; {fix}")

@@ -1,7 +1,10 @@
 """`mner tag` on Twitter-2017 test posts as raw text: posts/s against `mner predict` in a loop, peak RSS, and F1.
 
-    python benchmarks/tag_throughput.py --text-model DIR [--knowledge-model DIR] [--distilled-config FILE]
+    python benchmarks/tag_throughput.py --text-model twitter2017/text [--knowledge-model twitter2017/text+knowledge]
+        [--distilled-config configs/twitter2017-distilled.yaml]
         [--posts 5000] [--predict-posts 20] [--rss-posts 1000 100000] [--f1]
+
+The models are named as `mner predict --run` names them, in the project's store (``$MNER_ARTIFACTS_ROOT``).
 
 Each test post's text is rebuilt from its tokens as a user would type it (mner.post_tokens.rebuild_post) and
 repeated, with new ids, up to ``--posts``. Each mode runs `mner tag` end to end (a fresh store: nothing cached),
@@ -17,6 +20,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import subprocess
 import sys
 import tempfile
@@ -29,10 +33,13 @@ sys.path.insert(0, str(ROOT / "benchmarks"))
 
 from stage2 import append_rows, provenance  # noqa: E402
 
+from mner.config import default_artifacts_root, load_config  # noqa: E402
 from mner.formats import read_conll  # noqa: E402
 from mner.pgim import read_knowledge  # noqa: E402
 from mner.post_tokens import rebuild_post  # noqa: E402
 from mner.tags import iob2_spans  # noqa: E402
+from mner.trained import latest_distilled, resolve_model  # noqa: E402
+from tasks.distill import distilled_by  # noqa: E402
 
 RESULTS = ROOT / "benchmarks" / "results" / "tag_throughput.jsonl"
 DATA = ROOT.parent / "shared" / "data" / "twitter2017"
@@ -55,22 +62,27 @@ def write_inputs(folder: Path, count: int, knowledge: bool) -> tuple[Path, Path 
 
 
 def run_tag(posts: Path, model: str, store: Path, *extra: str) -> dict:
-    """`mner tag` as a command into a fresh store: its result, wall seconds, and the peak RSS of its process (MiB)."""
+    """`mner tag` as a command into a fresh store: its result, wall seconds, the peak RSS of its process (MiB) and the
+    CPU seconds it used (its Prefect server, a child, left out): on a shared machine, posts per CPU-second do not
+    depend on what else runs."""
     command = [MNER, "tag", str(posts), "--run", model, "--artifacts-root", str(store), "-o", str(store / "out"), *extra]
     started = time.perf_counter()
     process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
-    peak = 0.0
+    peak, cpu = 0.0, 0.0
     while process.poll() is None:
         try:
             status = Path(f"/proc/{process.pid}/status").read_text()
             peak = max(peak, int(next(s for s in status.splitlines() if s.startswith("VmHWM:")).split()[1]) / 1024)
+            ticks = Path(f"/proc/{process.pid}/stat").read_text().rsplit(")", 1)[1].split()[11:13]  # utime, stime
+            cpu = max(cpu, sum(map(int, ticks)) / os.sysconf("SC_CLK_TCK"))
         except (OSError, StopIteration, ValueError):
             pass
         time.sleep(0.2)
     out = process.stdout.read()
     if process.returncode:
         raise SystemExit(f"{' '.join(command)} exited {process.returncode}")
-    return {**json.loads(out[out.index("{"):]), "wall": time.perf_counter() - started, "peak_rss_mib": round(peak, 1)}
+    return {**json.loads(out[out.index("{"):]), "wall": time.perf_counter() - started, "peak_rss_mib": round(peak, 1),
+            "cpu_seconds": round(cpu, 1)}
 
 
 def run_predict(posts: Path, model: str, count: int, extra: list[str], knowledge: Path | None = None) -> float:
@@ -122,6 +134,9 @@ def main() -> None:
     parser.add_argument("--f1", action="store_true")
     parser.add_argument("--skip-throughput", action="store_true")
     args = parser.parse_args()
+    store = default_artifacts_root()  # the references name models of the project's store; each run tags into a fresh one
+    args.text_model = str(resolve_model(args.text_model, store))
+    args.knowledge_model = str(resolve_model(args.knowledge_model, store)) if args.knowledge_model else None
     where, rows = provenance(), []
     load = lambda: Path("/proc/loadavg").read_text().split()[0]  # noqa: E731
     with tempfile.TemporaryDirectory(prefix="tag-throughput-") as tmp:
@@ -130,16 +145,19 @@ def main() -> None:
         if args.knowledge_model and not args.skip_throughput:
             modes.append(("[T;Z], Z from a file", args.knowledge_model, [], args.posts, True))
         if args.distilled_config:
-            config = ["-c", args.distilled_config]
+            distilled, _ = latest_distilled(store, *distilled_by(load_config(args.distilled_config)))
+            config = ["-c", args.distilled_config, "--set", f"stage1.llm.local_model={distilled}"]  # answer caches stay cold
             modes.append(("[T;Z], Z from the distilled LLM", args.knowledge_model or args.text_model,
                           [*config, "--knowledge", "distilled"], args.distilled_posts, False))
         for mode, model, extra, count, knowledge in modes:
             posts, z = write_inputs(folder, count, knowledge)
             out = run_tag(posts, model, folder / f"store-{len(rows)}", *extra, *(["--knowledge-file", str(z)] if z else []))
-            predict_extra = ["--llm", *config] if "distilled" in mode else []
+            fresh = ["--artifacts-root", str(folder / f"predict-{len(rows)}")]
+            predict_extra = ["--llm", *config, *fresh] if "distilled" in mode else []
             predicted = run_predict(posts, model, args.predict_posts, predict_extra, z)
             rows.append({"mode": mode, "posts": count, "tag_posts_per_second": out["posts_per_second"],
                          "tag_command_posts_per_second": round(count / out["wall"], 1),
+                         "tag_posts_per_cpu_second": round(count / max(out["cpu_seconds"], 0.1), 1),
                          "predict_posts_per_second": round(predicted, 3), "predict_posts": args.predict_posts,
                          "peak_rss_mib": out["peak_rss_mib"], "rejected": out["rejected"], "load_1min": load(), **where})
             print(json.dumps(rows[-1]), flush=True)

@@ -164,3 +164,25 @@ def test_the_dask_runner_gives_byte_identical_output_to_the_thread_runner(models
     assert outputs["dask"] == outputs["threads"]
     assert len(executed) == 2 and sum(count for count, _ in executed.values()) == 5, executed
     assert os.getpid() not in {pid for _, pid in executed.values()}
+
+
+def test_the_llm_route_asks_the_local_llm_once_per_post_and_reuses_the_answer_cache(models, tmp_path: Path) -> None:
+    """Route llm on a real local llama.cpp server (SmolLM2): Z in the output, one cached answer per post, and a
+    refreshed run (every shard tagged again) answered from that cache, which it leaves untouched."""
+    from flows.tag import tag
+
+    files = write_posts(tmp_path / "in", sample_posts(4))
+    root = tmp_path / "store"
+    overrides = {"artifacts_root": str(root), "stage1.prompt.n_examples": 0, "stage1.llm.max_tokens": 16}
+    first = tag(input=str(files["posts.txt"]), model=models["knowledge"], knowledge="llm", with_knowledge=True,
+                overrides=overrides)
+    assert first["route"] == "llm" and first["tagged"] == 4, first
+    assert all(row["knowledge"].strip() for row in read_rows(Path(first["output"]) / "tagged.jsonl"))
+    tagged = (Path(first["output"]) / "tagged.jsonl").read_bytes()
+    cache = {p: p.stat().st_mtime_ns for p in (root / "cache" / "llm").rglob("*.json")}
+    assert len(cache) == 4
+    again = tag(input=str(files["posts.txt"]), model=models["knowledge"], knowledge="llm", with_knowledge=True,
+                overrides=overrides, refresh=True)
+    assert again["shards"] == {"computed": 1, "cached": 0}
+    assert {p: p.stat().st_mtime_ns for p in (root / "cache" / "llm").rglob("*.json")} == cache
+    assert (Path(again["output"]) / "tagged.jsonl").read_bytes() == tagged

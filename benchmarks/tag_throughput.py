@@ -10,7 +10,8 @@ Each test post's text is rebuilt from its tokens as a user would type it (mner.p
 repeated, with new ids, up to ``--posts``. Each mode runs `mner tag` end to end (a fresh store: nothing cached),
 file to JSONL, as a command, and then `mner predict` over the first ``--predict-posts`` of the same posts, one
 command per post as users run it today: text-only; [T;Z] with Z from a file (PGIM's test answers as JSONL);
-with ``--distilled-config``, [T;Z] with Z from the config's distilled local model (route ``distilled``).
+with ``--distilled-config``, [T;Z] with Z from the config's distilled local model (route ``distilled``; where the
+store holds none, the undistilled SmolLM2 base in its place, which costs the same per generated token).
 ``--rss-posts`` tags that many posts with the text-only model and records the peak RSS of the `mner tag`
 process. ``--f1`` scores the text-only and file models on the raw text and on the given tokens (entities
 compared by character span in the rebuilt text). Rows go to benchmarks/results/tag_throughput.jsonl.
@@ -33,12 +34,13 @@ sys.path.insert(0, str(ROOT / "benchmarks"))
 
 from stage2 import append_rows, provenance  # noqa: E402
 
+from engine.llm_server import default_model_path  # noqa: E402
 from mner.config import default_artifacts_root, load_config  # noqa: E402
 from mner.formats import read_conll  # noqa: E402
 from mner.pgim import read_knowledge  # noqa: E402
 from mner.post_tokens import rebuild_post  # noqa: E402
 from mner.tags import iob2_spans  # noqa: E402
-from mner.trained import latest_distilled, resolve_model  # noqa: E402
+from mner.trained import DistilledModelNotFound, latest_distilled, resolve_model  # noqa: E402
 from tasks.distill import distilled_by  # noqa: E402
 
 RESULTS = ROOT / "benchmarks" / "results" / "tag_throughput.jsonl"
@@ -145,15 +147,19 @@ def main() -> None:
         if args.knowledge_model and not args.skip_throughput:
             modes.append(("[T;Z], Z from a file", args.knowledge_model, [], args.posts, True))
         if args.distilled_config:
-            distilled, _ = latest_distilled(store, *distilled_by(load_config(args.distilled_config)))
+            try:
+                distilled, _ = latest_distilled(store, *distilled_by(load_config(args.distilled_config)))
+                label = "[T;Z], Z from the distilled LLM"
+            except DistilledModelNotFound:  # the same network before distillation: the same cost per generated token
+                distilled, label = default_model_path(), "[T;Z], Z from the local LLM (SmolLM2 base, not distilled)"
             config = ["-c", args.distilled_config, "--set", f"stage1.llm.local_model={distilled}"]  # answer caches stay cold
-            modes.append(("[T;Z], Z from the distilled LLM", args.knowledge_model or args.text_model,
-                          [*config, "--knowledge", "distilled"], args.distilled_posts, False))
+            modes.append((label, args.knowledge_model or args.text_model, [*config, "--knowledge", "distilled"],
+                          args.distilled_posts, False))
         for mode, model, extra, count, knowledge in modes:
             posts, z = write_inputs(folder, count, knowledge)
             out = run_tag(posts, model, folder / f"store-{len(rows)}", *extra, *(["--knowledge-file", str(z)] if z else []))
             fresh = ["--artifacts-root", str(folder / f"predict-{len(rows)}")]
-            predict_extra = ["--llm", *config, *fresh] if "distilled" in mode else []
+            predict_extra = ["--llm", *config, *fresh] if "LLM" in mode else []
             predicted = run_predict(posts, model, args.predict_posts, predict_extra, z)
             rows.append({"mode": mode, "posts": count, "tag_posts_per_second": out["posts_per_second"],
                          "tag_command_posts_per_second": round(count / out["wall"], 1),

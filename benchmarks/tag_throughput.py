@@ -2,7 +2,7 @@
 
     python benchmarks/tag_throughput.py --text-model twitter2017/text [--knowledge-model twitter2017/text+knowledge]
         [--distilled-config configs/twitter2017-distilled.yaml]
-        [--posts 5000] [--predict-posts 20] [--rss-posts 1000 100000] [--f1]
+        [--modes text file llm] [--posts 5000] [--predict-posts 20] [--rss-posts 1000 100000] [--f1 text file]
 
 The models are named as `mner predict --run` names them, in the project's store (``$MNER_ARTIFACTS_ROOT``).
 
@@ -133,8 +133,9 @@ def main() -> None:
     parser.add_argument("--distilled-posts", type=int, default=128)
     parser.add_argument("--predict-posts", type=int, default=20)
     parser.add_argument("--rss-posts", type=int, nargs="*", default=[])
-    parser.add_argument("--f1", action="store_true")
-    parser.add_argument("--skip-throughput", action="store_true")
+    parser.add_argument("--modes", nargs="*", default=["text", "file", "llm"], choices=["text", "file", "llm"],
+                        help="throughput runs: text-only, Z from a file, Z from the local LLM")
+    parser.add_argument("--f1", nargs="*", default=[], choices=["text", "file"], help="F1 of these models")
     args = parser.parse_args()
     store = default_artifacts_root()  # the references name models of the project's store; each run tags into a fresh one
     args.text_model = str(resolve_model(args.text_model, store))
@@ -143,10 +144,10 @@ def main() -> None:
     load = lambda: Path("/proc/loadavg").read_text().split()[0]  # noqa: E731
     with tempfile.TemporaryDirectory(prefix="tag-throughput-") as tmp:
         folder = Path(tmp)
-        modes = [] if args.skip_throughput else [("text-only", args.text_model, [], args.posts, False)]
-        if args.knowledge_model and not args.skip_throughput:
+        modes = [("text-only", args.text_model, [], args.posts, False)] if "text" in args.modes else []
+        if args.knowledge_model and "file" in args.modes:
             modes.append(("[T;Z], Z from a file", args.knowledge_model, [], args.posts, True))
-        if args.distilled_config:
+        if args.distilled_config and "llm" in args.modes:
             try:
                 distilled, _ = latest_distilled(store, *distilled_by(load_config(args.distilled_config)))
                 label = "[T;Z], Z from the distilled LLM"
@@ -174,12 +175,13 @@ def main() -> None:
                          "tag_command_posts_per_second": round(count / out["wall"], 1), "peak_rss_mib": out["peak_rss_mib"],
                          "load_1min": load(), **where})
             print(json.dumps(rows[-1]), flush=True)
-        if args.f1:
-            for variant, model in (("text-only", args.text_model), ("[T;Z], Z from a file", args.knowledge_model)):
-                if model:
-                    scores = f1_rows(model, folder / f"f1-{variant[:4]}", folder, variant != "text-only")
-                    rows.append({"mode": f"F1 {variant}", "posts": 723, **scores, "load_1min": load(), **where})
-                    print(json.dumps(rows[-1]), flush=True)
+        for name in args.f1:
+            variant, model = {"text": ("text-only", args.text_model),
+                              "file": ("[T;Z], Z from a file", args.knowledge_model)}[name]
+            if model:
+                scores = f1_rows(model, folder / f"f1-{name}", folder, name == "file")
+                rows.append({"mode": f"F1 {variant}", "posts": 723, **scores, "load_1min": load(), **where})
+                print(json.dumps(rows[-1]), flush=True)
     append_rows(RESULTS, rows)
 
 

@@ -14,7 +14,7 @@ with ``--distilled-config``, [T;Z] with Z from the config's distilled local mode
 store holds none, the undistilled SmolLM2 base in its place, which costs the same per generated token).
 ``--rss-posts`` tags that many posts with the text-only model and records the peak RSS of the `mner tag`
 process. ``--f1`` scores the text-only and file models on the raw text and on the given tokens (entities
-compared by character span in the rebuilt text). Rows go to benchmarks/results/tag_throughput.jsonl.
+compared by character span in the rebuilt text). Each row goes to benchmarks/results/tag_throughput.jsonl as it is measured.
 """
 
 from __future__ import annotations
@@ -168,6 +168,7 @@ def main() -> None:
                          "predict_posts_per_second": round(predicted, 3), "predict_posts": args.predict_posts,
                          "peak_rss_mib": out["peak_rss_mib"], "rejected": out["rejected"], "load_1min": load(), **where})
             print(json.dumps(rows[-1]), flush=True)
+            append_rows(RESULTS, rows[-1:])
         for count in args.rss_posts:
             posts, _ = write_inputs(folder, count, False)
             out = run_tag(posts, args.text_model, folder / f"rss-{count}")
@@ -175,6 +176,7 @@ def main() -> None:
                          "tag_command_posts_per_second": round(count / out["wall"], 1), "peak_rss_mib": out["peak_rss_mib"],
                          "load_1min": load(), **where})
             print(json.dumps(rows[-1]), flush=True)
+            append_rows(RESULTS, rows[-1:])
         for name in args.f1:
             variant, model = {"text": ("text-only", args.text_model),
                               "file": ("[T;Z], Z from a file", args.knowledge_model)}[name]
@@ -182,7 +184,7 @@ def main() -> None:
                 scores = f1_rows(model, folder / f"f1-{name}", folder, name == "file")
                 rows.append({"mode": f"F1 {variant}", "posts": 723, **scores, "load_1min": load(), **where})
                 print(json.dumps(rows[-1]), flush=True)
-    append_rows(RESULTS, rows)
+                append_rows(RESULTS, rows[-1:])
 
 
 if __name__ == "__main__":

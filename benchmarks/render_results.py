@@ -17,6 +17,7 @@ from render_memory import memory_section
 from render_seeds import routes_section, seeds_sections, swap_section, z_budget_section
 from render_summary import summary_section
 from render_stage1 import bases_section, distill_section, placement_section, reading_section, stage1_sections
+from render_tag import tag_section
 
 RESULTS = ROOT / "benchmarks" / "results"
 OUT = ROOT / "benchmarks" / "RESULTS.md"
@@ -263,6 +264,7 @@ def render(results: dict[str, list[dict]]) -> str:
     md += distill_section(rows("distill.jsonl")) + bases_section(rows("distill_bases.jsonl"))
     md += placement_section(rows("generation_placement.jsonl"))
     md += reading_section(rows("knowledge_reading.jsonl"))
+    md += tag_section(rows("tag_throughput.jsonl"), rows("llm_throughput.jsonl"))
     md += backbone_section(stage2, rows("backbone.jsonl")) + grid_section(rows("backbone_grid.jsonl"))
     md += variants_section(stage2)
     md += gpu_section(rows("gpu_check.jsonl"))

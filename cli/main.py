@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import os
-import subprocess
 from pathlib import Path
 from typing import List, Optional
 
 import typer
 
+from cli.common import checked_overrides as _checked_overrides
+from cli.common import store_root as _store_root
+from cli.common import temporary_server as _temporary_server
+from cli.tag import tag_command
 from mner.formats import DataFormatError, format_summary, read_conll, summarize, write_conll
 from mner.server import prefect_defaults, wait_until_serving
 
@@ -77,13 +80,6 @@ def data_check(
 artifacts_app = typer.Typer(help="List and read the artifact store.", no_args_is_help=True)
 app.add_typer(artifacts_app, name="artifacts")
 _ROOT_OPTION = typer.Option(None, "--root", help="The artifact store's root (default: $MNER_ARTIFACTS_ROOT, else the project's artifacts/, as for `mner run`).")
-
-
-def _store_root(root: Optional[Path]) -> Path:
-    """``root``, or the store ``mner run`` writes to with the default config."""
-    from mner.config import default_artifacts_root
-
-    return root if root is not None else default_artifacts_root()
 
 
 @artifacts_app.command("ls")
@@ -157,47 +153,6 @@ def scores_table(result: dict) -> str:
                      str(s.get("model") or "-")))
     widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]) - 1)]
     return "\n".join("  ".join(cell.ljust(w) for cell, w in zip(row, widths)) + "  " + row[-1] for row in rows)
-
-
-def _temporary_server() -> "tuple[subprocess.Popen, int]":
-    """Start Prefect's API on a free port as a child of this process and point this process at it.
-
-    Returns (the server process, its port) without waiting for it: the caller imports the flows
-    meanwhile, then waits with :func:`mner.server.wait_until_serving`. Prefect is pointed at the
-    server before anything imports it. The server stops at exit, after Prefect has sent its last
-    logs and states (Prefect drains its queues in threading's exit hooks, which run before ``atexit``'s).
-    """
-    import atexit
-
-    from mner.server import free_port, server_env, start_server, stop_server
-
-    home, port = os.environ["PREFECT_HOME"], free_port()
-    server = start_server(home, port, Path(home) / "run-server.log", api_only=True, wait=False)
-    atexit.register(stop_server, server, 3.0)
-    os.environ.update({k: v for k, v in server_env(home, port).items() if k.startswith("PREFECT_")})
-    return server, port
-
-
-def _checked_overrides(config: Optional[Path], set_: List[str]) -> dict:
-    """``--set KEY=VALUE`` items as overrides, validated with the config before any work (exit 2 naming the field)."""
-    import yaml
-
-    from mner.config import load_config
-    from mner.store import check_writable_root
-
-    overrides = {}
-    for item in set_:
-        key, sep, value = item.partition("=")
-        if not sep:
-            typer.echo(f"--set {item!r}: expected KEY=VALUE", err=True)
-            raise typer.Exit(2)
-        overrides[key] = yaml.safe_load(value)
-    try:
-        check_writable_root(load_config(config, overrides).artifacts_root)
-    except (ValueError, OSError) as exc:
-        typer.echo(f"error: {exc}", err=True)
-        raise typer.Exit(2) from exc
-    return overrides
 
 
 @app.command("grid")
@@ -326,6 +281,9 @@ def predict_command(
     result = predict_post(_model_dir(run_or_dir, artifacts_root), text, cfg, knowledge, image, llm, backbone_dir,
                           read_prefect_secret, identity)
     typer.echo(json.dumps(result, ensure_ascii=False, indent=2))
+
+
+app.command("tag")(tag_command)
 
 
 if __name__ == "__main__":

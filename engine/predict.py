@@ -10,35 +10,13 @@ from __future__ import annotations
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from mner import formats
+from engine.knowledge_routes import image_text, prompt_rows
 from mner.config import LlmConfig, PipelineConfig
 from mner.samples import Sample
 from mner.tags import iob2_spans
 
 if TYPE_CHECKING:
     from engine.llm_client import LLMSettings, SecretReader
-
-
-def image_text(image: str | Path, config: PipelineConfig) -> dict[str, Any]:
-    """Caption and OCR text of one image with the configured backends; errors are reported, not raised."""
-    from engine.captioners import caption_rows
-    from engine.ocr import ocr_rows
-
-    row = [Sample("post", [], image_id=Path(image).stem)]
-    out: dict[str, Any] = {"caption": "", "ocr": "", "errors": []}
-    caption = config.stage1.caption
-    if caption.backend != "none":
-        sources = {"captions": str(config.dataset.captions)} if caption.backend == "file" else {"post": str(image)}
-        results, _, _ = caption_rows(row, sources, caption.backend, caption.model, 1, caption.max_new_tokens, caption.dtype)
-        out["caption"] = results[0]["caption"] or ""
-        if results[0]["error"]:
-            out["errors"].append({"stage": "caption", **results[0]["error"]})
-    if config.stage1.ocr.backend != "none":
-        results, _ = ocr_rows(row, {"post": str(image)}, config.stage1.ocr.backend, config.stage1.ocr.min_score)
-        out["ocr"] = results[0]["text"] or ""
-        if results[0]["error"]:
-            out["errors"].append({"stage": "ocr", **results[0]["error"]})
-    return out
 
 
 def llm_knowledge(tokens: list[str], caption: str, ocr: str, config: PipelineConfig,
@@ -54,26 +32,16 @@ def llm_knowledge(tokens: list[str], caption: str, ocr: str, config: PipelineCon
     from engine.answers import answer_rows
     from engine.llm_server import resolve_base_url
     from engine.local_generate import load_generator
-    from engine.prompting import example_shots, fit_prompt, load_template, make_token_counter, template_sources
-    from engine.retrieval import EmbedderOptions, load_examples, make_embedder, retrieve
+    from engine.prompting import PromptBudgetError
 
-    ds, s1 = config.dataset, config.stage1
+    s1 = config.stage1
     query = Sample("post", tokens, source="--text", caption=caption, ocr=ocr)
-    shots: list[tuple[Sample, str]] = []
-    sources = {"examples": str(ds.examples), "examples_entities": str(ds.examples_entities)}
-    if s1.prompt.n_examples and ds.examples is not None:
-        train = formats.read_conll(ds.train, repair=True).sentences
-        by_image = example_shots(load_examples(sources), train, ds.examples)
-        embedder = make_embedder(s1.retrieval.embedder, EmbedderOptions(
-            encoder=s1.retrieval.encoder, seed=s1.retrieval.seed, pooling=s1.retrieval.fused_pooling,
-            backbone_dir=str(backbone_dir) if backbone_dir else None))
-        _, hits = retrieve([query], [item for item, _ in by_image.values()], embedder, s1.retrieval.top_n)
-        shots = [by_image[hit["image_id"]] for hit in hits[0][: s1.prompt.n_examples]]
-    template = load_template({**template_sources(s1.prompt.template_dir), **sources})
-    prompt = fit_prompt(template, shots, query, make_token_counter(s1.prompt.tokenizer), s1.prompt.max_prompt_tokens)
+    prompt = prompt_rows([query], config, backbone_dir)[0]
+    if "error" in prompt:
+        raise PromptBudgetError(prompt["error"]["reason"])
     local = s1.llm.backend == "transformers"
     with resolve_base_url({**s1.llm.model_dump(), "n_parallel": 1}) as base_url:
-        results, _ = answer_rows([{"id": query.id, "messages": prompt.messages}], knowledge_settings(s1.llm, base_url, llm_identity),
+        results, _ = answer_rows([prompt], knowledge_settings(s1.llm, base_url, llm_identity),
                                  default_cache_dir(config.artifacts_root), "--text", 1, s1.llm.max_answer_chars,
                                  read_secret=read_secret, batch_size=1,
                                  generator=load_generator(s1.llm.local_model, s1.llm.precision) if local else None)

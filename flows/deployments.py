@@ -1,4 +1,4 @@
-"""Deployments: ``mner-pipeline/default``, one per stage, and ``mner-backbone-grid/default``.
+"""Deployments: ``mner-pipeline/default``, one per stage, ``mner-backbone-grid/default`` and ``mner-tag/default``.
 
 Two ways to run them, registering the same deployments (both come from :func:`deployment_specs`):
 
@@ -24,10 +24,12 @@ from prefect.deployments.runner import RunnerDeployment
 
 from flows.backbone_grid import backbone_grid
 from flows.pipeline import STAGES, pipeline
+from flows.tag import tag
 
 WORK_POOL = "mner"
 FLOWS = {"mner-pipeline": (pipeline, "flows/pipeline.py:pipeline"),
-         "mner-backbone-grid": (backbone_grid, "flows/backbone_grid.py:backbone_grid")}
+         "mner-backbone-grid": (backbone_grid, "flows/backbone_grid.py:backbone_grid"),
+         "mner-tag": (tag, "flows/tag.py:tag")}
 PREFECT_YAML = Path(__file__).resolve().parents[1] / "prefect.yaml"
 
 
@@ -43,6 +45,10 @@ def deployment_specs() -> list[dict[str, Any]]:
     specs.append({"flow": "mner-backbone-grid", "name": "default", "tags": ["mner", "grid"], "parameters": {},
                   "description": "Train the multimodal backbone once per (align_lambda, infonce_lambda) pair; "
                                  "table of dev/test P/R/F1."})
+    specs.append({"flow": "mner-tag", "name": "default", "tags": ["mner", "tag"], "parameters": {},
+                  "description": "Tag a file or folder of raw posts (JSONL, text, CoNLL) with a trained model, in cached "
+                                 "shards; knowledge Z by the model's route. Parameters: input, model (latest, "
+                                 "DATASET/VARIANT, a directory or key), knowledge, output, overrides (as mner tag)."})
     return specs
 
 

@@ -45,7 +45,8 @@ def test_prefect_yaml_registers_the_deployments_mner_serve_does() -> None:
         "prefect.yaml is stale: python -m flows.deployments --write-prefect-yaml"
     in_yaml = yaml.safe_load((PROJECT / "prefect.yaml").read_text(encoding="utf-8"))
     served = {(d.flow_name, d.name, json.dumps(d.parameters, sort_keys=True)) for d in pipeline_deployments()}
-    flows = {"flows/pipeline.py:pipeline": "mner-pipeline", "flows/backbone_grid.py:backbone_grid": "mner-backbone-grid"}
+    flows = {"flows/pipeline.py:pipeline": "mner-pipeline", "flows/backbone_grid.py:backbone_grid": "mner-backbone-grid",
+             "flows/tag.py:tag": "mner-tag"}
     deployed = {(flows[d["entrypoint"]], d["name"], json.dumps(d["parameters"], sort_keys=True))
                 for d in in_yaml["deployments"]}
     assert deployed == served and len(deployed) == len(deployment_specs())

@@ -18,7 +18,7 @@ def tag_command(
                                            "plain text (a post a line) or CoNLL (with or without tags and IMGID lines)."),
     run_or_dir: str = typer.Option("latest", "--run", help="The model, as `mner predict --run` takes it: latest, "
                                                           "latest:VARIANT, DATASET/VARIANT, a train directory or key."),
-    knowledge: Optional[str] = typer.Option(None, "--knowledge", help="Route of knowledge Z: none, file, llm, distilled "
+    knowledge: Optional[str] = typer.Option(None, "--knowledge", help="Route of knowledge Z: none, file, llm, distilled, retrieved "
                                                                       "(default: the route the model was trained with)."),
     knowledge_file: Optional[Path] = typer.Option(None, "--knowledge-file", help="JSONL of {id, knowledge} rows (route file)."),
     images: Optional[Path] = typer.Option(None, "--images", help="Folder of the posts' images (<id>.jpg)."),

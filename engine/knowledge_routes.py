@@ -8,7 +8,10 @@ A route is a knowledge backend of the pipeline (``stage1.knowledge.backend``) as
   ``{"id", "knowledge"}`` rows;
 - ``llm``: the configured LLM answers the pipeline's prompt (retrieved examples, template, budget),
   through the per-sample answer cache;
-- ``distilled``: the same, asked of a distilled local model (transformers backend).
+- ``distilled``: the same, asked of a distilled local model (transformers backend);
+- ``retrieved``: the teacher's answers for the post's most similar train posts (no LLM).
+
+Z of every route is cut to the answer form the model's Z was cut to (``stage1.knowledge.answer_form``).
 
 Another backend plugs in with :func:`register_route`; :func:`knowledge_for` dispatches on the name.
 A post whose Z cannot be had gets a reason instead, never an empty Z in silence.
@@ -22,8 +25,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable
 
-from mner import formats
+from mner import formats, pgim
 from mner.config import PipelineConfig
+from mner.pgim import answer_in_form
 from mner.samples import Sample
 
 if TYPE_CHECKING:
@@ -49,6 +53,8 @@ class KnowledgeRoute:
     artifacts_root: str = ""
     backbone_dir: str | None = None
     read_secret: SecretReader | None = None
+    answer_form: str = "full"  # every Z is cut to it (mner.pgim.answer_in_form), as the model's Z was
+    retrieved: dict[str, Any] | None = None  # retrieved: k, embedder, encoder, min_score, seed; train, answers, captions files
 
 
 # Z (or None) and the reason there is none (or None), per post
@@ -80,7 +86,7 @@ def knowledge_for(route: KnowledgeRoute, posts: list[Sample]) -> Found:
     found = finder(route, posts) if posts else []
     if len(found) != len(posts):
         raise RuntimeError(f"knowledge route {route.name!r} gave {len(found)} answers for {len(posts)} posts")
-    return found
+    return [(answer_in_form(z, route.answer_form) if z is not None else None, reason) for z, reason in found]
 
 
 @register_route("none")
@@ -211,3 +217,40 @@ def _ask_llm(route: KnowledgeRoute, posts: list[Sample]) -> Found:
 
 register_route("llm")(_ask_llm)
 register_route("distilled")(_ask_llm)
+
+
+_INDEXES: dict[tuple[Any, ...], Any] = {}
+_INDEXES_LOCK = threading.Lock()
+
+
+def train_answer_index(settings: dict[str, Any], form: str) -> Any:
+    """The train posts (with their captions) that have a teacher answer, embedded and indexed once per process."""
+    from dataclasses import replace
+
+    from engine.distillation import teacher_answers
+    from engine.retrieval import EmbedderOptions, make_embedder
+    from engine.retrieved_knowledge import TrainAnswerIndex
+
+    key = tuple(settings.get(k) for k in ("train", "answers", "captions", "embedder", "encoder", "seed")) + (form,)
+    with _INDEXES_LOCK:
+        if key not in _INDEXES:
+            train = formats.read_conll(settings["train"], repair=True).sentences
+            captions = pgim.read_captions(settings["captions"]) if settings.get("captions") else {}
+            train = [replace(s, caption=captions.get(s.image_id or "", "")) for s in train]
+            found, _ = teacher_answers(settings["answers"], train, form)
+            embedder = make_embedder(settings["embedder"], EmbedderOptions(encoder=settings["encoder"], seed=settings["seed"]))
+            _INDEXES.clear()
+            _INDEXES[key] = TrainAnswerIndex(train, {i: text for i, (text, _) in found.items()}, embedder)
+        return _INDEXES[key]
+
+
+@register_route("retrieved")
+def _retrieved_knowledge(route: KnowledgeRoute, posts: list[Sample]) -> Found:
+    settings = route.retrieved
+    if not settings or not settings.get("train") or not settings.get("answers"):
+        raise ValueError("knowledge route 'retrieved' needs the train split and the teacher's train answers "
+                         "(dataset.train, dataset.knowledge_train or stage1.knowledge.retrieved.answers)")
+    index = train_answer_index(settings, route.answer_form)
+    found = index.knowledge(posts, settings["k"], settings["min_score"], own_ids=False)
+    return [(z.knowledge, None) if z.neighbours else
+            (None, f"no train post scores at least min_score={settings['min_score']} for it") for z in found]

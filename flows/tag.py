@@ -43,9 +43,16 @@ class TooManyRejected(RuntimeError):
 
 
 def route_settings(name: str, trained: TrainedRoute, cfg: PipelineConfig, root: str) -> tuple[dict[str, Any], dict[str, Any]]:
-    """The knowledge route as the shards' key sees it (name, answering model, settings that shape Z) and its runtime."""
+    """The knowledge route as the shards' key sees it (name, answering model, settings that shape Z, the answer form the
+    model's Z was cut to) and its runtime."""
+    form = {"answer_form": trained.answer_form} if trained.answer_form != "full" else {}
+    if name == "retrieved":
+        r = cfg.stage1.knowledge.retrieved
+        settings = trained.retrieved or {"k": r.k, "embedder": r.embedder, "encoder": r.encoder, "min_score": r.min_score,
+                                         "seed": cfg.stage1.retrieval.seed}
+        return {"name": name, "retrieved": settings, **form}, {}
     if name not in ("llm", "distilled"):
-        return {"name": name}, {}
+        return {"name": name, **form}, {}
     data = cfg.model_dump(mode="json", include={"dataset", "stage1"})
     data["stage1"].pop("runner")
     llm = data["stage1"]["llm"]
@@ -66,7 +73,21 @@ def route_settings(name: str, trained: TrainedRoute, cfg: PipelineConfig, root: 
         else:
             folder, key = latest_distilled(root, *distilled_by(cfg))
         runtime["local_model"], endpoint = str(folder), distilled_identity(key, cfg.stage1.llm.precision)
-    return {"name": name, "endpoint": endpoint, "stage1": _keyed(data), "dataset": data["dataset"]}, runtime
+    return {"name": name, "endpoint": endpoint, "stage1": _keyed(data), "dataset": data["dataset"], **form}, runtime
+
+
+def route_sources(name: str, cfg: PipelineConfig, knowledge_file: str | None) -> dict[str, str | None]:
+    """The files a route reads, by content in the shards' key: a file of Z, or the train split, the teacher's train
+    answers and the captions that the retrieved route indexes."""
+    if name == "file":
+        return {"knowledge_file": knowledge_file}
+    if name == "retrieved":
+        ds = cfg.dataset
+        captions = ds.captions if cfg.stage1.caption.backend == "file" else None
+        return {"retrieved_train": str(ds.train), "retrieved_answers": str(cfg.stage1.knowledge.retrieved.answers
+                                                                           or ds.knowledge_train),
+                "retrieved_captions": str(captions) if captions else None}
+    return {}
 
 
 def _keyed(data: dict[str, Any]) -> dict[str, Any]:
@@ -107,8 +128,9 @@ def tag(input: str, model: str = "latest", knowledge: str | None = None, knowled
         tokenizer_style: str | None = None, config_file: str | None = None, overrides: dict[str, Any] | None = None,
         refresh: bool = False) -> dict[str, Any]:
     """Tag the posts of ``input`` (a file or folder) with ``model``; knowledge by the model's route unless ``knowledge``
-    names another (none, file, llm, distilled). ``config_file``/``overrides`` give the store, the task runner
-    (``stage1.runner``) and the LLM settings. Returns counts, speed and where the files are."""
+    names another (none, file, llm, distilled, retrieved). ``config_file``/``overrides`` give the store, the task runner
+    (``stage1.runner``), the LLM settings and, for the retrieved route, the dataset whose train posts it searches.
+    Returns counts, speed and where the files are."""
     started = time.perf_counter()
     cfg = resolve_config(None, config_file, overrides)
     root = str(cfg.artifacts_root)
@@ -129,7 +151,7 @@ def tag(input: str, model: str = "latest", knowledge: str | None = None, knowled
     style = tokenizer_style or style_for_dataset(trained.dataset)
     stage_logger().info("tag: %d file(s), model %s, knowledge route %s, tokenization %s", len(paths), named, route_name, style)
     params = {"model": model_output(model_dir), "route": route, "style": style, "images": images,
-              "sources": {"knowledge_file": knowledge_file} if route_name == "file" else {}, "artifacts_root": root}
+              "sources": route_sources(route_name, cfg, knowledge_file), "artifacts_root": root}
     base = Path(input) if Path(input).is_dir() else Path(input).parent
     names = [str(p.relative_to(base)) for p in paths]
     serving = resolve_base_url({**cfg.stage1.llm.model_dump(), "n_parallel": cfg.stage1.llm.n_parallel}) \

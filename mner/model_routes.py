@@ -1,9 +1,10 @@
 """Which knowledge route a trained model read, from the manifests in the artifact store, and which route a tag run takes.
 
 A ``train`` output's manifest names its input data by the content hash of a ``knowledge`` output;
-that output's manifest says where its Z came from: PGIM's files (``sources.knowledge_*``), or an
-``llm`` output, whose shards name the answering model (``transformers:distilled-<key>:...`` for a
-distilled one). :func:`trained_route` follows that chain; :func:`choose_route` applies a user's
+that output's manifest says where its Z came from: PGIM's files (``sources.knowledge_*``), a
+``retrieved`` output (whose settings a tag run reuses), or an ``llm`` output, whose shards name the
+answering model (``transformers:distilled-<key>:...`` for a distilled one), and the answer form Z was
+cut to. :func:`trained_route` follows that chain; :func:`choose_route` applies a user's
 override and refuses the combinations that would feed a model inputs it never saw.
 """
 
@@ -30,6 +31,8 @@ class TrainedRoute:
     endpoint: str | None = None
     distill_key: str | None = None
     detail: str = ""
+    answer_form: str = "full"  # the form its Z was cut to (stage1.knowledge.answer_form), which a tag run keeps
+    retrieved: dict[str, Any] | None = None  # the retrieved stage's settings (k, embedder, encoder, min_score, seed)
 
 
 class RouteRefused(ValueError):
@@ -66,19 +69,28 @@ def trained_route(model_dir: str | Path, root: str | Path) -> TrainedRoute:
     joined = _by_content(store, "knowledge", manifest.get("inputs", {}).get("data", ""))
     if joined is None:
         return TrainedRoute(variant, dataset, "unknown", detail=f"the knowledge output it was trained on is not in {store.root}")
-    inputs = joined.get("inputs", {})
-    if inputs.get("llm_knowledge"):
-        merged = _by_content(store, "llm", inputs["llm_knowledge"])
+    inputs, joined_config = joined.get("inputs", {}), joined.get("config", {})
+    form = str(joined_config.get("answer_form", "full"))
+    stage1 = inputs.get("stage1_knowledge") or inputs.get("llm_knowledge")  # the second: outputs from before the name
+    if stage1 and joined_config.get("knowledge_source") == "retrieved":
+        retrieved = _by_content(store, "retrieved", stage1)
+        if retrieved is None:
+            return TrainedRoute(variant, dataset, "unknown", detail=f"its retrieved knowledge is not in {store.root}")
+        settings = {k: retrieved["config"][k] for k in ("k", "embedder", "encoder", "min_score", "seed")}
+        return TrainedRoute(variant, dataset, "retrieved", answer_form=form, retrieved=settings)
+    if stage1:
+        merged = _by_content(store, "llm", stage1)
         shards = (merged or {}).get("config", {}).get("shards") or [{}]
         shard = _by_content(store, "llm-shard", (shards[0].get("output") or {}).get("output", ""))
         endpoint = (shard or {}).get("config", {}).get("endpoint")
         if endpoint is None:
             return TrainedRoute(variant, dataset, "unknown", detail=f"its LLM answers are not in {store.root}")
         if endpoint.startswith(DISTILLED_PREFIX):
-            return TrainedRoute(variant, dataset, "distilled", endpoint, endpoint.removeprefix(DISTILLED_PREFIX).split(":")[0])
-        return TrainedRoute(variant, dataset, "llm", endpoint)
+            return TrainedRoute(variant, dataset, "distilled", endpoint, endpoint.removeprefix(DISTILLED_PREFIX).split(":")[0],
+                                answer_form=form)
+        return TrainedRoute(variant, dataset, "llm", endpoint, answer_form=form)
     if inputs.get("sources.knowledge_train"):
-        return TrainedRoute(variant, dataset, "file")
+        return TrainedRoute(variant, dataset, "file", answer_form=form)
     backend = joined.get("config", {}).get("backend")
     return TrainedRoute(variant, dataset, str(backend) if backend else "unknown",
                         detail="" if backend else "its knowledge output names no source of Z")
@@ -91,7 +103,8 @@ def choose_route(trained: TrainedRoute, requested: str | None, knowledge_file: s
     ``inline_possible``: the input is JSONL, whose posts may carry their own ``knowledge``.
     """
     fix = ("choose a route: knowledge=file with knowledge_file=FILE (JSONL of {\"id\", \"knowledge\"} rows) or a "
-           "\"knowledge\" field in JSONL posts, knowledge=llm (the configured LLM), or knowledge=distilled")
+           "\"knowledge\" field in JSONL posts, knowledge=llm (the configured LLM), knowledge=distilled, or "
+           "knowledge=retrieved (the teacher's answers for the most similar train posts)")
     if trained.variant == TEXT_ONLY:
         if requested not in (None, "none"):
             raise RouteRefused(f"model {model} is text-only: it never read knowledge Z, so knowledge={requested} would "

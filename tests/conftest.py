@@ -103,8 +103,9 @@ def minilm_path() -> str:
     return resolve_encoder(DEFAULT_ENCODER)
 
 
-def task_run_states(flow_run_id, api_url: str | None = None) -> dict[str, str]:
-    """Task-run states by name of a flow run and of its subflow runs (subflow placeholder tasks left out).
+def task_run_states(flow_run_id, api_url: str | None = None, by_id: bool = False) -> dict[str, str]:
+    """Task-run states by name (``by_id``: by task-run id) of a flow run and of its subflow runs (subflow placeholder
+    tasks left out). Names can repeat (three random hex digits), ids cannot.
 
     ``api_url`` names a server other than the one the current Prefect settings point at.
     """
@@ -128,20 +129,20 @@ def task_run_states(flow_run_id, api_url: str | None = None) -> dict[str, str]:
             runs = await client.read_task_runs(
                 flow_run_filter=FlowRunFilter(id=FlowRunFilterId(any_=[flow_run_id, *(c.id for c in children)])),
                 task_run_filter=TaskRunFilter(), sort=TaskRunSort.EXPECTED_START_TIME_ASC, limit=200)
-            return {r.name: r.state.name for r in runs if not r.name.startswith("mner-stage1")}
+            return {str(r.id) if by_id else r.name: r.state.name for r in runs if not r.name.startswith("mner-stage1")}
 
     settings = temporary_settings({PREFECT_API_URL: api_url}) if api_url else contextlib.nullcontext()
     with settings:
         return asyncio.run(read())
 
 
-def settled_task_states(flow_run_id, expected: int = 7) -> dict[str, str]:
+def settled_task_states(flow_run_id, expected: int = 7, by_id: bool = False) -> dict[str, str]:
     """Task-run states of a flow run once they have settled; Prefect records them through events, so poll briefly."""
     deadline = time.time() + 60
-    states = task_run_states(flow_run_id)
+    states = task_run_states(flow_run_id, by_id=by_id)
     while time.time() < deadline and (len(states) < expected or not all(_settled(s) for s in states.values())):
         time.sleep(1)
-        states = task_run_states(flow_run_id)
+        states = task_run_states(flow_run_id, by_id=by_id)
     return states
 
 

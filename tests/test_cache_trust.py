@@ -77,6 +77,10 @@ def test_a_replayed_record_with_other_files_is_not_returned(prefect_harness, tmp
     manifest["files"]["stats.json"] = sha256_file(stats)
     (directory / "manifest.json").write_text(json.dumps(manifest))
 
-    second = load_only()
+    state = load_only(return_state=True)
+    second = state.result()
     assert second["files"] == manifest["files"] != first["files"]
     assert ArtifactStore(root).holds(second)
+    # Prefect did replay the first run's record (a Cached task run), and it was checked and run again, not returned
+    states = settled_task_states(state.state_details.flow_run_id, expected=2, by_id=True)
+    assert sorted(states.values()) == ["Cached", "Completed"], states

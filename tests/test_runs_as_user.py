@@ -1,5 +1,8 @@
 """``mner run`` as a user runs it, in processes of its own: the newcomer's order, and two runs at once on one store.
 
+The two runs are made to overlap for certain: ``tests.hold_in_stage`` holds the first run to begin
+computing ``load`` inside it (holding the key's lock) until the other run has logged that it waits.
+
 The "user" here has a Prefect home and an artifact store of their own in temporary folders (never the
 real ones); the runs are small (one epoch on 8 posts per split).
 """
@@ -12,6 +15,7 @@ import re
 import shutil
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -23,6 +27,7 @@ from tests.tiny_sample import write_tiny_sample
 pytestmark = pytest.mark.slow
 SMALL = {"train.epochs": 1, "model.max_length": 96, "stage1.ocr.backend": "none"}  # OCR has tests of its own
 STAGE_LINE = re.compile(r"Task run '([a-z-]+)-[0-9a-f]{3}' - Finished in state (\w+)")
+WAITING = re.compile(r"load [0-9a-f]{20}: waiting for the run that holds \S+load/[0-9a-f]{20}\.lock")  # tasks.common
 INNER_TEST = '''
 import json
 import os
@@ -104,16 +109,48 @@ def test_demo_then_tests_then_demo_again(tmp_path: Path) -> None:
     assert states and all(found == {"Cached"} for found in states.values()), states
 
 
+def _tail(paths: list[Path]) -> str:
+    return "\n".join(f"--- {path.name}\n" + path.read_text(errors="replace")[-3000:] for path in paths)
+
+
 def test_two_runs_at_once_on_one_store_both_succeed(tmp_path: Path) -> None:
-    home, store = tmp_path / "prefect", tmp_path / "artifacts"
+    """Two runs start at once; the first inside ``load`` is held there, and the other must wait for its lock."""
+    home, store, hold = tmp_path / "prefect", tmp_path / "artifacts", tmp_path / "hold"
+    hold.mkdir()
     env = _user_env(home, store)  # a fresh home: both runs' temporary servers create and migrate one database
-    args = [*_run_args(_small(tmp_path / "data")), "--json"]
-    runs = [subprocess.Popen(args, cwd=PROJECT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-            for _ in range(2)]
-    outputs = [run.communicate(timeout=1800) for run in runs]
-    for run, (out, err) in zip(runs, outputs):
-        assert run.returncode == 0, out[-2000:] + err[-4000:]
-    results = [_scores(out) for out, _ in outputs]
+    args = [sys.executable, "-m", "tests.hold_in_stage", "load", str(hold), *_run_args(_small(tmp_path / "data"))[1:],
+            "--json"]
+    outs, errs = [tmp_path / f"run-{i}.out" for i in range(2)], [tmp_path / f"run-{i}.err" for i in range(2)]
+    runs = []
+    for out, err in zip(outs, errs):
+        with open(out, "w") as stdout, open(err, "w") as stderr:
+            runs.append(subprocess.Popen(args, cwd=PROJECT, env=env, stdout=stdout, stderr=stderr))
+    try:
+        deadline = time.monotonic() + 900
+        while not (held := list(hold.glob("held-*"))):  # the first run to begin computing load stays inside it
+            assert all(run.poll() is None for run in runs) and time.monotonic() < deadline, _tail(errs)
+            time.sleep(0.2)
+        other = next(i for i, run in enumerate(runs) if held[0].name != f"held-{run.pid}")
+        while not WAITING.search(errs[other].read_text(errors="replace")):  # the other run reaches load and waits
+            assert len(list(hold.glob("held-*"))) == 1, "both runs were inside load at once\n" + _tail(errs)
+            assert runs[other].poll() is None, "the other run ended without waiting for load\n" + _tail(errs)
+            assert time.monotonic() < deadline, "the other run did not wait for load within 900 s\n" + _tail(errs)
+            time.sleep(0.2)
+    except BaseException:
+        for run in runs:
+            run.kill()  # its children die with it (mner.processes)
+        raise
+    finally:
+        (hold / "release").touch()
+    for run in runs:
+        try:
+            run.wait(1800)
+        except subprocess.TimeoutExpired:
+            run.kill()
+    for run in runs:
+        assert run.returncode == 0, _tail(errs)
+    assert len(list(hold.glob("held-*"))) == 1  # the waiting run found load published: it never began computing it
+    results = [_scores(out.read_text()) for out in outs]
     assert results[0] == results[1]
 
     store_view = ArtifactStore(store)

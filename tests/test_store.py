@@ -2,9 +2,14 @@
 
 from __future__ import annotations
 
+import errno
 import json
+import os
 from pathlib import Path
 
+import pytest
+
+import mner.store
 import mner.tags
 from mner.store import ArtifactStore, code_version
 
@@ -84,13 +89,36 @@ def test_refresh_replaces_the_output_atomically_and_a_crash_keeps_the_old_one(tm
 
     run = store.begin("demo", {"data": "abc"}, {"lr": 1}, "v1", fresh=True)  # a refresh that crashes mid-way
     (run.work_dir / "out.txt").write_text("half")
+    (run.work_dir / "stale.txt").write_text("left by the crashed refresh")
     assert store.load("demo", old.key) == old and Path(old.dir, "out.txt").read_text() == "old"
 
-    new = _publish(store, "new", fresh=True)
-    assert new.dir == old.dir and new.files != old.files
+    new = _publish(store, "new", fresh=True)  # starts from an empty work dir: nothing of the crashed one is published
+    assert new.dir == old.dir and set(new.files) == {"out.txt"} and not Path(new.dir, "stale.txt").exists()
     assert Path(new.dir, "out.txt").read_text() == "new" and store.load("demo", new.key) == new
     assert json.loads(Path(new.dir, "manifest.json").read_text())["run_id"] != old_run
     assert sorted(p.name for p in (tmp_path / "demo").iterdir()) == [new.key]  # no leftovers
+
+
+def test_a_rename_failing_mid_refresh_keeps_the_old_output(tmp_path: Path, monkeypatch) -> None:
+    """Where the old output is renamed aside before the new one moves in, a failure between the two loses nothing."""
+    store = ArtifactStore(tmp_path)
+    old = _publish(store, "old")
+    real_rename, renames = os.rename, []
+
+    def rename_failing_the_second_time(source, target) -> None:  # fault injector: the new output never moves in
+        renames.append(source)
+        if len(renames) == 2:
+            raise OSError(errno.EIO, "injected: rename failed", str(source))
+        real_rename(source, target)
+
+    monkeypatch.setattr(mner.store, "_exchange", lambda a, b: False)  # as on a filesystem without RENAME_EXCHANGE
+    monkeypatch.setattr(mner.store.os, "rename", rename_failing_the_second_time)
+    with pytest.raises(OSError, match="injected"):
+        _publish(store, "new", fresh=True)
+    monkeypatch.undo()
+    assert renames == [Path(old.dir), Path(old.dir).with_name(old.key + ".partial")]  # the old one went aside first
+    assert store.load("demo", old.key) == old and Path(old.dir, "out.txt").read_text() == "old"
+    assert sorted(p.name for p in (tmp_path / "demo").iterdir()) == [old.key, old.key + ".partial"]  # the new one kept
 
 
 def test_an_output_moved_aside_by_a_crashed_swap_is_recovered(tmp_path: Path) -> None:

@@ -8,7 +8,6 @@ import random
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
@@ -40,15 +39,6 @@ def _tiny_examples(n: int) -> list[Sample]:
     return read_conll(SAMPLE / "train.txt", repair=True).sentences[:n]
 
 
-TRAIN_SCRIPT = """
-import sys, json
-sys.path.insert(0, {project!r}); sys.path.insert(0, {tests!r})
-from pathlib import Path
-from test_training import run_tiny
-run_tiny(Path({work!r}), epochs=4)
-"""
-
-
 def run_tiny(work: Path, epochs: int) -> dict:
     """Train on 24 sample sentences for ``epochs`` epochs in ``work`` (used in a child process too)."""
     rows = _tiny_examples(24)
@@ -62,24 +52,13 @@ def run_tiny(work: Path, epochs: int) -> dict:
 
 def test_resume_after_kill(tmp_path: Path) -> None:
     work = tmp_path / "train"
-    script = TRAIN_SCRIPT.format(project=str(PROJECT), tests=str(Path(__file__).parent), work=str(work))
-    child = subprocess.Popen([sys.executable, "-c", script])
-    try:
-        deadline = time.time() + 240
-        while time.time() < deadline and not (work / CHECKPOINT).exists():
-            assert child.poll() is None, "training child exited before its first checkpoint"
-            time.sleep(0.2)
-        assert (work / CHECKPOINT).exists()
-        time.sleep(0.5)  # into the next epoch, mid-way
-    finally:
-        child.send_signal(signal.SIGKILL)
-        child.wait()
-    import torch
-
-    done = torch.load(work / CHECKPOINT, weights_only=False)["state"]["epoch"]
-    assert 1 <= done < 4
+    # killed by itself at a fixed point: one step into epoch 3, after epoch 2's checkpoint (tests/kill_tagger_training.py)
+    child = subprocess.run([sys.executable, "-m", "tests.kill_tagger_training", str(work)], cwd=PROJECT,
+                           capture_output=True, text=True, timeout=600)
+    assert child.returncode == -signal.SIGKILL, child.stdout[-2000:] + child.stderr[-3000:]
+    assert torch.load(work / CHECKPOINT, weights_only=False)["state"]["epoch"] == 2
     out = run_tiny(work, epochs=4)
-    assert any(line.startswith(f"resuming after epoch {done}") for line in out["logs"])
+    assert any(line.startswith("resuming after epoch 2") for line in out["logs"]), out["logs"]
     history = out["result"]["history"]
     assert [h["epoch"] for h in history] == [1, 2, 3, 4]
 

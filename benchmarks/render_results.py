@@ -15,7 +15,7 @@ from pathlib import Path
 from harness import ROOT, absolute_paths, commands
 from render_memory import memory_section
 from render_seeds import routes_section, seeds_sections, swap_section, z_budget_section
-from render_summary import summary_section
+from render_summary import route_tables, summary_section
 from render_stage1 import bases_section, distill_section, placement_section, reading_section, stage1_sections
 from render_tag import tag_section
 
@@ -232,7 +232,7 @@ def render(results: dict[str, list[dict]]) -> str:
     bases = {r["key"]: r["base"] for r in rows("distill_bases.jsonl")}
     md += summary_section(stage2, rows("knowledge_swap.jsonl"), bases, rows("route_seeds.jsonl"))
     md += [line for label in SEED_LABELS for line in seeds_sections(stage2, label)]
-    md += routes_section(rows("route_seeds.jsonl"))
+    md += route_tables(stage2, rows("route_seeds.jsonl")) + routes_section(rows("route_seeds.jsonl"))
     md += z_budget_section(rows("z_budget.jsonl")) + swap_section(rows("knowledge_swap.jsonl"), stage2, bases)
     if scored:
         md += ["## Earlier single-seed runs: text-only vs [T;Z] (PGIM's ChatGPT knowledge), offline all-MiniLM-L6-v2 + CRF", "",

@@ -68,7 +68,7 @@ def distill_section(runs: list[dict]) -> list[str]:
           "commit | date |",
           "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
     md += [f"| {r['dataset']} | {r.get('base', 'smollm2')} | {r.get('loss', 'full (before answer-chunks)')} | {r['method']} | "
-           f"{json.dumps(r['overrides']) if r.get('overrides') else '-'} | {r['pairs']} | {r['trainable_parameters']:,} | "
+           f"{json.dumps(r['overrides']) if r.get('overrides') else '-'}{'; ' + r['note'] if r.get('note') else ''} | {r['pairs']} | {r['trainable_parameters']:,} | "
            f"{r['bf16']} | {r['batch_size']} | {r.get('epochs', 1)} | {r['epoch_seconds']} | {r['tokens_per_second']} | "
            f"{r['train_loss']} | {r['heldout_loss']} | **{r['peak_rss_mib']}** | {r.get('allocator', 'libc')}, "
            f"{r.get('onednn_cache', 'default')} | {r['full_epoch_minutes_estimate']} | {cpu(r)} | {r['commit']} | {r['date']} |"

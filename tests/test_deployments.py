@@ -5,7 +5,8 @@ process of the server's and ``mner serve``'s trees, read from /proc while the ru
 stop (the flow runs' processes and what they started among them), must be gone after it.
 Three runs of ``mner-pipeline/default``: the first computes and publishes the artifacts, the
 second replays every stage as Cached, the third refreshes ``train`` and recomputes exactly train
-and what reads from it (evaluate).
+and what reads from it (evaluate). One run of ``mner-tag/default`` tags 20 posts with the text-only
+tagger the first run trained, and writes its files and UI artifacts.
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ import pytest
 from mner.server import free_port, server_env, start_server, stop_server
 from tests import process_tree
 from tests.conftest import PROJECT, task_run_states
+from tests.tag_models import read_rows, sample_posts, write_posts
 from tests.tiny_sample import write_tiny_sample
 
 pytestmark = pytest.mark.slow
@@ -210,3 +212,38 @@ def test_invalid_config_fails_the_run_naming_the_field(served) -> None:
     run = httpx.get(f"{api_url}/flow_runs/{flow_run_id}", timeout=30).json()
     assert run["state"]["type"] == "FAILED", run["state"]
     assert "train.epochs: Input should be greater than or equal to 1" in run["state"]["message"], run["state"]
+
+
+def _newest_artifacts(api_url: str, keys: list[str]) -> dict[str, dict]:
+    """The newest artifact of each key, with its data."""
+    import httpx
+
+    response = httpx.post(f"{api_url}/artifacts/filter", json={"artifacts": {"key": {"any_": keys}}, "limit": 50,
+                                                                "sort": "CREATED_DESC"}, timeout=30)
+    response.raise_for_status()
+    newest: dict[str, dict] = {}
+    for artifact in response.json():
+        newest.setdefault(artifact["key"], artifact)
+    return newest
+
+
+def test_a_deployment_run_of_mner_tag_writes_the_files_and_the_ui_artifacts(served, populated, tmp_path: Path) -> None:
+    env, api_url = served
+    _, root, _ = populated
+    posts = write_posts(tmp_path / "in", sample_posts(20))["posts.jsonl"]
+    _run_deployment(env, {"input": str(posts), "model": "twitter2015-sample/text", "conll": True,
+                          "output": str(tmp_path / "out"), "overrides": {"artifacts_root": str(root)}}, "mner-tag/default")
+
+    tagged = read_rows(tmp_path / "out" / "tagged.jsonl")
+    assert [row["id"] for row in tagged] == [f"p{i}" for i in range(20)]
+    assert (tmp_path / "out" / "tagged.conll").read_text(encoding="utf-8").count("IMGID:") == 20
+    found = _newest_artifacts(api_url, ["mner-tag-summary", "mner-tag-posts"])
+    assert set(found) == {"mner-tag-summary", "mner-tag-posts"}, found
+    rows = json.loads(found["mner-tag-summary"]["data"])
+    by_what = {(r["what"], r["name"]): r["value"] for r in rows}
+    assert by_what[("posts", "tagged")] == 20 and by_what[("posts per second", "this run")] > 0
+    types = {name: value for (what, name), value in by_what.items() if what == "entities by type"}
+    assert sum(types.values()) == sum(len(row["entities"]) for row in tagged) > 0
+    assert any(what == "most frequent entities" for what, _ in by_what)
+    markdown = found["mner-tag-posts"]["data"]
+    assert markdown.count("\n| p") == 10 and "**" in markdown

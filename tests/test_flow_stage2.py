@@ -22,7 +22,7 @@ def test_pipeline_flow_trains_reports_and_caches(prefect_harness, tmp_path: Path
     def stage2(overrides, return_state):
         return pipeline(overrides=overrides, return_state=return_state)
 
-    overrides = {"train.epochs": 1, "train.max_train_sentences": 60, "model.max_length": 128, "artifacts_root": str(tmp_path / "artifacts")}
+    overrides = {"train.epochs": 1, "train.max_train_sentences": 32, "model.max_length": 128, "artifacts_root": str(tmp_path / "artifacts")}
     state = stage2(overrides=overrides, return_state=True)
     assert state.is_completed(), state
     summary = state.result()

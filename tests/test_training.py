@@ -15,8 +15,9 @@ import torch
 from conftest import PROJECT, SAMPLE
 
 from engine.taggers import BEST_WEIGHTS, bucketed_batches, load_tagger
+from engine.runtime import resolve_encoder
 from engine.training import CHECKPOINT, train_tagger
-from mner.config import ModelConfig, TrainConfig
+from mner.config import DEFAULT_ENCODER, ModelConfig, TrainConfig
 from mner.formats import read_conll
 from mner.samples import Sample
 from mner.tags import entity_types, label_list
@@ -163,12 +164,20 @@ def test_a_compiled_encoder_computes_the_eager_losses_and_saves_weights_an_eager
     from torch._dynamo.utils import counters
     from torch._inductor import config as inductor_config
 
-    rows = _tiny_examples(16)
+    from transformers import AutoTokenizer, BertConfig, BertModel
+
+    encoder = tmp_path / "tiny-bert"  # a 2-layer encoder compiles in seconds; compilation, not size, is under test
+    tokenizer = AutoTokenizer.from_pretrained(resolve_encoder(DEFAULT_ENCODER))
+    tokenizer.save_pretrained(encoder)
+    torch.manual_seed(0)
+    BertModel(BertConfig(vocab_size=tokenizer.vocab_size, hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
+                         intermediate_size=64)).save_pretrained(encoder)
+    rows = _tiny_examples(8)
     labels = label_list(entity_types([t for r in rows for t in r.tags]))
     settings = {"epochs": 2, "batch_size": 4, "patience": 10, "seed": 7, "precision": "fp32", "num_threads": 1}
 
     def run(name: str, compile_encoder: bool):
-        return train_tagger(rows, rows[:8], labels, ModelConfig(max_length=64),
+        return train_tagger(rows, rows[:4], labels, ModelConfig(encoder=str(encoder), max_length=64),
                             TrainConfig(**settings, compile_encoder=compile_encoder), tmp_path / name, False, [].append)
 
     eager = run("eager", False)

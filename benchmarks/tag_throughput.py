@@ -32,7 +32,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "benchmarks"))
 
-from stage2 import append_rows, provenance  # noqa: E402
+from harness import append_rows, provenance  # noqa: E402
 
 from engine.llm_server import default_model_path  # noqa: E402
 from mner.config import default_artifacts_root, load_config  # noqa: E402

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import asyncio
+import atexit
 import importlib.util
 import os
+import shutil
 import tempfile
 import time
 from pathlib import Path
@@ -16,6 +18,8 @@ import pytest
 _PREFECT_HOME = tempfile.mkdtemp(prefix="mner-test-prefect-")
 os.environ["PREFECT_HOME"] = _PREFECT_HOME
 os.environ["MNER_ARTIFACTS_ROOT"] = tempfile.mkdtemp(prefix="mner-test-artifacts-")
+for _made in (_PREFECT_HOME, os.environ["MNER_ARTIFACTS_ROOT"]):  # last at exit, after Prefect's own handlers
+    atexit.register(shutil.rmtree, _made, ignore_errors=True)
 os.environ.pop("PREFECT_API_URL", None)
 os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
 os.environ.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "180")

@@ -206,6 +206,12 @@ def z_budget_section(budgets: list[dict]) -> list[str]:
     return md + commands(list(newest.values()))
 
 
+def step_minutes(steps: list[dict], step: str) -> str:
+    """Minutes of the run that computed ``step`` among route_seeds rows' ``steps`` (the largest), ``-`` if none ran it."""
+    seconds = [s[step]["seconds"] for s in steps if step in s]
+    return f"{max(seconds) / 60:.1f}" if seconds else "-"
+
+
 def routes_section(routes: list[dict]) -> list[str]:
     """Knowledge routes through the whole pipeline per seed (benchmarks/route_seeds.py): scores and the cost of each step."""
     if not routes:
@@ -227,17 +233,12 @@ def routes_section(routes: list[dict]) -> list[str]:
     for (dataset, route, form, base, config, _), rows in sorted(groups.items()):
         rows = list({r["seed"]: r for r in rows}.values())
         steps = [r["steps"] for r in rows]
-
-        def most(step: str) -> str:
-            seconds = [s[step]["seconds"] for s in steps if step in s]
-            return f"{max(seconds) / 60:.1f}" if seconds else "-"
-
         train = statistics.fmean(s["train"]["seconds"] for s in steps) / 60
         per_seed = " / ".join(f"{100 * r['test_f1']:.2f}" for r in rows)
         md.append(f"| {dataset} | {route} | {form} | {base if base != 'None' else '-'} | `{config}` | "
                   f"{', '.join(str(r['seed']) for r in rows)} | {spread([r['dev_f1'] for r in rows])} | "
                   f"**{spread([r['test_f1'] for r in rows])}** | {per_seed} | "
-                  f"{100 * rows[0]['test_verbatim_share']:.1f}% | {most('distill')} | {most('knowledge')} | {train:.1f} | "
+                  f"{100 * rows[0]['test_verbatim_share']:.1f}% | {step_minutes(steps, 'distill')} | {step_minutes(steps, 'knowledge')} | {train:.1f} | "
                   f"{', '.join(sorted({r['commit'] for r in rows}))} |")
     machines = list(dict.fromkeys(r["machine"] for r in routes))
     return md + ["", f"Machines: {'; '.join(machines)}.", ""] + commands(routes)

@@ -12,7 +12,7 @@ import statistics
 from collections import defaultdict
 from typing import Any
 
-from render_seeds import by_seed, distilled_base, knowledge_backend, spread
+from render_seeds import by_seed, distilled_base, knowledge_backend, spread, step_minutes
 
 DATASETS = (("twitter2015", "Twitter-2015"), ("twitter2017", "Twitter-2017"))
 TEXT_LABEL = "seeds"  # the stage2.jsonl label of the text-only and ChatGPT [T;Z] taggers over seeds
@@ -207,16 +207,12 @@ def route_table(dataset: str, label: str, stage2: list[dict], routes: list[dict]
                  f"({len(common)} seeds)" if route != "file" and common and statistics.fmean(gains(chatgpt, common))
                  else "")
         steps = [r["steps"] for r in rows.values()]
-
-        def minutes(step: str) -> str:
-            seconds = [s[step]["seconds"] for s in steps if step in s]
-            return f"{max(seconds) / 60:.1f}" if seconds else "-"
         md.append(f"| {order.get(route, route)} | {form} | {', '.join(map(str, rows))} | "
                   f"**{spread([r['test_f1'] for r in rows.values()])}** | "
                   f"{per_seed(rows)} | "
                   f"{f'{spread(own, signed=True)} ({len(own)})' if own else '-'} | {share} | "
-                  f"{100 * next(iter(rows.values()))['test_verbatim_share']:.1f}% | {minutes('distill')} | "
-                  f"{minutes('knowledge')} | {statistics.fmean(s['train']['seconds'] for s in steps) / 60:.1f} |")
+                  f"{100 * next(iter(rows.values()))['test_verbatim_share']:.1f}% | {step_minutes(steps, 'distill')} | "
+                  f"{step_minutes(steps, 'knowledge')} | {statistics.fmean(s['train']['seconds'] for s in steps) / 60:.1f} |")
     return md + [""]
 
 

@@ -10,6 +10,7 @@ from typing import List, Optional
 import typer
 
 from cli.common import checked_overrides, store_root, temporary_server
+from mner.posts import SHARD_SIZE
 from mner.server import prefect_defaults, wait_until_serving
 
 
@@ -28,7 +29,7 @@ def tag_command(
     conll: bool = typer.Option(False, "--conll", help="Also write tagged.conll (IMGID line per post, token<TAB>tag)."),
     with_knowledge: bool = typer.Option(False, "--with-knowledge", help="Keep each post's knowledge Z in tagged.jsonl."),
     max_rejected_share: float = typer.Option(0.05, "--max-rejected-share", help="Fail when more posts are rejected."),
-    shard_size: int = typer.Option(256, "--shard-size", min=1, help="Posts per shard (the unit of caching and resuming)."),
+    shard_size: int = typer.Option(SHARD_SIZE, "--shard-size", min=1, help="Posts per shard (the unit of caching and resuming)."),
     tokenizer_style: Optional[str] = typer.Option(None, "--tokenization", help="twitter2017 or twitter2015 "
                                                                                "(default: that of the model's dataset)."),
     config: Optional[Path] = typer.Option(None, "--config", "-c",

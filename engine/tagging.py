@@ -72,28 +72,28 @@ def tag_posts(posts: Iterable[RawPost], model_dir: str | Path, route: KnowledgeR
     started = time.perf_counter()
     tagger, encoder, device, bf16 = loaded_tagger(model_dir)
     rejected: list[dict[str, Any]] = []
-    ready: list[tuple[RawPost, list[str], list[tuple[int, int]] | None]] = []
+    ready: list[tuple[RawPost, list[str], list[tuple[int, int]] | None, Any]] = []
     for post in posts:
         if post.problem is not None:
             rejected.append({"where": post.where, "id": post.id, "reason": post.problem})
             continue
         tokens, spans = _tokens(post, style)
         try:
-            encoder.encode(tokens)
+            text_only = encoder.encode(tokens)
         except ValueError as err:
             rejected.append({"where": post.where, "id": post.id, "reason": f"longer than the model's budget: {err}"})
             continue
-        ready.append((post, tokens, spans))
+        ready.append((post, tokens, spans, text_only))
     samples = [Sample(post.id, tokens, source=post.where, knowledge=post.knowledge, image_path=post.image)
-               for post, tokens, _ in ready]
+               for post, tokens, _, _ in ready]
     found = knowledge_for(route, samples)
     kept = [(item, z) for item, (z, reason) in zip(ready, found) if reason is None]
     rejected += [{"where": item[0].where, "id": item[0].id, "reason": reason}
                  for item, (_, reason) in zip(ready, found) if reason is not None]
-    encoded = [encoder.encode(tokens, None, z or None) for (_, tokens, _), z in kept]
+    encoded = [encoder.encode(tokens, None, z) if z else text_only for (_, tokens, _, text_only), z in kept]
     predicted = predict(tagger, encoded, device, bf16, batch_size) if encoded else []
     tagged = []
-    for ((post, tokens, spans), z), tags in zip(kept, predicted):
+    for ((post, tokens, spans, _), z), tags in zip(kept, predicted):
         row: dict[str, Any] = {"id": post.id, "where": post.where}
         if post.text is not None:
             row["text"] = post.text

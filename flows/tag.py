@@ -26,7 +26,7 @@ from engine.local_generate import answering_identity
 from mner.config import PipelineConfig, resolve_config
 from mner.model_routes import TrainedRoute, choose_route, model_output, trained_route
 from mner.post_tokens import STYLES, style_for_dataset
-from mner.posts import FORMATS, detect_format, input_files, scan_shards
+from mner.posts import FORMATS, SHARD_SIZE, detect_format, input_files, scan_shards
 from mner.store import ArtifactStore, check_writable_root
 from mner.trained import latest_distilled, resolve_model
 from tasks.common import checked, run_stage, stage_key, stage_logger, submit_stage
@@ -124,7 +124,7 @@ def tag_shards(files: list[str], formats: list[str], names: list[str], shard_siz
 @flow(name="mner-tag", log_prints=True)
 def tag(input: str, model: str = "latest", knowledge: str | None = None, knowledge_file: str | None = None,
         images: str | None = None, input_format: str = "auto", output: str | None = None, conll: bool = False,
-        with_knowledge: bool = False, max_rejected_share: float = 0.05, shard_size: int = 256,
+        with_knowledge: bool = False, max_rejected_share: float = 0.05, shard_size: int = SHARD_SIZE,
         tokenizer_style: str | None = None, config_file: str | None = None, overrides: dict[str, Any] | None = None,
         refresh: bool = False) -> dict[str, Any]:
     """Tag the posts of ``input`` (a file or folder) with ``model``; knowledge by the model's route unless ``knowledge``

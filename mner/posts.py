@@ -25,6 +25,7 @@ from typing import Any, Iterator
 from mner.formats import parse_token_line
 
 FORMATS = ("jsonl", "text", "conll")
+SHARD_SIZE = 1024  # posts per tag-shard; benchmarks/tag_throughput.py --shard-sizes compares sizes
 CONLL_SUFFIXES = (".conll", ".bio", ".iob")
 _SNIFF_LINES = 50
 

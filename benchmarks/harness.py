@@ -291,3 +291,10 @@ def commands(results: list[dict]) -> list[str]:
     """RESULTS.md's "Commands:" list of ``results`` (rows): each distinct command once, with its commit and date."""
     seen = dict.fromkeys(f"- `{r['command']}` (commit {r['commit']}, {r['date']})" for r in results)
     return ["Commands:", ""] + list(seen) + [""]
+
+
+def distilled_label(model_dir: Path) -> str:
+    """``distilled <model type> (<distill key>, <pairs> pairs)`` for a distill output's ``model/`` folder."""
+    model_type = json.loads((model_dir / "config.json").read_text(encoding="utf-8")).get("model_type", "?")
+    manifest = json.loads((model_dir.parent / "manifest.json").read_text(encoding="utf-8"))
+    return f"distilled {model_type} ({manifest['key']}, {manifest['result'].get('train_pairs', '?')} pairs)"

@@ -2,13 +2,14 @@
 side by side with in-process batched generation through transformers (the ``transformers`` backend).
 
     python benchmarks/llm_throughput.py [--prompts 32] [--max-tokens 48] [--slots 2 4] [--batch 16 32] [--precision auto fp32]
-        [--pipeline [--base-config configs/twitter2017.yaml] [--distilled-config configs/twitter2017-distilled.yaml]]
+        [--pipeline [--base-config configs/twitter2017.yaml] [--distilled-config configs/twitter2017-distilled.yaml]
+                    [--distilled-model artifacts/distill/KEY/model]]
 
 The prompts are real Twitter-2015 train tweets (``../shared/data``) in a short knowledge prompt; with
 ``--pipeline`` they are the first ``--prompts`` test prompts of the pipeline's own prompts stage
 instead: PGIM's 5-shot prompt of ``--base-config`` (text retrieval, no OCR) for the base model, and the
 zero-shot prompt of ``--distilled-config`` for its distilled model (its distill stage runs first,
-cached when done), so that the distilled route is measured beside today's sequential llama.cpp path.
+cached when done; ``--distilled-model`` names another distill output's model instead), so that the distilled route is measured beside today's sequential llama.cpp path.
 Runs, each with an empty answer cache after one warm-up request:
 
 - sequential: one server process, concurrency 1;
@@ -41,7 +42,7 @@ from typing import Any
 
 
 import torch
-from harness import RESULTS_DIR, ROOT, append_rows, parse_args, provenance, run_until
+from harness import RESULTS_DIR, ROOT, append_rows, distilled_label, parse_args, provenance, run_until
 
 from engine.llm_client import LLMSettings, complete_all
 from engine.llm_server import local_llama_server
@@ -140,13 +141,13 @@ def main() -> None:
                         help="the pipeline's test prompts: 5-shot for the base model, zero-shot for the distilled one")
     parser.add_argument("--base-config", default="configs/twitter2017.yaml")
     parser.add_argument("--distilled-config", default="configs/twitter2017-distilled.yaml")
+    parser.add_argument("--distilled-model", type=Path, help="a distill output's model/ folder instead of the config's own")
     args = parse_args(parser)
     distilled = None
     if args.pipeline:
         prompts, prompt_tokens, prompt_name = pipeline_prompts(args.base_config, FEW_SHOT, args.prompts)
-        distill = run_until(args.distilled_config, "distill", {})
-        distilled = (*pipeline_prompts(args.distilled_config, {}, args.prompts), Path(distill["dir"]) / "model",
-                     f"distilled SmolLM2-135M-Instruct ({distill['key']})")
+        model_dir = args.distilled_model or Path(run_until(args.distilled_config, "distill", {})["dir"]) / "model"
+        distilled = (*pipeline_prompts(args.distilled_config, {}, args.prompts), model_dir, distilled_label(model_dir))
     else:
         prompts, prompt_tokens, prompt_name = load_prompts(args.data, args.prompts), None, SHORT_PROMPT
     n_ctx = 2048 if args.pipeline else 1024

@@ -23,26 +23,29 @@ def tag_section(rows: list[dict], llm_rows: list[dict]) -> list[str]:
           "CPU-second count the `mner tag` process's own CPU time: on this shared machine, wall-clock rates depend on the",
           "load (given with each row).", ""]
     if speed:
-        md += ["| mode | posts | mner tag posts/s (flow) | mner tag posts/s (command) | mner tag posts per CPU-second | "
+        md += ["| mode | posts | posts per shard | mner tag posts/s (flow) | mner tag posts/s (command) | mner tag posts per CPU-second | "
                "mner predict posts/s (posts) | speed-up | peak RSS MiB | load (1 min) | commit | date |",
-               "|---|---|---|---|---|---|---|---|---|---|---|"]
+               "|---|---|---|---|---|---|---|---|---|---|---|---|"]
         for r in speed:
             ratio = r["tag_command_posts_per_second"] / r["predict_posts_per_second"] if r["predict_posts_per_second"] else 0
-            md.append(f"| {r['mode']} | {r['posts']} | **{r['tag_posts_per_second']}** | {r['tag_command_posts_per_second']} | "
+            md.append(f"| {r['mode']} | {r['posts']} | {r.get('shard_size', '-')} | **{r['tag_posts_per_second']}** | {r['tag_command_posts_per_second']} | "
                       f"{r.get('tag_posts_per_cpu_second', '-')} | "
                       f"{r['predict_posts_per_second']} ({r['predict_posts']}) | {ratio:.0f}x | {r['peak_rss_mib']:.0f} | "
                       f"{r['load_1min']} | {r['commit']} | {r['date']} |")
-        distilled = [r for r in llm_rows if str(r.get("model", "")).startswith("distilled")]
-        if distilled:
-            best = max(distilled, key=lambda r: r["samples_per_second"])
-            md += ["", f"The distilled route is generation-bound: `benchmarks/llm_throughput.py` measured the same kind of "
-                       f"model at {best['samples_per_second']} prompts/s ({best['model']}, batch {best['concurrency']}, "
-                       f"{best.get('precision', '?')}, {best['prompt']}; commit {best['commit']}, {best['date']})."]
+        for r in speed:
+            model = r["mode"].partition("Z from the ")[2]
+            same = [llm for llm in llm_rows if model.startswith("distilled") and llm.get("model") == model]
+            if same:
+                best = max(same, key=lambda llm: llm["samples_per_second"])
+                md += ["", f"With Z from the {model}, `mner tag` is generation-bound: `benchmarks/llm_throughput.py` "
+                           f"generated with the same model at {best['samples_per_second']} prompts/s (batch "
+                           f"{best['concurrency']}, {best.get('precision', '?')}, {best['prompt']}, at most "
+                           f"{best['max_tokens']} new tokens; commit {best['commit']}, {best['date']})."]
     if memory:
-        md += ["", "| posts (text-only) | peak RSS of the `mner tag` process, MiB | posts/s (flow) | load (1 min) | commit | "
-               "date |",
-               "|---|---|---|---|---|---|"]
-        md += [f"| {r['posts']:,} | **{r['peak_rss_mib']:.0f}** | {r['tag_posts_per_second']} | {r['load_1min']} | "
+        md += ["", "| posts (text-only) | posts per shard | peak RSS of the `mner tag` process, MiB | posts/s (flow) | "
+               "load (1 min) | commit | date |",
+               "|---|---|---|---|---|---|---|"]
+        md += [f"| {r['posts']:,} | {r.get('shard_size', '-')} | **{r['peak_rss_mib']:.0f}** | {r['tag_posts_per_second']} | {r['load_1min']} | "
                f"{r['commit']} | {r['date']} |" for r in memory]
     if scores:
         md += ["", "| model | raw text P / R / F1 | given tokens P / R / F1 | commit | date |", "|---|---|---|---|---|"]

@@ -2,6 +2,7 @@
 
     python benchmarks/tag_throughput.py --text-model twitter2017/text [--knowledge-model twitter2017/text+knowledge]
         [--distilled-config configs/twitter2017-distilled.yaml]
+        [--distilled-model artifacts/distill/KEY/model] [--shard-size 1024]
         [--modes text file llm] [--posts 5000] [--predict-posts 20] [--rss-posts 1000 100000] [--f1 text file]
 
 The models are named as `mner predict --run` names them, in the project's store (``$MNER_ARTIFACTS_ROOT``).
@@ -10,8 +11,9 @@ Each test post's text is rebuilt from its tokens as a user would type it (mner.p
 repeated, with new ids, up to ``--posts``. Each mode runs `mner tag` end to end (a fresh store: nothing cached),
 file to JSONL, as a command, and then `mner predict` over the first ``--predict-posts`` of the same posts, one
 command per post as users run it today: text-only; [T;Z] with Z from a file (PGIM's test answers as JSONL);
-with ``--distilled-config``, [T;Z] with Z from the config's distilled local model (route ``distilled``; where the
-store holds none, the undistilled SmolLM2 base in its place, which costs the same per generated token).
+with ``--distilled-config``, [T;Z] with Z from a distilled local model (route ``distilled``): ``--distilled-model``
+(a distill output's ``model/`` folder), else the config's own distilled model in the store, else the undistilled
+SmolLM2 base in its place. Every `mner tag` run cuts the input into ``--shard-size`` posts per shard (recorded).
 ``--rss-posts`` tags that many posts with the text-only model and records the peak RSS of the `mner tag`
 process. ``--f1`` scores the text-only and file models on the raw text and on the given tokens (entities
 compared by character span in the rebuilt text). Each row goes to benchmarks/results/tag_throughput.jsonl as it is measured.
@@ -32,13 +34,14 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "benchmarks"))
 
-from harness import append_rows, provenance  # noqa: E402
+from harness import append_rows, distilled_label, provenance  # noqa: E402
 
 from engine.llm_server import default_model_path  # noqa: E402
 from mner.config import default_artifacts_root, load_config  # noqa: E402
 from mner.formats import read_conll  # noqa: E402
 from mner.pgim import read_knowledge  # noqa: E402
 from mner.post_tokens import rebuild_post  # noqa: E402
+from mner.posts import SHARD_SIZE as SHARD_SIZE_DEFAULT  # noqa: E402
 from mner.tags import iob2_spans  # noqa: E402
 from mner.trained import DistilledModelNotFound, latest_distilled, resolve_model  # noqa: E402
 from tasks.distill import distilled_by  # noqa: E402
@@ -63,11 +66,12 @@ def write_inputs(folder: Path, count: int, knowledge: bool) -> tuple[Path, Path 
     return posts, (z if knowledge else None)
 
 
-def run_tag(posts: Path, model: str, store: Path, *extra: str) -> dict:
+def run_tag(posts: Path, model: str, store: Path, *extra: str, shard_size: int = SHARD_SIZE_DEFAULT) -> dict:
     """`mner tag` as a command into a fresh store: its result, wall seconds, the peak RSS of its process (MiB) and the
     CPU seconds it used (its Prefect server, a child, left out): on a shared machine, posts per CPU-second do not
     depend on what else runs."""
-    command = [MNER, "tag", str(posts), "--run", model, "--artifacts-root", str(store), "-o", str(store / "out"), *extra]
+    command = [MNER, "tag", str(posts), "--run", model, "--artifacts-root", str(store), "-o", str(store / "out"),
+               "--shard-size", str(shard_size), *extra]
     started = time.perf_counter()
     process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
     peak, cpu = 0.0, 0.0
@@ -99,7 +103,7 @@ def run_predict(posts: Path, model: str, count: int, extra: list[str], knowledge
     return len(rows) / (time.perf_counter() - started)
 
 
-def f1_rows(model: str, store: Path, folder: Path, knowledge: bool) -> dict:
+def f1_rows(model: str, store: Path, folder: Path, knowledge: bool, shard_size: int) -> dict:
     """Entity P/R/F1 (by character span in the rebuilt text) of `mner tag` on the raw test posts and on the given tokens."""
     sentences = read_conll(DATA / "test.txt", repair=True).sentences
     spans = {s.image_id: rebuild_post(s.tokens)[1] for s in sentences}
@@ -109,7 +113,7 @@ def f1_rows(model: str, store: Path, folder: Path, knowledge: bool) -> dict:
     extra = ["--knowledge-file", str(z)] if z else []
     scores = {}
     for name, given in (("raw_text", posts), ("given_tokens", DATA / "test.txt")):
-        out = run_tag(given, model, store / name, *extra)
+        out = run_tag(given, model, store / name, *extra, shard_size=shard_size)
         rows = [json.loads(line) for line in Path(out["files"]["tagged.jsonl"]).read_text(encoding="utf-8").splitlines()]
         found = set()
         for row in rows:
@@ -129,6 +133,8 @@ def main() -> None:
     parser.add_argument("--text-model", required=True)
     parser.add_argument("--knowledge-model")
     parser.add_argument("--distilled-config")
+    parser.add_argument("--distilled-model", type=Path, help="a distill output's model/ folder for the llm mode")
+    parser.add_argument("--shard-size", type=int, default=SHARD_SIZE_DEFAULT, help="posts per shard of every mner tag run")
     parser.add_argument("--posts", type=int, default=5000)
     parser.add_argument("--distilled-posts", type=int, default=128)
     parser.add_argument("--predict-posts", type=int, default=20)
@@ -149,8 +155,8 @@ def main() -> None:
             modes.append(("[T;Z], Z from a file", args.knowledge_model, [], args.posts, True))
         if args.distilled_config and "llm" in args.modes:
             try:
-                distilled, _ = latest_distilled(store, *distilled_by(load_config(args.distilled_config)))
-                label = "[T;Z], Z from the distilled LLM"
+                distilled = args.distilled_model or latest_distilled(store, *distilled_by(load_config(args.distilled_config)))[0]
+                label = f"[T;Z], Z from the {distilled_label(Path(distilled))}"
             except DistilledModelNotFound:  # the same network before distillation: the same cost per generated token
                 distilled, label = default_model_path(), "[T;Z], Z from the local LLM (SmolLM2 base, not distilled)"
             config = ["-c", args.distilled_config, "--set", f"stage1.llm.local_model={distilled}"]  # answer caches stay cold
@@ -158,7 +164,8 @@ def main() -> None:
                           args.distilled_posts, False))
         for mode, model, extra, count, knowledge in modes:
             posts, z = write_inputs(folder, count, knowledge)
-            out = run_tag(posts, model, folder / f"store-{len(rows)}", *extra, *(["--knowledge-file", str(z)] if z else []))
+            out = run_tag(posts, model, folder / f"store-{len(rows)}", *extra, *(["--knowledge-file", str(z)] if z else []),
+                          shard_size=args.shard_size)
             fresh = ["--artifacts-root", str(folder / f"predict-{len(rows)}")]
             predict_extra = ["--llm", *config, *fresh] if "LLM" in mode else []
             predicted = run_predict(posts, model, args.predict_posts, predict_extra, z)
@@ -166,22 +173,23 @@ def main() -> None:
                          "tag_command_posts_per_second": round(count / out["wall"], 1),
                          "tag_posts_per_cpu_second": round(count / max(out["cpu_seconds"], 0.1), 1),
                          "predict_posts_per_second": round(predicted, 3), "predict_posts": args.predict_posts,
-                         "peak_rss_mib": out["peak_rss_mib"], "rejected": out["rejected"], "load_1min": load(), **where})
+                         "peak_rss_mib": out["peak_rss_mib"], "rejected": out["rejected"], "shard_size": args.shard_size,
+                         "load_1min": load(), **where})
             print(json.dumps(rows[-1]), flush=True)
             append_rows(RESULTS, rows[-1:])
         for count in args.rss_posts:
             posts, _ = write_inputs(folder, count, False)
-            out = run_tag(posts, args.text_model, folder / f"rss-{count}")
+            out = run_tag(posts, args.text_model, folder / f"rss-{count}", shard_size=args.shard_size)
             rows.append({"mode": "peak RSS, text-only", "posts": count, "tag_posts_per_second": out["posts_per_second"],
                          "tag_command_posts_per_second": round(count / out["wall"], 1), "peak_rss_mib": out["peak_rss_mib"],
-                         "load_1min": load(), **where})
+                         "shard_size": args.shard_size, "load_1min": load(), **where})
             print(json.dumps(rows[-1]), flush=True)
             append_rows(RESULTS, rows[-1:])
         for name in args.f1:
             variant, model = {"text": ("text-only", args.text_model),
                               "file": ("[T;Z], Z from a file", args.knowledge_model)}[name]
             if model:
-                scores = f1_rows(model, folder / f"f1-{name}", folder, name == "file")
+                scores = f1_rows(model, folder / f"f1-{name}", folder, name == "file", args.shard_size)
                 rows.append({"mode": f"F1 {variant}", "posts": 723, **scores, "load_1min": load(), **where})
                 print(json.dumps(rows[-1]), flush=True)
                 append_rows(RESULTS, rows[-1:])

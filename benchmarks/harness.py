@@ -168,23 +168,6 @@ def typed_overrides(items: list[str]) -> dict[str, str]:
     return dict(item.split("=", 1) for item in items)
 
 
-def as_training_worker() -> dict[str, str]:
-    """Run this benchmark on the training worker's runtime (its allocator and oneDNN cache, ``train`` defaults).
-
-    The first call re-executes the script with the worker's environment (allocator variables act from
-    a process's start only); in the re-executed process it returns what the process runs on.
-    """
-    from engine.launcher import worker_environment
-    from engine.runtime import loaded_allocator
-    from mner.config import TrainConfig
-
-    if os.environ.get("MNER_AS_TRAINING_WORKER") != "1":
-        env = {**worker_environment(TrainConfig().model_dump(mode="json")), "MNER_AS_TRAINING_WORKER": "1"}
-        os.execve(sys.executable, [sys.executable, *sys.argv], env)
-    return {"allocator": Path(loaded_allocator()).name,
-            "onednn_cache": os.environ.get("ONEDNN_PRIMITIVE_CACHE_CAPACITY", "default")}
-
-
 def worker_memory_settings() -> dict[str, str]:
     """The allocator and oneDNN cache a stage's worker runs on: this process's environment with the worker's defaults."""
     from engine.launcher import worker_environment

@@ -4,7 +4,8 @@
 
 Every table comes from benchmarks/results/*.jsonl, written by the benchmark scripts; nothing in them is
 typed in by hand except the published reference scores, which are quoted with their source. The
-closing notes are prose (benchmarks/reading_notes.md), written after the runs from these rows.
+notes are prose (benchmarks/reading_notes.md), written after the runs from these rows. Last come the
+rows of retired scripts, as benchmarks/render_archive.py's generic tables.
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ import json
 from pathlib import Path
 
 from harness import ROOT, absolute_paths, commands
-from render_memory import memory_section
+from render_archive import archived_part
 from render_seeds import routes_section, seeds_sections, swap_section, z_budget_section
 from render_summary import route_tables, summary_section
 from render_stage1 import bases_section, distill_section, placement_section, reading_section, stage1_sections
@@ -65,26 +66,26 @@ def stage2_table(results: list[dict]) -> list[str]:
     return lines
 
 
-def profile_section(profiles: list[dict]) -> list[str]:
-    """Issue 15: where a [T;Z] training step spends its time (benchmarks/profile_training.py), one row per run."""
-    if not profiles:
+def memory_section(stage2: list[dict]) -> list[str]:
+    """Issue 15: the training worker's peak RSS epoch by epoch, for the stage2.jsonl rows whose history records it."""
+    runs = [r for r in stage2 if r.get("history") and "peak_rss_mib_after_dev" in r["history"][0]
+            and r.get("peak_rss_mib_split", {}).get("children") != 0]  # 0: the model came from the store, no worker ran
+    if not runs:
         return []
-    md = ["## Training step profile: [T;Z], torch.profiler over one pass (issue 15)", "",
-          "| commit | model overrides | samples | sent/s | GFLOP/sentence | GFLOP/s | bf16 2048² GFLOP/s (share) | "
-          "bf16 model-shape GFLOP/s (share) | peak RSS MiB | top ops by self CPU (ms, share) | date |",
-          "|---|---|---|---|---|---|---|---|---|---|---|"]
-    for r in profiles:
-        top = "; ".join(f"{o['op'].removeprefix('aten::')} {o['self_cpu_ms']:.0f} ({100 * o['share']:.0f}%)"
-                        for o in r["top_ops"][:6])
-        md.append(f"| {r['commit']} | `{json.dumps(r['model_overrides'])}` | {r['samples']} | {r['sentences_per_second']} | "
-                  f"{r['gflop_per_sentence']} | {r['achieved_gflops']} | {r['bf16_peak_gflops']} ({pct(r['share_of_peak'])}%) | "
-                  f"{r['bf16_model_shape_gflops']} ({pct(r['share_of_model_shape'])}%) | {r['peak_rss_mib']:.0f} | {top} | "
-                  f"{r['date']} |")
-    md += ["", "FLOPs: `torch.utils.flop_counter.FlopCounterMode` over forward and backward of the profiled batches "
-           "(matmuls and attention; elementwise ops count 0). Peaks: bf16 matmuls timed for 3 s in the same process "
-           "and threads.", "", f"Machine: {profiles[-1]['machine']}.", "", "Commands:", ""]
-    md += [f"- `{r['command']}` (commit {r['commit']}, {r['date']})" for r in profiles] + [""]
-    return md
+    md = ["## Memory of [T;Z] training, epoch by epoch (issue 15)", "",
+          "Full-data runs (the training worker's own peak, `history` of each stage2.jsonl row; the benchmark's peak is "
+          "the larger of its own process and its children). The allocator and kernel-cache probes that chose the "
+          "worker's defaults are archived at the end (`memory_probe.py`).", "",
+          "| dataset | variant | settings (the rest default) | training process peak RSS per epoch, after train / after dev "
+          "(MiB) | RSS after the last dev scoring MiB | benchmark peak RSS MiB | commit |", "|---|---|---|---|---|---|---|"]
+    for r in runs:
+        epochs = "; ".join(f"{h['peak_rss_mib_after_train']:.0f} / {h['peak_rss_mib_after_dev']:.0f}" for h in r["history"])
+        split = r.get("peak_rss_mib_split")  # rows that recorded it: the benchmark's own process and the worker apart
+        split = "" if not split else (f" (own {split['own']:.0f}, {split['own_before_evaluation']:.0f} before evaluation; "
+                                      f"worker {split['children']:.0f})")
+        md.append(f"| {r['dataset']} | {r['variant']} | `{json.dumps(r['overrides'])}` | {epochs} | "
+                  f"{r['history'][-1]['rss_mib_after_dev']:.0f} | {r['peak_rss_mib']:.0f}{split} | {r['commit']} |")
+    return md + [""]
 
 
 def backbone_section(stage2: list[dict], backbones: list[dict]) -> list[str]:
@@ -150,12 +151,6 @@ def variants_section(stage2: list[dict]) -> list[str]:
                   f"{r['commit']} | {r['date']} |")
     md += ["", f"Machine: {variants[-1]['machine']}.", ""] + commands(variants)
     return md
-
-
-def our_settings(row: dict) -> dict:
-    """A throughput row's settings of our step as dotted config keys (rows before ``train_overrides`` hold model ones only)."""
-    return {**{f"model.{k}": v for k, v in row.get("model_overrides", {}).items()},
-            **{f"train.{k}": v for k, v in row.get("train_overrides", {}).items()}}
 
 
 def gains(results: list[dict]) -> list[str]:
@@ -224,7 +219,6 @@ def render(results: dict[str, list[dict]]) -> str:
     scored = [r for r in stage2 if "test_f1" in r and not str(r.get("label", "")).startswith("variant-")
               and r.get("label") not in SEED_LABELS]
     dev_only = [r for r in stage2 if "test_f1" not in r]
-    throughput = rows("throughput.jsonl")
     md = ["# Benchmark results", "",
           "Generated by `python benchmarks/render_results.py` from `benchmarks/results/*.jsonl`. Each line below",
           "names its command (run from the project root), commit and date in the JSON files; the machine is given",
@@ -244,22 +238,7 @@ def render(results: dict[str, list[dict]]) -> str:
     if dev_only:
         md += ["## Settings probes and ablations (dev split only)", "", f"Machine: {dev_only[-1]['machine']}.", ""]
         md += dev_table(dev_only) + [""] + ["Commands:", ""] + [f"- `{r['command']}` ({r['date']})" for r in dev_only] + [""]
-    if throughput:
-        md += ["## Training throughput: our step vs a naive loop (same 512 [T;Z] samples, one process)", "",
-               "| ours sent/s | naive sent/s | ratio | our settings | samples | batch | max_length | threads | "
-               "allocator, oneDNN cache | "
-               "machine | commit | command | date |", "|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
-        for r in throughput:
-            md.append(f"| {r['ours_sentences_per_second']} | {r['naive_sentences_per_second']} | **{r['ratio']}x** | "
-                      f"`{json.dumps(our_settings(r))}` | "
-                      f"{r['samples']} | {r['batch_size']} | {r['max_length']} | {r['threads']} | "
-                      f"{Path(r.get('allocator', 'libc')).name}, {r.get('onednn_cache', 'default')} | "
-                      f"{r['machine'].split(',')[0]} | "
-                      f"{r['commit']} | "
-                      f"`{r['command']}` | {r['date']} |")
-        md += ["", f"Machines: {'; '.join(dict.fromkeys(r['machine'] for r in throughput))}.", ""]
-    md += profile_section(rows("profile.jsonl"))
-    md += memory_section(rows("memory.jsonl"), stage2)
+    md += memory_section(stage2)
     md += stage1_sections(rows("retrieval.jsonl"), rows("llm_throughput.jsonl"), rows("knowledge_sources.jsonl"))
     md += distill_section(rows("distill.jsonl")) + bases_section(rows("distill_bases.jsonl"))
     md += placement_section(rows("generation_placement.jsonl"))
@@ -269,6 +248,7 @@ def render(results: dict[str, list[dict]]) -> str:
     md += variants_section(stage2)
     md += gpu_section(rows("gpu_check.jsonl"))
     md += READING.read_text(encoding="utf-8").splitlines() + [""]
+    md += archived_part(results)
     return "\n".join(md)
 
 

@@ -23,6 +23,19 @@ RETIRED = {
     "memory_probe.py": ("Memory of [T;Z] training: allocator and oneDNN kernel cache (issue 15)",
                         "RSS along one training pass (`rss_trace`: step, MiB), or with `pass: evaluate` along the evaluate "
                         "stage (after loading, dev, test), each allocator and oneDNN cache setting in a fresh process."),
+    "retrieval_quality.py": ("Stage 1 retrieval quality (MSEA): share of top-k examples sharing an entity type with the query",
+                             "Per embedder and query text, the share of the top-k retrieved hand-written examples that "
+                             "share an entity type with the query tweet (`fused`: MSEA, the backbone's pooled features)."),
+    "knowledge_sources.py": ("Stage 2 F1 by knowledge source (Twitter-2015 subset, same budget)",
+                             "Stage-2 F1 on a Twitter-2015 subset with SmolLM2's knowledge (a local llama.cpp server), "
+                             "PGIM's ChatGPT knowledge and none, through the pipeline flow."),
+    "generation_placement.py": ("Where local generation runs: main thread, the flow's task-runner threads, or a process of "
+                                "its own", "The same dev prompts answered by the same model in each placement "
+                                "(`same_as_main_thread`: answers equal to the main thread's); `whole dataset`: the llm stage "
+                                "over every split."),
+    "knowledge_reading.py": ("Reading the knowledge: ChatGPT vs the base and the distilled SmolLM2 (test tweets)",
+                             "Z of ChatGPT, the base and a distilled SmolLM2 on the first test tweets: gold entities "
+                             "verbatim in Z, mean words, prompts/s, and the first tweets' answers side by side."),
 }
 LONG = 100  # characters: a longer value is given below its table, by line, instead of in a cell
 
@@ -33,11 +46,20 @@ def script_of(row: dict) -> str:
     return words[1].rsplit("/", 1)[-1] if len(words) > 1 else words[0]
 
 
+def tidy(value: Any) -> Any:
+    """``value`` with every float to 6 significant digits (0.45999999999999996 is 0.46), in lists and objects too."""
+    if isinstance(value, float):
+        return float(f"{value:.6g}")
+    if isinstance(value, dict):
+        return {key: tidy(item) for key, item in value.items()}
+    return [tidy(item) for item in value] if isinstance(value, list) else value
+
+
 def cell(value: Any) -> str:
     """``value`` on one line for a table: text as it is, numbers as JSON, lists and objects as JSON code, ``|`` escaped."""
     if value is None:
         return "-"
-    text = value if isinstance(value, str) else json.dumps(value, ensure_ascii=False)
+    text = value if isinstance(value, str) else json.dumps(tidy(value), ensure_ascii=False)
     text = f"`{text}`" if isinstance(value, (dict, list)) else text
     return " ".join(text.split()).replace("|", "\\|")
 

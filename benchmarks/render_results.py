@@ -17,7 +17,7 @@ from harness import ROOT, absolute_paths, commands
 from render_archive import archived_part
 from render_seeds import routes_section, seeds_sections, swap_section, z_budget_section
 from render_summary import route_tables, summary_section
-from render_stage1 import bases_section, distill_section, placement_section, reading_section, stage1_sections
+from render_stage1 import bases_section, distill_section, llm_section
 from render_tag import tag_section
 
 RESULTS = ROOT / "benchmarks" / "results"
@@ -239,10 +239,8 @@ def render(results: dict[str, list[dict]]) -> str:
         md += ["## Settings probes and ablations (dev split only)", "", f"Machine: {dev_only[-1]['machine']}.", ""]
         md += dev_table(dev_only) + [""] + ["Commands:", ""] + [f"- `{r['command']}` ({r['date']})" for r in dev_only] + [""]
     md += memory_section(stage2)
-    md += stage1_sections(rows("retrieval.jsonl"), rows("llm_throughput.jsonl"), rows("knowledge_sources.jsonl"))
+    md += llm_section(rows("llm_throughput.jsonl"))
     md += distill_section(rows("distill.jsonl")) + bases_section(rows("distill_bases.jsonl"))
-    md += placement_section(rows("generation_placement.jsonl"))
-    md += reading_section(rows("knowledge_reading.jsonl"))
     md += tag_section(rows("tag_throughput.jsonl"), rows("llm_throughput.jsonl"))
     md += backbone_section(stage2, rows("backbone.jsonl")) + grid_section(rows("backbone_grid.jsonl"))
     md += variants_section(stage2)

@@ -1,49 +1,11 @@
-"""RESULTS.md sections of stage 1 and local knowledge: retrieval quality, LLM throughput, F1 by knowledge source,
-distillation cost and the knowledge side by side. Used by benchmarks/render_results.py, which reads the rows."""
+"""RESULTS.md sections of stage 1's local knowledge: LLM throughput, distillation cost and the distilled bases.
+Used by benchmarks/render_results.py, which reads the rows."""
 
 from __future__ import annotations
 
 import json
 
 from harness import commands
-
-
-def fused_gains(retrieval: list[dict]) -> list[str]:
-    """Issue 5's target: fused minus text (both on tweet + caption) at top-k, per dataset and split."""
-    newest = {(r["dataset"], r["split"], r["embedder"], r["query"]): r for r in retrieval}
-    lines = []
-    for (dataset, split, embedder, query), r in newest.items():
-        text = newest.get((dataset, split, "text", "tweet+caption"))
-        if embedder.startswith("fused") and text:
-            lines.append(f"- {dataset} {split}: {embedder} minus text at top-{r['k']}: **{r['score'] - text['score']:+.3f}**")
-    return lines
-
-
-def stage1_sections(retrieval_rows: list[dict], llm: list[dict], sources: list[dict]) -> list[str]:
-    """Retrieval quality, LLM throughput, and stage-2 F1 by knowledge source, from their benchmarks' rows."""
-    md: list[str] = []
-    # the newest row of each (dataset, split, embedder, query); older ones stay in retrieval.jsonl
-    retrieval = list({(r["dataset"], r["split"], r["embedder"], r["query"]): r for r in retrieval_rows}.values())
-    if retrieval:
-        md += ["## Stage 1 retrieval quality (MSEA): share of top-k examples sharing an entity type with the query", "",
-               "Queries without gold entities are skipped; examples are PGIM's hand-written ones (all from train).", "",
-               "`fused` is MSEA proper: H of the multimodal backbone of the section below, pooled over the words",
-               "(`mean`: all words alike; `entity`: weighted by the tagger's entity belief; chosen on dev).", "",
-               "| dataset | split | embedder | query | k | score | queries | examples | date |",
-               "|---|---|---|---|---|---|---|---|---|"]
-        md += [f"| {r['dataset']} | {r['split']} | {r['embedder']} | {r['query']} | {r['k']} | **{r['score']:.3f}** | "
-               f"{r['n_queries']} | {r['n_examples']} | {r['date']} |" for r in retrieval]
-        md += [""] + fused_gains(retrieval) + ["", f"Machine: {retrieval[-1]['machine']}.", ""] + commands(retrieval)
-    md += llm_section(llm)
-    if sources:
-        md += ["## Stage 2 F1 by knowledge source (Twitter-2015 subset, same budget)", "",
-               "| subset (train/dev/test tweets) | variant | knowledge | dev F1 | test P | test R | test F1 | date |",
-               "|---|---|---|---|---|---|---|---|"]
-        md += [f"| {r['subset']['train']}/{r['subset']['dev']}/{r['subset']['test']} | {r['variant']} | "
-               f"{r['knowledge'] or '-'} | {100 * r['dev_f1']:.2f} | {100 * r['test_precision']:.2f} | "
-               f"{100 * r['test_recall']:.2f} | **{100 * r['test_f1']:.2f}** | {r['date']} |" for r in sources]
-        md += ["", f"Machine: {sources[-1]['machine']}.", ""] + commands(sources)
-    return md
 
 
 def cpu(row: dict) -> str:
@@ -103,26 +65,6 @@ def bases_section(runs: list[dict]) -> list[str]:
     return md + ["", f"Machines: {'; '.join(machines)}.", ""] + commands(runs)
 
 
-def reading_section(runs: list[dict]) -> list[str]:
-    """Issue 14: knowledge Z from ChatGPT, the base and the distilled model, side by side (benchmarks/knowledge_reading.py)."""
-    if not runs:
-        return []
-    r = runs[-1]  # older runs stay in knowledge_reading.jsonl
-    d = r["distilled"]
-    md = ["## Reading the knowledge: ChatGPT vs the base and the distilled SmolLM2 (test tweets)", "",
-          f"The first {r['tweets']} test tweets of {r['dataset']} ({r['gold_entities']} gold entities), zero-shot prompts, "
-          f"greedy, at most {r['max_tokens']} new tokens. The distilled model learnt from {d['pairs']} train pairs, "
-          f"{d['epochs']} epoch(s), {d['method']} (held-out loss {d['heldout_loss']}): a cost probe, not a full "
-          "distillation.", "",
-          "| source | gold entities verbatim in Z | mean words | prompts/s |", "|---|---|---|---|"]
-    md += [f"| {name} | {100 * share:.1f}% | {r['mean_words'][name]} | {r['prompts_per_second'].get(name, '-')} |"
-           for name, share in r["verbatim_share"].items()]
-    for example in r["examples"]:
-        md += ["", f"**{example['tweet']}** (gold: {', '.join(example['entities']) or 'none'})", ""]
-        md += [f"- *{name}*: {example[name] or '(empty)'}" for name in r["verbatim_share"]]
-    return md + ["", f"Machine: {r['machine']}.", ""] + commands([r])
-
-
 def llm_section(llm: list[dict]) -> list[str]:
     """LLM throughput (benchmarks/llm_throughput.py): llama.cpp server modes beside transformers batched generation."""
     if not llm:
@@ -146,28 +88,3 @@ def llm_section(llm: list[dict]) -> list[str]:
                   f"{'-' if same is None else same} | {r.get('same_as_first_batch', '-')} | {r['date']} |")
     machines = list(dict.fromkeys(r["machine"] for r in llm))
     return md + ["", f"Machines: {'; '.join(machines)}.", ""] + commands(llm)
-
-
-def minutes(row: dict) -> str:
-    """`` (N min)`` for a row that records minutes, else nothing."""
-    return f" ({row['minutes']} min)" if "minutes" in row else ""
-
-
-def placement_section(runs: list[dict]) -> list[str]:
-    """Issue 14: where the transformers backend generates (benchmarks/generation_placement.py)."""
-    if not runs:
-        return []
-    md = ["## Where local generation runs: main thread, the flow's task-runner threads, or a process of its own", "",
-          "The same model answers the same dev prompts (zero-shot, greedy, one batch per shard, empty answer cache) in "
-          "each placement, through the llm stage's `complete_local`. `task-runner threads` is how the llm stage "
-          "generated before `engine/generation_process.py`; `generation process` is how it generates now. "
-          "`same` counts answers equal to the main thread's. A `whole dataset` row is every split through the llm "
-          "stage's shard function in the flow's layout (`--whole-dataset`); its seconds are the dataset's.", "",
-          "| model | prompts (shards x batch) | placement | seconds | prompts/s | tokens/s | same | commit | date |",
-          "|---|---|---|---|---|---|---|---|---|"]
-    md += [f"| {r['model'].split('artifacts/')[-1]} | {r['prompts']} ({r['shards']} x {r['batch']}) | {r['placement']} | "
-           f"{r['seconds']}{minutes(r)} | "
-           f"**{r['prompts_per_second']}** | {r['tokens_per_second']} | "
-           f"{'-' if r['same_as_main_thread'] is None else r['same_as_main_thread']} | {r['commit']} | {r['date']} |"
-           for r in runs]
-    return md + ["", f"Machine: {runs[-1]['machine']}.", ""] + commands(runs)

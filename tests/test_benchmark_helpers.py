@@ -118,21 +118,6 @@ def test_a_distilled_model_outside_distill_bases_is_named_by_its_recorded_or_com
     assert distilled_base({"model": "PGIM's ChatGPT files", "command": commanded["command"]}, {}) is None
 
 
-def test_the_placement_table_names_each_placement_with_its_rate_and_agreement() -> None:
-    from render_stage1 import placement_section
-
-    row = {"model": "artifacts/distill/k/model", "prompts": 128, "shards": 2, "batch": 64, "seconds": 46.0,
-           "prompts_per_second": 2.78, "tokens_per_second": 310.2, "same_as_main_thread": 128, **ORIGIN}
-    md = "\n".join(placement_section([{**row, "placement": "main thread"},
-                                      {**row, "placement": "generation process", "prompts_per_second": 2.7}]))
-    assert "| distill/k/model | 128 (2 x 64) | main thread | 46.0 | **2.78** | 310.2 | 128 | abc1234 |" in md
-    assert "| generation process | 46.0 | **2.7** |" in md and placement_section([]) == []
-    whole = {**row, "placement": "generation process, whole dataset (llm stage shards)", "prompts": 4819, "shards": 77,
-             "seconds": 1800.0, "minutes": 30.0, "same_as_main_thread": None}
-    assert "| 4819 (77 x 64) | generation process, whole dataset (llm stage shards) | 1800.0 (30.0 min) |" in \
-        "\n".join(placement_section([whole])) and "| - | abc1234 |" in "\n".join(placement_section([whole]))
-
-
 def test_knowledge_written_in_pgims_format_reads_back_the_same_per_sentence(tmp_path) -> None:
     from harness import write_pgim_knowledge
 

@@ -236,18 +236,6 @@ def local_answers(cfg: Any, rows: list[dict[str, Any]], source: Path, endpoint: 
     return {r["id"]: r["knowledge"] or "" for r in results}, summary
 
 
-def write_pgim_knowledge(path: Path, samples: list[Any], knowledge: list[str]) -> None:
-    """Write ``knowledge`` (one Z per sample) in PGIM's block format: the tweet's tokens and tags, ``<EOS>``, Z's words."""
-    from mner.pgim import EOS
-
-    lines: list[str] = []
-    for sample, z in zip(samples, knowledge, strict=True):
-        lines += [f"{token}\t{tag}" for token, tag in zip(sample.tokens, sample.tags or ["O"] * len(sample.tokens))]
-        lines += [f"{EOS}\tX", *(f"{word}\tX" for word in z.split()), ""]
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
-
-
 def stage_manifest(output: dict[str, Any]) -> dict[str, Any]:
     """The manifest of a stage output (as :func:`run_until` returns it)."""
     return json.loads((Path(output["dir"]) / "manifest.json").read_text(encoding="utf-8"))

@@ -36,6 +36,9 @@ RETIRED = {
     "knowledge_reading.py": ("Reading the knowledge: ChatGPT vs the base and the distilled SmolLM2 (test tweets)",
                              "Z of ChatGPT, the base and a distilled SmolLM2 on the first test tweets: gold entities "
                              "verbatim in Z, mean words, prompts/s, and the first tweets' answers side by side."),
+    "crossfit_knowledge.py": ("Knowledge at test time: the distilled route with cross-fitted train Z (issue 14)",
+                              "The distilled route's tagger trained on train Z written by fold models that never saw "
+                              "those answers (source `distilled, cross-fitted train Z`)."),
 }
 LONG = 100  # characters: a longer value is given below its table, by line, instead of in a cell
 

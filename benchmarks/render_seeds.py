@@ -3,7 +3,7 @@
 Used by benchmarks/render_results.py. ``seeds_section`` summarises the stage2.jsonl rows of one label
 (one row per dataset, variant and seed) as mean ± sample standard deviation, and pairs [T;Z] with
 text-only seed by seed; ``swap_section`` does the same for benchmarks/knowledge_swap.py's rows
-(and benchmarks/crossfit_knowledge.py's); ``z_budget_section`` shows what each sub-token budget cuts of Z.
+(and the retired crossfit_knowledge.py's); ``z_budget_section`` shows what each sub-token budget cuts of Z.
 """
 
 from __future__ import annotations
@@ -114,8 +114,9 @@ def dataset_swap_section(swaps: list[dict], stage2: list[dict], bases: dict[str,
           "this machine (`stage1.llm.backend: transformers`, bf16), generated through the llm stage's shard function. "
           f"`distilled, own train Z` is the whole pipeline of the distilled config instead (`mner run -c "
           f"configs/{dataset}-distilled.yaml`): its tagger is trained on the distilled model's train Z, same settings. "
-          "`distilled, cross-fitted train Z` (benchmarks/crossfit_knowledge.py) trains it on train Z written by fold models "
-          "that never saw those tweets' answers; dev and test Z are the full distilled model's.", "",
+          "`distilled, cross-fitted train Z` (benchmarks/crossfit_knowledge.py, retired: its reruns close this page) trains "
+          "it on train Z written by fold models that never saw those tweets' answers; dev and test Z are the full "
+          "distilled model's.", "",
           "| source | model | seeds | dev F1 | test F1 | minus text-only (paired) | gold test entities verbatim in Z | "
           "generation prompts/s (dev, test) | machine |", "|---|---|---|---|---|---|---|---|---|"]
     for source, answering in dict.fromkeys((s, m) for s, m, _ in newest):  # one line per source and model

@@ -3,7 +3,8 @@
 A script imports this module first (``from harness import ...``): it puts the project root on
 ``sys.path``, so the project's packages import after it. Rows go to ``benchmarks/results/<name>.jsonl``
 through :func:`append_rows`, each with :func:`provenance` (command, commit, date, machine), and
-benchmarks/render_results.py renders them into RESULTS.md.
+benchmarks/render_results.py renders them into RESULTS.md, its sections with the table pieces at the end
+of this module (:func:`head`, :func:`closing`).
 """
 
 from __future__ import annotations
@@ -269,3 +270,20 @@ def distilled_label(model_dir: Path) -> str:
     model_type = json.loads((model_dir / "config.json").read_text(encoding="utf-8")).get("model_type", "?")
     manifest = json.loads((model_dir.parent / "manifest.json").read_text(encoding="utf-8"))
     return f"distilled {model_type} ({manifest['key']}, {manifest['result'].get('train_pairs', '?')} pairs)"
+
+
+def head(header: str) -> list[str]:
+    """A RESULTS.md table's header line ``| a | b |`` and the separator line with as many columns."""
+    return [header, "|" + "---|" * (header.count(" | ") + 1)]
+
+
+def cpu(row: dict) -> str:
+    """The short name of a row's machine: its CPU model."""
+    return row["machine"].split(", ")[0]
+
+
+def closing(rows: list[dict], commanded: list[dict] | None = None) -> list[str]:
+    """A section's closing lines: the machines ``rows`` ran on, then the :func:`commands` of ``commanded`` (default ``rows``)."""
+    machines = list(dict.fromkeys(r["machine"] for r in rows))
+    where = f"Machine: {machines[0]}." if len(machines) == 1 else f"Machines: {'; '.join(machines)}."
+    return ["", where, ""] + commands(rows if commanded is None else commanded)

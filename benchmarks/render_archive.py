@@ -12,6 +12,8 @@ from __future__ import annotations
 import json
 from typing import Any
 
+from harness import head
+
 # retired script -> (the title of the RESULTS section its rows had, what it measured), in the order those sections stood
 RETIRED = {
     "throughput.py": ("Training throughput: our step vs a naive loop (same 512 [T;Z] samples, one process)",
@@ -102,7 +104,7 @@ def archived_table(rows: list[dict]) -> list[str]:
     columns = [key for key in fields if key not in same and key not in below]
     md = [f"- {key}: {cells[key][0]}" for key in same]
     if columns:
-        md += ["", "| line | " + " | ".join(columns) + " |", "|---|" + "---|" * len(columns)]
+        md += ["", *head("| line | " + " | ".join(columns) + " |")]
         md += [f"| {number} | " + " | ".join(cells[key][number - 1] for key in columns) + " |"
                for number in range(1, len(rows) + 1)]
     md += [""] + [f"- line {number}, {key}: {text}" for key in below for number, text in enumerate(cells[key], 1) if text]

@@ -13,7 +13,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from harness import ROOT, absolute_paths, commands
+from harness import ROOT, absolute_paths, closing, head
 from render_archive import archived_part
 from render_seeds import routes_section, seeds_sections, swap_section, z_budget_section
 from render_summary import route_tables, summary_section
@@ -51,15 +51,22 @@ def pct(value: float | None) -> str:
     return "-" if value is None else f"{100 * value:.2f}"
 
 
+def scores(row: dict) -> str:
+    """A row's cells of dev F1, test precision, test recall and test F1 (bold), in points."""
+    return f"{pct(row['dev_f1'])} | {pct(row['test_precision'])} | {pct(row['test_recall'])} | **{pct(row['test_f1'])}**"
+
+
+def per_type(row: dict) -> str:
+    """A row's test F1 per entity type, in points, types in order."""
+    return ", ".join(f"{t} {pct(f)}" for t, f in sorted(row["test_per_type_f1"].items()))
+
+
 def stage2_table(results: list[dict]) -> list[str]:
     """The main table: one row per (dataset, variant) scored on test."""
-    lines = ["| dataset | variant | dev F1 | test P | test R | test F1 | per-type test F1 | epochs (best) | train s | "
-             "train sent/s | peak RSS MiB | commit | date |",
-             "|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
+    lines = head("| dataset | variant | dev F1 | test P | test R | test F1 | per-type test F1 | epochs (best) | train s | "
+                 "train sent/s | peak RSS MiB | commit | date |")
     for r in results:
-        per_type = ", ".join(f"{t} {pct(f)}" for t, f in sorted(r["test_per_type_f1"].items()))
-        lines.append(f"| {r['dataset']} | {r['variant']} | {pct(r['dev_f1'])} | {pct(r['test_precision'])} | "
-                     f"{pct(r['test_recall'])} | **{pct(r['test_f1'])}** | {per_type} | {r['epochs']} ({r['best_epoch']}) | "
+        lines.append(f"| {r['dataset']} | {r['variant']} | {scores(r)} | {per_type(r)} | {r['epochs']} ({r['best_epoch']}) | "
                      f"{r['train_seconds']:.0f} | {r['train_sentences_per_second']:.1f} | {r['peak_rss_mib']:.0f} | "
                      f"{r['commit']} | "
                      f"{r['date']} |")
@@ -76,8 +83,8 @@ def memory_section(stage2: list[dict]) -> list[str]:
           "Full-data runs (the training worker's own peak, `history` of each stage2.jsonl row; the benchmark's peak is "
           "the larger of its own process and its children). The allocator and kernel-cache probes that chose the "
           "worker's defaults are archived at the end (`memory_probe.py`).", "",
-          "| dataset | variant | settings (the rest default) | training process peak RSS per epoch, after train / after dev "
-          "(MiB) | RSS after the last dev scoring MiB | benchmark peak RSS MiB | commit |", "|---|---|---|---|---|---|---|"]
+          *head("| dataset | variant | settings (the rest default) | training process peak RSS per epoch, after train / after dev "
+                "(MiB) | RSS after the last dev scoring MiB | benchmark peak RSS MiB | commit |")]
     for r in runs:
         epochs = "; ".join(f"{h['peak_rss_mib_after_train']:.0f} / {h['peak_rss_mib_after_dev']:.0f}" for h in r["history"])
         split = r.get("peak_rss_mib_split")  # rows that recorded it: the benchmark's own process and the worker apart
@@ -96,23 +103,20 @@ def backbone_section(stage2: list[dict], backbones: list[dict]) -> list[str]:
           "Same encoder (offline all-MiniLM-L6-v2), seed and 4-epoch budget: text-only 4 epochs; backbone 1 S1 epoch",
           "(encoders frozen) + 3 S2 epochs; align_lambda 0.1, infonce_lambda 0.1 (the defaults; the loss-weight grid",
           "follows). Each text-only row is the newest `main` one of its dataset.", "",
-          "| dataset | model | dev F1 | test P | test R | test F1 | per-type test F1 | epochs (best) | train s | parameters "
-          "| commit | date |",
-          "|---|---|---|---|---|---|---|---|---|---|---|---|"]
+          *head("| dataset | model | dev F1 | test P | test R | test F1 | per-type test F1 | epochs (best) | train s | parameters "
+                "| commit | date |")]
     newest = {b["dataset"]: b for b in backbones if b.get("label") == "main"}  # older rows stay in backbone.jsonl
     for b in newest.values():
         text = [r for r in stage2 if r["dataset"] == b["dataset"] and r["variant"] == "text" and r.get("label") == "main"
                 and "test_f1" in r]
         for r in ([text[-1]] if text else []) + [b]:
-            per_type = ", ".join(f"{t} {pct(f)}" for t, f in sorted(r["test_per_type_f1"].items()))
             params = f"{r['total_parameters']:,}" if r.get("total_parameters") else "-"
-            md.append(f"| {r['dataset']} | {r['variant']} | {pct(r['dev_f1'])} | {pct(r['test_precision'])} | "
-                      f"{pct(r['test_recall'])} | **{pct(r['test_f1'])}** | {per_type} | {r['epochs']} ({r['best_epoch']}) | "
+            md.append(f"| {r['dataset']} | {r['variant']} | {scores(r)} | {per_type(r)} | {r['epochs']} ({r['best_epoch']}) | "
                       f"{r['train_seconds']:.0f} | {params} | {r['commit']} | {r['date']} |")
         if text:
             gain = 100 * (b["test_f1"] - text[-1]["test_f1"])
             md.append(f"| {b['dataset']} | backbone minus text-only | | | | **{gain:+.2f}** | | | | | | |")
-    md += ["", f"Machine: {backbones[-1]['machine']}.", ""] + commands(list(newest.values()))
+    md += closing(list(newest.values()))
     return md
 
 
@@ -123,13 +127,12 @@ def grid_section(grid: list[dict]) -> list[str]:
     last_run = {r["dataset"]: (r["date"], r["command"]) for r in grid}  # one run writes a line per point
     runs = [r for r in grid if last_run[r["dataset"]] == (r["date"], r["command"])]
     md = ["## Backbone loss-weight grid (flow `mner-backbone-grid`, choose on dev F1)", "",
-          "| dataset | align_lambda | infonce_lambda | dev F1 | test P | test R | test F1 | chosen on dev | train s | commit "
-          "| date |",
-          "|---|---|---|---|---|---|---|---|---|---|---|"]
+          *head("| dataset | align_lambda | infonce_lambda | dev F1 | test P | test R | test F1 | chosen on dev | train s | commit "
+                "| date |")]
     md += [f"| {r['dataset']} | {r['align_lambda']} | {r['infonce_lambda']} | {r['dev_f1']:.2f} | {r['test_precision']:.2f} | "
            f"{r['test_recall']:.2f} | **{r['test_f1']:.2f}** | {'yes' if r['chosen_on_dev'] else ''} | "
            f"{r['train_seconds']:.0f} | {r['commit']} | {r['date']} |" for r in runs]
-    return md + ["", f"Machine: {runs[-1]['machine']}.", ""] + commands(runs)
+    return md + closing(runs)
 
 
 def variants_section(stage2: list[dict]) -> list[str]:
@@ -141,15 +144,13 @@ def variants_section(stage2: list[dict]) -> list[str]:
     md = ["## Tagger variants on [T;Z] Twitter-2015 (same budget)", "",
           "Budget that fits 2 CPU cores: the first 1000 training tweets, 3 epochs, 128 sub-tokens of [T;Z] (Z cut to",
           "fit); full dev and test splits. LoRA: rank 8, alpha 16, on query/key/value of every layer, lr 1e-3.", "",
-          "| variant | dev F1 | test P | test R | test F1 | trainable / total parameters | train s | train sent/s | commit "
-          "| date |",
-          "|---|---|---|---|---|---|---|---|---|---|"]
+          *head("| variant | dev F1 | test P | test R | test F1 | trainable / total parameters | train s | train sent/s | commit "
+                "| date |")]
     for r in variants:
-        md.append(f"| {r['label'].removeprefix('variant-')} | {pct(r['dev_f1'])} | {pct(r['test_precision'])} | "
-                  f"{pct(r['test_recall'])} | **{pct(r['test_f1'])}** | {r['trainable_parameters']:,} / "
+        md.append(f"| {r['label'].removeprefix('variant-')} | {scores(r)} | {r['trainable_parameters']:,} / "
                   f"{r['total_parameters']:,} | {r['train_seconds']:.0f} | {r['train_sentences_per_second']:.1f} | "
                   f"{r['commit']} | {r['date']} |")
-    md += ["", f"Machine: {variants[-1]['machine']}.", ""] + commands(variants)
+    md += closing(variants)
     return md
 
 
@@ -171,8 +172,7 @@ def gains(results: list[dict]) -> list[str]:
 
 def dev_table(results: list[dict]) -> list[str]:
     """Settings probes and ablations: dev F1 only (the test split is not touched)."""
-    lines = ["| label | dataset | variant | overrides | dev F1 per epoch | best dev F1 | train sent/s | commit |",
-             "|---|---|---|---|---|---|---|---|"]
+    lines = head("| label | dataset | variant | overrides | dev F1 per epoch | best dev F1 | train sent/s | commit |")
     for r in results:
         per_epoch = " / ".join(pct(h["dev_f1"]) for h in r["history"])
         lines.append(f"| {r['label']} | {r['dataset']} | {r['variant']} | `{json.dumps(r['overrides'])}` | {per_epoch} | "

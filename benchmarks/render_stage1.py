@@ -5,12 +5,7 @@ from __future__ import annotations
 
 import json
 
-from harness import commands
-
-
-def cpu(row: dict) -> str:
-    """The short name of a row's machine: its CPU model."""
-    return row["machine"].split(", ")[0]
+from harness import closing, cpu, head
 
 
 def distill_section(runs: list[dict]) -> list[str]:
@@ -25,18 +20,16 @@ def distill_section(runs: list[dict]) -> list[str]:
           "loss over every position; rows without the field ran before the setting existed, with the model's own loss, "
           "under distill keys that the new code no longer matches (the key covers the code). Rows of one run, same "
           "pairs, compare directly; timings compare within one machine only (`bf16` false: a CPU without bf16, fp32).", "",
-          "| dataset | base | loss | method | settings | pairs | trainable params | bf16 | batch | epochs | epoch s | "
-          "tokens/s | train loss | held-out loss | peak RSS MiB | allocator, oneDNN cache | full epoch (est.) min | machine | "
-          "commit | date |",
-          "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
+          *head("| dataset | base | loss | method | settings | pairs | trainable params | bf16 | batch | epochs | epoch s | "
+                "tokens/s | train loss | held-out loss | peak RSS MiB | allocator, oneDNN cache | full epoch (est.) min | machine | "
+                "commit | date |")]
     md += [f"| {r['dataset']} | {r.get('base', 'smollm2')} | {r.get('loss', 'full (before answer-chunks)')} | {r['method']} | "
            f"{json.dumps(r['overrides']) if r.get('overrides') else '-'}{'; ' + r['note'] if r.get('note') else ''} | {r['pairs']} | {r['trainable_parameters']:,} | "
            f"{r['bf16']} | {r['batch_size']} | {r.get('epochs', 1)} | {r['epoch_seconds']} | {r['tokens_per_second']} | "
            f"{r['train_loss']} | {r['heldout_loss']} | **{r['peak_rss_mib']}** | {r.get('allocator', 'libc')}, "
            f"{r.get('onednn_cache', 'default')} | {r['full_epoch_minutes_estimate']} | {cpu(r)} | {r['commit']} | {r['date']} |"
            for r in runs]
-    machines = list(dict.fromkeys(r["machine"] for r in runs))
-    return md + ["", f"Machines: {'; '.join(machines)}.", ""] + commands(runs)
+    return md + closing(runs)
 
 
 def bases_section(runs: list[dict]) -> list[str]:
@@ -50,9 +43,8 @@ def bases_section(runs: list[dict]) -> list[str]:
           "their gold entities found word for word in the answers (ChatGPT's on the same tweets, in the same answer form, "
           "beside it); held-out losses are per token of each base's own tokenizer and do not compare across bases. "
           "Rows before the `split` field answered test tweets in full form with full fine-tuning.", "",
-          "| dataset | base | method | answer form | pairs | epochs | trainable params | epoch s | tokens/s | held-out loss | "
-          "peak RSS MiB | split (tweets) | verbatim | ChatGPT verbatim | mean words | prompts/s | commit | date |",
-          "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
+          *head("| dataset | base | method | answer form | pairs | epochs | trainable params | epoch s | tokens/s | held-out loss | "
+                "peak RSS MiB | split (tweets) | verbatim | ChatGPT verbatim | mean words | prompts/s | commit | date |")]
     md += [f"| {r['dataset']} | {r['base']} | {r.get('method', 'full')} | {r.get('answer_form', 'full')} | {r['pairs']} | "
            f"{r['epochs']} | {r['trainable_parameters']:,} | {r['epoch_seconds']} | {r['tokens_per_second']} | "
            f"{r['heldout_loss']} | {r['peak_rss_mib']} | {r.get('split', 'test')} ({r.get('tweets', r.get('test_tweets'))}) | "
@@ -61,8 +53,7 @@ def bases_section(runs: list[dict]) -> list[str]:
     md += ["", "First answers of the last two rows:", ""]
     md += [f"- *{r['base']}, {r.get('method', 'full')}* ({r['pairs']} pairs): {answer or '(empty)'}"
            for r in runs[-2:] for answer in r["first_answers"][:2]]
-    machines = list(dict.fromkeys(r["machine"] for r in runs))
-    return md + ["", f"Machines: {'; '.join(machines)}.", ""] + commands(runs)
+    return md + closing(runs)
 
 
 def llm_section(llm: list[dict]) -> list[str]:
@@ -75,9 +66,8 @@ def llm_section(llm: list[dict]) -> list[str]:
           "the sequential server's of the same run (same model and prompts only), `= first batch`: to the first batch",
           "size's (same precision); ratios are against the sequential server of the same run. Rows without a model or",
           "prompt name predate those fields: SmolLM2-135M-Instruct with the short knowledge prompt.", "",
-          "| mode | model | prompt (mean tokens) | concurrency | processes x threads | prompts | max_tokens | seconds "
-          "| samples/s | ratio vs sequential | = sequential | = first batch | date |",
-          "|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
+          *head("| mode | model | prompt (mean tokens) | concurrency | processes x threads | prompts | max_tokens | seconds "
+                "| samples/s | ratio vs sequential | = sequential | = first batch | date |")]
     for r in llm:
         tokens = f" ({r['prompt_tokens_mean']})" if r.get("prompt_tokens_mean") else ""
         same = r.get("same_as_sequential")
@@ -86,5 +76,4 @@ def llm_section(llm: list[dict]) -> list[str]:
                   f"{r['prompts']} | {r['max_tokens']} | {r['seconds']} | {r['samples_per_second']} | "
                   f"{r['ratio_vs_sequential'] if r['ratio_vs_sequential'] is not None else '-'} | "
                   f"{'-' if same is None else same} | {r.get('same_as_first_batch', '-')} | {r['date']} |")
-    machines = list(dict.fromkeys(r["machine"] for r in llm))
-    return md + ["", f"Machines: {'; '.join(machines)}.", ""] + commands(llm)
+    return md + closing(llm)

@@ -207,3 +207,12 @@ def test_a_live_files_rows_of_a_retired_script_stay_in_their_section_and_are_lis
     md = archived_part({"z_budget.jsonl": [ROW, older]})
     assert f"### {RETIRED[retired][0]}" in md and "| line |" not in "\n".join(md)
     assert f"- line 2: `git checkout def5678 && python benchmarks/{retired} --x`" in md
+
+
+def test_every_committed_row_names_a_script_that_is_here_or_retired_and_no_retired_script_is_left() -> None:
+    from render_archive import RETIRED, script_of
+
+    here = {path.name for path in (PROJECT / "benchmarks").iterdir() if path.suffix in (".py", ".sh")}
+    scripts = {script_of(row) for rows in read_results(RESULTS).values() for row in rows}
+    assert scripts - here - set(RETIRED) == set()  # a deleted script's rows would lose their rerun line
+    assert set(RETIRED) & here == set()

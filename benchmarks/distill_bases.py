@@ -21,21 +21,37 @@ from __future__ import annotations
 
 import argparse
 import json
-
-
+import tempfile
+import time
 from pathlib import Path
 
 from distill_speed import BASES, base_overrides, distill_overrides
 from harness import (RESULTS_DIR, append_rows, gold_entities, parse_args, parse_overrides, provenance, run_until,
                      stage_manifest, typed_overrides, verbatim_share, worker_memory_settings)
-from knowledge_reading import generate as generate_answers
 
 from engine.distillation import MODEL_DIR
+from engine.llm_client import LLMSettings
+from engine.local_generate import complete_local, load_generator, local_identity
 from mner import formats, pgim
-from mner.config import resolve_config
+from mner.config import LlmConfig, resolve_config
 from mner.samples import read_jsonl
 
 RESULTS = RESULTS_DIR / "distill_bases.jsonl"
+
+
+def generate_answers(model: str, prompts: list[list[dict]], args: argparse.Namespace) -> tuple[list[str], float]:
+    """Greedy answers of the distilled ``model`` to ``prompts`` through the llm stage's generator, and prompts per second."""
+    llm = LlmConfig(backend="transformers", precision=args.precision, max_tokens=args.max_tokens,
+                    batch_size=args.batch, shard_size=max(args.batch, 16), temperature=0.0)
+    generator = load_generator(model, args.precision)
+    settings = LLMSettings.from_config(llm, "", local_identity(model, args.precision))
+    with tempfile.TemporaryDirectory() as cache:
+        started = time.perf_counter()
+        done, _ = complete_local(settings, cache, prompts, generator, args.batch)
+        seconds = time.perf_counter() - started
+    return [" ".join((c.content or "").split()) for c in done], round(len(prompts) / seconds, 3)
+
+
 def main() -> None:
     """Distil each (base, method), let each answer the split's prompts, append and print the rows."""
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)

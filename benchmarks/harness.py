@@ -3,7 +3,8 @@
 A script imports this module first (``from harness import ...``): it puts the project root on
 ``sys.path``, so the project's packages import after it. Rows go to ``benchmarks/results/<name>.jsonl``
 through :func:`append_rows`, each with :func:`provenance` (command, commit, date, machine), and
-benchmarks/render_results.py renders them into RESULTS.md.
+benchmarks/render_results.py renders them into RESULTS.md, its sections with the table pieces at the end
+of this module (:func:`head`, :func:`closing`).
 """
 
 from __future__ import annotations
@@ -168,23 +169,6 @@ def typed_overrides(items: list[str]) -> dict[str, str]:
     return dict(item.split("=", 1) for item in items)
 
 
-def as_training_worker() -> dict[str, str]:
-    """Run this benchmark on the training worker's runtime (its allocator and oneDNN cache, ``train`` defaults).
-
-    The first call re-executes the script with the worker's environment (allocator variables act from
-    a process's start only); in the re-executed process it returns what the process runs on.
-    """
-    from engine.launcher import worker_environment
-    from engine.runtime import loaded_allocator
-    from mner.config import TrainConfig
-
-    if os.environ.get("MNER_AS_TRAINING_WORKER") != "1":
-        env = {**worker_environment(TrainConfig().model_dump(mode="json")), "MNER_AS_TRAINING_WORKER": "1"}
-        os.execve(sys.executable, [sys.executable, *sys.argv], env)
-    return {"allocator": Path(loaded_allocator()).name,
-            "onednn_cache": os.environ.get("ONEDNN_PRIMITIVE_CACHE_CAPACITY", "default")}
-
-
 def worker_memory_settings() -> dict[str, str]:
     """The allocator and oneDNN cache a stage's worker runs on: this process's environment with the worker's defaults."""
     from engine.launcher import worker_environment
@@ -253,18 +237,6 @@ def local_answers(cfg: Any, rows: list[dict[str, Any]], source: Path, endpoint: 
     return {r["id"]: r["knowledge"] or "" for r in results}, summary
 
 
-def write_pgim_knowledge(path: Path, samples: list[Any], knowledge: list[str]) -> None:
-    """Write ``knowledge`` (one Z per sample) in PGIM's block format: the tweet's tokens and tags, ``<EOS>``, Z's words."""
-    from mner.pgim import EOS
-
-    lines: list[str] = []
-    for sample, z in zip(samples, knowledge, strict=True):
-        lines += [f"{token}\t{tag}" for token, tag in zip(sample.tokens, sample.tags or ["O"] * len(sample.tokens))]
-        lines += [f"{EOS}\tX", *(f"{word}\tX" for word in z.split()), ""]
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
-
-
 def stage_manifest(output: dict[str, Any]) -> dict[str, Any]:
     """The manifest of a stage output (as :func:`run_until` returns it)."""
     return json.loads((Path(output["dir"]) / "manifest.json").read_text(encoding="utf-8"))
@@ -298,3 +270,20 @@ def distilled_label(model_dir: Path) -> str:
     model_type = json.loads((model_dir / "config.json").read_text(encoding="utf-8")).get("model_type", "?")
     manifest = json.loads((model_dir.parent / "manifest.json").read_text(encoding="utf-8"))
     return f"distilled {model_type} ({manifest['key']}, {manifest['result'].get('train_pairs', '?')} pairs)"
+
+
+def head(header: str) -> list[str]:
+    """A RESULTS.md table's header line ``| a | b |`` and the separator line with as many columns."""
+    return [header, "|" + "---|" * (header.count(" | ") + 1)]
+
+
+def cpu(row: dict) -> str:
+    """The short name of a row's machine: its CPU model."""
+    return row["machine"].split(", ")[0]
+
+
+def closing(rows: list[dict], commanded: list[dict] | None = None) -> list[str]:
+    """A section's closing lines: the machines ``rows`` ran on, then the :func:`commands` of ``commanded`` (default ``rows``)."""
+    machines = list(dict.fromkeys(r["machine"] for r in rows))
+    where = f"Machine: {machines[0]}." if len(machines) == 1 else f"Machines: {'; '.join(machines)}."
+    return ["", where, ""] + commands(rows if commanded is None else commanded)

@@ -4,7 +4,8 @@
 
 Every table comes from benchmarks/results/*.jsonl, written by the benchmark scripts; nothing in them is
 typed in by hand except the published reference scores, which are quoted with their source. The
-closing notes are prose (benchmarks/reading_notes.md), written after the runs from these rows.
+notes are prose (benchmarks/reading_notes.md), written after the runs from these rows. Last come the
+rows of retired scripts, as benchmarks/render_archive.py's generic tables.
 """
 
 from __future__ import annotations
@@ -12,11 +13,11 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from harness import ROOT, absolute_paths, commands
-from render_memory import memory_section
+from harness import ROOT, absolute_paths, closing, head
+from render_archive import archived_part
 from render_seeds import routes_section, seeds_sections, swap_section, z_budget_section
 from render_summary import route_tables, summary_section
-from render_stage1 import bases_section, distill_section, placement_section, reading_section, stage1_sections
+from render_stage1 import bases_section, distill_section, llm_section
 from render_tag import tag_section
 
 RESULTS = ROOT / "benchmarks" / "results"
@@ -50,41 +51,48 @@ def pct(value: float | None) -> str:
     return "-" if value is None else f"{100 * value:.2f}"
 
 
+def scores(row: dict) -> str:
+    """A row's cells of dev F1, test precision, test recall and test F1 (bold), in points."""
+    return f"{pct(row['dev_f1'])} | {pct(row['test_precision'])} | {pct(row['test_recall'])} | **{pct(row['test_f1'])}**"
+
+
+def per_type(row: dict) -> str:
+    """A row's test F1 per entity type, in points, types in order."""
+    return ", ".join(f"{t} {pct(f)}" for t, f in sorted(row["test_per_type_f1"].items()))
+
+
 def stage2_table(results: list[dict]) -> list[str]:
     """The main table: one row per (dataset, variant) scored on test."""
-    lines = ["| dataset | variant | dev F1 | test P | test R | test F1 | per-type test F1 | epochs (best) | train s | "
-             "train sent/s | peak RSS MiB | commit | date |",
-             "|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
+    lines = head("| dataset | variant | dev F1 | test P | test R | test F1 | per-type test F1 | epochs (best) | train s | "
+                 "train sent/s | peak RSS MiB | commit | date |")
     for r in results:
-        per_type = ", ".join(f"{t} {pct(f)}" for t, f in sorted(r["test_per_type_f1"].items()))
-        lines.append(f"| {r['dataset']} | {r['variant']} | {pct(r['dev_f1'])} | {pct(r['test_precision'])} | "
-                     f"{pct(r['test_recall'])} | **{pct(r['test_f1'])}** | {per_type} | {r['epochs']} ({r['best_epoch']}) | "
+        lines.append(f"| {r['dataset']} | {r['variant']} | {scores(r)} | {per_type(r)} | {r['epochs']} ({r['best_epoch']}) | "
                      f"{r['train_seconds']:.0f} | {r['train_sentences_per_second']:.1f} | {r['peak_rss_mib']:.0f} | "
                      f"{r['commit']} | "
                      f"{r['date']} |")
     return lines
 
 
-def profile_section(profiles: list[dict]) -> list[str]:
-    """Issue 15: where a [T;Z] training step spends its time (benchmarks/profile_training.py), one row per run."""
-    if not profiles:
+def memory_section(stage2: list[dict]) -> list[str]:
+    """Issue 15: the training worker's peak RSS epoch by epoch, for the stage2.jsonl rows whose history records it."""
+    runs = [r for r in stage2 if r.get("history") and "peak_rss_mib_after_dev" in r["history"][0]
+            and r.get("peak_rss_mib_split", {}).get("children") != 0]  # 0: the model came from the store, no worker ran
+    if not runs:
         return []
-    md = ["## Training step profile: [T;Z], torch.profiler over one pass (issue 15)", "",
-          "| commit | model overrides | samples | sent/s | GFLOP/sentence | GFLOP/s | bf16 2048² GFLOP/s (share) | "
-          "bf16 model-shape GFLOP/s (share) | peak RSS MiB | top ops by self CPU (ms, share) | date |",
-          "|---|---|---|---|---|---|---|---|---|---|---|"]
-    for r in profiles:
-        top = "; ".join(f"{o['op'].removeprefix('aten::')} {o['self_cpu_ms']:.0f} ({100 * o['share']:.0f}%)"
-                        for o in r["top_ops"][:6])
-        md.append(f"| {r['commit']} | `{json.dumps(r['model_overrides'])}` | {r['samples']} | {r['sentences_per_second']} | "
-                  f"{r['gflop_per_sentence']} | {r['achieved_gflops']} | {r['bf16_peak_gflops']} ({pct(r['share_of_peak'])}%) | "
-                  f"{r['bf16_model_shape_gflops']} ({pct(r['share_of_model_shape'])}%) | {r['peak_rss_mib']:.0f} | {top} | "
-                  f"{r['date']} |")
-    md += ["", "FLOPs: `torch.utils.flop_counter.FlopCounterMode` over forward and backward of the profiled batches "
-           "(matmuls and attention; elementwise ops count 0). Peaks: bf16 matmuls timed for 3 s in the same process "
-           "and threads.", "", f"Machine: {profiles[-1]['machine']}.", "", "Commands:", ""]
-    md += [f"- `{r['command']}` (commit {r['commit']}, {r['date']})" for r in profiles] + [""]
-    return md
+    md = ["## Memory of [T;Z] training, epoch by epoch (issue 15)", "",
+          "Full-data runs (the training worker's own peak, `history` of each stage2.jsonl row; the benchmark's peak is "
+          "the larger of its own process and its children). The allocator and kernel-cache probes that chose the "
+          "worker's defaults are archived at the end (`memory_probe.py`).", "",
+          *head("| dataset | variant | settings (the rest default) | training process peak RSS per epoch, after train / after dev "
+                "(MiB) | RSS after the last dev scoring MiB | benchmark peak RSS MiB | commit |")]
+    for r in runs:
+        epochs = "; ".join(f"{h['peak_rss_mib_after_train']:.0f} / {h['peak_rss_mib_after_dev']:.0f}" for h in r["history"])
+        split = r.get("peak_rss_mib_split")  # rows that recorded it: the benchmark's own process and the worker apart
+        split = "" if not split else (f" (own {split['own']:.0f}, {split['own_before_evaluation']:.0f} before evaluation; "
+                                      f"worker {split['children']:.0f})")
+        md.append(f"| {r['dataset']} | {r['variant']} | `{json.dumps(r['overrides'])}` | {epochs} | "
+                  f"{r['history'][-1]['rss_mib_after_dev']:.0f} | {r['peak_rss_mib']:.0f}{split} | {r['commit']} |")
+    return md + [""]
 
 
 def backbone_section(stage2: list[dict], backbones: list[dict]) -> list[str]:
@@ -95,23 +103,20 @@ def backbone_section(stage2: list[dict], backbones: list[dict]) -> list[str]:
           "Same encoder (offline all-MiniLM-L6-v2), seed and 4-epoch budget: text-only 4 epochs; backbone 1 S1 epoch",
           "(encoders frozen) + 3 S2 epochs; align_lambda 0.1, infonce_lambda 0.1 (the defaults; the loss-weight grid",
           "follows). Each text-only row is the newest `main` one of its dataset.", "",
-          "| dataset | model | dev F1 | test P | test R | test F1 | per-type test F1 | epochs (best) | train s | parameters "
-          "| commit | date |",
-          "|---|---|---|---|---|---|---|---|---|---|---|---|"]
+          *head("| dataset | model | dev F1 | test P | test R | test F1 | per-type test F1 | epochs (best) | train s | parameters "
+                "| commit | date |")]
     newest = {b["dataset"]: b for b in backbones if b.get("label") == "main"}  # older rows stay in backbone.jsonl
     for b in newest.values():
         text = [r for r in stage2 if r["dataset"] == b["dataset"] and r["variant"] == "text" and r.get("label") == "main"
                 and "test_f1" in r]
         for r in ([text[-1]] if text else []) + [b]:
-            per_type = ", ".join(f"{t} {pct(f)}" for t, f in sorted(r["test_per_type_f1"].items()))
             params = f"{r['total_parameters']:,}" if r.get("total_parameters") else "-"
-            md.append(f"| {r['dataset']} | {r['variant']} | {pct(r['dev_f1'])} | {pct(r['test_precision'])} | "
-                      f"{pct(r['test_recall'])} | **{pct(r['test_f1'])}** | {per_type} | {r['epochs']} ({r['best_epoch']}) | "
+            md.append(f"| {r['dataset']} | {r['variant']} | {scores(r)} | {per_type(r)} | {r['epochs']} ({r['best_epoch']}) | "
                       f"{r['train_seconds']:.0f} | {params} | {r['commit']} | {r['date']} |")
         if text:
             gain = 100 * (b["test_f1"] - text[-1]["test_f1"])
             md.append(f"| {b['dataset']} | backbone minus text-only | | | | **{gain:+.2f}** | | | | | | |")
-    md += ["", f"Machine: {backbones[-1]['machine']}.", ""] + commands(list(newest.values()))
+    md += closing(list(newest.values()))
     return md
 
 
@@ -122,13 +127,12 @@ def grid_section(grid: list[dict]) -> list[str]:
     last_run = {r["dataset"]: (r["date"], r["command"]) for r in grid}  # one run writes a line per point
     runs = [r for r in grid if last_run[r["dataset"]] == (r["date"], r["command"])]
     md = ["## Backbone loss-weight grid (flow `mner-backbone-grid`, choose on dev F1)", "",
-          "| dataset | align_lambda | infonce_lambda | dev F1 | test P | test R | test F1 | chosen on dev | train s | commit "
-          "| date |",
-          "|---|---|---|---|---|---|---|---|---|---|---|"]
+          *head("| dataset | align_lambda | infonce_lambda | dev F1 | test P | test R | test F1 | chosen on dev | train s | commit "
+                "| date |")]
     md += [f"| {r['dataset']} | {r['align_lambda']} | {r['infonce_lambda']} | {r['dev_f1']:.2f} | {r['test_precision']:.2f} | "
            f"{r['test_recall']:.2f} | **{r['test_f1']:.2f}** | {'yes' if r['chosen_on_dev'] else ''} | "
            f"{r['train_seconds']:.0f} | {r['commit']} | {r['date']} |" for r in runs]
-    return md + ["", f"Machine: {runs[-1]['machine']}.", ""] + commands(runs)
+    return md + closing(runs)
 
 
 def variants_section(stage2: list[dict]) -> list[str]:
@@ -140,22 +144,14 @@ def variants_section(stage2: list[dict]) -> list[str]:
     md = ["## Tagger variants on [T;Z] Twitter-2015 (same budget)", "",
           "Budget that fits 2 CPU cores: the first 1000 training tweets, 3 epochs, 128 sub-tokens of [T;Z] (Z cut to",
           "fit); full dev and test splits. LoRA: rank 8, alpha 16, on query/key/value of every layer, lr 1e-3.", "",
-          "| variant | dev F1 | test P | test R | test F1 | trainable / total parameters | train s | train sent/s | commit "
-          "| date |",
-          "|---|---|---|---|---|---|---|---|---|---|"]
+          *head("| variant | dev F1 | test P | test R | test F1 | trainable / total parameters | train s | train sent/s | commit "
+                "| date |")]
     for r in variants:
-        md.append(f"| {r['label'].removeprefix('variant-')} | {pct(r['dev_f1'])} | {pct(r['test_precision'])} | "
-                  f"{pct(r['test_recall'])} | **{pct(r['test_f1'])}** | {r['trainable_parameters']:,} / "
+        md.append(f"| {r['label'].removeprefix('variant-')} | {scores(r)} | {r['trainable_parameters']:,} / "
                   f"{r['total_parameters']:,} | {r['train_seconds']:.0f} | {r['train_sentences_per_second']:.1f} | "
                   f"{r['commit']} | {r['date']} |")
-    md += ["", f"Machine: {variants[-1]['machine']}.", ""] + commands(variants)
+    md += closing(variants)
     return md
-
-
-def our_settings(row: dict) -> dict:
-    """A throughput row's settings of our step as dotted config keys (rows before ``train_overrides`` hold model ones only)."""
-    return {**{f"model.{k}": v for k, v in row.get("model_overrides", {}).items()},
-            **{f"train.{k}": v for k, v in row.get("train_overrides", {}).items()}}
 
 
 def gains(results: list[dict]) -> list[str]:
@@ -176,8 +172,7 @@ def gains(results: list[dict]) -> list[str]:
 
 def dev_table(results: list[dict]) -> list[str]:
     """Settings probes and ablations: dev F1 only (the test split is not touched)."""
-    lines = ["| label | dataset | variant | overrides | dev F1 per epoch | best dev F1 | train sent/s | commit |",
-             "|---|---|---|---|---|---|---|---|"]
+    lines = head("| label | dataset | variant | overrides | dev F1 per epoch | best dev F1 | train sent/s | commit |")
     for r in results:
         per_epoch = " / ".join(pct(h["dev_f1"]) for h in r["history"])
         lines.append(f"| {r['label']} | {r['dataset']} | {r['variant']} | `{json.dumps(r['overrides'])}` | {per_epoch} | "
@@ -224,7 +219,6 @@ def render(results: dict[str, list[dict]]) -> str:
     scored = [r for r in stage2 if "test_f1" in r and not str(r.get("label", "")).startswith("variant-")
               and r.get("label") not in SEED_LABELS]
     dev_only = [r for r in stage2 if "test_f1" not in r]
-    throughput = rows("throughput.jsonl")
     md = ["# Benchmark results", "",
           "Generated by `python benchmarks/render_results.py` from `benchmarks/results/*.jsonl`. Each line below",
           "names its command (run from the project root), commit and date in the JSON files; the machine is given",
@@ -244,31 +238,15 @@ def render(results: dict[str, list[dict]]) -> str:
     if dev_only:
         md += ["## Settings probes and ablations (dev split only)", "", f"Machine: {dev_only[-1]['machine']}.", ""]
         md += dev_table(dev_only) + [""] + ["Commands:", ""] + [f"- `{r['command']}` ({r['date']})" for r in dev_only] + [""]
-    if throughput:
-        md += ["## Training throughput: our step vs a naive loop (same 512 [T;Z] samples, one process)", "",
-               "| ours sent/s | naive sent/s | ratio | our settings | samples | batch | max_length | threads | "
-               "allocator, oneDNN cache | "
-               "machine | commit | command | date |", "|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
-        for r in throughput:
-            md.append(f"| {r['ours_sentences_per_second']} | {r['naive_sentences_per_second']} | **{r['ratio']}x** | "
-                      f"`{json.dumps(our_settings(r))}` | "
-                      f"{r['samples']} | {r['batch_size']} | {r['max_length']} | {r['threads']} | "
-                      f"{Path(r.get('allocator', 'libc')).name}, {r.get('onednn_cache', 'default')} | "
-                      f"{r['machine'].split(',')[0]} | "
-                      f"{r['commit']} | "
-                      f"`{r['command']}` | {r['date']} |")
-        md += ["", f"Machines: {'; '.join(dict.fromkeys(r['machine'] for r in throughput))}.", ""]
-    md += profile_section(rows("profile.jsonl"))
-    md += memory_section(rows("memory.jsonl"), stage2)
-    md += stage1_sections(rows("retrieval.jsonl"), rows("llm_throughput.jsonl"), rows("knowledge_sources.jsonl"))
+    md += memory_section(stage2)
+    md += llm_section(rows("llm_throughput.jsonl"))
     md += distill_section(rows("distill.jsonl")) + bases_section(rows("distill_bases.jsonl"))
-    md += placement_section(rows("generation_placement.jsonl"))
-    md += reading_section(rows("knowledge_reading.jsonl"))
     md += tag_section(rows("tag_throughput.jsonl"), rows("llm_throughput.jsonl"))
     md += backbone_section(stage2, rows("backbone.jsonl")) + grid_section(rows("backbone_grid.jsonl"))
     md += variants_section(stage2)
     md += gpu_section(rows("gpu_check.jsonl"))
     md += READING.read_text(encoding="utf-8").splitlines() + [""]
+    md += archived_part(results)
     return "\n".join(md)
 
 

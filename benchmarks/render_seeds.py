@@ -3,7 +3,7 @@
 Used by benchmarks/render_results.py. ``seeds_section`` summarises the stage2.jsonl rows of one label
 (one row per dataset, variant and seed) as mean ± sample standard deviation, and pairs [T;Z] with
 text-only seed by seed; ``swap_section`` does the same for benchmarks/knowledge_swap.py's rows
-(and benchmarks/crossfit_knowledge.py's); ``z_budget_section`` shows what each sub-token budget cuts of Z.
+(and the retired crossfit_knowledge.py's); ``z_budget_section`` shows what each sub-token budget cuts of Z.
 """
 
 from __future__ import annotations
@@ -12,9 +12,10 @@ import json
 import re
 import statistics
 from collections import defaultdict
+from collections.abc import Iterable
 from pathlib import Path
 
-from harness import commands
+from harness import closing, commands, cpu, head
 
 VARIANTS = ("text", "text+knowledge")
 SPLIT_ORDER = ("train", "dev", "test")
@@ -26,9 +27,21 @@ def spread(values: list[float], signed: bool = False) -> str:
     return mean if len(values) < 2 else f"{mean} ± {100 * statistics.stdev(values):.2f}"
 
 
+def seed_of(row: dict) -> int:
+    """The tagger's training seed of a stage2, knowledge_swap or route_seeds row."""
+    if "tagger" in row:
+        return row["tagger"]["seed"]
+    return row["seed"] if "seed" in row else row["overrides"].get("train.seed", 42)
+
+
 def by_seed(rows: list[dict]) -> dict[int, dict]:
-    """The newest row per training seed."""
-    return {r["overrides"].get("train.seed", 42): r for r in rows}
+    """The newest row per training seed (:func:`seed_of`)."""
+    return {seed_of(r): r for r in rows}
+
+
+def per_seed(rows: Iterable[dict]) -> str:
+    """Test F1 of each row, in points, in the rows' order (one row per seed)."""
+    return " / ".join(f"{100 * r['test_f1']:.2f}" for r in rows)
 
 
 def knowledge_backend(row: dict) -> str:
@@ -60,13 +73,12 @@ def seeds_section(stage2: list[dict], label: str = "seeds", backend: str = "file
     md = [f"## Stage 2 over seeds on today's code: text-only vs [T;Z] ({knowledge}), label `{label}`", "",
           f"Offline all-MiniLM-L6-v2 + CRF with `{json.dumps(settings)}`, the rest at the defaults; the best dev epoch is "
           "scored on test, once per seed. ± is the standard deviation over seeds (n−1).", "",
-          "| dataset | variant | seeds | dev F1 | test F1 | per-seed test F1 | train sent/s | peak RSS MiB | commit |",
-          "|---|---|---|---|---|---|---|---|---|"]
+          *head("| dataset | variant | seeds | dev F1 | test F1 | per-seed test F1 | train sent/s | peak RSS MiB | commit |")]
     for (dataset, variant), rows in sorted(groups.items()):
         seeds = by_seed(rows)
         md.append(f"| {dataset} | {variant} | {', '.join(map(str, seeds))} | {spread([r['dev_f1'] for r in seeds.values()])} | "
                   f"**{spread([r['test_f1'] for r in seeds.values()])}** | "
-                  f"{' / '.join(f'{100 * x:.2f}' for x in (r['test_f1'] for r in seeds.values()))} | "
+                  f"{per_seed(seeds.values())} | "
                   f"{statistics.fmean(r['train_sentences_per_second'] for r in seeds.values()):.1f} | "
                   f"{max(r['peak_rss_mib'] for r in seeds.values()):.0f} | "
                   f"{', '.join(sorted({r['commit'] for r in seeds.values()}))} |")
@@ -114,10 +126,11 @@ def dataset_swap_section(swaps: list[dict], stage2: list[dict], bases: dict[str,
           "this machine (`stage1.llm.backend: transformers`, bf16), generated through the llm stage's shard function. "
           f"`distilled, own train Z` is the whole pipeline of the distilled config instead (`mner run -c "
           f"configs/{dataset}-distilled.yaml`): its tagger is trained on the distilled model's train Z, same settings. "
-          "`distilled, cross-fitted train Z` (benchmarks/crossfit_knowledge.py) trains it on train Z written by fold models "
-          "that never saw those tweets' answers; dev and test Z are the full distilled model's.", "",
-          "| source | model | seeds | dev F1 | test F1 | minus text-only (paired) | gold test entities verbatim in Z | "
-          "generation prompts/s (dev, test) | machine |", "|---|---|---|---|---|---|---|---|---|"]
+          "`distilled, cross-fitted train Z` (benchmarks/crossfit_knowledge.py, retired: its reruns close this page) trains "
+          "it on train Z written by fold models that never saw those tweets' answers; dev and test Z are the full "
+          "distilled model's.", "",
+          *head("| source | model | seeds | dev F1 | test F1 | minus text-only (paired) | gold test entities verbatim in Z | "
+                "generation prompts/s (dev, test) | machine |")]
     for source, answering in dict.fromkeys((s, m) for s, m, _ in newest):  # one line per source and model
         rows = {seed: r for (s, m, seed), r in newest.items() if (s, m) == (source, answering)}
         gains = [r["test_f1"] - text[seed]["test_f1"] for seed, r in rows.items() if seed in text]
@@ -128,7 +141,7 @@ def dataset_swap_section(swaps: list[dict], stage2: list[dict], bases: dict[str,
         model = (f"{base}: " if base else "") + r["model"] + trained + _folds(r)
         rates = ", ".join(str(r.get("generation", {}).get(s, {}).get("prompts_per_second") or "cached")
                           for s in ("dev", "test")) if "generation" in r else "-"
-        machines = " and ".join(sorted({x["machine"].split(",")[0] for x in rows.values()}))
+        machines = " and ".join(sorted({cpu(x) for x in rows.values()}))
         md.append(f"| {source} | {model} | {', '.join(map(str, rows))} | {spread([x['dev_f1'] for x in rows.values()])} | "
                   f"**{spread([x['test_f1'] for x in rows.values()])}** | {spread(gains, signed=True) if gains else '-'} | "
                   f"{100 * r['test_verbatim_share']:.1f}% | {rates} | {machines} |")
@@ -142,8 +155,8 @@ def dataset_swap_section(swaps: list[dict], stage2: list[dict], bases: dict[str,
     mismatch = [r for r in chatgpt if abs(r["test_f1"] - r["tagger"]["test_f1"]) > 1e-9]
     md += ["", "Check of this harness: with ChatGPT's Z it reproduces the pipeline's own test F1 of every tagger"
            + ("." if chatgpt and not mismatch else f": NOT for {len(mismatch)} of {len(chatgpt)} taggers.")
-           if chatgpt else "", ""]
-    md += ["Machines: " + "; ".join(sorted({r["machine"] for r in newest.values()})) + ".", ""] + commands(swaps)
+           if chatgpt else ""]
+    md += closing(list(newest.values()), swaps)
     md += examples_block(newest)
     details = {json.dumps(r.get("generation", {}), sort_keys=True) for r in newest.values() if r["source"] != "chatgpt"}
     return md + (["Generation details (prompts, generated, cached, seconds):", ""] + [f"- `{d}`" for d in sorted(details)] + [""]
@@ -195,8 +208,8 @@ def z_budget_section(budgets: list[dict]) -> list[str]:
           "Length of `[CLS] T [SEP] Z [SEP]` in the encoder's sub-tokens, with PGIM's ChatGPT Z, and per budget the share of "
           "sentences whose Z is cut (with the share of Z sub-tokens dropped). T is never cut. A budget that cuts nothing on "
           "a split feeds the tagger the same inputs as any larger one.", "",
-          "| dataset | split | sentences | length mean / median / p90 / p99 / max | "
-          + " | ".join(f"cut at {b}" for b in sizes) + " |", "|---|---|---|---|" + "---|" * len(sizes)]
+          *head("| dataset | split | sentences | length mean / median / p90 / p99 / max | "
+                + " | ".join(f"cut at {b}" for b in sizes) + " |")]
     for (dataset, split), r in sorted(newest.items(), key=lambda item: (item[0][0], SPLIT_ORDER.index(item[0][1]))):
         length = " / ".join(str(r["length"][k]) for k in ("mean", "median", "p90", "p99", "max"))
         cuts = " | ".join(f"{100 * v['z_cut_share']:.1f}% ({100 * v['z_pieces_dropped_share']:.1f}%)"
@@ -223,22 +236,19 @@ def routes_section(routes: list[dict]) -> list[str]:
           "for every split, and training plus scoring one tagger; a step found in the store costs seconds, so each "
           "column shows the run that computed it (the largest figure among the rows). `verbatim`: gold test entities "
           "found word for word in the test Z.", "",
-          "| dataset | route | answer form | base | config | seeds | dev F1 | test F1 | per-seed test F1 | verbatim | "
-          "distil min | Z min | tagger min (mean) | commit |",
-          "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
+          *head("| dataset | route | answer form | base | config | seeds | dev F1 | test F1 | per-seed test F1 | verbatim | "
+                "distil min | Z min | tagger min (mean) | commit |")]
     groups: dict[tuple, list[dict]] = {}
     for r in routes:
         groups.setdefault((r["dataset"], r["route"], r["answer_form"], str(r.get("base_model")), r["config"],
                            json.dumps(r["overrides"], sort_keys=True)), []).append(r)
     for (dataset, route, form, base, config, _), rows in sorted(groups.items()):
-        rows = list({r["seed"]: r for r in rows}.values())
+        rows = list(by_seed(rows).values())
         steps = [r["steps"] for r in rows]
         train = statistics.fmean(s["train"]["seconds"] for s in steps) / 60
-        per_seed = " / ".join(f"{100 * r['test_f1']:.2f}" for r in rows)
         md.append(f"| {dataset} | {route} | {form} | {base if base != 'None' else '-'} | `{config}` | "
                   f"{', '.join(str(r['seed']) for r in rows)} | {spread([r['dev_f1'] for r in rows])} | "
-                  f"**{spread([r['test_f1'] for r in rows])}** | {per_seed} | "
+                  f"**{spread([r['test_f1'] for r in rows])}** | {per_seed(rows)} | "
                   f"{100 * rows[0]['test_verbatim_share']:.1f}% | {step_minutes(steps, 'distill')} | {step_minutes(steps, 'knowledge')} | {train:.1f} | "
                   f"{', '.join(sorted({r['commit'] for r in rows}))} |")
-    machines = list(dict.fromkeys(r["machine"] for r in routes))
-    return md + ["", f"Machines: {'; '.join(machines)}.", ""] + commands(routes)
+    return md + closing(routes)

@@ -12,7 +12,8 @@ import statistics
 from collections import defaultdict
 from typing import Any
 
-from render_seeds import by_seed, distilled_base, knowledge_backend, spread, step_minutes
+from harness import head
+from render_seeds import by_seed, distilled_base, knowledge_backend, per_seed, seed_of, spread, step_minutes
 
 DATASETS = (("twitter2015", "Twitter-2015"), ("twitter2017", "Twitter-2017"))
 TEXT_LABEL = "seeds"  # the stage2.jsonl label of the text-only and ChatGPT [T;Z] taggers over seeds
@@ -36,13 +37,6 @@ def settings(row: dict) -> dict:
     if "train_settings" in row:  # route_seeds.jsonl: the settings its taggers trained with
         overrides = {**row["train_settings"], **overrides}
     return {k: v for k, v in overrides.items() if k.startswith(("train.", "model.")) and k != "train.seed"}
-
-
-def seed_of(row: dict) -> int:
-    """The tagger's training seed of a stage2, knowledge_swap or route_seeds row."""
-    if "tagger" in row:
-        return row["tagger"]["seed"]
-    return row["seed"] if "seed" in row else row["overrides"].get("train.seed", 42)
 
 
 def answer_form(row: dict) -> str:
@@ -154,8 +148,8 @@ def summary_section(stage2: list[dict], swaps: list[dict], bases: dict[str, str]
           f"(text-only and ChatGPT [T;Z]: stage2.jsonl's `{TEXT_LABEL}` rows; a distilled model: the one of that base with "
           "the most seeds). The sections below hold every run with its command. Published: test F1 as reported, a "
           "citation, not a measurement.", "",
-          "| system | knowledge Z | encoder + tagger | hardware | " + " | ".join(f"{name} | vs text-only" for _, name in DATASETS)
-          + " |", "|---|---|---|---|" + "---|---|" * len(DATASETS)]
+          *head("| system | knowledge Z | encoder + tagger | hardware | " + " | ".join(f"{name} | vs text-only" for _, name in DATASETS)
+                + " |")]
     for line in our_lines(stage2, swaps, bases, routes):
         by_dataset = {d: line["rows"].get(d, []) for d, _ in DATASETS}
         rows = [r for dataset_rows in by_dataset.values() for r in dataset_rows]
@@ -166,11 +160,6 @@ def summary_section(stage2: list[dict], swaps: list[dict], bases: dict[str, str]
     md += [f"| {system} [1] | {knowledge} | {tagger} | as published | {t15:.2f} | | {t17:.2f} | |"
            for system, knowledge, tagger, t15, t17 in PUBLISHED]
     return md + ["", f"[1] {PGIM_TABLE_2}.", ""]
-
-
-def per_seed(rows: dict[int, dict]) -> str:
-    """Test F1 of each seed's row, in points, in seed order of ``rows``."""
-    return " / ".join(f"{100 * r['test_f1']:.2f}" for r in rows.values())
 
 
 def route_table(dataset: str, label: str, stage2: list[dict], routes: list[dict]) -> list[str]:
@@ -190,11 +179,10 @@ def route_table(dataset: str, label: str, stage2: list[dict], routes: list[dict]
         return [rows[s]["test_f1"] - text[s]["test_f1"] for s in sorted(seeds) if s in rows and s in text]
 
     md = [f"### {dict(DATASETS)[dataset]}, label `{label}`", "",
-          "| knowledge Z | answer form | seeds | test F1 | per-seed test F1 | vs text-only (paired) | share of ChatGPT's gain "
-          "(same seeds) | gold test entities verbatim in Z | distil min | Z min (every split) | tagger min (mean) |",
-          "|---|---|---|---|---|---|---|---|---|---|---|",
+          *head("| knowledge Z | answer form | seeds | test F1 | per-seed test F1 | vs text-only (paired) | share of ChatGPT's gain "
+                "(same seeds) | gold test entities verbatim in Z | distil min | Z min (every split) | tagger min (mean) |"),
           f"| (d) none (text only) | - | {', '.join(map(str, text))} | **{spread([r['test_f1'] for r in text.values()])}** | "
-          f"{per_seed(text)} | | | - | - | - | "
+          f"{per_seed(text.values())} | | | - | - | - | "
           f"{statistics.fmean(r['wall_seconds'] for r in text.values()) / 60:.1f} |"]
     order = {"file": "(a) ChatGPT: PGIM's released file", "llm (distilled)": "(b) distilled local LLM",
              "retrieved": "(c) retrieved: nearest train posts' ChatGPT answers, no LLM"}
@@ -209,7 +197,7 @@ def route_table(dataset: str, label: str, stage2: list[dict], routes: list[dict]
         steps = [r["steps"] for r in rows.values()]
         md.append(f"| {order.get(route, route)} | {form} | {', '.join(map(str, rows))} | "
                   f"**{spread([r['test_f1'] for r in rows.values()])}** | "
-                  f"{per_seed(rows)} | "
+                  f"{per_seed(rows.values())} | "
                   f"{f'{spread(own, signed=True)} ({len(own)})' if own else '-'} | {share} | "
                   f"{100 * next(iter(rows.values()))['test_verbatim_share']:.1f}% | {step_minutes(steps, 'distill')} | "
                   f"{step_minutes(steps, 'knowledge')} | {statistics.fmean(s['train']['seconds'] for s in steps) / 60:.1f} |")

@@ -1,35 +1,17 @@
-"""Helpers of the issue-14/15 benchmarks: cross-fitting's train blocks, and the Z-budget table of RESULTS.md."""
+"""Helpers of the issue-14/15 benchmarks: the Z budget's percentiles and table, and the knowledge-swap sections."""
 
 from __future__ import annotations
 
 import sys
 
-import pytest
-
 from tests.conftest import PROJECT
 
 sys.path.insert(0, str(PROJECT / "benchmarks"))
-from crossfit_knowledge import fold_ranges  # noqa: E402
 from render_seeds import z_budget_section  # noqa: E402
 from z_budget import percentile  # noqa: E402
 
 ORIGIN = {"command": "python benchmarks/z_budget.py --config configs/twitter2017.yaml", "commit": "abc1234",
           "date": "2026-11-29 22:00 UTC", "machine": "a CPU"}
-
-
-@pytest.mark.parametrize(("count", "folds"), [(3373, 2), (10, 3), (5, 5)])
-def test_fold_blocks_cover_every_train_row_once_in_order(count: int, folds: int) -> None:
-    blocks = fold_ranges(count, folds)
-    assert len(blocks) == folds and blocks[0][0] == 0 and blocks[-1][1] == count
-    assert all(stop == start for (_, stop), (start, _) in zip(blocks, blocks[1:]))
-    sizes = [stop - start for start, stop in blocks]
-    assert max(sizes) - min(sizes) <= 1 and min(sizes) >= 1
-
-
-@pytest.mark.parametrize("folds", [1, 11])
-def test_fold_counts_that_leave_no_block_to_hold_out_are_refused(folds: int) -> None:
-    with pytest.raises(ValueError, match="--folds"):
-        fold_ranges(10, folds)
 
 
 def test_percentile_is_a_value_of_the_list() -> None:
@@ -116,30 +98,3 @@ def test_a_distilled_model_outside_distill_bases_is_named_by_its_recorded_or_com
     assert distilled_base(commanded, {}) == "gemma-3-270m-q4_k_m.gguf"
     assert distilled_base(commanded, {"d": "gemma"}) == "gemma"  # distill_bases' name first
     assert distilled_base({"model": "PGIM's ChatGPT files", "command": commanded["command"]}, {}) is None
-
-
-def test_the_placement_table_names_each_placement_with_its_rate_and_agreement() -> None:
-    from render_stage1 import placement_section
-
-    row = {"model": "artifacts/distill/k/model", "prompts": 128, "shards": 2, "batch": 64, "seconds": 46.0,
-           "prompts_per_second": 2.78, "tokens_per_second": 310.2, "same_as_main_thread": 128, **ORIGIN}
-    md = "\n".join(placement_section([{**row, "placement": "main thread"},
-                                      {**row, "placement": "generation process", "prompts_per_second": 2.7}]))
-    assert "| distill/k/model | 128 (2 x 64) | main thread | 46.0 | **2.78** | 310.2 | 128 | abc1234 |" in md
-    assert "| generation process | 46.0 | **2.7** |" in md and placement_section([]) == []
-    whole = {**row, "placement": "generation process, whole dataset (llm stage shards)", "prompts": 4819, "shards": 77,
-             "seconds": 1800.0, "minutes": 30.0, "same_as_main_thread": None}
-    assert "| 4819 (77 x 64) | generation process, whole dataset (llm stage shards) | 1800.0 (30.0 min) |" in \
-        "\n".join(placement_section([whole])) and "| - | abc1234 |" in "\n".join(placement_section([whole]))
-
-
-def test_knowledge_written_in_pgims_format_reads_back_the_same_per_sentence(tmp_path) -> None:
-    from harness import write_pgim_knowledge
-
-    from mner import formats, pgim
-
-    sentences = formats.read_conll(PROJECT / "data" / "sample" / "test.txt", repair=True).sentences
-    knowledge = [f"Z of {s.tokens[0]}  with  spaces" if i % 3 else "" for i, s in enumerate(sentences)]
-    write_pgim_knowledge(tmp_path / "knowledge.txt", sentences, knowledge)
-    read = pgim.read_knowledge(tmp_path / "knowledge.txt", sentences)
-    assert read.knowledge == [" ".join(z.split()) for z in knowledge] and not read.missing and not read.extra

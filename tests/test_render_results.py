@@ -173,3 +173,46 @@ def test_each_dataset_gets_a_route_table_with_the_share_of_chatgpts_gain_over_th
     retrieved = lines["| (c) retrieved: nearest train posts' ChatGPT answers, no LLM"]
     assert "| 42, 1, 7 |" in retrieved and "| +1.00 ± 0.00 (2) | 25% (2 seeds) |" in retrieved and "| - | 0.1 | 2.0 |" in retrieved
     assert route_tables(text, []) == [] and route_tables([], routes) == []
+
+
+def test_a_retired_scripts_file_renders_last_as_one_generic_table_with_how_to_rerun_each_line() -> None:
+    from render_archive import archived_part
+
+    probe = {"setting": "default", "samples": 80, "environment": {}, "trace": [[step, 1000.0] for step in range(20)],
+             "peak_rss_mib": 2001.5, "command": "python benchmarks/memory_probe.py --samples 80", "commit": "abc1234-dirty",
+             "date": "2026-11-29 10:00 UTC", "machine": "a CPU"}
+    rows = [probe, {**probe, "setting": "tc|malloc", "environment": {"LD_PRELOAD": "x.so"}, "peak_rss_mib": None},
+            {**probe, "pass": "evaluate", "trace": [["loaded", 537.1]], "command": "python benchmarks/memory_probe.py --evaluate m",
+             "commit": "def5678"}]
+    page = render({"memory.jsonl": rows, "z_budget.jsonl": [ROW]})
+    assert "## Z budget" in page.split("## Archived measurements")[0]
+    archived = page.split("## Archived measurements")[1]
+    assert "### Memory of [T;Z] training" in archived and "`benchmarks/results/memory.jsonl`" in archived
+    assert "- samples: 80" in archived and "- machine: a CPU" in archived  # one value in every row: given once
+    assert "| line | setting | environment | peak_rss_mib | commit | pass |" in archived
+    assert '| 2 | tc\\|malloc | `{"LD_PRELOAD": "x.so"}` | - | abc1234-dirty |  |' in archived
+    assert "- line 1, trace: `[[0, 1000.0], [1, 1000.0]," in archived  # too long for a cell: below, whole, by line
+    assert '- line 3, trace: `[["loaded", 537.1]]`' in archived and "| trace |" not in archived
+    assert ("- lines 1-2: `git checkout abc1234 && python benchmarks/memory_probe.py --samples 80` (recorded as "
+            "abc1234-dirty: uncommitted edits beside that commit)") in archived
+    assert "- line 3: `git checkout def5678 && python benchmarks/memory_probe.py --evaluate m`" in archived
+    assert archived_part({"z_budget.jsonl": [ROW]}) == []
+
+
+def test_a_live_files_rows_of_a_retired_script_stay_in_their_section_and_are_listed_with_their_reruns() -> None:
+    from render_archive import RETIRED, archived_part
+
+    retired = next(iter(RETIRED))
+    older = {**ROW, "command": f"python benchmarks/{retired} --x", "commit": "def5678"}
+    md = archived_part({"z_budget.jsonl": [ROW, older]})
+    assert f"### {RETIRED[retired][0]}" in md and "| line |" not in "\n".join(md)
+    assert f"- line 2: `git checkout def5678 && python benchmarks/{retired} --x`" in md
+
+
+def test_every_committed_row_names_a_script_that_is_here_or_retired_and_no_retired_script_is_left() -> None:
+    from render_archive import RETIRED, script_of
+
+    here = {path.name for path in (PROJECT / "benchmarks").iterdir() if path.suffix in (".py", ".sh")}
+    scripts = {script_of(row) for rows in read_results(RESULTS).values() for row in rows}
+    assert scripts - here - set(RETIRED) == set()  # a deleted script's rows would lose their rerun line
+    assert set(RETIRED) & here == set()

@@ -167,7 +167,7 @@ def main() -> None:
             out = run_tag(posts, model, folder / f"store-{len(rows)}", *extra, *(["--knowledge-file", str(z)] if z else []),
                           shard_size=args.shard_size)
             fresh = ["--artifacts-root", str(folder / f"predict-{len(rows)}")]
-            predict_extra = ["--llm", *config, *fresh] if "LLM" in mode else []
+            predict_extra = ["--llm", *config, *fresh] if "--knowledge" in extra else []  # the local-LLM mode
             predicted = run_predict(posts, model, args.predict_posts, predict_extra, z)
             rows.append({"mode": mode, "posts": count, "tag_posts_per_second": out["posts_per_second"],
                          "tag_command_posts_per_second": round(count / out["wall"], 1),

@@ -268,7 +268,7 @@ def commands(results: list[dict]) -> list[str]:
 def distilled_label(model_dir: Path) -> str:
     """``distilled <model type> (<distill key>, <pairs> pairs)`` for a distill output's ``model/`` folder."""
     model_type = json.loads((model_dir / "config.json").read_text(encoding="utf-8")).get("model_type", "?")
-    manifest = json.loads((model_dir.parent / "manifest.json").read_text(encoding="utf-8"))
+    manifest = stage_manifest({"dir": model_dir.parent})
     return f"distilled {model_type} ({manifest['key']}, {manifest['result'].get('train_pairs', '?')} pairs)"
 
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from harness import commands
+from harness import closing, head
 
 
 def _pct(value: float | None) -> str:
@@ -23,18 +23,16 @@ def tag_section(rows: list[dict], llm_rows: list[dict]) -> list[str]:
           "CPU-second count the `mner tag` process's own CPU time: on this shared machine, wall-clock rates depend on the",
           "load (given with each row).", ""]
     if speed:
-        md += ["| mode | posts | posts per shard | mner tag posts/s (flow) | mner tag posts/s (command) | mner tag posts per CPU-second | "
-               "mner predict posts/s (posts) | speed-up | peak RSS MiB | load (1 min) | commit | date |",
-               "|---|---|---|---|---|---|---|---|---|---|---|---|"]
+        md += head("| mode | posts | posts per shard | mner tag posts/s (flow) | mner tag posts/s (command) | mner tag posts "
+                   "per CPU-second | mner predict posts/s (posts) | speed-up | peak RSS MiB | load (1 min) | commit | date |")
         for r in speed:
             ratio = r["tag_command_posts_per_second"] / r["predict_posts_per_second"] if r["predict_posts_per_second"] else 0
             md.append(f"| {r['mode']} | {r['posts']} | {r.get('shard_size', '-')} | **{r['tag_posts_per_second']}** | {r['tag_command_posts_per_second']} | "
                       f"{r.get('tag_posts_per_cpu_second', '-')} | "
                       f"{r['predict_posts_per_second']} ({r['predict_posts']}) | {ratio:.0f}x | {r['peak_rss_mib']:.0f} | "
                       f"{r['load_1min']} | {r['commit']} | {r['date']} |")
-        for r in speed:
-            model = r["mode"].partition("Z from the ")[2]
-            same = [llm for llm in llm_rows if model.startswith("distilled") and llm.get("model") == model]
+        for model in (r["mode"].partition("Z from the ")[2] for r in speed):
+            same = [llm for llm in llm_rows if llm.get("model") == model] if model.startswith("distilled") else []
             if same:
                 best = max(same, key=lambda llm: llm["samples_per_second"])
                 md += ["", f"With Z from the {model}, `mner tag` is generation-bound: `benchmarks/llm_throughput.py` "
@@ -42,17 +40,16 @@ def tag_section(rows: list[dict], llm_rows: list[dict]) -> list[str]:
                            f"{best['concurrency']}, {best.get('precision', '?')}, {best['prompt']}, at most "
                            f"{best['max_tokens']} new tokens; commit {best['commit']}, {best['date']})."]
     if memory:
-        md += ["", "| posts (text-only) | posts per shard | peak RSS of the `mner tag` process, MiB | posts/s (flow) | "
-               "load (1 min) | commit | date |",
-               "|---|---|---|---|---|---|---|"]
+        md += ["", *head("| posts (text-only) | posts per shard | peak RSS of the `mner tag` process, MiB | posts/s (flow) | "
+                         "load (1 min) | commit | date |")]
         md += [f"| {r['posts']:,} | {r.get('shard_size', '-')} | **{r['peak_rss_mib']:.0f}** | {r['tag_posts_per_second']} | {r['load_1min']} | "
                f"{r['commit']} | {r['date']} |" for r in memory]
     if scores:
-        md += ["", "| model | raw text P / R / F1 | given tokens P / R / F1 | commit | date |", "|---|---|---|---|---|"]
+        md += ["", *head("| model | raw text P / R / F1 | given tokens P / R / F1 | commit | date |")]
         md += [f"| {r['mode'].removeprefix('F1 ')} | {_pct(r['raw_text']['precision'])} / {_pct(r['raw_text']['recall'])} / "
                f"**{_pct(r['raw_text']['f1'])}** | {_pct(r['given_tokens']['precision'])} / "
                f"{_pct(r['given_tokens']['recall'])} / **{_pct(r['given_tokens']['f1'])}** | {r['commit']} | {r['date']} |"
                for r in scores]
         md += ["", "Entities are compared by character span in the rebuilt text, so a post tokenized differently from "
                    "the file still scores on what it marks."]
-    return md + ["", f"Machine: {rows[-1]['machine']}.", ""] + commands(rows)
+    return md + closing(rows)

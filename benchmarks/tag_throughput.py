@@ -150,9 +150,9 @@ def main() -> None:
     load = lambda: Path("/proc/loadavg").read_text().split()[0]  # noqa: E731
     with tempfile.TemporaryDirectory(prefix="tag-throughput-") as tmp:
         folder = Path(tmp)
-        modes = [("text-only", args.text_model, [], args.posts, False)] if "text" in args.modes else []
+        modes = [("text-only", args.text_model, [], [], args.posts, False)] if "text" in args.modes else []
         if args.knowledge_model and "file" in args.modes:
-            modes.append(("[T;Z], Z from a file", args.knowledge_model, [], args.posts, True))
+            modes.append(("[T;Z], Z from a file", args.knowledge_model, [], [], args.posts, True))
         if args.distilled_config and "llm" in args.modes:
             try:
                 distilled = args.distilled_model or latest_distilled(store, *distilled_by(load_config(args.distilled_config)))[0]
@@ -161,14 +161,13 @@ def main() -> None:
                 distilled, label = default_model_path(), "[T;Z], Z from the local LLM (SmolLM2 base, not distilled)"
             config = ["-c", args.distilled_config, "--set", f"stage1.llm.local_model={distilled}"]  # answer caches stay cold
             modes.append((label, args.knowledge_model or args.text_model, [*config, "--knowledge", "distilled"],
-                          args.distilled_posts, False))
-        for mode, model, extra, count, knowledge in modes:
+                          ["--llm", *config], args.distilled_posts, False))
+        for mode, model, extra, predict_extra, count, knowledge in modes:
             posts, z = write_inputs(folder, count, knowledge)
             out = run_tag(posts, model, folder / f"store-{len(rows)}", *extra, *(["--knowledge-file", str(z)] if z else []),
                           shard_size=args.shard_size)
-            fresh = ["--artifacts-root", str(folder / f"predict-{len(rows)}")]
-            predict_extra = ["--llm", *config, *fresh] if "--knowledge" in extra else []  # the local-LLM mode
-            predicted = run_predict(posts, model, args.predict_posts, predict_extra, z)
+            fresh = ["--artifacts-root", str(folder / f"predict-{len(rows)}")] if predict_extra else []
+            predicted = run_predict(posts, model, args.predict_posts, [*predict_extra, *fresh], z)
             rows.append({"mode": mode, "posts": count, "tag_posts_per_second": out["posts_per_second"],
                          "tag_command_posts_per_second": round(count / out["wall"], 1),
                          "tag_posts_per_cpu_second": round(count / max(out["cpu_seconds"], 0.1), 1),

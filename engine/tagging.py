@@ -15,13 +15,16 @@ import threading
 import time
 from collections import Counter
 from pathlib import Path
-from typing import Any, Iterable
+from typing import TYPE_CHECKING, Any, Iterable
 
 from engine.knowledge_routes import KnowledgeRoute, knowledge_for
 from mner.post_tokens import tokenize_post
 from mner.posts import RawPost
 from mner.samples import Sample
 from mner.tags import iob2_spans
+
+if TYPE_CHECKING:
+    from models.encoding import EncodedSentence
 
 LLM_FAILED = "no knowledge from the LLM"  # a reason a rerun may fix: the shard is published incomplete
 _LOADED: dict[str, Any] = {}
@@ -72,7 +75,7 @@ def tag_posts(posts: Iterable[RawPost], model_dir: str | Path, route: KnowledgeR
     started = time.perf_counter()
     tagger, encoder, device, bf16 = loaded_tagger(model_dir)
     rejected: list[dict[str, Any]] = []
-    ready: list[tuple[RawPost, list[str], list[tuple[int, int]] | None, Any]] = []
+    ready: list[tuple[RawPost, list[str], list[tuple[int, int]] | None, EncodedSentence]] = []
     for post in posts:
         if post.problem is not None:
             rejected.append({"where": post.where, "id": post.id, "reason": post.problem})

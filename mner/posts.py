@@ -25,7 +25,7 @@ from typing import Any, Iterator
 from mner.formats import parse_token_line
 
 FORMATS = ("jsonl", "text", "conll")
-SHARD_SIZE = 1024  # posts per tag-shard; benchmarks/tag_throughput.py --shard-sizes compares sizes
+SHARD_SIZE = 1024  # posts per tag-shard; benchmarks/tag_throughput.py --shard-size measures a size
 CONLL_SUFFIXES = (".conll", ".bio", ".iob")
 _SNIFF_LINES = 50
 

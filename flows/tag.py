@@ -78,10 +78,11 @@ def route_settings(name: str, trained: TrainedRoute, cfg: PipelineConfig, root: 
 
 def route_sources(name: str, cfg: PipelineConfig, knowledge_file: str | None) -> dict[str, str | None]:
     """The files a route reads, by content in the shards' key: a file of Z, or the train split, the teacher's train
-    answers and the captions that the retrieved route indexes."""
+    answers and the captions that the retrieved route indexes (as the LLM routes do for prompts that show the
+    teacher's answers for similar train posts)."""
     if name == "file":
         return {"knowledge_file": knowledge_file}
-    if name == "retrieved":
+    if name == "retrieved" or (name in ("llm", "distilled") and cfg.stage1.prompt.similar_answers):
         ds = cfg.dataset
         captions = ds.captions if cfg.stage1.caption.backend == "file" else None
         return {"retrieved_train": str(ds.train), "retrieved_answers": str(cfg.stage1.knowledge.retrieved.answers

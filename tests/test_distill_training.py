@@ -79,6 +79,31 @@ def answer_positions(output: dict[str, Any], model: Path, max_tokens: int) -> tu
     return counts[0], counts[1]
 
 
+def answer_tokens(output: dict[str, Any], model: Path, max_tokens: int) -> list[list[int]]:
+    """Each pair's answer tokens (train and held out) as the stage encodes them."""
+    from transformers import AutoTokenizer
+
+    tokenizer = AutoTokenizer.from_pretrained(model)
+    return [ids[prompt_len:] for ids, prompt_len, _ in
+            (encode_pair(tokenizer, p["messages"], p["answer"], max_tokens) for p in read_jsonl(Path(output["dir"]) / "pairs.jsonl"))]
+
+
+def test_the_distilled_model_carries_its_answers_vocabulary_and_decodes_over_it(
+        split: dict[str, Any], tiny_model: Path, answers: Path, tmp_path: Path) -> None:
+    from engine.answer_decoding import read_answer_vocabulary
+    from engine.local_generate import load_generator, local_identity
+
+    done = distill_stage.fn(**stage_params(split, answers, tiny_model, tmp_path / "store",
+                                           **{**QUICK, "heldout_fraction": 0.25}))
+    model_dir = Path(done["dir"]) / MODEL_DIR
+    expected = answer_tokens(done, tiny_model, DistillConfig().max_seq_tokens)
+    vocabulary = read_answer_vocabulary(model_dir)
+    assert vocabulary is not None and vocabulary.token_ids == {t for answer in expected for t in answer}
+    assert vocabulary.max_answer_tokens == max(map(len, expected)) and manifest_result(done)["max_answer_tokens"] > 1
+    assert local_identity(model_dir, "fp32").endswith(":answer-vocabulary")
+    assert load_generator(model_dir, "fp32").vocabulary == vocabulary
+
+
 def test_the_stage_learns_with_the_lean_answer_loss_and_never_asks_for_logits_at_every_position(
         split: dict[str, Any], tiny_model: Path, answers: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     settings = {**QUICK, "epochs": 2, "heldout_fraction": 0.25, "loss_chunk_tokens": 4}

@@ -225,9 +225,10 @@ def test_the_summary_figure_plots_the_tables_rows_and_the_renderer_writes_it_bes
 
     from mner import plots
 
-    stage2 = [stage2_row("twitter2015", "text", 42, 0.70), stage2_row("twitter2015", "text", 1, 0.72),
-              stage2_row("twitter2015", "text+knowledge", 42, 0.73), stage2_row("twitter2017", "text", 42, 0.83),
-              stage2_row("twitter2017", "text+knowledge", 42, 0.85, **{"stage1.knowledge.backend": "retrieved"})]
+    stage2 = [{**row, "dev_f1": 0.5} for row in (  # a dev F1 apart from the test F1 the figure must show
+        stage2_row("twitter2015", "text", 42, 0.70), stage2_row("twitter2015", "text", 1, 0.72),
+        stage2_row("twitter2015", "text+knowledge", 42, 0.73), stage2_row("twitter2017", "text", 42, 0.83),
+        stage2_row("twitter2017", "text+knowledge", 42, 0.85, **{"stage1.knowledge.backend": "retrieved"}))]
     assert summary_points(stage2, [], {}) == {
         "Twitter-2015": {"text-only (seeds)": [70.0, 72.0], "ChatGPT file (seeds)": [73.0], "retrieved (seeds)": []},
         "Twitter-2017": {"text-only (seeds)": [83.0], "ChatGPT file (seeds)": [], "retrieved (seeds)": [85.0]}}

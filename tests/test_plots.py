@@ -1,5 +1,5 @@
-"""Figures as PNG: drawn from the numbers given, the same bytes for the same numbers in any process, and no
-matplotlib import where nothing is drawn. The UI check of the figures is in test_deployments.py."""
+"""Figures as PNG: drawn from the numbers given, the same bytes for the same numbers in any process. That matplotlib
+is imported only to draw is checked in test_layering.py, the figures in the UI in test_deployments.py."""
 
 from __future__ import annotations
 
@@ -61,14 +61,6 @@ def test_a_figure_is_the_same_png_in_a_fresh_process_whatever_its_matplotlibrc(t
                            env={**os.environ, "MPLCONFIGDIR": str(tmp_path)}, timeout=300)
     assert drawn.returncode == 0, drawn.stderr.decode()[-2000:]
     assert drawn.stdout == plots.f1_by_route(points)
-
-
-def test_the_flows_and_their_report_tasks_import_without_matplotlib() -> None:
-    """matplotlib costs about a second to import: only drawing a figure loads it (the flows import every task)."""
-    code = "import sys, flows.pipeline, flows.tag, mner.plots; print('matplotlib' in sys.modules)"
-    done = subprocess.run([sys.executable, "-c", code], cwd=PROJECT, capture_output=True, text=True, timeout=300)
-    assert done.returncode == 0, done.stderr[-2000:]
-    assert done.stdout.split() == ["False"]
 
 
 def test_the_report_and_the_tag_markdown_hold_their_figures() -> None:

@@ -119,7 +119,7 @@ def pipeline(
         evaluations[variant] = run_stage(evaluate_model, "evaluate" in recompute, data=joined, model=model,
                                          variant=variant, precision=cfg.train.precision, artifacts_root=root)
         dirs[f"scores ({variant})"] = evaluations[variant]["dir"]
-    return publish_report(ds.name, evaluations, dirs, cfg.model_dump(mode="json"), joined)
+    return publish_report(ds.name, evaluations, dirs, cfg.model_dump(mode="json"), joined, models)
 
 
 if __name__ == "__main__":

@@ -234,3 +234,32 @@ def test_every_committed_row_names_a_script_that_is_here_or_retired_and_no_retir
     scripts = {script_of(row) for rows in read_results(RESULTS).values() for row in rows}
     assert scripts - here - set(RETIRED) == set()  # a deleted script's rows would lose their rerun line
     assert set(RETIRED) & here == set()
+
+
+def test_the_summary_figure_plots_the_tables_rows_and_the_renderer_writes_it_beside_results_linked_from_the_summary(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import render_results
+    from render_summary import summary_figure, summary_points
+
+    from mner import plots
+
+    stage2 = [{**row, "dev_f1": 0.5} for row in (  # a dev F1 apart from the test F1 the figure must show
+        stage2_row("twitter2015", "text", 42, 0.70), stage2_row("twitter2015", "text", 1, 0.72),
+        stage2_row("twitter2015", "text+knowledge", 42, 0.73), stage2_row("twitter2017", "text", 42, 0.83),
+        stage2_row("twitter2017", "text+knowledge", 42, 0.85, **{"stage1.knowledge.backend": "retrieved"}))]
+    assert summary_points(stage2, [], {}) == {
+        "Twitter-2015": {"text-only (seeds)": [70.0, 72.0], "ChatGPT file (seeds)": [73.0], "retrieved (seeds)": []},
+        "Twitter-2017": {"text-only (seeds)": [83.0], "ChatGPT file (seeds)": [], "retrieved (seeds)": [85.0]}}
+    figure = summary_figure(stage2, [], {})
+    assert figure == plots.f1_by_route(summary_points(stage2, [], {}))
+    assert figure != summary_figure([{**stage2[0], "test_f1": 0.69}, *stage2[1:]], [], {})  # a seed's F1 moves a dot
+
+    write_rows(tmp_path, "stage2.jsonl", stage2)
+    monkeypatch.setattr(render_results, "RESULTS", tmp_path)
+    monkeypatch.setattr(render_results, "OUT", tmp_path / "RESULTS.md")
+    render_results.main()
+    assert (tmp_path / "summary.png").read_bytes() == figure
+    summary = (tmp_path / "RESULTS.md").read_text(encoding="utf-8").split("\n## ")[1]
+    assert summary.startswith("Summary") and "](summary.png)" in summary
+
+    assert summary_figure([], [], {}) is None and "](summary.png)" not in render({})  # no line of ours: no figure

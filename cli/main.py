@@ -235,7 +235,8 @@ def predict_command(
     run_or_dir: str = typer.Option(..., "--run", help=(
         "The model: latest (the newest in the store), latest:VARIANT, DATASET/VARIANT (e.g. "
         "twitter2015-sample/text+knowledge), DATASET/latest, a train-stage directory, or its key (a prefix will do).")),
-    text: str = typer.Option(..., "--text", help="The post; tokens are split on whitespace."),
+    text: str = typer.Option(..., "--text", help="The post, split into tokens as `mner tag` splits raw text (the "
+                                                 "model's tokenization, docs/tokenization.md)."),
     image: Optional[Path] = typer.Option(None, "--image", help="The post's image: captioned and OCR'd with the configured backends."),
     llm: bool = typer.Option(False, "--llm", help="Ask the configured LLM (default: a local llama.cpp server) for knowledge Z."),
     knowledge: Optional[str] = typer.Option(None, "--knowledge", help="Auxiliary knowledge Z to read after the text."),

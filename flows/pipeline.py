@@ -111,7 +111,7 @@ def pipeline(
     for variant in cfg.variants:
         models[variant] = run_stage(train_model, "train" in recompute, data=joined, variant=variant,
                                     model=cfg.model.model_dump(mode="json"), train=cfg.train.model_dump(mode="json"),
-                                    runtime={"dataset": ds.name}, artifacts_root=root)
+                                    tokenization=ds.tokenization, runtime={"dataset": ds.name}, artifacts_root=root)
         dirs[f"model ({variant})"] = models[variant]["dir"]
     if until == "train":
         return {f"train ({v})": m["dir"] for v, m in models.items()}

@@ -51,6 +51,10 @@ class DatasetConfig(_Strict):
                                   description="hand-written in-context examples (PGIM's manual_examples.txt)")
     examples_entities: Path | None = PROJECT_ROOT / "data/sample/manual_examples_entities.txt"
     repair_bio: bool = Field(True, description="convert BIO to IOB2 (the Twitter files have I-X after O); the count is reported")
+    tokenization: Literal["auto", "twitter2017", "twitter2015", "chars"] = Field(
+        "auto", description="how the files split text into tokens, recorded with each model so that `mner tag` and "
+        "`mner predict` split raw text alike (docs/tokenization.md); auto: chars for a character-level train split "
+        "(MSRA-style), else twitter2015 for a name starting twitter2015, else twitter2017")
 
 
 class ModelConfig(_Strict):

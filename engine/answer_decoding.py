@@ -5,10 +5,12 @@ Three levers, each keeping greedy's answer wherever it can:
 - **rows leave the batch** as they end: a finished answer's row is dropped from the KV cache, so a
   batch costs the sum of its answers' lengths, not its longest answer times its size;
 - **the output head over the tokens an answer can hold** (:class:`AnswerVocabulary`): the tokens of
-  the teacher's train answers, written by the distill stage beside the model, plus the batch's own
-  prompt tokens (an entity is mostly copied from its post). Gemma 3's head has 262,144 rows and
-  dominates a decoding step; the answer tokens are a few thousand. Greedy's answer changes only where
-  the full head's top token lies outside the subset;
+  the teacher's train answers and of the forms of the train posts' words, written by the distill
+  stage beside the model, plus the batch's own prompt tokens and the forms of their words
+  (:func:`word_form_tokens`: an entity is mostly copied from its post, but capitalised, after a space,
+  or out of a hashtag). Gemma 3's head has 262,144 rows and dominates a decoding step; these are
+  some tens of thousands. Greedy's answer changes only where the full head's top token lies outside
+  the subset;
 - **a new-token cap** from the train answers' lengths: no teacher answer was longer, so a longer
   student answer is a run-on that the cap cuts.
 
@@ -19,6 +21,7 @@ greedy requests (temperature 0) and keeps ``model.generate`` for sampling.
 from __future__ import annotations
 
 import json
+import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterable, Sequence
@@ -26,6 +29,8 @@ from typing import Any, Iterable, Sequence
 import torch
 
 VOCABULARY_FILE = "answer_vocabulary.json"  # in a distilled model's directory
+WORD = re.compile(r"[^\W_]+(?:['’.-][^\W_]+)*")  # a word of a post, without the # or @ or punctuation around it
+CAMEL = re.compile(r"[A-Z]+(?![a-z])|[A-Z]?[a-z]+|\d+")  # the parts of a hashtag such as BritneyLiveInConcert
 
 
 @dataclass(frozen=True)
@@ -35,17 +40,34 @@ class AnswerVocabulary:
     token_ids: frozenset[int]
     max_answer_tokens: int
 
-    def subset(self, prompts: Iterable[Sequence[int]]) -> torch.Tensor:
-        """The sorted token ids an answer to ``prompts`` may hold: these plus every prompt token."""
-        ids = set(self.token_ids)
+    def subset(self, prompts: Iterable[Sequence[int]], more: Iterable[int] = ()) -> torch.Tensor:
+        """The sorted token ids an answer to ``prompts`` may hold: these, every prompt token, and ``more``."""
+        ids = set(self.token_ids) | set(more)
         for prompt in prompts:
             ids.update(prompt)
         return torch.tensor(sorted(ids), dtype=torch.long)
 
 
-def answer_vocabulary(answers: Iterable[list[int]], eos_token_id: int) -> AnswerVocabulary:
-    """The vocabulary of ``answers`` (each an answer's token ids as the model learns it, EOS included)."""
-    token_ids, longest = {eos_token_id}, 0
+def word_forms(text: str) -> set[str]:
+    """Each word of ``text`` and each part of a joined-up word (a hashtag), as written, lower-cased, capitalised and
+    upper-cased, each alone and after a space: the forms in which an answer may name it."""
+    words: set[str] = set()
+    for word in WORD.findall(text):
+        words.add(word)
+        words.update(CAMEL.findall(word))
+    forms = {form for word in words for form in (word, word.lower(), word.capitalize(), word.upper())}
+    return forms | {f" {form}" for form in forms}
+
+
+def word_form_tokens(tokenizer: Any, prompts: Sequence[Sequence[int]]) -> set[int]:
+    """The token ids of the :func:`word_forms` of every prompt's text."""
+    forms = sorted(set().union(*(word_forms(tokenizer.decode(list(p), skip_special_tokens=True)) for p in prompts)))
+    return {token for ids in tokenizer(forms, add_special_tokens=False)["input_ids"] for token in ids} if forms else set()
+
+
+def answer_vocabulary(answers: Iterable[list[int]], eos_token_id: int, more: Iterable[int] = ()) -> AnswerVocabulary:
+    """The vocabulary of ``answers`` (each an answer's token ids as the model learns it, EOS included) and ``more``."""
+    token_ids, longest = {eos_token_id, *more}, 0
     for answer in answers:
         token_ids.update(answer)
         longest = max(longest, len(answer))

@@ -28,7 +28,7 @@ from typing import Any, Callable, Iterator, Protocol, Sequence
 import torch
 
 from engine.answer_cache import AnswerCache
-from engine.answer_decoding import VOCABULARY_FILE, AnswerVocabulary, greedy_answers, read_answer_vocabulary
+from engine.answer_decoding import VOCABULARY_FILE, AnswerVocabulary, greedy_answers, read_answer_vocabulary, word_form_tokens
 from engine.llm_client import Completion, EndpointGone, LLMSettings, Usage, cache_key, cache_record
 from engine.runtime import pick_device, set_threads, use_bf16
 from mner import processes
@@ -132,7 +132,7 @@ class LocalGenerator:
         eos = self.tokenizer.eos_token_id
         if temperature <= 0:
             cap = min(max_tokens, self.vocabulary.max_answer_tokens) if self.vocabulary else max_tokens
-            head = self.vocabulary.subset(ids) if self.vocabulary else None
+            head = self.vocabulary.subset(ids, word_form_tokens(self.tokenizer, ids)) if self.vocabulary else None
             return [self._answer(prompt, row, eos) for prompt, row in
                     zip(ids, greedy_answers(self.model, ids, cap, eos, pad, head))]
         width = max(len(x) for x in ids)

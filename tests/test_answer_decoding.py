@@ -9,7 +9,8 @@ from typing import Any
 import pytest
 import torch
 
-from engine.answer_decoding import AnswerVocabulary, answer_vocabulary, greedy_answers, read_answer_vocabulary, write_answer_vocabulary
+from engine.answer_decoding import (AnswerVocabulary, answer_vocabulary, greedy_answers, read_answer_vocabulary, word_forms,
+                                    write_answer_vocabulary)
 from engine.local_generate import LocalGenerator
 from tests.test_answer_loss import tiny_gemma3, tiny_llama
 
@@ -101,3 +102,11 @@ def test_vocabulary_holds_answers_prompt_tokens_and_eos_and_round_trips(tmp_path
     (tmp_path / "answer_vocabulary.json").write_text("{\"token_ids\": [1]}", encoding="utf-8")
     with pytest.raises(ValueError, match="answer_vocabulary.json: not an answer vocabulary"):
         read_answer_vocabulary(tmp_path)
+
+
+def test_word_forms_cover_how_an_answer_names_a_posts_words() -> None:
+    forms = word_forms("RT @ PredsNHL : watch # BritneyLiveInConcert , don't miss it!")
+    for form in ("PredsNHL", " PredsNHL", " Preds", "NHL", " Britney", " Live", " Concert", " concert", " CONCERT",
+                 "Britney", " don't", " Miss", " RT", " rt"):
+        assert form in forms, form
+    assert not any(mark in form for form in forms for mark in "#@:,!")

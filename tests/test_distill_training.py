@@ -79,27 +79,32 @@ def answer_positions(output: dict[str, Any], model: Path, max_tokens: int) -> tu
     return counts[0], counts[1]
 
 
-def answer_tokens(output: dict[str, Any], model: Path, max_tokens: int) -> list[list[int]]:
-    """Each pair's answer tokens (train and held out) as the stage encodes them."""
+def encoded_pairs(output: dict[str, Any], model: Path, max_tokens: int) -> list[tuple[list[int], int]]:
+    """Each pair's tokens and prompt length (train and held out) as the stage encodes them."""
     from transformers import AutoTokenizer
 
     tokenizer = AutoTokenizer.from_pretrained(model)
-    return [ids[prompt_len:] for ids, prompt_len, _ in
-            (encode_pair(tokenizer, p["messages"], p["answer"], max_tokens) for p in read_jsonl(Path(output["dir"]) / "pairs.jsonl"))]
+    return [encode_pair(tokenizer, p["messages"], p["answer"], max_tokens)[:2]
+            for p in read_jsonl(Path(output["dir"]) / "pairs.jsonl")]
 
 
 def test_the_distilled_model_carries_its_answers_vocabulary_and_decodes_over_it(
         split: dict[str, Any], tiny_model: Path, answers: Path, tmp_path: Path) -> None:
-    from engine.answer_decoding import read_answer_vocabulary
+    from transformers import AutoTokenizer
+
+    from engine.answer_decoding import read_answer_vocabulary, word_form_tokens
     from engine.local_generate import load_generator, local_identity
 
     done = distill_stage.fn(**stage_params(split, answers, tiny_model, tmp_path / "store",
                                            **{**QUICK, "heldout_fraction": 0.25}))
     model_dir = Path(done["dir"]) / MODEL_DIR
-    expected = answer_tokens(done, tiny_model, DistillConfig().max_seq_tokens)
+    pairs = encoded_pairs(done, tiny_model, DistillConfig().max_seq_tokens)
+    answers = [ids[prompt_len:] for ids, prompt_len in pairs]
+    forms = word_form_tokens(AutoTokenizer.from_pretrained(tiny_model), [ids[:prompt_len] for ids, prompt_len in pairs])
     vocabulary = read_answer_vocabulary(model_dir)
-    assert vocabulary is not None and vocabulary.token_ids == {t for answer in expected for t in answer}
-    assert vocabulary.max_answer_tokens == max(map(len, expected)) and manifest_result(done)["max_answer_tokens"] > 1
+    assert vocabulary is not None and vocabulary.token_ids == {t for answer in answers for t in answer} | forms
+    assert forms - {t for answer in answers for t in answer}  # the posts' words add tokens no answer holds
+    assert vocabulary.max_answer_tokens == max(map(len, answers)) and manifest_result(done)["max_answer_tokens"] > 1
     assert local_identity(model_dir, "fp32").endswith(":answer-vocabulary")
     assert load_generator(model_dir, "fp32").vocabulary == vocabulary
 

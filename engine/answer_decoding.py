@@ -12,7 +12,9 @@ Three levers, each keeping greedy's answer wherever it can:
   some tens of thousands. Greedy's answer changes only where the full head's top token lies outside
   the subset;
 - **a new-token cap** from the train answers' lengths: no teacher answer was longer, so a longer
-  student answer is a run-on that the cap cuts.
+  student answer is a run-on that the cap cuts;
+- **the shared prefix read once**: the chat template's start and the task are the same in every
+  prompt, so their keys and values are computed for one row and copied to the others.
 
 :func:`greedy_answers` is the loop; :class:`engine.local_generate.LocalGenerator` calls it for
 greedy requests (temperature 0) and keeps ``model.generate`` for sampling.
@@ -92,27 +94,49 @@ def read_answer_vocabulary(model_dir: str | Path) -> AnswerVocabulary | None:
         raise ValueError(f"{path}: not an answer vocabulary ({err}); delete it to decode over the full head") from err
 
 
+def shared_prefix(prompts: Sequence[Sequence[int]]) -> int:
+    """How many leading tokens every prompt shares (the chat template's start and the task), leaving each at least one."""
+    shortest = min(len(p) for p in prompts)
+    length = 0
+    while length < shortest - 1 and all(p[length] == prompts[0][length] for p in prompts):
+        length += 1
+    return length
+
+
 def greedy_answers(model: Any, prompts: Sequence[Sequence[int]], max_new_tokens: int, eos_token_id: int, pad_token_id: int,
                    head_ids: torch.Tensor | None = None) -> list[list[int]]:
-    """Greedy answers (token ids, EOS included where reached) to left-padded ``prompts``, each row leaving the batch when
-    it ends; ``head_ids``: compute the output head over these token ids only (None: the whole vocabulary)."""
-    device = model.device
-    width = max(len(p) for p in prompts)
-    input_ids = torch.tensor([[pad_token_id] * (width - len(p)) + list(p) for p in prompts], device=device)
-    mask = torch.tensor([[0] * (width - len(p)) + [1] * len(p) for p in prompts], device=device)
-    positions = (mask.cumsum(-1) - 1).clamp(min=0)
+    """Greedy answers (token ids, EOS included where reached) to ``prompts``, each row leaving the batch when it ends;
+    ``head_ids``: compute the output head over these token ids only (None: the whole vocabulary).
+
+    The prompts' shared prefix is read once and its keys and values copied to every row; each prompt's rest
+    follows it, padded on the left: ``[prefix][padding][rest]``, the padding masked out. A model with
+    sliding-window attention counts the padding inside its window, so there the prefix is shared only
+    when prompt and answer fit the window, and the padding otherwise goes first, as ``generate`` puts it.
+    """
+    from transformers import DynamicCache
+
+    device, body = model.device, model.get_decoder()
+    window = getattr(model.config, "sliding_window", None)
+    fits = not window or max(len(p) for p in prompts) + max_new_tokens <= window
+    prefix = shared_prefix(prompts) if fits else 0
+    width = max(len(p) for p in prompts) - prefix
+    input_ids = torch.tensor([[pad_token_id] * (width - len(p) + prefix) + list(p[prefix:]) for p in prompts], device=device)
+    mask = torch.tensor([[1] * prefix + [0] * (width - len(p) + prefix) + [1] * (len(p) - prefix) for p in prompts],
+                        device=device)
+    positions = mask.cumsum(-1)[:, prefix:] - 1
     weight = model.get_output_embeddings().weight
     if head_ids is not None:
         head_ids = head_ids.to(device)
         weight = weight.index_select(0, head_ids)
     answers: list[list[int]] = [[] for _ in prompts]
     rows = torch.arange(len(prompts), device=device)
-    body = model.get_decoder()
     with torch.inference_mode():
-        from transformers import DynamicCache
-
         cache = DynamicCache(config=model.config)
-        hidden = body(input_ids=input_ids, attention_mask=mask, position_ids=positions, past_key_values=cache,
+        if prefix:
+            body(input_ids=torch.tensor([list(prompts[0][:prefix])], device=device),
+                 position_ids=torch.arange(prefix, device=device)[None], past_key_values=cache, use_cache=True)
+            cache.batch_repeat_interleave(len(prompts))
+        hidden = body(input_ids=input_ids, attention_mask=mask, position_ids=positions.clamp(min=0), past_key_values=cache,
                       use_cache=True).last_hidden_state[:, -1]
         position = positions[:, -1] + 1
         for step in range(max_new_tokens):

@@ -16,6 +16,7 @@ from tests.test_answer_loss import tiny_gemma3, tiny_llama
 
 PAD = 0
 PROMPTS = [[5, 17, 23, 9, 41, 8, 30, 12, 7, 19, 33], [11, 4, 60], [70, 3, 3, 28, 52, 6], [44, 13, 88, 21, 9, 9, 15]]
+PREFIX = [2, 50, 61, 9]  # a chat template's start, shared by every prompt
 
 
 def generate(model: Any, prompts: list[list[int]], new_tokens: int, eos: int) -> list[list[int]]:
@@ -30,32 +31,45 @@ def generate(model: Any, prompts: list[list[int]], new_tokens: int, eos: int) ->
     return [row[: row.index(eos) + 1] if eos in row else row for row in rows]
 
 
-def early_eos(model: Any) -> int:
-    """A token that one prompt's greedy answer reaches early and the others do not: as EOS, rows end at different steps."""
-    free = generate(model, PROMPTS, 12, eos=-1)
-    for token in free[1][1:4]:
-        if all(token not in row[:8] for row in free[:1] + free[2:]):
-            return token
-    pytest.skip("no token ends one answer early and no other (random weights)")
+def early_eos(model: Any, prompts: list[list[int]]) -> tuple[int, int]:
+    """A token that one prompt's greedy answer reaches early and the others never do, and that prompt's index: as EOS,
+    rows end at different steps."""
+    free = generate(model, prompts, 12, eos=-1)
+    for index, answer in enumerate(free):
+        for token in answer[1:8]:
+            if all(token not in other for other in free[:index] + free[index + 1:]):
+                return token, index
+    raise AssertionError(f"every early token of an answer recurs in another (random weights): {free}")
 
 
-@pytest.fixture(params=["gemma3", "llama"])
+@pytest.fixture(params=["gemma3", "gemma3-short-window", "llama"])
 def model(request: pytest.FixtureRequest) -> Any:
-    """A tiny random Gemma 3 (sliding-window layers, soft-capped logits) or Llama, in eval mode."""
-    return (tiny_gemma3(30.0) if request.param == "gemma3" else tiny_llama()).eval()
+    """A tiny random Gemma 3 (soft-capped logits; sliding-window layers whose window holds the prompts and answers, or
+    not) or Llama, in eval mode."""
+    if request.param == "llama":
+        return tiny_llama().eval()
+    model = tiny_gemma3(30.0).eval()
+    model.config.sliding_window = 8 if request.param == "gemma3-short-window" else 64
+    return model
 
 
-def test_greedy_answers_equal_model_generate_while_rows_leave_the_batch(model: Any) -> None:
-    eos = early_eos(model)
-    sizes: list[int] = []
-    hook = model.get_decoder().register_forward_pre_hook(lambda _m, _a, kw: sizes.append(kw["input_ids"].shape[0]),
+@pytest.mark.parametrize("shared", [[], PREFIX], ids=["no-shared-prefix", "shared-prefix"])
+def test_greedy_answers_equal_model_generate_while_rows_leave_the_batch(model: Any, shared: list[int]) -> None:
+    prompts = [shared + p for p in PROMPTS]
+    eos, early = early_eos(model, prompts)
+    calls: list[tuple[int, int]] = []
+    hook = model.get_decoder().register_forward_pre_hook(lambda _m, _a, kw: calls.append(tuple(kw["input_ids"].shape)),
                                                          with_kwargs=True)
     try:
-        ours = greedy_answers(model, PROMPTS, 12, eos, PAD)
+        ours = greedy_answers(model, prompts, 12, eos, PAD)
     finally:
         hook.remove()
-    assert ours == generate(model, PROMPTS, 12, eos)
-    assert ours[1][-1] == eos and len(ours[1]) < 12 and any(len(row) == 12 for row in ours)
+    assert ours == generate(model, prompts, 12, eos)
+    assert ours[early][-1] == eos and len(ours[early]) < 12 and any(len(row) == 12 for row in ours)
+    reads_prefix = bool(shared) and getattr(model.config, "sliding_window", None) != 8  # the short window holds no prompt with its answer
+    if reads_prefix:  # the shared prefix is read once, for one row; the rest of each prompt after it
+        assert calls[0] == (1, len(shared)) and calls[1] == (len(prompts), max(map(len, PROMPTS)))
+    sizes = [rows for rows, _ in calls[1:] if reads_prefix] if reads_prefix else [rows for rows, _ in calls]
     # the ended row left the batch: later steps ran on fewer rows than the prefill
     assert sizes[0] == len(PROMPTS) and sizes[-1] < len(PROMPTS) and sizes == sorted(sizes, reverse=True)
 
@@ -80,6 +94,10 @@ class TinyTokenizer:
     def decode(self, ids: list[int], skip_special_tokens: bool = True) -> str:
         """The ids as space-separated numbers."""
         return " ".join(map(str, ids))
+
+    def __call__(self, texts: list[str], add_special_tokens: bool = False) -> dict[str, list[list[int]]]:
+        """Each text that is a number, as that id."""
+        return {"input_ids": [[int(t)] if t.strip().isdigit() else [] for t in texts]}
 
 
 def test_local_generator_caps_answers_at_the_longest_train_answer_and_decodes_over_its_vocabulary(model: Any) -> None:

@@ -17,7 +17,7 @@ from harness import ROOT, absolute_paths, closing, head
 from render_archive import archived_part
 from render_seeds import routes_section, seeds_sections, swap_section, z_budget_section
 from render_summary import SUMMARY_FIGURE, route_tables, summary_figure, summary_section
-from render_stage1 import bases_section, distill_section, llm_section
+from render_stage1 import bases_section, distill_section, llm_section, student_section
 from render_tag import tag_section
 
 RESULTS = ROOT / "benchmarks" / "results"
@@ -249,6 +249,7 @@ def render(results: dict[str, list[dict]]) -> str:
     md += memory_section(stage2)
     md += llm_section(rows("llm_throughput.jsonl"))
     md += distill_section(rows("distill.jsonl")) + bases_section(rows("distill_bases.jsonl"))
+    md += student_section(rows("student_speed.jsonl"))
     md += tag_section(rows("tag_throughput.jsonl"), rows("llm_throughput.jsonl"))
     md += backbone_section(stage2, rows("backbone.jsonl")) + grid_section(rows("backbone_grid.jsonl"))
     md += variants_section(stage2)

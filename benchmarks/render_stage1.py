@@ -42,17 +42,61 @@ def bases_section(runs: list[dict]) -> list[str]:
           "Then each answers the zero-shot prompts of the first tweets of a split (greedy). `verbatim` is the share of "
           "their gold entities found word for word in the answers (ChatGPT's on the same tweets, in the same answer form, "
           "beside it); held-out losses are per token of each base's own tokenizer and do not compare across bases. "
-          "Rows before the `split` field answered test tweets in full form with full fine-tuning.", "",
-          *head("| dataset | base | method | answer form | pairs | epochs | trainable params | epoch s | tokens/s | held-out loss | "
-                "peak RSS MiB | split (tweets) | verbatim | ChatGPT verbatim | mean words | prompts/s | commit | date |")]
-    md += [f"| {r['dataset']} | {r['base']} | {r.get('method', 'full')} | {r.get('answer_form', 'full')} | {r['pairs']} | "
+          "Rows before the `split` field answered test tweets in full form with full fine-tuning. `precision`: the share "
+          "of the names an entity-list answer gives that are a gold entity of its tweet (ChatGPT's beside it); `similar "
+          "answers k`: the prompts also show the teacher's answers for the k most similar train posts "
+          "(`stage1.prompt.similar_answers`, the retrieval-augmented student), `-` for the plain zero-shot prompt.", "",
+          *head("| dataset | base | method | answer form | similar answers k | pairs | epochs | trainable params | epoch s | "
+                "tokens/s | held-out loss | peak RSS MiB | split (tweets) | verbatim | ChatGPT verbatim | precision | "
+                "ChatGPT precision | mean words | prompts/s | commit | date |")]
+    md += [f"| {r['dataset']} | {r['base']} | {r.get('method', 'full')} | {r.get('answer_form', 'full')} | "
+           f"{r.get('overrides', {}).get('stage1.prompt.similar_answers', '-')} | {r['pairs']} | "
            f"{r['epochs']} | {r['trainable_parameters']:,} | {r['epoch_seconds']} | {r['tokens_per_second']} | "
            f"{r['heldout_loss']} | {r['peak_rss_mib']} | {r.get('split', 'test')} ({r.get('tweets', r.get('test_tweets'))}) | "
-           f"**{100 * r['verbatim_share']:.1f}%** | {100 * r['chatgpt_verbatim_share']:.1f}% | {r['mean_words']} | "
+           f"**{100 * r['verbatim_share']:.1f}%** | {100 * r['chatgpt_verbatim_share']:.1f}% | {share(r.get('answer_precision'))} | "
+           f"{share(r.get('chatgpt_answer_precision'))} | {r['mean_words']} | "
            f"{r['prompts_per_second']} | {r['commit']} | {r['date']} |" for r in runs]
     md += ["", "First answers of the last two rows:", ""]
     md += [f"- *{r['base']}, {r.get('method', 'full')}* ({r['pairs']} pairs): {answer or '(empty)'}"
            for r in runs[-2:] for answer in r["first_answers"][:2]]
+    return md + closing(runs)
+
+
+def share(value: float | None) -> str:
+    """A fraction as a percentage with one decimal, ``-`` where a row lacks it."""
+    return "-" if value is None else f"{100 * value:.1f}%"
+
+
+def student_section(runs: list[dict]) -> list[str]:
+    """A distilled student's generation before and after the cheaper decoding (benchmarks/student_speed.py)."""
+    if not runs:
+        return []
+    md = ["## A cheaper student: the distilled model's generation, before and after (same prompts, one process)", "",
+          "Each row answers the same prompts of the config's own prompts stage (zero-shot, the split's first `prompts`), "
+          "in batches of `batch`, longest first, greedy, after one warm-up batch. `generate`: `model.generate` over the "
+          "whole 262,144-token head up to `stage1.llm.max_tokens`, the llm stage's decoding before "
+          "`engine/answer_decoding.py`; `rows leave`: finished rows leave the batch, whole head; `answer vocabulary`: what "
+          "the llm stage and `mner tag` run now (rows leave, the shared prompt prefix read once, the head over the "
+          "train answers' tokens and the forms of the train and batch posts' words, the longest train answer as the "
+          "cap); `+ int8`: with the decoder body's linear layers in dynamic int8. `equal`: answers word for word the "
+          "same as `generate`'s; `verbatim` and `precision` against the split's gold entities, ChatGPT's (PGIM's file, "
+          "same answer form) beside them. Rows of one run (same commit and date) compare directly.", "",
+          *head("| dataset | model | mode | split (prompts) | batch | prompts/s | speed-up | equal to generate | "
+                "verbatim | ChatGPT verbatim | precision | ChatGPT precision | answer tokens (mean) | cut at cap | "
+                "vocabulary (cap) | machine | commit | date |")]
+    for r in runs:
+        base = next((b for b in runs if b["mode"] == "generate" and b["date"] == r["date"] and b["model"] == r["model"]
+                     and b["command"] == r["command"]), None)
+        speedup = f"{r['prompts_per_second'] / base['prompts_per_second']:.2f}x" if base else "-"
+        md.append(f"| {r['dataset']} | `{r['model']}` | {r['mode']} | {r['split']} ({r['prompts']}) | {r['batch']} | "
+                  f"**{r['prompts_per_second']}** | {speedup} | {share(r['equal_to_generate'])} | "
+                  f"{share(r['verbatim_share'])} | {share(r['chatgpt_verbatim_share'])} | {share(r['answer_precision'])} | "
+                  f"{share(r['chatgpt_answer_precision'])} | {r['mean_answer_tokens']} | {r['cut_at_cap']} | "
+                  f"{r['answer_vocabulary']:,} ({r['max_answer_tokens']}) | {cpu(r)} | {r['commit']} | {r['date']} |")
+    differing = [d for r in runs[-3:] for d in r.get("first_differences", [])][:3]
+    if differing:
+        md += ["", "Answers that differ from `generate`'s (last run; `generate` first):", ""]
+        md += [f"- {before} / {after}" for before, after in differing]
     return md + closing(runs)
 
 

@@ -217,7 +217,8 @@ def route_table(dataset: str, label: str, stage2: list[dict], routes: list[dict]
 
     md = [f"### {dict(DATASETS)[dataset]}, label `{label}`", "",
           *head("| knowledge Z | answer form | seeds | test F1 | per-seed test F1 | vs text-only (paired) | share of ChatGPT's gain "
-                "(same seeds) | gold test entities verbatim in Z | distil min | Z min (every split) | tagger min (mean) |"),
+                "(same seeds) | gold entities verbatim in Z (test; train / dev / test where measured) | distil min | "
+                "Z min (every split; train / dev / test where measured) | tagger min (mean) |"),
           f"| (d) none (text only) | - | {', '.join(map(str, text))} | **{spread([r['test_f1'] for r in text.values()])}** | "
           f"{per_seed(text.values())} | | | - | - | - | "
           f"{statistics.fmean(r['wall_seconds'] for r in text.values()) / 60:.1f} |"]
@@ -236,9 +237,24 @@ def route_table(dataset: str, label: str, stage2: list[dict], routes: list[dict]
                   f"**{spread([r['test_f1'] for r in rows.values()])}** | "
                   f"{per_seed(rows.values())} | "
                   f"{f'{spread(own, signed=True)} ({len(own)})' if own else '-'} | {share} | "
-                  f"{100 * next(iter(rows.values()))['test_verbatim_share']:.1f}% | {step_minutes(steps, 'distill')} | "
-                  f"{step_minutes(steps, 'knowledge')} | {statistics.fmean(s['train']['seconds'] for s in steps) / 60:.1f} |")
+                  f"{verbatim_cell(next(iter(rows.values())))} | {step_minutes(steps, 'distill')} | "
+                  f"{z_minutes_cell(steps)} | {statistics.fmean(s['train']['seconds'] for s in steps) / 60:.1f} |")
     return md + [""]
+
+
+def verbatim_cell(row: dict) -> str:
+    """The gold entities found verbatim in a route's Z: the test split's, then every split's where the row has them."""
+    cell = f"{100 * row['test_verbatim_share']:.1f}%"
+    splits = row.get("z_verbatim_share")
+    return f"{cell} ({' / '.join(f'{100 * splits[s]:.1f}%' for s in ('train', 'dev', 'test'))})" if splits else cell
+
+
+def z_minutes_cell(steps: list[dict]) -> str:
+    """The minutes of the run that computed Z, and each split's where that run measured them."""
+    computed = max((s for s in steps if "knowledge" in s), key=lambda s: s["knowledge"]["seconds"], default=None)
+    splits = (computed or {}).get("knowledge", {}).get("split_minutes")
+    total = step_minutes(steps, "knowledge")
+    return f"{total} ({' / '.join(str(splits.get(s, '-')) for s in ('train', 'dev', 'test'))})" if splits else total
 
 
 def route_tables(stage2: list[dict], routes: list[dict]) -> list[str]:

@@ -263,3 +263,15 @@ def test_the_summary_figure_plots_the_tables_rows_and_the_renderer_writes_it_bes
     assert summary.startswith("Summary") and "](summary.png)" in summary
 
     assert summary_figure([], [], {}) is None and "](summary.png)" not in render({})  # no line of ours: no figure
+
+
+def test_the_route_table_shows_each_splits_verbatim_share_and_z_minutes_where_a_row_measured_them() -> None:
+    from render_summary import route_table
+
+    text = [{**stage2_row("twitter2015", "text", 42, 0.70), "label": "fp32", "wall_seconds": 600.0}]
+    old = route("retrieved", 42, 0.71, knowledge=60.0)
+    new = {**route("llm (distilled)", 42, 0.72, distill=600.0), "z_verbatim_share": {"train": 0.9, "dev": 0.81, "test": 0.8}}
+    new["steps"]["knowledge"] = {"seconds": 1800.0, "split_minutes": {"train": 20.5, "dev": 4.5, "test": 4.6}}
+    table = "\n".join(route_table("twitter2015", "fp32", text, [old, new]))
+    assert "| 50.0% (90.0% / 81.0% / 80.0%) | 10.0 | 30.0 (20.5 / 4.5 / 4.6) | 2.0 |" in table
+    assert "| 50.0% | - | 1.0 | 2.0 |" in table  # a row from before the fields: the test share and the whole step

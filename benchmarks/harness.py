@@ -259,6 +259,26 @@ def verbatim_share(entities: list[list[str]], answers: list[str]) -> float:
     return round(found / max(total, 1), 4)
 
 
+NAMED = re.compile(r"(?<![\w/.])\d+\.\s*([^()]+?)\s*\(")  # "1. Donald Trump (person)" in an entity-list answer
+
+
+def named_in_answer(answer: str) -> list[str]:
+    """The entity names an entity-list answer gives ("Named entities: 1. X (type) 2. Y (type)"), lower-cased, without a
+    leading ``#`` or ``@``."""
+    return [" ".join(name.lstrip("#@").lower().split()) for name in NAMED.findall(answer)]
+
+
+def answer_precision(entities: list[list[str]], answers: list[str]) -> float:
+    """Share of the names that the answers give (over all tweets) that are a gold entity of their tweet."""
+    named = hit = 0
+    for names, answer in zip(entities, answers):
+        gold = {" ".join(n.lstrip("#@").lower().split()) for n in names}
+        given = named_in_answer(answer)
+        named += len(given)
+        hit += sum(name in gold for name in given)
+    return round(hit / max(named, 1), 4)
+
+
 def commands(results: list[dict]) -> list[str]:
     """RESULTS.md's "Commands:" list of ``results`` (rows): each distinct command once, with its commit and date."""
     seen = dict.fromkeys(f"- `{r['command']}` (commit {r['commit']}, {r['date']})" for r in results)

@@ -1,4 +1,5 @@
-"""RESULTS.md's opening table: test F1 per dataset and knowledge source, ours (from the rows) beside published results.
+"""RESULTS.md's opening table: test F1 per dataset and knowledge source, ours (from the rows) beside published results,
+and our lines of it as a figure (benchmarks/summary.png: each seed's test F1 and the mean ± sd).
 
 Used by benchmarks/render_results.py. Our lines come from the rows alone: text-only and ChatGPT [T;Z]
 from stage2.jsonl's ``seeds`` rows, retrieved knowledge from stage2.jsonl's rows with
@@ -13,9 +14,11 @@ from collections import defaultdict
 from typing import Any
 
 from harness import head
+from mner import plots
 from render_seeds import by_seed, distilled_base, knowledge_backend, per_seed, seed_of, spread, step_minutes
 
 DATASETS = (("twitter2015", "Twitter-2015"), ("twitter2017", "Twitter-2017"))
+SUMMARY_FIGURE = "summary.png"  # beside RESULTS.md
 TEXT_LABEL = "seeds"  # the stage2.jsonl label of the text-only and ChatGPT [T;Z] taggers over seeds
 # stage2.jsonl labels with a text-only baseline of their own, each run as one campaign on one kind of machine
 CHATGPT = "ChatGPT [T;Z]: PGIM's released file"
@@ -28,7 +31,7 @@ PUBLISHED = (
     ("XLM-R-large-CRF", "none (text only)", "XLM-R-large + CRF", 77.04, 89.11),
     ("PGIM", "ChatGPT [T;Z]", "XLM-R-large + CRF", 79.33, 91.43),
 )
-Line = dict[str, Any]  # one of our lines: knowledge, rows by dataset (newest per seed), text-only rows paired with them
+Line = dict[str, Any]  # one of our lines: knowledge, its short name, rows by dataset (newest per seed), text-only rows paired
 
 
 def settings(row: dict) -> dict:
@@ -47,6 +50,11 @@ def answer_form(row: dict) -> str:
 def form_note(form: str) -> str:
     """How a line names Z cut to its entity list."""
     return ", entity list only" if form == "entities" else ""
+
+
+def short_name(knowledge: str, form: str, label: str) -> str:
+    """A line's name in the summary figure: its knowledge in a few words, the answer form, the stage2 label."""
+    return f"{knowledge}{', entity list' if form == 'entities' else ''} ({label})"
 
 
 def distilled_lines(swaps: list[dict], bases: dict[str, str]) -> dict[str, dict[str, list[dict]]]:
@@ -79,7 +87,9 @@ def route_lines(routes: list[dict], text: dict[str, dict[str, list[dict]]]) -> l
     for (label, route, base, form), by_dataset in sorted(groups.items()):
         name = (f"distilled {base}, own train Z" if "distilled" in route else
                 CHATGPT if route == "file" else f"{route} (`stage1.knowledge.backend: {route}`)")
+        short = f"distilled {base}" if "distilled" in route else "ChatGPT file" if route == "file" else route
         lines.append({"knowledge": f"{name}{form_note(form)} (`{label}`)", "text": text.get(label, {}),
+                      "short": short_name(short, form, label),
                       "rows": {d: list(rows.values()) for d, rows in by_dataset.items()}})
     return lines
 
@@ -98,15 +108,18 @@ def our_lines(stage2: list[dict], swaps: list[dict], bases: dict[str, str], rout
     for label, campaign in LABELS.items():
         kinds = sorted({(knowledge_backend(r), answer_form(r)) for r in scored if r["label"] == label
                         and r["variant"] == "text+knowledge"}, key=lambda kind: (kind[0] != "file", kind))
-        lines.append({"knowledge": f"none (text only) (`{label}`)", "rows": text[label], "text": {}, "campaign": campaign})
+        lines.append({"knowledge": f"none (text only) (`{label}`)", "rows": text[label], "text": {}, "campaign": campaign,
+                      "short": short_name("text-only", "full", label)})
         for backend, form in kinds:
             name = CHATGPT if backend == "file" else f"{backend} (`stage1.knowledge.backend: {backend}`)"
             lines.append({"knowledge": f"{name}{form_note(form)} (`{label}`)", "text": text[label], "campaign": campaign,
+                          "short": short_name("ChatGPT file" if backend == "file" else backend, form, label),
                           "rows": rows_of(lambda r, label=label, backend=backend, form=form: r["label"] == label and
                                           r["variant"] == "text+knowledge" and knowledge_backend(r) == backend
                                           and answer_form(r) == form)})
         if label == TEXT_LABEL:
-            lines += [{"knowledge": f"distilled {name}, own train Z (`{label}`)", "rows": rows, "text": text[label]}
+            lines += [{"knowledge": f"distilled {name}, own train Z (`{label}`)", "rows": rows, "text": text[label],
+                       "short": short_name(f"distilled {name}", "full", label)}
                       for name, rows in sorted(distilled_lines(swaps, bases).items(), reverse=True)]
     return lines + route_lines(routes or [], text)
 
@@ -139,9 +152,28 @@ def hardware(rows: list[dict]) -> str:
                              for parts in (r["machine"].split(", ") for r in rows)}))
 
 
+def summary_points(stage2: list[dict], swaps: list[dict], bases: dict[str, str], routes: list[dict] | None = None
+                   ) -> dict[str, dict[str, list[float]]]:
+    """Per dataset, each of our table's lines (by its short name) with its seeds' test F1 in points: the same rows the
+    table averages. Empty when no line has a row."""
+    lines = [line for line in our_lines(stage2, swaps, bases, routes) if any(line["rows"].values())]
+    if not lines:
+        return {}
+    return {name: {line["short"]: [100 * r["test_f1"] for r in line["rows"].get(dataset, [])] for line in lines}
+            for dataset, name in DATASETS}
+
+
+def summary_figure(stage2: list[dict], swaps: list[dict], bases: dict[str, str], routes: list[dict] | None = None
+                   ) -> bytes | None:
+    """:func:`summary_points` as a PNG (each seed a dot, the mean ± sd a bar, a panel per dataset); None without points."""
+    points = summary_points(stage2, swaps, bases, routes)
+    return plots.f1_by_route(points) if points else None
+
+
 def summary_section(stage2: list[dict], swaps: list[dict], bases: dict[str, str], routes: list[dict] | None = None
                     ) -> list[str]:
-    """The summary table: our lines from the rows, then the published ones, cited."""
+    """The summary table: our lines from the rows, then the published ones, cited; below it the figure of our lines
+    (:func:`summary_figure`, written beside RESULTS.md by render_results.py) when there is one."""
     md = ["## Summary: test F1 by dataset and knowledge source", "",
           "Strict entity-level F1 on each test split. Ours: mean ± standard deviation over training seeds (n−1), and the "
           "difference to the text-only tagger of the same seed and training settings, averaged over the seeds both have "
@@ -150,16 +182,21 @@ def summary_section(stage2: list[dict], swaps: list[dict], bases: dict[str, str]
           "citation, not a measurement.", "",
           *head("| system | knowledge Z | encoder + tagger | hardware | " + " | ".join(f"{name} | vs text-only" for _, name in DATASETS)
                 + " |")]
+    ours = False
     for line in our_lines(stage2, swaps, bases, routes):
         by_dataset = {d: line["rows"].get(d, []) for d, _ in DATASETS}
         rows = [r for dataset_rows in by_dataset.values() for r in dataset_rows]
         if rows:
+            ours = True
             cells = [f"{f1_cell(by_dataset[d])} | {gain_cell(by_dataset[d], line['text'].get(d, [])) if line['text'] else ''}"
                      for d, _ in DATASETS]
             md.append(f"| mner (ours) | {line['knowledge']} | {encoder(rows)} | {hardware(rows)} | {' | '.join(cells)} |")
     md += [f"| {system} [1] | {knowledge} | {tagger} | as published | {t15:.2f} | | {t17:.2f} | |"
            for system, knowledge, tagger, t15, t17 in PUBLISHED]
-    return md + ["", f"[1] {PGIM_TABLE_2}.", ""]
+    md += ["", f"[1] {PGIM_TABLE_2}.", ""]
+    if ours:
+        md += [f"![Our lines of the table: test F1 of each seed (dots) and the mean ± sd, per dataset]({SUMMARY_FIGURE})", ""]
+    return md
 
 
 def route_table(dataset: str, label: str, stage2: list[dict], routes: list[dict]) -> list[str]:

@@ -240,7 +240,8 @@ def predict_command(
     run_or_dir: str = typer.Option(..., "--run", help=(
         "The model: latest (the newest in the store), latest:VARIANT, DATASET/VARIANT (e.g. "
         "twitter2015-sample/text+knowledge), DATASET/latest, a train-stage directory, or its key (a prefix will do).")),
-    text: str = typer.Option(..., "--text", help="The post; tokens are split on whitespace."),
+    text: str = typer.Option(..., "--text", help="The post, split into tokens as `mner tag` splits raw text (the "
+                                                 "model's tokenization, docs/tokenization.md)."),
     image: Optional[Path] = typer.Option(None, "--image", help="The post's image: captioned and OCR'd with the configured backends."),
     knowledge: Optional[str] = typer.Option(None, "--knowledge", help=(
         "Route of knowledge Z, as for `mner tag`: none, file (Z from --knowledge-text), llm, distilled, retrieved "
@@ -292,8 +293,8 @@ def predict_command(
     cfg, identity, found_by = _route_asked(name, trained, cfg, config, overrides, artifacts_root, distilled)
     try:
         result = predict_post(model_dir, text, cfg, knowledge_text if name == "file" else None, image, name in LLM_ROUTES,
-                              backbone_dir, read_prefect_secret, identity, found_by,
-                              trained.answer_form if trained else "full")
+                              backbone_dir, read_prefect_secret, identity, route=found_by,
+                              answer_form=trained.answer_form if trained else "full")
     except ValueError as exc:  # no Z for the post by its route, or a prompt over the budget
         typer.echo(f"error: {exc}", err=True)
         raise typer.Exit(1) from exc

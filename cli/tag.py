@@ -30,8 +30,8 @@ def tag_command(
     with_knowledge: bool = typer.Option(False, "--with-knowledge", help="Keep each post's knowledge Z in tagged.jsonl."),
     max_rejected_share: float = typer.Option(0.05, "--max-rejected-share", help="Fail when more posts are rejected."),
     shard_size: int = typer.Option(SHARD_SIZE, "--shard-size", min=1, help="Posts per shard (the unit of caching and resuming)."),
-    tokenizer_style: Optional[str] = typer.Option(None, "--tokenization", help="twitter2017 or twitter2015 "
-                                                                               "(default: that of the model's dataset)."),
+    tokenizer_style: Optional[str] = typer.Option(None, "--tokenization", help="twitter2017, twitter2015 or chars "
+                                                                               "(default: the one the model recorded)."),
     config: Optional[Path] = typer.Option(None, "--config", "-c",
                                           help="Config naming the store, runner and LLM (default: the demo's)."),
     artifacts_root: Optional[Path] = typer.Option(None, "--artifacts-root", help=(

@@ -28,6 +28,7 @@ from typing import Any, Callable
 
 import torch
 
+from engine.answer_decoding import answer_vocabulary, word_form_tokens, write_answer_vocabulary
 from engine.answer_loss import answer_loss
 from engine.local_generate import load_causal_lm, precision_name
 from engine.runtime import memory_mib, pick_device, set_seed, set_threads, use_bf16
@@ -327,9 +328,14 @@ def distill_job(job: dict[str, Any], log: Callable[[str], None] = print) -> dict
     if cfg.method == "lora":
         model = model.merge_and_unload()
     save_model_dir(model, tokenizer, work_dir / MODEL_DIR)
+    vocabulary = answer_vocabulary((ids[prompt_len:] for ids, prompt_len in train + held), tokenizer.eos_token_id,
+                                   word_form_tokens(tokenizer, [ids[:prompt_len] for ids, prompt_len in train + held]))
+    write_answer_vocabulary(vocabulary, work_dir / MODEL_DIR)
     result = {"epochs": cfg.epochs, "steps": state["steps"], "steps_run": steps_run, "resumed_from_step": resumed_from,
               "train_pairs": len(train), "heldout_pairs": len(held), "cut_answers": len(cut), "left_out": left_out,
-              "trainable_parameters": trained, "history": state["history"], "train_seconds": round(state["train_seconds"], 2),
+              "trainable_parameters": trained, "answer_vocabulary": len(vocabulary.token_ids),
+              "max_answer_tokens": vocabulary.max_answer_tokens, "history": state["history"],
+              "train_seconds": round(state["train_seconds"], 2),
               "peak_rss_mib": memory_mib()["peak_rss_mib"], "bf16": bf16}
     finished.write_text(json.dumps(result, indent=2), encoding="utf-8")  # written last: the model is complete
     checkpoint.unlink(missing_ok=True)

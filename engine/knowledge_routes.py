@@ -180,15 +180,39 @@ def prompt_rows(queries: list[Sample], config: PipelineConfig, backbone_dir: str
         _, hits = retrieve(queries, [item for item, _ in by_image.values()], embedder, s1.retrieval.top_n)
         shots = [[by_image[hit["image_id"]] for hit in found[: s1.prompt.n_examples]] for found in hits]
     template = load_template({**template_sources(s1.prompt.template_dir), **sources})
+    if template.uses_similar != bool(s1.prompt.similar_answers):
+        raise ValueError(f"{s1.prompt.template_dir}: the query template {'uses' if template.uses_similar else 'has no'} "
+                         f"${{similar}} and stage1.prompt.similar_answers is {s1.prompt.similar_answers}; use the config "
+                         "the model was distilled with")
+    similar = similar_answer_lines(queries, config) if template.uses_similar else [""] * len(queries)
     count = make_token_counter(s1.prompt.tokenizer)
     rows: list[dict[str, Any]] = []
-    for query, examples in zip(queries, shots):
+    for query, examples, similar_text in zip(queries, shots, similar):
         try:
             rows.append({"id": query.id, "messages": fit_prompt(template, examples, query, count,
-                                                                 s1.prompt.max_prompt_tokens).messages})
+                                                                 s1.prompt.max_prompt_tokens, similar_text).messages})
         except PromptBudgetError as err:
             rows.append({"id": query.id, "error": {"reason": str(err)}})
     return rows
+
+
+def similar_answer_lines(queries: list[Sample], config: PipelineConfig) -> list[str]:
+    """What each query's ``${similar}`` shows: the teacher's answers for its ``stage1.prompt.similar_answers`` most
+    similar train posts, as the pipeline's ``retrieved`` stage finds them."""
+    from engine.retrieved_knowledge import answers_as_lines
+
+    ds, s1 = config.dataset, config.stage1
+    r = s1.knowledge.retrieved
+    answers = r.answers or ds.knowledge_train
+    if answers is None:
+        raise ValueError("the prompt shows the teacher's answers for similar train posts (stage1.prompt.similar_answers), "
+                         "and the config names none: set dataset.knowledge_train or stage1.knowledge.retrieved.answers")
+    captions = ds.captions if s1.caption.backend == "file" else None
+    settings = {"train": str(ds.train), "answers": str(answers), "captions": str(captions) if captions else None,
+                "embedder": r.embedder, "encoder": r.encoder, "seed": s1.retrieval.seed}
+    found = train_answer_index(settings, s1.knowledge.answer_form).knowledge(queries, s1.prompt.similar_answers,
+                                                                            r.min_score, own_ids=False)
+    return [answers_as_lines(z.knowledge) for z in found]
 
 
 def _ask_llm(route: KnowledgeRoute, posts: list[Sample]) -> Found:

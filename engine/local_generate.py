@@ -6,7 +6,9 @@ and chat template. :meth:`LocalGenerator.generate` answers chat prompts in batch
 by length (less padding), left padding, KV cache, greedy at temperature 0 (else sampling with
 ``temperature``/``top_p`` from ``seed``), stopping at EOS or ``max_tokens``, with the weights in bf16
 when ``precision`` asks for it and the device has it (:mod:`engine.runtime`; autocast would convert
-the weights again at every token). Generation holds a per-model lock: shards on threads
+the weights again at every token). Greedy answers come from :func:`engine.answer_decoding.greedy_answers`
+(rows leave the batch as they end; a distilled model's saved answer vocabulary narrows the output head
+and caps the answer's length); sampling from ``model.generate``. Generation holds a per-model lock: shards on threads
 take turns on the cores instead of fighting over them. The llm stage runs this generator in the main
 thread of a process of its own (:mod:`engine.generation_process`); ``mner predict`` runs it here.
 
@@ -26,6 +28,7 @@ from typing import Any, Callable, Iterator, Protocol, Sequence
 import torch
 
 from engine.answer_cache import AnswerCache
+from engine.answer_decoding import VOCABULARY_FILE, AnswerVocabulary, greedy_answers, read_answer_vocabulary, word_form_tokens
 from engine.llm_client import Completion, EndpointGone, LLMSettings, Usage, cache_key, cache_record
 from engine.runtime import pick_device, set_threads, use_bf16
 from mner import processes
@@ -54,10 +57,19 @@ def resolve_model(local_model: str | Path | None) -> Path:
 
 
 def local_identity(local_model: str | Path | None, precision: str) -> str:
-    """The cache keys' name for this backend: engine, model file (name and size) and the precision it runs in."""
+    """The cache keys' name for this backend: engine, model file (name and size), the precision it runs in, and
+    ``answer-vocabulary`` where the model's saved answer vocabulary narrows its greedy decoding."""
     path = resolve_model(local_model)
     size = path.stat().st_size if path.is_file() else sum(p.stat().st_size for p in path.rglob("*") if p.is_file())
-    return f"transformers:{path.name}:{size}:{precision_name(precision)}"
+    return f"transformers:{path.name}:{size}:{precision_name(precision)}{decoding_suffix(path)}"
+
+
+def decoding_suffix(path: Path) -> str:
+    """``:answer-vocabulary`` for a model directory with a saved answer vocabulary, else nothing."""
+    return f":{ANSWER_VOCABULARY}" if path.is_dir() and (path / VOCABULARY_FILE).is_file() else ""
+
+
+ANSWER_VOCABULARY = "answer-vocabulary"
 
 
 def precision_name(precision: str) -> str:
@@ -89,8 +101,8 @@ class BatchGenerator(Protocol):
 class LocalGenerator:
     """A causal LM and its tokenizer on one device; :meth:`generate` answers chat prompts in batches."""
 
-    def __init__(self, model: Any, tokenizer: Any, device: torch.device) -> None:
-        self.model, self.tokenizer, self.device = model, tokenizer, device
+    def __init__(self, model: Any, tokenizer: Any, device: torch.device, vocabulary: AnswerVocabulary | None = None) -> None:
+        self.model, self.tokenizer, self.device, self.vocabulary = model, tokenizer, device, vocabulary
         self.bf16 = model.dtype == torch.bfloat16
         self.lock = threading.Lock()
 
@@ -118,24 +130,28 @@ class LocalGenerator:
                seed: int | None) -> list[Generated]:
         pad = self.tokenizer.pad_token_id if self.tokenizer.pad_token_id is not None else self.tokenizer.eos_token_id
         eos = self.tokenizer.eos_token_id
+        if temperature <= 0:
+            cap = min(max_tokens, self.vocabulary.max_answer_tokens) if self.vocabulary else max_tokens
+            head = self.vocabulary.subset(ids, word_form_tokens(self.tokenizer, ids)) if self.vocabulary else None
+            return [self._answer(prompt, row, eos) for prompt, row in
+                    zip(ids, greedy_answers(self.model, ids, cap, eos, pad, head))]
         width = max(len(x) for x in ids)
         input_ids = torch.tensor([[pad] * (width - len(x)) + x for x in ids], device=self.device)
         mask = torch.tensor([[0] * (width - len(x)) + [1] * len(x) for x in ids], device=self.device)
-        sample = temperature > 0
-        if sample and seed is not None:
+        if seed is not None:
             torch.manual_seed(seed)
-        options: dict[str, Any] = {"do_sample": True, "temperature": temperature, "top_p": top_p, "top_k": None} \
-            if sample else {"do_sample": False, "temperature": None, "top_p": None, "top_k": None}
         with torch.inference_mode():
             out = self.model.generate(input_ids=input_ids, attention_mask=mask, max_new_tokens=max_tokens,
-                                      pad_token_id=pad, eos_token_id=eos, use_cache=True, **options)
-        answers = []
-        for prompt, row in zip(ids, out[:, width:].tolist()):
-            ended = eos in row
-            tokens = row[: row.index(eos)] if ended else row
-            answers.append(Generated(self.tokenizer.decode(tokens, skip_special_tokens=True), len(prompt),
-                                     len(tokens) + int(ended), "stop" if ended else "length"))
-        return answers
+                                      pad_token_id=pad, eos_token_id=eos, use_cache=True, do_sample=True,
+                                      temperature=temperature, top_p=top_p, top_k=None)
+        return [self._answer(prompt, row, eos) for prompt, row in zip(ids, out[:, width:].tolist())]
+
+    def _answer(self, prompt: list[int], row: list[int], eos: int) -> Generated:
+        """One generated row (whatever follows EOS ignored) as a :class:`Generated`."""
+        ended = eos in row
+        tokens = row[: row.index(eos)] if ended else row
+        return Generated(self.tokenizer.decode(tokens, skip_special_tokens=True), len(prompt), len(tokens) + int(ended),
+                         "stop" if ended else "length")
 
 
 _GENERATORS: dict[tuple[str, str], LocalGenerator] = {}
@@ -179,7 +195,8 @@ def load_generator(local_model: str | Path | None, precision: str) -> LocalGener
             device = pick_device("auto")
             model, tokenizer = load_causal_lm(path, require_chat_template(path))
             dtype = torch.bfloat16 if use_bf16(precision, device) else torch.float32
-            _GENERATORS[key] = LocalGenerator(model.to(device, dtype).eval(), tokenizer, device)
+            vocabulary = read_answer_vocabulary(path) if decoding_suffix(path) else None
+            _GENERATORS[key] = LocalGenerator(model.to(device, dtype).eval(), tokenizer, device, vocabulary)
         return _GENERATORS[key]
 
 

@@ -11,10 +11,11 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from engine.knowledge_routes import KnowledgeRoute, image_text, knowledge_for, prompt_rows
+from engine.tagging import entities_of, raw_tokens
 from mner.config import LlmConfig, PipelineConfig
+from mner.model_routes import model_tokenization
 from mner.pgim import answer_in_form
 from mner.samples import Sample
-from mner.tags import iob2_spans
 
 if TYPE_CHECKING:
     from engine.llm_client import LLMSettings, SecretReader
@@ -64,11 +65,12 @@ def knowledge_settings(llm: LlmConfig, base_url: str, identity: str | None = Non
 def predict_post(
     model_dir: str | Path, text: str, config: PipelineConfig, knowledge: str | None = None,
     image: str | Path | None = None, ask_llm: bool = False, backbone_dir: str | Path | None = None,
-    read_secret: SecretReader | None = None, llm_identity: str | None = None, route: KnowledgeRoute | None = None,
-    answer_form: str = "full",
+    read_secret: SecretReader | None = None, llm_identity: str | None = None, style: str | None = None,
+    route: KnowledgeRoute | None = None, answer_form: str = "full",
 ) -> dict[str, Any]:
-    """Entities of one post as a JSON-able dict: tokens, tags, entities (text, type, start, end), inputs used.
+    """Entities of one post as a JSON-able dict: tokens, tags, entities (text, type, start, end, chars), inputs used.
 
+    The text is split as ``mner tag`` splits raw posts: by the tokenization the model recorded (``style`` overrides it).
     Z is ``knowledge`` as given, else the configured LLM's answer (``ask_llm``), else what ``route`` finds (a route of
     :mod:`engine.knowledge_routes`; a post it finds none for raises ``ValueError`` with the reason); it is cut to
     ``answer_form``, the form the model's Z had.
@@ -76,7 +78,8 @@ def predict_post(
     from engine.runtime import pick_device
     from engine.taggers import load_tagger, predict
 
-    tokens = text.split()
+    style = style or model_tokenization(model_dir)
+    tokens, spans = raw_tokens(text, style)
     if not tokens:
         raise ValueError("the text has no tokens")
     seen = image_text(image, config) if image else {"caption": "", "ocr": "", "errors": []}
@@ -91,6 +94,5 @@ def predict_post(
     device = pick_device("auto")
     tagger, encoder = load_tagger(model_dir, device)
     tags = predict(tagger, [encoder.encode(tokens, None, knowledge or None)], device, bf16=False)[0]
-    entities = [{"text": " ".join(tokens[s.start : s.end]), "type": s.type, "start": s.start, "end": s.end}
-                for s in iob2_spans(tags)]
-    return {"tokens": tokens, "tags": tags, "entities": entities, "knowledge": knowledge or "", **seen}
+    return {"tokens": tokens, "tags": tags, "entities": entities_of(tokens, tags, text, spans), "tokenization": style,
+            "knowledge": knowledge or "", **seen}

@@ -1,7 +1,8 @@
 """Few-shot prompts for the auxiliary-knowledge LLM, built from template files under a token budget.
 
 A template folder (``prompts/pgim_v1/``) holds ``head.txt`` (the task, as the system message),
-``example.txt`` and ``query.txt`` (one post: ``${text}``, ``${caption}``, ``${ocr}``) and
+``example.txt`` and ``query.txt`` (one post: ``${text}``, ``${caption}``, ``${ocr}``; the query may also
+show ``${similar}``, the teacher's answers for the post's most similar train posts) and
 ``VERSION``. The stage gets the files through ``sources`` (see :func:`template_sources`), so
 their content hashes enter its cache key. A prompt is a chat: system = head; per in-context
 example a user message (the example post) and an assistant message (its hand-written answer),
@@ -29,6 +30,7 @@ from mner.samples import Sample
 TEMPLATE_FILES = {"template_head": "head.txt", "template_example": "example.txt",
                   "template_query": "query.txt", "template_version": "VERSION"}
 PLACEHOLDERS = {"text", "caption", "ocr"}
+SIMILAR = "similar"  # the query's placeholder for the teacher's answers to its most similar train posts
 MESSAGE_OVERHEAD = 4
 EMPTY = "(none)"
 TokenCounter = Callable[[str], int]
@@ -47,9 +49,15 @@ class PromptTemplate:
     example: Template
     query: Template
 
-    def post(self, template: Template, item: Sample) -> str:
-        """One post rendered through ``template`` (empty caption/OCR shown as ``(none)``)."""
-        return template.substitute(text=item.text, caption=item.caption or EMPTY, ocr=item.ocr or EMPTY)
+    @property
+    def uses_similar(self) -> bool:
+        """Whether the query shows the teacher's answers for similar train posts (``${similar}``)."""
+        return SIMILAR in self.query.get_identifiers()
+
+    def post(self, template: Template, item: Sample, similar: str = "") -> str:
+        """One post rendered through ``template`` (empty caption, OCR or similar answers shown as ``(none)``)."""
+        return template.substitute(text=item.text, caption=item.caption or EMPTY, ocr=item.ocr or EMPTY,
+                                   similar=similar or EMPTY)
 
 
 @dataclass
@@ -93,7 +101,7 @@ def load_template(sources: dict[str, str]) -> PromptTemplate:
         raise ValueError(f"{sources['template_version']}: empty template version")
     head = _read_template(sources["template_head"], set()).substitute()
     return PromptTemplate(version, head, _read_template(sources["template_example"], PLACEHOLDERS),
-                          _read_template(sources["template_query"], PLACEHOLDERS))
+                          _read_template(sources["template_query"], PLACEHOLDERS | {SIMILAR}))
 
 
 @lru_cache(maxsize=4)
@@ -113,13 +121,13 @@ def _cost(count: TokenCounter, content: str) -> int:
     return count(content) + MESSAGE_OVERHEAD
 
 
-def _cut_field(template: PromptTemplate, query: Sample, name: str, room: int, count: TokenCounter) -> Sample:
+def _cut_field(template: PromptTemplate, query: Sample, name: str, room: int, count: TokenCounter, similar: str) -> Sample:
     """``query`` with field ``name`` cut to the most leading words whose message costs at most ``room``."""
     words = getattr(query, name).split()
     low, high = 0, len(words)
     while low < high:
         mid = (low + high + 1) // 2
-        if _cost(count, template.post(template.query, replace(query, **{name: " ".join(words[:mid])}))) <= room:
+        if _cost(count, template.post(template.query, replace(query, **{name: " ".join(words[:mid])}), similar)) <= room:
             low = mid
         else:
             high = mid - 1
@@ -127,12 +135,14 @@ def _cut_field(template: PromptTemplate, query: Sample, name: str, room: int, co
 
 
 def fit_prompt(template: PromptTemplate, examples: Sequence[tuple[Sample, str]], query: Sample,
-               count: TokenCounter, max_tokens: int) -> Prompt:
-    """The chat prompt for ``query`` with ``examples`` (best first, each with its answer) within ``max_tokens``."""
+               count: TokenCounter, max_tokens: int, similar: str = "") -> Prompt:
+    """The chat prompt for ``query`` with ``examples`` (best first, each with its answer) within ``max_tokens``.
+
+    ``similar``: what the query's ``${similar}`` shows (the teacher's answers for its most similar train posts)."""
     head = _cost(count, template.head)
     shots = [(template.post(template.example, item), answer) for item, answer in examples]
     shot_costs = [_cost(count, user) + _cost(count, answer) for user, answer in shots]
-    query_cost = _cost(count, template.post(template.query, query))
+    query_cost = _cost(count, template.post(template.query, query, similar))
     keep = len(shots)
     while keep and head + sum(shot_costs[:keep]) + query_cost > max_tokens:
         keep -= 1
@@ -141,8 +151,8 @@ def fit_prompt(template: PromptTemplate, examples: Sequence[tuple[Sample, str]],
         if head + query_cost <= max_tokens or keep:
             break
         if getattr(query, name):
-            query = _cut_field(template, query, name, max_tokens - head, count)
-            query_cost = _cost(count, template.post(template.query, query))
+            query = _cut_field(template, query, name, max_tokens - head, count, similar)
+            query_cost = _cost(count, template.post(template.query, query, similar))
             truncated.append(name)
     total = head + sum(shot_costs[:keep]) + query_cost
     if total > max_tokens:
@@ -151,7 +161,7 @@ def fit_prompt(template: PromptTemplate, examples: Sequence[tuple[Sample, str]],
     messages = [{"role": "system", "content": template.head}]
     for user, answer in shots[:keep]:
         messages += [{"role": "user", "content": user}, {"role": "assistant", "content": answer}]
-    messages.append({"role": "user", "content": template.post(template.query, query)})
+    messages.append({"role": "user", "content": template.post(template.query, query, similar)})
     ids = [item.image_id or item.id for item, _ in examples]
     return Prompt(messages, ids[:keep], total, ids[keep:], truncated)
 

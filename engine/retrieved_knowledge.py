@@ -20,6 +20,11 @@ from mner.samples import Sample
 SEPARATOR = "\n\n"
 
 
+def answers_as_lines(knowledge: str) -> str:
+    """A retrieved Z as a prompt shows it: one neighbour's answer per line, nearest first."""
+    return "\n".join(part.strip() for part in knowledge.split(SEPARATOR) if part.strip())
+
+
 @dataclass(frozen=True)
 class RetrievedKnowledge:
     """One post's Z and the train posts it came from, as ``{"id", "score"}``, nearest first."""

@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Iterable
 
 from engine.knowledge_routes import KnowledgeRoute, knowledge_for
-from mner.post_tokens import tokenize_post
+from mner.post_tokens import DEFAULT_STYLE, join_tokens, tokenize_post
 from mner.posts import RawPost
 from mner.samples import Sample
 from mner.tags import iob2_spans
@@ -47,11 +47,14 @@ def loaded_tagger(model_dir: str | Path) -> tuple[Any, Any, Any, bool]:
 
 
 def entities_of(tokens: list[str], tags: list[str], text: str | None = None,
-                spans: list[tuple[int, int]] | None = None) -> list[dict[str, Any]]:
-    """Entities of a tagged post: type, text, token span ``[start, end)``; with the raw text, its words and ``chars``."""
+                spans: list[tuple[int, int]] | None = None, style: str = DEFAULT_STYLE) -> list[dict[str, Any]]:
+    """Entities of a tagged post: type, text, token span ``[start, end)``; with the raw text, its words and ``chars``.
+
+    Without the raw text, an entity's text is its tokens joined as the tokenization ``style`` reads them.
+    """
     found = []
     for span in iob2_spans(tags):
-        entity: dict[str, Any] = {"type": span.type, "text": " ".join(tokens[span.start:span.end]),
+        entity: dict[str, Any] = {"type": span.type, "text": join_tokens(tokens[span.start:span.end], style),
                                   "start": span.start, "end": span.end}
         if text is not None and spans is not None:
             first, last = spans[span.start][0], spans[span.end - 1][1]
@@ -60,11 +63,16 @@ def entities_of(tokens: list[str], tags: list[str], text: str | None = None,
     return found
 
 
+def raw_tokens(text: str, style: str) -> tuple[list[str], list[tuple[int, int]]]:
+    """The tokens of raw ``text`` in the convention ``style`` and each one's character span in it."""
+    tokens = tokenize_post(text, style)
+    return [t.text for t in tokens], [(t.start, t.end) for t in tokens]
+
+
 def _tokens(post: RawPost, style: str) -> tuple[list[str], list[tuple[int, int]] | None]:
     if post.tokens is not None:
         return post.tokens, None
-    tokens = tokenize_post(post.text or "", style)
-    return [t.text for t in tokens], [(t.start, t.end) for t in tokens]
+    return raw_tokens(post.text or "", style)
 
 
 def tag_posts(posts: Iterable[RawPost], model_dir: str | Path, route: KnowledgeRoute, style: str,
@@ -100,7 +108,7 @@ def tag_posts(posts: Iterable[RawPost], model_dir: str | Path, route: KnowledgeR
         row: dict[str, Any] = {"id": post.id, "where": post.where}
         if post.text is not None:
             row["text"] = post.text
-        row.update(tokens=tokens, tags=tags, entities=entities_of(tokens, tags, post.text, spans), knowledge=z)
+        row.update(tokens=tokens, tags=tags, entities=entities_of(tokens, tags, post.text, spans, style), knowledge=z)
         if post.image:
             row["image"] = post.image
         tagged.append(row)

@@ -112,7 +112,7 @@ def pipeline(
     for variant in cfg.variants:
         models[variant] = run_stage(train_model, "train" in recompute, data=joined, variant=variant,
                                     model=cfg.model.model_dump(mode="json"), train=cfg.train.model_dump(mode="json"),
-                                    runtime={"dataset": ds.name}, artifacts_root=root)
+                                    tokenization=ds.tokenization, runtime={"dataset": ds.name}, artifacts_root=root)
         dirs[f"model ({variant})"] = models[variant]["dir"]
     if until == "train":
         return {f"train ({v})": m["dir"] for v, m in models.items()}
@@ -120,7 +120,7 @@ def pipeline(
         evaluations[variant] = run_stage(evaluate_model, "evaluate" in recompute, data=joined, model=model,
                                          variant=variant, precision=cfg.train.precision, artifacts_root=root)
         dirs[f"scores ({variant})"] = evaluations[variant]["dir"]
-    return publish_report(ds.name, evaluations, dirs, cfg.model_dump(mode="json"), joined)
+    return publish_report(ds.name, evaluations, dirs, cfg.model_dump(mode="json"), joined, models)
 
 
 if __name__ == "__main__":

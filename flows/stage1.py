@@ -9,7 +9,8 @@ With ``stage1.retrieval.embedder: fused`` the multimodal backbone is trained fir
 With ``stage1.knowledge.backend: file`` the knowledge is PGIM's released ChatGPT answers (joined
 in stage 2) and retrieval, prompts and the LLM are skipped. With ``retrieved`` the stage
 ``retrieved`` gives each post the teacher's answers for its most similar train posts instead, and
-no LLM runs.
+no LLM runs. With ``stage1.prompt.similar_answers: k`` the same stage finds k such answers for
+every post, and the prompts show them (a retrieval-augmented student).
 """
 
 from __future__ import annotations
@@ -94,10 +95,14 @@ def stage1(config: PipelineConfig, data: dict[str, Any], refresh: list[str], unt
     if done("retrieve"):
         return out
     p = cfg.prompt
+    if p.similar_answers:
+        out["retrieved"] = run_stage(retrieved_knowledge, "retrieved" in refresh,
+                                     **retrieved_params(config, data, out, p.similar_answers))
     out["prompts"] = run_stage(build_prompts, "prompts" in refresh, data=data, retrieval=out["retrieve"],
                                captions=out["caption"], ocr=out["ocr"],
                                sources={**template_sources(p.template_dir), **examples}, n_examples=p.n_examples,
-                               max_prompt_tokens=p.max_prompt_tokens, tokenizer=p.tokenizer, artifacts_root=root)
+                               max_prompt_tokens=p.max_prompt_tokens, tokenizer=p.tokenizer, artifacts_root=root,
+                               **({"similar": out["retrieved"]} if p.similar_answers else {}))
     if done("prompts"):
         return out
     llm = cfg.llm
@@ -135,11 +140,12 @@ def backbone_params(config: PipelineConfig, data: dict[str, Any], captions: dict
                 train=config.train.model_dump(mode="json"), artifacts_root=str(config.artifacts_root))
 
 
-def retrieved_params(config: PipelineConfig, data: dict[str, Any], out: dict[str, Any]) -> dict[str, Any]:
-    """Parameters of the ``retrieved`` stage: the teacher's train answers by content, the neighbour settings as config."""
+def retrieved_params(config: PipelineConfig, data: dict[str, Any], out: dict[str, Any], k: int | None = None) -> dict[str, Any]:
+    """Parameters of the ``retrieved`` stage: the teacher's train answers by content, the neighbour settings as config
+    (``k`` neighbours, default ``stage1.knowledge.retrieved.k``)."""
     r = config.stage1.knowledge.retrieved
     return dict(data=data, captions=out["caption"], ocr=out["ocr"],
-                sources={"answers": as_source(r.answers or config.dataset.knowledge_train)}, k=r.k, embedder=r.embedder,
+                sources={"answers": as_source(r.answers or config.dataset.knowledge_train)}, k=k or r.k, embedder=r.embedder,
                 encoder=r.encoder, min_score=r.min_score, seed=config.stage1.retrieval.seed,
                 answer_form=config.stage1.knowledge.answer_form, min_aligned_share=config.dataset.min_aligned_share,
                 artifacts_root=str(config.artifacts_root))

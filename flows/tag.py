@@ -24,8 +24,8 @@ from engine.distillation import MODEL_DIR, distilled_identity
 from engine.llm_server import resolve_base_url
 from engine.local_generate import answering_identity
 from mner.config import PipelineConfig, resolve_config
-from mner.model_routes import TrainedRoute, choose_route, model_output, trained_route
-from mner.post_tokens import STYLES, style_for_dataset
+from mner.model_routes import TrainedRoute, choose_route, model_output, model_tokenization, trained_route
+from mner.post_tokens import STYLES
 from mner.posts import FORMATS, SHARD_SIZE, detect_format, input_files, scan_shards
 from mner.store import ArtifactStore, check_writable_root
 from mner.trained import latest_distilled, resolve_model
@@ -78,10 +78,11 @@ def route_settings(name: str, trained: TrainedRoute, cfg: PipelineConfig, root: 
 
 def route_sources(name: str, cfg: PipelineConfig, knowledge_file: str | None) -> dict[str, str | None]:
     """The files a route reads, by content in the shards' key: a file of Z, or the train split, the teacher's train
-    answers and the captions that the retrieved route indexes."""
+    answers and the captions that the retrieved route indexes (as the LLM routes do for prompts that show the
+    teacher's answers for similar train posts)."""
     if name == "file":
         return {"knowledge_file": knowledge_file}
-    if name == "retrieved":
+    if name == "retrieved" or (name in ("llm", "distilled") and cfg.stage1.prompt.similar_answers):
         ds = cfg.dataset
         captions = ds.captions if cfg.stage1.caption.backend == "file" else None
         answers = cfg.stage1.knowledge.retrieved.answers or ds.knowledge_train
@@ -130,6 +131,7 @@ def tag(input: str, model: str = "latest", knowledge: str | None = None, knowled
     """Tag the posts of ``input`` (a file or folder) with ``model``; knowledge by the model's route unless ``knowledge``
     names another (none, file, llm, distilled, retrieved). ``config_file``/``overrides`` give the store, the task runner
     (``stage1.runner``), the LLM settings and, for the retrieved route, the dataset whose train posts it searches.
+    Raw text is split by the tokenization the model recorded, unless ``tokenizer_style`` names another.
     Returns counts, speed and where the files are."""
     started = time.perf_counter()
     cfg = resolve_config(None, config_file, overrides)
@@ -148,7 +150,7 @@ def tag(input: str, model: str = "latest", knowledge: str | None = None, knowled
     named = f"{model} ({trained.dataset or '?'}/{trained.variant}, {model_dir})"
     route_name = choose_route(trained, knowledge, knowledge_file, all(f == "jsonl" for f in formats), named)
     route, runtime = route_settings(route_name, trained, cfg, root)
-    style = tokenizer_style or style_for_dataset(trained.dataset)
+    style = tokenizer_style or model_tokenization(model_dir)
     stage_logger().info("tag: %d file(s), model %s, knowledge route %s, tokenization %s", len(paths), named, route_name, style)
     params = {"model": model_output(model_dir), "route": route, "style": style, "images": images,
               "sources": route_sources(route_name, cfg, knowledge_file), "artifacts_root": root}

@@ -54,7 +54,7 @@ def sample_dataset() -> dict[str, object]:
 def names_own_data(section: object) -> bool:
     """Whether a config's ``dataset`` section names data of its own: it sets ``name`` or a data file to a value.
 
-    A section that only sets settings (``repair_bio``, ``min_aligned_share``) or clears files (``null``) keeps the
+    A section that only sets settings (``repair_bio``, ``tokenization``, ``min_aligned_share``) or clears files (``null``) keeps the
     demo sample's files; one that names any data gets none of the sample's.
     """
     return isinstance(section, dict) and any(section.get(field) is not None for field in ("name", *DATA_FILES))
@@ -80,6 +80,10 @@ class DatasetConfig(_Strict):
         MIN_ALIGNED_SHARE, ge=0.0, le=1.0, description="a knowledge or caption file that lines up with less than this "
         "share of a split's posts fails the run, naming the file and the first posts it misses (a file of other data); "
         "0 turns the check off")
+    tokenization: Literal["auto", "twitter2017", "twitter2015", "chars"] = Field(
+        "auto", description="how the files split text into tokens, recorded with each model so that `mner tag` and "
+        "`mner predict` split raw text alike (docs/tokenization.md); auto: chars for a character-level train split "
+        "(MSRA-style), else twitter2015 for a name starting twitter2015, else twitter2017")
 
     @model_validator(mode="before")
     @classmethod

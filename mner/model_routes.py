@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from mner.post_tokens import style_for_dataset
 from mner.store import MANIFEST, STORE_ID, ArtifactStore, sha256_json
 
 TEXT_ONLY = "text"
@@ -42,6 +43,13 @@ class RouteRefused(ValueError):
 def model_manifest(model_dir: str | Path) -> dict[str, Any]:
     """The manifest of a train output directory."""
     return json.loads((Path(model_dir) / MANIFEST).read_text(encoding="utf-8"))
+
+
+def model_tokenization(model_dir: str | Path) -> str:
+    """How the model's training text was split (its manifest's ``tokenization``), which raw text to tag is split by;
+    for a model trained before that was recorded, the convention of its dataset's name."""
+    manifest = model_manifest(model_dir)
+    return manifest.get("tokenization") or style_for_dataset(manifest.get("dataset"))
 
 
 def model_output(model_dir: str | Path) -> dict[str, Any]:

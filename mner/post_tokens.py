@@ -1,4 +1,4 @@
-"""Raw posts to tokens the way the benchmark files are tokenized, and tokens back to a post as a user would write it.
+"""Raw posts to tokens the way the training files are tokenized, and tokens back to a post as a user would write it.
 
 The conventions are read from the Twitter-2015/2017 CoNLL files (``docs/tokenization.md`` has the
 evidence and the agreement figures). Both split every punctuation mark into a token of its own,
@@ -11,18 +11,29 @@ separators whole (``13.5``, ``10,000``) and emoticons whole (``:)``). They diffe
 - ``twitter2015``: ``@user``, ``#tag`` and words that start with digits (``8th``) stay whole.
 
 URLs stay one token in both (the Twitter-2017 files hold none; the tagger's word shapes know them).
-The pattern runs on the ``regex`` package (a transformers dependency) for its Unicode classes; a
+
+A third convention, ``chars``, is that of character-level files such as MSRA-style Chinese NER:
+one token per character (code point), whitespace dropped, and Latin letters, digits and
+punctuation split per character too (``NBA2008`` -> ``N B A 2 0 0 8``). A training file whose
+tokens are almost all single characters (:func:`is_character_level`) gets it.
+
+Each pattern runs on the ``regex`` package (a transformers dependency) for its Unicode classes; a
 token keeps its character span in the post, so entities map back to the raw text.
 """
 
 from __future__ import annotations
 
-from typing import NamedTuple
+from typing import Iterable, NamedTuple
 
 import regex
 
-STYLES = ("twitter2017", "twitter2015")
+STYLES = ("twitter2017", "twitter2015", "chars")
 DEFAULT_STYLE = "twitter2017"
+CHARACTERS = "chars"
+AUTO = "auto"  # the setting that reads the convention off the training file (dataset.tokenization)
+# a training file is character-level when at least this share of its tokens are single characters: the Twitter
+# files have 17-25% (punctuation, "I", "a"), MSRA-style files all but none
+CHARACTER_LEVEL_SHARE = 0.9
 
 _URL = r"(?:https?://|www\.)[^\s]+"
 _EMOTICON = r"(?<![\w])[:;=][\-o\*']?[\)\]\(\[dDpPoO/\\|@3](?![\w])"
@@ -35,6 +46,7 @@ _PATTERNS = {
     # Twitter-2015 keeps words with inner hyphens or slashes ("Low-cost", "b/w") and HTML entities ("&amp" ";")
     "twitter2015": regex.compile("|".join((_URL, _EMOTICON, r"[@#][\p{L}\p{N}_]+", r"&[a-z]+(?=;)",
                                            r"(?>" + _NUMBER + r")(?![\p{L}_])", _WORD + r"(?:[-/]" + _WORD + ")*", _ONE))),
+    CHARACTERS: regex.compile(_ONE),
 }
 
 
@@ -49,6 +61,30 @@ class Token(NamedTuple):
 def style_for_dataset(dataset: str | None) -> str:
     """The tokenization a model trained on ``dataset`` read: Twitter-2015's for names starting ``twitter2015``."""
     return "twitter2015" if (dataset or "").lower().startswith("twitter2015") else DEFAULT_STYLE
+
+
+def is_character_level(tokens: Iterable[str]) -> bool:
+    """Whether a file with these tokens is split per character: at least :data:`CHARACTER_LEVEL_SHARE` are one long."""
+    total = single = 0
+    for token in tokens:
+        total += 1
+        single += len(token) == 1
+    return bool(total) and single >= CHARACTER_LEVEL_SHARE * total
+
+
+def training_style(tokens: Iterable[str], dataset: str | None, setting: str = AUTO) -> str:
+    """The convention of a training file: ``setting`` unless it is ``auto``, else ``chars`` for a character-level file,
+    else that of its dataset's name."""
+    if setting != AUTO:
+        if setting not in STYLES:
+            raise ValueError(f"tokenization={setting!r}; expected {AUTO} or one of {STYLES}")
+        return setting
+    return CHARACTERS if is_character_level(tokens) else style_for_dataset(dataset)
+
+
+def join_tokens(tokens: list[str], style: str) -> str:
+    """Tokens as one string for reading: run together in the ``chars`` convention, else with spaces between."""
+    return ("" if style == CHARACTERS else " ").join(tokens)
 
 
 def tokenize_post(text: str, style: str = DEFAULT_STYLE) -> list[Token]:

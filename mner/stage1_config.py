@@ -82,6 +82,10 @@ class PromptConfig(_Strict):
     n_examples: int = Field(5, ge=0)
     max_prompt_tokens: int = Field(1536, ge=64, description="examples are dropped before the query is ever cut")
     tokenizer: str = Field(DEFAULT_ENCODER, description="counts the budget: HF id/path, offline:..., or whitespace")
+    similar_answers: int = Field(
+        0, ge=0, description="k: the query also shows the teacher's answers for the post's k most similar train posts, "
+        "never its own (stage retrieved, with stage1.knowledge.retrieved's embedder, encoder, min_score and answers), "
+        "where the query template has ${similar}, e.g. prompts/distill_entities_similar_v1; 0 = none")
 
 
 class LlmConfig(_Strict):

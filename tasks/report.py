@@ -1,4 +1,4 @@
-"""Stage ``report``: publish scores as Prefect artifacts (per-type table, text-only vs [T;Z] markdown)."""
+"""Stage ``report``: publish scores as Prefect artifacts (per-type table, text-only vs [T;Z] markdown with figures)."""
 
 from __future__ import annotations
 
@@ -12,6 +12,7 @@ from prefect import task
 from prefect.artifacts import create_markdown_artifact, create_table_artifact
 
 from engine.answers import usage_table_rows
+from mner import plots
 
 
 def _key(text: str) -> str:
@@ -41,9 +42,11 @@ def without_knowledge(knowledge: dict[str, Any]) -> dict[str, int]:
 
 def comparison_markdown(
     dataset: str, scores_by_variant: dict[str, dict[str, Any]], dirs: dict[str, str], config: dict[str, Any] | None = None,
-    missing_knowledge: dict[str, int] | None = None,
+    missing_knowledge: dict[str, int] | None = None, histories: dict[str, list[dict[str, Any]]] | None = None,
 ) -> str:
-    """Markdown report: dev/test F1 of each variant, the gain of [T;Z] over text-only, samples without Z, file links, config."""
+    """Markdown report: dev/test F1 of each variant, the gain of [T;Z] over text-only, samples without Z, figures of
+    dev F1 and training loss by epoch (from ``histories``, each variant's history.json ``history``) and of test F1
+    per entity type, file links, config."""
     lines = [f"# mner on {dataset}", "", "| variant | dev F1 | test P | test R | test F1 |", "|---|---|---|---|---|"]
     for variant, scores in scores_by_variant.items():
         test = scores["test"]
@@ -55,6 +58,11 @@ def comparison_markdown(
     if missing_knowledge is not None:
         counts = ", ".join(f"{split} {count}" for split, count in missing_knowledge.items())
         lines += ["", f"Samples without knowledge Z: {counts} (listed in the knowledge stage's `alignment.json`)"]
+    if histories:
+        lines += ["", "## Dev F1 and training loss by epoch", "",
+                  plots.markdown_image("dev F1 and training loss by epoch", plots.learning_curves(histories))]
+    lines += ["", "## Test F1 by entity type", "",
+              plots.markdown_image("test F1 by entity type", plots.per_type_f1(scores_by_variant))]
     lines += ["", "Files in the artifact store:"]
     lines += [f"- {name}: [`{path}`]({Path(path).resolve().as_uri()})" for name, path in dirs.items()]
     if config is not None:
@@ -81,17 +89,20 @@ def publish_dataset_stats(dataset: str, data: dict[str, Any]) -> None:
 @task(name="report")
 def publish_report(
     dataset: str, evaluations: dict[str, dict[str, Any]], dirs: dict[str, str], config: dict[str, Any] | None = None,
-    knowledge: dict[str, Any] | None = None,
+    knowledge: dict[str, Any] | None = None, models: dict[str, dict[str, Any]] | None = None,
 ) -> dict[str, Any]:
     """Create the table and markdown artifacts (keys ``<dataset>-per-type-f1`` and ``<dataset>-report``).
 
-    ``knowledge`` (the join's output) adds the count of samples without Z per split.
+    ``knowledge`` (the join's output) adds the count of samples without Z per split; ``models`` (the
+    train stage's output per variant) the learning curves from each model's ``history.json``.
     """
     scores = {v: json.loads(Path(e["dir"], "scores.json").read_text()) for v, e in evaluations.items()}
     create_table_artifact(per_type_rows(scores), key=_key(f"{dataset}-per-type-f1"),
                           description=f"Test per-type P/R/F1 on {dataset}")
     missing = without_knowledge(knowledge) if knowledge is not None else None
-    markdown = comparison_markdown(dataset, scores, dirs, config, missing)
+    histories = {v: json.loads(Path(m["dir"], "history.json").read_text(encoding="utf-8"))["history"]
+                 for v, m in (models or {}).items()}
+    markdown = comparison_markdown(dataset, scores, dirs, config, missing, histories)
     create_markdown_artifact(markdown, key=_key(f"{dataset}-report"), description=f"text-only vs [T;Z] on {dataset}")
     return {v: {"dev_f1": s["dev"]["f1"], "test_f1": s["test"]["f1"], "test_precision": s["test"]["precision"],
                 "test_recall": s["test"]["recall"], "model": dirs.get(f"model ({v})"), "scores": dirs.get(f"scores ({v})")}

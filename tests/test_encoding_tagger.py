@@ -92,3 +92,17 @@ def test_tagger_emits_one_score_row_per_word_and_decodes_valid_tags(tokenizer, m
     predicted = tagger.predict(batch)
     assert [len(p) for p in predicted] == [3, 1]
     assert all(not (p[0].startswith("I-")) for p in predicted)
+
+
+def test_characters_align_one_to_one_with_their_pieces_unknown_and_vanishing_ones_included(tokenizer) -> None:
+    """A character-level post (``chars`` convention): known CJK characters, Latin letters and digits are one piece each,
+    a character outside the vocabulary is [UNK], one the tokenizer drops (a zero-width space, a lone combining accent)
+    still gets a position of its own, so every character keeps its label."""
+    chars = ["北", "京", "龘", "N", "B", "A", "\u200b", "\u0301", "2", "。"]
+    tags = ["B-LOC", "I-LOC", "O", "B-PER", "I-PER", "I-PER", "O", "O", "O", "O"]
+    enc = SentenceEncoder(tokenizer, 32, L2I).encode(chars, tags)
+    assert enc.word_starts == list(range(1, len(chars) + 1))  # one piece per character, in order
+    pieces = [enc.input_ids[start] for start in enc.word_starts]
+    assert pieces == [tokenizer.convert_tokens_to_ids(p) for p in ("北", "京", "[UNK]", "n", "b", "a", "[UNK]", "[UNK]",
+                                                                   "2", "。")]
+    assert enc.input_ids[len(chars) + 1] == tokenizer.sep_token_id and enc.label_ids == [L2I[t] for t in tags]

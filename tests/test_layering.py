@@ -11,6 +11,7 @@ import ast
 import json
 import subprocess
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -90,8 +91,30 @@ def test_the_module_graph_has_no_circle() -> None:
     assert not circles, "\n".join(circles)
 
 
+def _run_at_import(node: ast.AST) -> Iterator[ast.AST]:
+    """The nodes under ``node`` that run when the module is imported: all but function bodies."""
+    for child in ast.iter_child_nodes(node):
+        if not isinstance(child, (ast.FunctionDef, ast.AsyncFunctionDef, ast.Lambda)):
+            yield child
+            yield from _run_at_import(child)
+
+
+def test_matplotlib_is_imported_only_where_a_figure_is_drawn() -> None:
+    """Its import costs about a second: no module imports it at import time, only the functions that draw (mner.plots);
+    the next test checks, in a fresh interpreter, that loading every Prefect-free module leaves it unloaded."""
+    wrong = []
+    for module in (m for package in LAYERS for m in _modules(package)):
+        path = PROJECT.joinpath(*module.split("."))
+        path = path / "__init__.py" if path.is_dir() else path.with_suffix(".py")
+        for node in _run_at_import(ast.parse(path.read_text(encoding="utf-8"))):
+            names = [a.name for a in node.names] if isinstance(node, ast.Import) else \
+                [node.module or ""] if isinstance(node, ast.ImportFrom) else []
+            wrong += [f"{module}:{node.lineno} imports {name}" for name in names if name.split(".")[0] == "matplotlib"]
+    assert not wrong, "\n".join(wrong)
+
+
 @pytest.mark.parametrize("package", PREFECT_FREE)
-def test_the_prefect_free_layers_load_without_prefect(package: str) -> None:
+def test_the_prefect_free_layers_load_without_prefect_or_matplotlib(package: str) -> None:
     code = ("import importlib, json, sys\n"
             f"for name in {_modules(package)!r}:\n"
             "    importlib.import_module(name)\n"
@@ -101,6 +124,7 @@ def test_the_prefect_free_layers_load_without_prefect(package: str) -> None:
     loaded = set(json.loads(done.stdout.splitlines()[-1]))
     higher = set(LAYERS[LAYERS.index(package) + 1:])
     assert "prefect" not in loaded and not loaded & higher, sorted(loaded & (higher | {"prefect"}))
+    assert "matplotlib" not in loaded  # mner.plots imports it only to draw
 
 
 @pytest.mark.slow

@@ -78,6 +78,13 @@ ORIGIN = {"command": "python benchmarks/stage2.py --config configs/twitter2015.y
           "date": "2026-12-01 10:00 UTC", "machine": "AMD EPYC, 2 cores, 24 GiB, no GPU, torch 2.13.0+cpu"}
 
 
+def route(name: str, seed: int, f1: float, **steps: float) -> dict:
+    """A route_seeds.jsonl row of Twitter-2015 trained with the fp32 label's settings; ``steps``: seconds per step."""
+    return {"dataset": "twitter2015", "route": name, "label": "", "train_label": "fp32", "seed": seed,
+            "answer_form": "entities", "overrides": {}, "test_f1": f1, "test_verbatim_share": 0.5,
+            "steps": {**{step: {"seconds": s} for step, s in steps.items()}, "train": {"seconds": 120.0}}, **ORIGIN}
+
+
 def summary_table(stage2: list[dict], swaps: list[dict]) -> list[str]:
     from render_summary import summary_section
 
@@ -152,11 +159,6 @@ def test_each_campaign_pairs_with_its_own_text_only_rows_and_a_route_or_answer_f
 def test_each_dataset_gets_a_route_table_with_the_share_of_chatgpts_gain_over_the_seeds_all_lines_have() -> None:
     from render_summary import route_tables
 
-    def route(name: str, seed: int, f1: float, **steps: float) -> dict:
-        return {"dataset": "twitter2015", "route": name, "label": "", "train_label": "fp32", "seed": seed,
-                "answer_form": "entities", "overrides": {}, "test_f1": f1, "test_verbatim_share": 0.5,
-                "steps": {**{step: {"seconds": s} for step, s in steps.items()}, "train": {"seconds": 120.0}}, **ORIGIN}
-
     text = [{**stage2_row("twitter2015", "text", seed, f1), "label": "fp32", "wall_seconds": 60.0}
             for seed, f1 in ((42, 0.70), (1, 0.72))]
     routes = [route("file", 42, 0.74), route("file", 1, 0.78),  # ChatGPT: +4 and +6: a share over other seeds differs
@@ -173,6 +175,22 @@ def test_each_dataset_gets_a_route_table_with_the_share_of_chatgpts_gain_over_th
     retrieved = lines["| (c) retrieved: nearest train posts' ChatGPT answers, no LLM"]
     assert "| 42, 1, 7 |" in retrieved and "| +1.00 ± 0.00 (2) | 20% (2 seeds) |" in retrieved and "| - | 0.1 | 2.0 |" in retrieved
     assert route_tables(text, []) == [] and route_tables([], routes) == []
+
+
+
+def test_the_share_of_chatgpts_gain_is_over_the_seeds_that_text_only_the_route_and_chatgpt_all_have() -> None:
+    from render_summary import route_tables
+
+    text = [{**stage2_row("twitter2015", "text", seed, 0.70), "label": "fp32", "wall_seconds": 60.0} for seed in (1, 2, 3)]
+    routes = [route("file", 1, 0.74), route("file", 2, 0.76), route("file", 4, 0.90),  # +4, +6; no text-only seed 4
+              route("llm (distilled)", 1, 0.72), route("llm (distilled)", 3, 0.80), route("llm (distilled)", 4, 0.75),
+              route("retrieved", 1, 0.71), route("retrieved", 2, 0.73), route("retrieved", 3, 0.70)]
+    lines = {line.split(" | ")[0]: line for line in route_tables(text, routes) if line.startswith("| (")}
+    # distilled: no seed 2 (text-only and ChatGPT have it), ChatGPT has no seed 3, text-only no seed 4: seed 1 alone,
+    # +2 of ChatGPT's +4 (over the distilled line's own seeds +6, over ChatGPT's +5: 150%, 120% or 40%)
+    assert "| 50% (1 seeds) |" in lines["| (b) distilled local LLM"]
+    # retrieved: seeds 1 and 2, mean gain +2 of ChatGPT's +5 (seed 3, which ChatGPT lacks, would make it 27%)
+    assert "| 40% (2 seeds) |" in lines["| (c) retrieved: nearest train posts' ChatGPT answers, no LLM"]
 
 
 def test_a_retired_scripts_file_renders_last_as_one_generic_table_with_how_to_rerun_each_line() -> None:
@@ -216,3 +234,32 @@ def test_every_committed_row_names_a_script_that_is_here_or_retired_and_no_retir
     scripts = {script_of(row) for rows in read_results(RESULTS).values() for row in rows}
     assert scripts - here - set(RETIRED) == set()  # a deleted script's rows would lose their rerun line
     assert set(RETIRED) & here == set()
+
+
+def test_the_summary_figure_plots_the_tables_rows_and_the_renderer_writes_it_beside_results_linked_from_the_summary(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import render_results
+    from render_summary import summary_figure, summary_points
+
+    from mner import plots
+
+    stage2 = [{**row, "dev_f1": 0.5} for row in (  # a dev F1 apart from the test F1 the figure must show
+        stage2_row("twitter2015", "text", 42, 0.70), stage2_row("twitter2015", "text", 1, 0.72),
+        stage2_row("twitter2015", "text+knowledge", 42, 0.73), stage2_row("twitter2017", "text", 42, 0.83),
+        stage2_row("twitter2017", "text+knowledge", 42, 0.85, **{"stage1.knowledge.backend": "retrieved"}))]
+    assert summary_points(stage2, [], {}) == {
+        "Twitter-2015": {"text-only (seeds)": [70.0, 72.0], "ChatGPT file (seeds)": [73.0], "retrieved (seeds)": []},
+        "Twitter-2017": {"text-only (seeds)": [83.0], "ChatGPT file (seeds)": [], "retrieved (seeds)": [85.0]}}
+    figure = summary_figure(stage2, [], {})
+    assert figure == plots.f1_by_route(summary_points(stage2, [], {}))
+    assert figure != summary_figure([{**stage2[0], "test_f1": 0.69}, *stage2[1:]], [], {})  # a seed's F1 moves a dot
+
+    write_rows(tmp_path, "stage2.jsonl", stage2)
+    monkeypatch.setattr(render_results, "RESULTS", tmp_path)
+    monkeypatch.setattr(render_results, "OUT", tmp_path / "RESULTS.md")
+    render_results.main()
+    assert (tmp_path / "summary.png").read_bytes() == figure
+    summary = (tmp_path / "RESULTS.md").read_text(encoding="utf-8").split("\n## ")[1]
+    assert summary.startswith("Summary") and "](summary.png)" in summary
+
+    assert summary_figure([], [], {}) is None and "](summary.png)" not in render({})  # no line of ours: no figure

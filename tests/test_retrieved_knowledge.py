@@ -61,6 +61,28 @@ def test_posts_without_a_teacher_answer_are_never_retrieved(train) -> None:
         TrainAnswerIndex(train, {}, make_embedder("text", EmbedderOptions()))
 
 
+
+@pytest.mark.parametrize("k", [1, 2, 3, 5])
+def test_a_train_post_gets_k_neighbours_when_its_own_post_or_copies_of_its_text_are_nearest(train, k: int) -> None:
+    posts = [*train, replace(train[1], id="second-copy-of-first", image_id="second-copy-of-first", tokens=train[0].tokens)]
+    index = TrainAnswerIndex(posts, {p.id: f"ANSWER-{p.id}" for p in posts}, make_embedder("random", EmbedderOptions()))
+    scores, nearest = index.index.search(index.embedder.embed(posts), 1)
+    twins = {train[0].id, "copy-of-first", "second-copy-of-first"}  # one text under three ids
+    assert all(float(s) > 0.999 and (posts[int(j)].id == p.id or p.id in twins)
+               for p, s, j in zip(posts, scores[:, 0], nearest[:, 0]))  # each post's own entry (or a twin) is nearest
+    for post, z in zip(posts, index.knowledge(posts, k=k, min_score=-1.0, own_ids=True)):
+        ids = [n["id"] for n in z.neighbours]
+        assert len(ids) == k and len(set(ids)) == k and post.id not in ids, (post.id, ids)
+        if post.id in twins:  # its copies first: the filter drops its own id, not its text
+            assert set(ids[:min(k, 2)]) <= twins - {post.id}
+
+
+def test_a_train_post_gets_every_other_post_when_k_asks_for_all_of_them(train) -> None:
+    index = TrainAnswerIndex(train, {p.id: f"ANSWER-{p.id}" for p in train}, make_embedder("random", EmbedderOptions()))
+    for post, z in zip(train, index.knowledge(train, k=len(train) - 1, min_score=-1.0, own_ids=True)):
+        assert sorted(n["id"] for n in z.neighbours) == sorted(p.id for p in train if p.id != post.id)
+
+
 @pytest.mark.slow
 def test_the_pipeline_joins_retrieved_knowledge_keys_it_by_k_and_embedder_and_counts_posts_alone(
         prefect_harness, tmp_path: Path) -> None:

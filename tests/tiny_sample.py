@@ -18,8 +18,9 @@ def _blocks(path: Path) -> list[str]:
 
 def write_tiny_sample(directory: Path, per_split: int = 8, examples: int = 2) -> dict[str, Any]:
     """Write ``per_split`` posts of each demo split (train holds the first ``examples`` manual examples,
-    which are written too) and their PGIM knowledge into ``directory``; return the ``dataset.*`` overrides of this
-    dataset (named as the sample, with the sample's captions and images)."""
+    which are written too) and their PGIM knowledge into ``directory``, in the sample's order (so the sample's own
+    knowledge files align with them too); return the ``dataset.*`` overrides of this dataset (named as the sample,
+    with the sample's captions and images)."""
     directory.mkdir(parents=True, exist_ok=True)
     example_ids: set[str] = set()
     for name in EXAMPLE_FILES:
@@ -32,7 +33,7 @@ def write_tiny_sample(directory: Path, per_split: int = 8, examples: int = 2) ->
         knowledge = _blocks(SAMPLE / f"knowledge_{name}")  # a block per post of the split, in its order
         assert len(knowledge) == len(blocks), f"knowledge_{name} no longer holds a block per post of {name}"
         chosen = [i for i, b in enumerate(blocks) if split == "train" and b.split("\n", 1)[0].removeprefix("IMGID:") in example_ids]
-        chosen += [i for i in range(len(blocks)) if i not in chosen][: per_split - len(chosen)]
+        chosen = sorted(chosen + [i for i in range(len(blocks)) if i not in chosen][: per_split - len(chosen)])
         (directory / name).write_text("\n\n".join(blocks[i] for i in chosen) + "\n", encoding="utf-8")
         (directory / f"knowledge_{name}").write_text("\n\n".join(knowledge[i] for i in chosen) + "\n", encoding="utf-8")
         overrides[f"dataset.{split}"] = str(directory / name)

@@ -47,8 +47,9 @@ def model_manifest(model_dir: str | Path) -> dict[str, Any]:
 
 def model_tokenization(model_dir: str | Path) -> str:
     """How the model's training text was split (its manifest's ``tokenization``), which raw text to tag is split by;
-    for a model trained before that was recorded, the convention of its dataset's name."""
-    manifest = model_manifest(model_dir)
+    for a model trained before that was recorded, the convention of its dataset's name, and for a model directory
+    outside the store (no manifest), the default convention."""
+    manifest = model_manifest(model_dir) if (Path(model_dir) / MANIFEST).is_file() else {}
     return manifest.get("tokenization") or style_for_dataset(manifest.get("dataset"))
 
 

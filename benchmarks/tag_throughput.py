@@ -97,7 +97,7 @@ def run_predict(posts: Path, model: str, count: int, extra: list[str], knowledge
     z = {row["id"]: row["knowledge"] for row in map(json.loads, knowledge.read_text().splitlines())} if knowledge else {}
     started = time.perf_counter()
     for row in rows:
-        with_z = ["--knowledge", z[row["id"]]] if knowledge else []
+        with_z = ["--knowledge-text", z[row["id"]]] if knowledge else []
         subprocess.run([MNER, "predict", "--run", model, "--text", row["text"], *with_z, *extra], check=True,
                        capture_output=True)
     return len(rows) / (time.perf_counter() - started)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import List, Optional
+from typing import TYPE_CHECKING, List, NoReturn, Optional
 
 import typer
 
@@ -14,6 +14,11 @@ from cli.common import temporary_server as _temporary_server
 from cli.tag import tag_command
 from mner.formats import DataFormatError, format_summary, read_conll, summarize, write_conll
 from mner.server import prefect_defaults, wait_until_serving
+
+if TYPE_CHECKING:
+    from engine.knowledge_routes import KnowledgeRoute
+    from mner.config import PipelineConfig
+    from mner.model_routes import TrainedRoute
 
 app = typer.Typer(
     name="mner",
@@ -238,21 +243,28 @@ def predict_command(
     text: str = typer.Option(..., "--text", help="The post, split into tokens as `mner tag` splits raw text (the "
                                                  "model's tokenization, docs/tokenization.md)."),
     image: Optional[Path] = typer.Option(None, "--image", help="The post's image: captioned and OCR'd with the configured backends."),
-    llm: bool = typer.Option(False, "--llm", help="Ask the configured LLM (default: a local llama.cpp server) for knowledge Z."),
-    knowledge: Optional[str] = typer.Option(None, "--knowledge", help="Auxiliary knowledge Z to read after the text."),
+    knowledge: Optional[str] = typer.Option(None, "--knowledge", help=(
+        "Route of knowledge Z, as for `mner tag`: none, file (Z from --knowledge-text), llm, distilled, retrieved "
+        "(default: the route the model was trained with).")),
+    knowledge_text: Optional[str] = typer.Option(None, "--knowledge-text", help="Knowledge Z written by you, read after the text (route file)."),
+    llm: bool = typer.Option(False, "--llm", help=(
+        "The older spelling of --knowledge llm: ask the configured LLM (default: a local llama.cpp server), or with "
+        "stage1.distill.enabled the newest model this config's distill stage trained.")),
     config: Optional[Path] = typer.Option(None, "--config", "-c", help="Config naming the backends (default: the demo's)."),
     artifacts_root: Optional[Path] = typer.Option(None, "--artifacts-root", help="The store --run is looked up in (default: as for `mner run`)."),
-    backbone: Optional[str] = typer.Option(None, "--backbone", help="With --llm and the fused embedder: a backbone-stage directory or key."),
+    backbone: Optional[str] = typer.Option(None, "--backbone", help="With an LLM route and the fused embedder: a backbone-stage directory or key."),
     set_: List[str] = typer.Option([], "--set", help="Override a config field: KEY=VALUE, e.g. stage1.llm.local_model=DIR."),
 ) -> None:
     """Tag one post with a trained model and print the entities as JSON.
 
-    With ``stage1.distill.enabled``, ``--llm`` asks the newest distilled model in the store that this
-    config's distill stage trained (its settings, teacher answers and base model), unless
-    ``stage1.llm.local_model`` names another.
+    Knowledge Z comes by the route ``--knowledge`` names, else by the route the model was trained with (read from the
+    store, as ``mner tag`` reads it); a text+knowledge model that would get no Z is refused, naming the fixes. The
+    distilled route asks the model that wrote the tagger's Z, else the newest one this config's distill stage trained,
+    unless ``stage1.llm.local_model`` names another.
     """
     import json
 
+    from engine.knowledge_routes import LLM_ROUTES, route_names
     from engine.predict import predict_post
     from mner.config import load_config
     from tasks.common import read_prefect_secret
@@ -261,27 +273,102 @@ def predict_command(
         raise typer.BadParameter("the text has no tokens", param_hint="--text")
     if image is not None and not image.is_file():
         raise typer.BadParameter(f"{image}: no such file", param_hint="--image")
+    if knowledge is not None and knowledge not in route_names():
+        _refuse(f"--knowledge {knowledge!r} is not a knowledge route ({', '.join(route_names())}); Z written by you goes "
+                "in --knowledge-text")
+    if knowledge_text is not None and (llm or knowledge not in (None, "file")):
+        _refuse("--knowledge-text is Z of route file, and another route is asked too; drop one of them")
     artifacts_root = _store_root(artifacts_root)
     overrides = _checked_overrides(config, [*set_, f"artifacts_root={artifacts_root}"])
-    cfg, identity = load_config(config, overrides), None
-    if llm and cfg.stage1.distill.enabled and cfg.stage1.llm.local_model is None:
-        from engine.distillation import distilled_identity
-        from mner.trained import DistilledModelNotFound, latest_distilled
-        from tasks.distill import distilled_by
-
-        try:
-            distilled, key = latest_distilled(artifacts_root, *distilled_by(cfg))
-        except DistilledModelNotFound as exc:
-            typer.echo(f"error: --llm: {exc}", err=True)
-            raise typer.Exit(2) from exc
-        cfg, identity = load_config(config, {**overrides, "stage1.llm.local_model": str(distilled)}), \
-            distilled_identity(key, cfg.stage1.llm.precision)
+    cfg = load_config(config, overrides)
     backbone_dir = _stage_dir(backbone, "backbone", "backbone.json", artifacts_root, "--backbone") if backbone else None
-    if llm and cfg.stage1.retrieval.embedder == "fused" and backbone_dir is None:
-        raise typer.BadParameter("the fused embedder needs a trained backbone", param_hint="--backbone")
-    result = predict_post(_model_dir(run_or_dir, artifacts_root), text, cfg, knowledge, image, llm, backbone_dir,
-                          read_prefect_secret, identity)
+    _check_backbone(llm or knowledge in LLM_ROUTES, cfg, backbone_dir)
+    by_config = llm and cfg.stage1.distill.enabled and cfg.stage1.llm.local_model is None
+    distilled = _distilled_model(cfg, artifacts_root, "--llm") if by_config else None  # --llm: this config's, found first
+    model_dir = _model_dir(run_or_dir, artifacts_root)
+    requested = knowledge or (("distilled" if cfg.stage1.distill.enabled else "llm") if llm else None)
+    name, trained = _predict_route(model_dir, run_or_dir, requested or ("file" if knowledge_text is not None else None),
+                                   knowledge_text, artifacts_root)
+    _check_backbone(name in LLM_ROUTES, cfg, backbone_dir)
+    cfg, identity, found_by = _route_asked(name, trained, cfg, config, overrides, artifacts_root, distilled)
+    try:
+        result = predict_post(model_dir, text, cfg, knowledge_text if name == "file" else None, image, name in LLM_ROUTES,
+                              backbone_dir, read_prefect_secret, identity, route=found_by,
+                              answer_form=trained.answer_form if trained else "full")
+    except ValueError as exc:  # no Z for the post by its route, or a prompt over the budget
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(1) from exc
     typer.echo(json.dumps(result, ensure_ascii=False, indent=2))
+
+
+def _check_backbone(asks_llm: bool, cfg: PipelineConfig, backbone_dir: Path | None) -> None:
+    """Exit 2 when the LLM is asked with the fused embedder's prompts and no ``--backbone``."""
+    if asks_llm and cfg.stage1.retrieval.embedder == "fused" and backbone_dir is None:
+        raise typer.BadParameter("the fused embedder needs a trained backbone", param_hint="--backbone")
+
+
+def _predict_route(model_dir: Path, reference: str, requested: str | None, knowledge_text: str | None,
+                   root: Path) -> tuple[str, TrainedRoute | None]:
+    """The route of the post's Z, chosen as ``mner tag`` chooses it (its refusals spelt as predict's options, exit 2),
+    and what the model read; a model directory outside the store (no manifest) takes the route asked, or none."""
+    from mner.model_routes import PREDICT_WORDS, RouteRefused, choose_route, trained_route
+    from mner.store import MANIFEST
+
+    if not (model_dir / MANIFEST).is_file():
+        if requested == "file" and knowledge_text is None:
+            _refuse("--knowledge file reads Z from --knowledge-text, which is not given")
+        return requested or "none", None
+    trained = trained_route(model_dir, root)
+    try:
+        return choose_route(trained, requested, knowledge_text, False, reference, PREDICT_WORDS), trained
+    except RouteRefused as exc:
+        _refuse(str(exc))
+
+
+def _refuse(message: str) -> NoReturn:
+    """Exit 2 with one line naming the problem and its fix."""
+    typer.echo(f"error: {message}", err=True)
+    raise typer.Exit(2)
+
+
+def _distilled_model(cfg: PipelineConfig, root: Path, option: str) -> tuple[Path, str]:
+    """The newest model this config's distill stage trained, and its key; exit 2 naming the fix when the store has none."""
+    from mner.trained import DistilledModelNotFound, latest_distilled
+    from tasks.distill import distilled_by
+
+    try:
+        return latest_distilled(root, *distilled_by(cfg))
+    except DistilledModelNotFound as exc:
+        _refuse(f"{option}: {exc}")
+
+
+def _route_asked(name: str, trained: TrainedRoute | None, cfg: PipelineConfig, config: Path | None, overrides: dict,
+                 root: Path, distilled: tuple[Path, str] | None) -> tuple[PipelineConfig, str | None, KnowledgeRoute | None]:
+    """What answers route ``name``: the config (a distilled route's with its model as ``stage1.llm.local_model``), the
+    answering model's name in the answer cache, and the retrieved route's searcher.
+
+    The distilled model is ``stage1.llm.local_model`` when set, else ``distilled`` (``--llm``: this config's), else
+    the one that wrote the tagger's Z, else the newest one this config's distill stage trained.
+    """
+    from mner.config import load_config
+
+    if name == "retrieved":
+        from flows.tag import route_settings, route_sources
+        from tasks.tag import knowledge_route
+
+        settings, runtime = route_settings(name, trained, cfg, str(root))  # type: ignore[arg-type]
+        return cfg, None, knowledge_route(settings, route_sources(name, cfg, None), runtime, str(root))
+    local = {"stage1.llm.backend": "transformers", "stage1.llm.base_url": None} if name == "distilled" else {}
+    if name != "distilled" or cfg.stage1.llm.local_model is not None:
+        return load_config(config, {**overrides, **local}), None, None
+    from engine.distillation import MODEL_DIR, distilled_identity
+    from mner.store import ArtifactStore
+
+    if distilled is None and trained is not None and trained.distill_key:
+        distilled = ArtifactStore(root).find("distill", trained.distill_key) / MODEL_DIR, trained.distill_key
+    folder, key = distilled or _distilled_model(cfg, root, "--knowledge distilled")
+    cfg_asked = load_config(config, {**overrides, **local, "stage1.llm.local_model": str(folder)})
+    return cfg_asked, distilled_identity(key, cfg.stage1.llm.precision), None
 
 
 app.command("tag")(tag_command)

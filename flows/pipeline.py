@@ -95,7 +95,8 @@ def pipeline(
     by_file = backend == "file"
     joined = run_stage(join_knowledge, "knowledge" in recompute, data=data, artifacts_root=root,
                        captions=first["caption"], stage1_knowledge=None if by_file else first[backend],
-                       knowledge_source=backend, answer_form=cfg.stage1.knowledge.answer_form, sources={
+                       knowledge_source=backend, answer_form=cfg.stage1.knowledge.answer_form,
+                       min_aligned_share=ds.min_aligned_share, sources={
                            "knowledge_train": as_source(ds.knowledge_train) if by_file else None,
                            "knowledge_dev": as_source(ds.knowledge_dev) if by_file else None,
                            "knowledge_test": as_source(ds.knowledge_test) if by_file else None,

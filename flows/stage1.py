@@ -27,7 +27,7 @@ from engine.prompting import template_sources
 from mner.config import PipelineConfig
 from mner.samples import Sample
 from tasks.backbone import backbone_image_sources, train_backbone_stage
-from tasks.caption import caption_shard
+from tasks.caption import caption_shard, check_caption_file
 from tasks.common import run_stage, stage_logger
 from tasks.distill import distill_settings, distill_sources, distill_stage
 from tasks.llm import llm_shard, shard_settings
@@ -56,14 +56,18 @@ def stage1(config: PipelineConfig, data: dict[str, Any], refresh: list[str], unt
     def done(stage: str) -> bool:
         return until == stage
 
-    if cfg.caption.backend != "none":
-        c = cfg.caption
-        by_file = c.backend == "file"
+    c = cfg.caption
+    by_file = c.backend == "file"
+    if by_file and ds.captions is None:
+        stage_logger().info("caption: dataset %s has no caption file (dataset.captions): its posts have no captions", ds.name)
+    elif c.backend != "none":
         out["caption"] = map_shards(
             caption_shard, data, cfg.runner.shard_size, "caption" in refresh,
             shard_params=_file_source(ds.captions) if by_file else _image_sources(config),
             backend=c.backend, model=c.model, batch_size=c.batch_size, max_new_tokens=c.max_new_tokens, dtype=c.dtype,
             artifacts_root=root)
+        if by_file:
+            check_caption_file(out["caption"], str(ds.captions), ds.min_aligned_share)
     if done("caption"):
         return out
     if cfg.ocr.backend != "none" and ds.images is not None:
@@ -143,7 +147,8 @@ def retrieved_params(config: PipelineConfig, data: dict[str, Any], out: dict[str
     return dict(data=data, captions=out["caption"], ocr=out["ocr"],
                 sources={"answers": as_source(r.answers or config.dataset.knowledge_train)}, k=k or r.k, embedder=r.embedder,
                 encoder=r.encoder, min_score=r.min_score, seed=config.stage1.retrieval.seed,
-                answer_form=config.stage1.knowledge.answer_form, artifacts_root=str(config.artifacts_root))
+                answer_form=config.stage1.knowledge.answer_form, min_aligned_share=config.dataset.min_aligned_share,
+                artifacts_root=str(config.artifacts_root))
 
 
 def distill_params(config: PipelineConfig, data: dict[str, Any], prompts: dict[str, Any]) -> dict[str, Any]:

@@ -85,8 +85,8 @@ def route_sources(name: str, cfg: PipelineConfig, knowledge_file: str | None) ->
     if name == "retrieved" or (name in ("llm", "distilled") and cfg.stage1.prompt.similar_answers):
         ds = cfg.dataset
         captions = ds.captions if cfg.stage1.caption.backend == "file" else None
-        return {"retrieved_train": str(ds.train), "retrieved_answers": str(cfg.stage1.knowledge.retrieved.answers
-                                                                           or ds.knowledge_train),
+        answers = cfg.stage1.knowledge.retrieved.answers or ds.knowledge_train
+        return {"retrieved_train": str(ds.train), "retrieved_answers": str(answers) if answers else None,
                 "retrieved_captions": str(captions) if captions else None}
     return {}
 

@@ -35,26 +35,66 @@ def default_artifacts_root() -> Path:
     return Path(os.environ.get("MNER_ARTIFACTS_ROOT") or PROJECT_ROOT / "artifacts").resolve()
 
 
-class DatasetConfig(_Strict):
-    """Where a benchmark's splits and PGIM files live."""
+SAMPLE_DIR = PROJECT_ROOT / "data/sample"
+# the data files of a dataset; a config whose dataset section sets its name or one of these names its own data
+DATA_FILES = ("train", "dev", "test", "knowledge_train", "knowledge_dev", "knowledge_test", "captions", "images", "examples",
+              "examples_entities")
+MIN_ALIGNED_SHARE = 0.99  # the lowest share on the bundled benchmarks is 99.9% (Twitter-2015 dev: 999 of 1000 posts)
 
-    name: str = "twitter2015-sample"
-    train: Path = PROJECT_ROOT / "data/sample/train.txt"
-    dev: Path = PROJECT_ROOT / "data/sample/valid.txt"
-    test: Path = PROJECT_ROOT / "data/sample/test.txt"
-    knowledge_train: Path | None = PROJECT_ROOT / "data/sample/knowledge_train.txt"
-    knowledge_dev: Path | None = PROJECT_ROOT / "data/sample/knowledge_valid.txt"
-    knowledge_test: Path | None = PROJECT_ROOT / "data/sample/knowledge_test.txt"
-    captions: Path | None = PROJECT_ROOT / "data/sample/blip2_captions.txt"
-    images: Path | None = Field(PROJECT_ROOT / "data/sample/images", description="folder of <image_id>.jpg files")
-    examples: Path | None = Field(PROJECT_ROOT / "data/sample/manual_examples.txt",
-                                  description="hand-written in-context examples (PGIM's manual_examples.txt)")
-    examples_entities: Path | None = PROJECT_ROOT / "data/sample/manual_examples_entities.txt"
+
+def sample_dataset() -> dict[str, object]:
+    """The demo sample's ``dataset`` section (``data/sample``): the default of a config that names no dataset."""
+    return {"name": "twitter2015-sample", "train": SAMPLE_DIR / "train.txt", "dev": SAMPLE_DIR / "valid.txt",
+            "test": SAMPLE_DIR / "test.txt", "knowledge_train": SAMPLE_DIR / "knowledge_train.txt",
+            "knowledge_dev": SAMPLE_DIR / "knowledge_valid.txt", "knowledge_test": SAMPLE_DIR / "knowledge_test.txt",
+            "captions": SAMPLE_DIR / "blip2_captions.txt", "images": SAMPLE_DIR / "images",
+            "examples": SAMPLE_DIR / "manual_examples.txt", "examples_entities": SAMPLE_DIR / "manual_examples_entities.txt"}
+
+
+def names_own_data(section: object) -> bool:
+    """Whether a config's ``dataset`` section names data of its own: it sets ``name`` or a data file to a value.
+
+    A section that only sets settings (``repair_bio``, ``tokenization``, ``min_aligned_share``) or clears files (``null``) keeps the
+    demo sample's files; one that names any data gets none of the sample's.
+    """
+    return isinstance(section, dict) and any(section.get(field) is not None for field in ("name", *DATA_FILES))
+
+
+class DatasetConfig(_Strict):
+    """Where a benchmark's splits and PGIM files live: all of them the demo sample's (a config without a dataset
+    section) or all of them the config's own, a file it leaves out being None (no captions, knowledge, examples)."""
+
+    name: str
+    train: Path
+    dev: Path
+    test: Path
+    knowledge_train: Path | None = None
+    knowledge_dev: Path | None = None
+    knowledge_test: Path | None = None
+    captions: Path | None = None
+    images: Path | None = Field(None, description="folder of <image_id>.jpg files")
+    examples: Path | None = Field(None, description="hand-written in-context examples (PGIM's manual_examples.txt)")
+    examples_entities: Path | None = None
     repair_bio: bool = Field(True, description="convert BIO to IOB2 (the Twitter files have I-X after O); the count is reported")
+    min_aligned_share: float = Field(
+        MIN_ALIGNED_SHARE, ge=0.0, le=1.0, description="a knowledge or caption file that lines up with less than this "
+        "share of a split's posts fails the run, naming the file and the first posts it misses (a file of other data); "
+        "0 turns the check off")
     tokenization: Literal["auto", "twitter2017", "twitter2015", "chars"] = Field(
         "auto", description="how the files split text into tokens, recorded with each model so that `mner tag` and "
         "`mner predict` split raw text alike (docs/tokenization.md); auto: chars for a character-level train split "
         "(MSRA-style), else twitter2015 for a name starting twitter2015, else twitter2017")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _own_data_is_complete(cls, data: object) -> object:
+        if isinstance(data, dict):
+            missing = [f"dataset.{field}" for field in ("name", "train", "dev", "test") if data.get(field) is None]
+            if missing:
+                named = ", ".join(f"{k}={v}" for k, v in data.items() if v is not None and k in ("name", *DATA_FILES))
+                raise ValueError(f"the dataset section names data of its own ({named}) but not {', '.join(missing)}: set "
+                                 "them (a name and three CoNLL files), or leave the dataset section out for the demo sample")
+        return data
 
 
 class ModelConfig(_Strict):
@@ -165,7 +205,8 @@ class BackboneConfig(_Strict):
 class PipelineConfig(_Strict):
     """Everything that shapes a result: data, stage 1, model, training, variants."""
 
-    dataset: DatasetConfig = DatasetConfig()
+    dataset: DatasetConfig = Field(default_factory=lambda: DatasetConfig(**sample_dataset()),
+                                   description="the demo sample when the config names no data; else only the config's files")
     stage1: Stage1Config = Stage1Config()
     model: ModelConfig = ModelConfig()
     train: TrainConfig = TrainConfig()
@@ -174,14 +215,30 @@ class PipelineConfig(_Strict):
     artifacts_root: Path = Field(default_factory=lambda: default_artifacts_root(),
                                  description="the artifact store; default $MNER_ARTIFACTS_ROOT, else artifacts/ in the project")
 
+    @model_validator(mode="before")
+    @classmethod
+    def _sample_unless_named(cls, data: object) -> object:
+        if isinstance(data, dict) and not isinstance(data.get("dataset"), DatasetConfig) and not names_own_data(data.get("dataset")):
+            return {**data, "dataset": {**sample_dataset(), **(data.get("dataset") or {})}}
+        return data
+
     @model_validator(mode="after")
     def _knowledge_needs_files(self) -> "PipelineConfig":
         if "text+knowledge" in self.variants and self.stage1.knowledge.backend == "file":
-            for split in ("train", "dev", "test"):
-                if getattr(self.dataset, f"knowledge_{split}") is None:
-                    raise ValueError(f"variant text+knowledge with stage1.knowledge.backend=file needs dataset.knowledge_{split}")
+            unset = [f"dataset.knowledge_{split}" for split in ("train", "dev", "test")
+                     if getattr(self.dataset, f"knowledge_{split}") is None]
+            if unset:
+                raise ValueError(
+                    f"variant text+knowledge reads knowledge Z, and dataset {self.dataset.name} has none: "
+                    f"stage1.knowledge.backend=file reads Z from files, and {', '.join(unset)} "
+                    f"{'is' if len(unset) == 1 else 'are'} unset. Fix one of: "
+                    "train text-only (variants: [text]); give Z a route, stage1.knowledge.backend: llm (an LLM writes "
+                    "Z, stage1.llm) or stage1.knowledge.backend: retrieved with the teacher's train answers "
+                    "(stage1.knowledge.retrieved.answers: a JSONL of {id, knowledge}, or dataset.knowledge_train); or "
+                    "set dataset.knowledge_train, knowledge_dev and knowledge_test to PGIM-format knowledge files")
         if self.stage1.knowledge.backend == "llm" and self.stage1.prompt.n_examples and self.dataset.examples is None:
-            raise ValueError("stage1.prompt.n_examples > 0 needs dataset.examples (and dataset.examples_entities)")
+            raise ValueError("stage1.prompt.n_examples > 0 needs dataset.examples (and dataset.examples_entities); "
+                             "set them, or stage1.prompt.n_examples: 0 for zero-shot prompts")
         s1 = self.stage1
         if s1.distill.enabled:  # the distilled model learns the train split's answers and is asked zero-shot locally
             have = {"knowledge.backend": s1.knowledge.backend, "llm.backend": s1.llm.backend, "prompt.n_examples": s1.prompt.n_examples}
@@ -195,9 +252,6 @@ class PipelineConfig(_Strict):
         if s1.knowledge.backend == "retrieved" and retrieved.answers is None and self.dataset.knowledge_train is None:
             raise ValueError("stage1.knowledge.backend=retrieved needs the teacher's train answers: set "
                              "stage1.knowledge.retrieved.answers or dataset.knowledge_train")
-        if self.stage1.caption.backend == "file" and self.dataset.captions is None:
-            raise ValueError("stage1.caption.backend=file needs dataset.captions (a caption file); "
-                             "without one, set stage1.caption.backend: none (or blip2 to caption the images)")
         return self
 
 

@@ -47,8 +47,9 @@ def model_manifest(model_dir: str | Path) -> dict[str, Any]:
 
 def model_tokenization(model_dir: str | Path) -> str:
     """How the model's training text was split (its manifest's ``tokenization``), which raw text to tag is split by;
-    for a model trained before that was recorded, the convention of its dataset's name."""
-    manifest = model_manifest(model_dir)
+    for a model trained before that was recorded, the convention of its dataset's name, and for a model directory
+    outside the store (no manifest), the default convention."""
+    manifest = model_manifest(model_dir) if (Path(model_dir) / MANIFEST).is_file() else {}
     return manifest.get("tokenization") or style_for_dataset(manifest.get("dataset"))
 
 
@@ -104,19 +105,35 @@ def trained_route(model_dir: str | Path, root: str | Path) -> TrainedRoute:
                         detail="" if backend else "its knowledge output names no source of Z")
 
 
+@dataclass(frozen=True)
+class RouteWords:
+    """How a command spells a route and the Z a user gives, in the refusals of :func:`choose_route`."""
+
+    route: str  # the prefix a route name is given with
+    own_z: str  # how a user gives Z of the file route
+    brings: str  # what is tagged, bringing (or not) its own Z
+
+
+TAG_WORDS = RouteWords("knowledge=", "knowledge_file=FILE (JSONL of {\"id\", \"knowledge\"} rows, `mner tag --knowledge-file "
+                       "FILE`) or a \"knowledge\" field in JSONL posts", "these posts bring")
+PREDICT_WORDS = RouteWords("--knowledge ", "--knowledge-text TEXT (Z written by you)", "this post brings")
+
+
 def choose_route(trained: TrainedRoute, requested: str | None, knowledge_file: str | None, inline_possible: bool,
-                 model: str) -> str:
+                 model: str, words: RouteWords = TAG_WORDS) -> str:
     """The route a tag run takes: ``requested``, else the one the model was trained with; refused where it cannot work.
 
-    ``inline_possible``: the input is JSONL, whose posts may carry their own ``knowledge``.
+    ``knowledge_file``: Z the user gives for every post (a file of Z; ``mner predict``: the text), which asks for the
+    file route when no other is requested; ``inline_possible``: the input is JSONL, whose posts may carry their own
+    ``knowledge``. ``words`` spell the fixes the way the command takes them.
     """
-    fix = ("choose a route: knowledge=file with knowledge_file=FILE (JSONL of {\"id\", \"knowledge\"} rows) or a "
-           "\"knowledge\" field in JSONL posts, knowledge=llm (the configured LLM), knowledge=distilled, or "
-           "knowledge=retrieved (the teacher's answers for the most similar train posts)")
+    w = words
+    fix = (f"choose a route: {w.own_z}, {w.route}llm (the configured LLM), {w.route}distilled, or {w.route}retrieved "
+           "(the teacher's answers for the most similar train posts)")
     if trained.variant == TEXT_ONLY:
         if requested not in (None, "none"):
-            raise RouteRefused(f"model {model} is text-only: it never read knowledge Z, so knowledge={requested} would "
-                               "feed it inputs it was not trained on; leave knowledge unset (or none)")
+            raise RouteRefused(f"model {model} is text-only: it never read knowledge Z, so {w.route}{requested} would "
+                               f"feed it inputs it was not trained on; leave {w.route.strip('=- ')} unset (or none)")
         return "none"
     route = requested or ("file" if knowledge_file else trained.name)  # a file of Z given is the file route asked for
     if route == "none":
@@ -125,8 +142,7 @@ def choose_route(trained: TrainedRoute, requested: str | None, knowledge_file: s
     if route == "unknown":
         raise RouteRefused(f"cannot tell which knowledge route model {model} was trained with ({trained.detail}); {fix}")
     if route == "file" and not knowledge_file and not inline_possible:
-        raise RouteRefused(f"model {model} reads knowledge Z{' from a file' if requested is None else ''}, and these "
-                           f"posts bring none: give knowledge_file=FILE (JSONL of {{\"id\", \"knowledge\"}} rows, "
-                           "`mner tag --knowledge-file FILE`), put a \"knowledge\" field in JSONL posts, or choose "
-                           "knowledge=llm or knowledge=distilled")
+        raise RouteRefused(f"model {model} reads knowledge Z{' from a file' if requested is None else ''}, and "
+                           f"{w.brings} none: give {w.own_z}, or choose "
+                           f"{w.route}llm or {w.route}distilled")
     return route

@@ -154,6 +154,29 @@ def read_knowledge(path: str | Path, sentences: list[Sample], *, lookahead: int 
     )
 
 
+CAPTIONS_FIX = ("set dataset.captions to the caption file of these posts' images ('<image id>.jpg :<caption>' lines), "
+                "or leave it unset: posts without captions")
+
+
+class AlignmentError(ValueError):
+    """A knowledge or caption file that lines up with too few posts of a split: it belongs to other data."""
+
+
+def check_aligned(path: str | Path, split: str, posts: int, unmatched: list[str], min_share: float, what: str,
+                  fix: str) -> None:
+    """Raise :class:`AlignmentError` when the file at ``path`` matches less than ``min_share`` of a split's ``posts``.
+
+    ``unmatched`` holds the ids of the posts it has nothing for (the first ten are named), ``what`` what it gives a
+    post ("knowledge", "a caption"), ``fix`` how to point at the right file (``dataset.min_aligned_share`` is named too).
+    """
+    matched = posts - len(unmatched)
+    if posts and matched / posts < min_share:
+        raise AlignmentError(
+            f"{path}: {what} for {matched} of {posts} {split} posts ({matched / posts:.1%}), below "
+            f"dataset.min_aligned_share={min_share}; the first posts without: {', '.join(unmatched[:10])}. The file "
+            f"does not belong to these posts: {fix}; or lower dataset.min_aligned_share (0 turns the check off)")
+
+
 REASONING = re.compile(r"\s*reasoning\s*:", re.IGNORECASE)
 ANSWER_FORMS = ("full", "entities")
 

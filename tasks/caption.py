@@ -5,11 +5,13 @@ The captioners (PGIM's file, BLIP-2, LAVIS) live in :mod:`engine.captioners`.
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 from engine.captioners import caption_rows
 from engine.image_io import summarise
-from mner.samples import read_shard_samples, write_jsonl
+from mner.pgim import CAPTIONS_FIX, check_aligned
+from mner.samples import SPLITS, read_jsonl, read_shard_samples, write_jsonl
 from mner.store import StageRun
 from tasks.common import stage_logger, stage_task
 
@@ -32,3 +34,12 @@ def caption_shard(
     log.info("caption %s[%d:%d] (%s): %d ok, %d failed %s", split, start, stop, backend,
              summary["ok"], summary["failed"], summary["failed_by_kind"])
     return summary
+
+
+def check_caption_file(captions: dict[str, Any], path: str, min_share: float) -> None:
+    """Fail, naming the file and the first posts without one, when the ``file`` backend's captions (the merged
+    ``caption`` output) cover less than ``min_share`` of a split's posts: the file belongs to other data."""
+    for split in SPLITS:
+        rows = read_jsonl(Path(captions["dir"]) / f"{split}.jsonl")
+        check_aligned(path, split, len(rows), [str(r["id"]) for r in rows if r.get("caption") is None], min_share,
+                      "a caption", CAPTIONS_FIX)

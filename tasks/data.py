@@ -67,13 +67,15 @@ def join_knowledge(
     stage1_knowledge: dict[str, Any] | None = None,
     knowledge_source: str = "llm",
     answer_form: str = "full",
+    min_aligned_share: float = 0.0,
 ) -> dict[str, Any]:
     """Attach the knowledge Z and the image caption to every sentence.
 
     Z comes from the stage-1 knowledge output (the ``llm`` or ``retrieved`` stage, named by
     ``knowledge_source``: rows ``{"id", "knowledge"}``) when given, otherwise from PGIM's released files in
     ``sources`` (aligned by position and token equality: a sentence with no block gets an empty Z
-    and is listed in the report, never a shifted alignment). Z is cut to ``answer_form``
+    and is listed in the report, never a shifted alignment; a file that aligns with less than ``min_aligned_share`` of
+    a split's sentences fails the stage, naming them). Z is cut to ``answer_form``
     (:func:`mner.pgim.answer_in_form`); every sample left without Z is
     listed by id in ``alignment.json`` (``without_knowledge``) and counted in the log. Captions come from the stage-1
     caption output when given, otherwise from ``sources["captions"]``.
@@ -90,9 +92,12 @@ def join_knowledge(
             report[split] = {"source": knowledge_source}
         elif knowledge_path:
             alignment = pgim.read_knowledge(knowledge_path, samples)
+            log.info("%s knowledge: %s", split, alignment.report())
+            pgim.check_aligned(knowledge_path, split, len(samples), [samples[i].id for i, _ in alignment.missing],
+                               min_aligned_share, "knowledge", f"set dataset.knowledge_{split} to the knowledge file of "
+                               f"dataset.{split} (PGIM's format: each post's tokens, then {pgim.EOS} and its knowledge)")
             texts = alignment.knowledge
             report[split] = {"source": "file", "missing": [list(m) for m in alignment.missing], "extra": alignment.extra}
-            log.info("%s knowledge: %s", split, alignment.report())
         else:
             texts = [""] * len(samples)
             report[split] = {"source": None, "missing": "no knowledge file", "extra": []}
@@ -102,6 +107,10 @@ def join_knowledge(
             missing = report[split]["without_knowledge"]
             log.warning("%s: %d of %d samples have no knowledge Z (first ids: %s); see alignment.json",
                         split, len(missing), len(samples), ", ".join(missing[:10]))
+        if sources.get("captions") and captions is None:
+            pgim.check_aligned(sources["captions"], split, len(samples),
+                               [s.id for s in samples if (s.image_id or "") not in caption_file], min_aligned_share,
+                               "a caption", pgim.CAPTIONS_FIX)
         split_captions = _merged_field(captions, split, "caption")
         for sample, text in zip(samples, texts):
             sample.knowledge = text

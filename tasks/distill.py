@@ -15,7 +15,7 @@ from engine.distillation import (CHAT_TEMPLATE, CHECKPOINT, base_model_path, bui
                                   teacher_answers)
 from engine.launcher import run_training_job
 from engine.llm_server import default_model_path
-from engine.packaged_models import resolve_model_ref
+from engine.packaged_models import packaged_chat_template, resolve_model_ref
 from mner.config import DistillConfig, PipelineConfig
 from mner.samples import read_jsonl, read_samples, write_jsonl
 from mner.store import StageRun
@@ -29,11 +29,19 @@ def distill_settings(distill: DistillConfig) -> dict[str, Any]:
     return distill.model_dump(mode="json", exclude=set(NOT_STAGE_SETTINGS))
 
 
+def distill_chat_template(distill: DistillConfig) -> Path | None:
+    """The chat template the base model learns with: ``chat_template`` when set, else the one its package comes with
+    (:func:`engine.packaged_models.packaged_chat_template`); None = the tokenizer's own."""
+    return distill.chat_template or packaged_chat_template(distill.base_model)
+
+
 def distill_sources(config: PipelineConfig) -> dict[str, str | None]:
-    """The ``sources`` argument of :func:`distill_stage`: the teacher's answers, the base model's files, a chat template."""
+    """The ``sources`` argument of :func:`distill_stage`: the teacher's answers, the base model's files, a chat template
+    (:func:`distill_chat_template`)."""
     d = config.stage1.distill
     answers = d.answers or config.dataset.knowledge_train
-    template = {CHAT_TEMPLATE: str(d.chat_template)} if d.chat_template else {}
+    chat_template = distill_chat_template(d)
+    template = {CHAT_TEMPLATE: str(chat_template)} if chat_template else {}
     base = resolve_model_ref(d.base_model, config.artifacts_root, default_model_path())
     return {"answers": str(answers) if answers else None, **model_sources(base), **template}
 

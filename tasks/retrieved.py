@@ -14,6 +14,7 @@ from typing import Any
 from engine.distillation import teacher_answers
 from engine.retrieval import EmbedderOptions, make_embedder, split_samples
 from engine.retrieved_knowledge import TrainAnswerIndex
+from mner.pgim import check_aligned
 from mner.samples import SPLITS, write_jsonl
 from mner.store import StageRun
 from tasks.common import stage_logger, stage_task
@@ -22,16 +23,20 @@ from tasks.common import stage_logger, stage_task
 @stage_task("retrieved")
 def retrieved_knowledge(run: StageRun, data: dict[str, Any], captions: dict[str, Any] | None, ocr: dict[str, Any] | None,
                         sources: dict[str, str | None], k: int, embedder: str, encoder: str, min_score: float, seed: int,
-                        artifacts_root: str, answer_form: str = "full") -> dict[str, Any]:
+                        artifacts_root: str, answer_form: str = "full", min_aligned_share: float = 0.0) -> dict[str, Any]:
     """Write ``{split}.jsonl`` with each post's retrieved Z; count the posts left without a neighbour.
 
-    ``sources["answers"]`` is the teacher's answers for the train split, each used in ``answer_form``.
+    ``sources["answers"]`` is the teacher's answers for the train split, each used in ``answer_form``; answers for
+    less than ``min_aligned_share`` of the train posts fail the stage (a file of other data), naming the first posts.
     """
     log = stage_logger()
     if not sources.get("answers"):
         raise ValueError("retrieved: no teacher answers; set stage1.knowledge.retrieved.answers or dataset.knowledge_train")
     train = split_samples(data, "train", captions, ocr)
     found, stray = teacher_answers(sources["answers"], train, answer_form)
+    check_aligned(sources["answers"], "train", len(train), [post.id for post in train if post.id not in found],
+                  min_aligned_share, "teacher answers", "set stage1.knowledge.retrieved.answers (or dataset.knowledge_train) "
+                  "to the teacher's answers for dataset.train")
     for bad in stray[:20]:
         log.warning("retrieved: %s: %s", bad["where"], bad["reason"])
     answers = {sample_id: text for sample_id, (text, _where) in found.items()}

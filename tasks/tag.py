@@ -44,13 +44,7 @@ def tag_shard(run: StageRun, content: str, name: str, format: str, first_line: i
     """
     run_time = runtime or {}
     spec = ShardSpec(run_time["file"], format, run_time["start"], run_time["stop"], first_line, posts, content)
-    config = PipelineConfig.model_validate({"stage1": route["stage1"]}) if route.get("stage1") else None
-    files = sources or {}
-    retrieved = {**route["retrieved"], **{k: files.get(f"retrieved_{k}") for k in ("train", "answers", "captions")}} \
-        if route.get("retrieved") else None
-    knowledge = KnowledgeRoute(route["name"], config, files.get("knowledge_file"), route.get("endpoint"),
-                               run_time.get("base_url") or "", run_time.get("local_model"), artifacts_root,
-                               run_time.get("backbone_dir"), read_prefect_secret, route.get("answer_form", "full"), retrieved)
+    knowledge = knowledge_route(route, sources or {}, run_time, artifacts_root)
     read = list(_named(read_shard(spec, images), Path(spec.file), name))
     if len(read) != posts:
         raise ValueError(f"{spec.file}: {len(read)} posts from line {first_line} where the scan found {posts}; "
@@ -61,6 +55,20 @@ def tag_shard(run: StageRun, content: str, name: str, format: str, first_line: i
     stage_logger().info("tag %s:%d: %d posts, %d tagged, %d rejected in %.1f s", name, first_line, summary["posts"],
                         summary["tagged"], summary["rejected"], summary["seconds"])
     return {"summary": summary, "incomplete": {"retryable": summary["retryable"]} if summary["retryable"] else None}
+
+
+def knowledge_route(route: dict[str, Any], sources: dict[str, str | None], runtime: dict[str, Any],
+                    artifacts_root: str) -> KnowledgeRoute:
+    """The knowledge route a shard asks, from the route as JSON (``flows.tag.route_settings``), the files it reads
+    (``flows.tag.route_sources``) and where it runs this time (``base_url``, ``local_model``, ``backbone_dir``)."""
+    # the config's dataset (its train posts and examples make the LLM's prompts); the variants it trains are not Z's
+    config = PipelineConfig.model_validate({"stage1": route["stage1"], "dataset": route.get("dataset"),
+                                            "variants": ["text"]}) if route.get("stage1") else None
+    retrieved = {**route["retrieved"], **{k: sources.get(f"retrieved_{k}") for k in ("train", "answers", "captions")}} \
+        if route.get("retrieved") else None
+    return KnowledgeRoute(route["name"], config, sources.get("knowledge_file"), route.get("endpoint"),
+                          runtime.get("base_url") or "", runtime.get("local_model"), artifacts_root,
+                          runtime.get("backbone_dir"), read_prefect_secret, route.get("answer_form", "full"), retrieved)
 
 
 def _named(posts: Iterator[Any], path: Path, name: str) -> Iterator[Any]:

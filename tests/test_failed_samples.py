@@ -39,8 +39,9 @@ def _cut_examples(target: Path) -> dict[str, str]:
 def _stage1_overrides(root: Path, data: Path, base_url: str, **extra: object) -> dict[str, object]:
     """Stage 1 on the cut in ``data``: no OCR, zero-shot prompts, short answers from the LLM at ``base_url``."""
     return {
-        "artifacts_root": str(root), "dataset.train": str(data / "train.txt"), "dataset.dev": str(data / "valid.txt"),
-        "dataset.test": str(data / "test.txt"), "stage1.knowledge.backend": "llm", "stage1.ocr.backend": "none",
+        "artifacts_root": str(root), "dataset.name": "twitter2015-sample", "dataset.train": str(data / "train.txt"),
+        "dataset.dev": str(data / "valid.txt"), "dataset.test": str(data / "test.txt"),
+        "dataset.captions": str(SAMPLE / "blip2_captions.txt"), "stage1.knowledge.backend": "llm", "stage1.ocr.backend": "none",
         "stage1.prompt.n_examples": 0, **_cut_examples(data), "stage1.llm.base_url": base_url,
         "stage1.llm.max_tokens": 12, "stage1.llm.shard_size": 4, "stage1.llm.timeout_s": 60, **extra,
     }

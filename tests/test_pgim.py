@@ -8,8 +8,11 @@ from pathlib import Path
 import pytest
 
 from mner.formats import PgimFormatError, read_conll
+from mner.config import MIN_ALIGNED_SHARE
 from mner.pgim import (
+    AlignmentError,
     ManualExample,
+    check_aligned,
     parse_entity_line,
     read_captions,
     read_knowledge,
@@ -17,6 +20,7 @@ from mner.pgim import (
 )
 
 RES = Path(__file__).resolve().parent / "resources" / "pgim"
+SAMPLE = Path(__file__).resolve().parents[1] / "data" / "sample"
 DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
 
 
@@ -33,6 +37,33 @@ def test_knowledge_alignment_missing_and_extra() -> None:
     assert aligned.extra_lines == [11]
     report = aligned.report()
     assert "2 missing, 1 extra" in report and "IMGID:1004" in report and "knowledge.txt:11" in report
+
+
+def test_a_file_matching_too_few_posts_names_itself_the_share_and_the_first_posts() -> None:
+    ids = [f"p{i}" for i in range(12)]
+    check_aligned("k.txt", "dev", 12, [], 0.99, "knowledge", "fix it")  # all matched
+    check_aligned("k.txt", "dev", 0, [], 0.99, "knowledge", "fix it")  # an empty split has nothing to miss
+    check_aligned("k.txt", "dev", 12, ids, 0.0, "knowledge", "fix it")  # 0 turns the check off
+    with pytest.raises(AlignmentError) as failed:
+        check_aligned("k.txt", "dev", 12, ids[1:], 0.99, "knowledge", "point at the right file")
+    assert str(failed.value) == ("k.txt: knowledge for 1 of 12 dev posts (8.3%), below dataset.min_aligned_share=0.99; "
+                                 "the first posts without: p1, p2, p3, p4, p5, p6, p7, p8, p9, p10. The file does not "
+                                 "belong to these posts: point at the right file; or lower dataset.min_aligned_share (0 "
+                                 "turns the check off)")
+
+
+@pytest.mark.parametrize("dataset", ["sample", "twitter2015", "twitter2017"])
+def test_the_default_aligned_share_passes_the_bundled_sample_and_benchmarks(dataset: str) -> None:
+    folder = SAMPLE if dataset == "sample" else _real(dataset)
+    files = folder if dataset == "sample" else folder / "pgim"
+    captions = read_captions(files / "blip2_captions.txt")
+    for split in ("train", "valid", "test"):  # Twitter-2015 dev, the lowest: 999 of 1000 posts
+        sentences = read_conll(folder / f"{split}.txt", repair=True).sentences
+        aligned = read_knowledge(files / f"knowledge_{split}.txt", sentences)
+        check_aligned(aligned.path, split, len(sentences), [sentences[i].id for i, _ in aligned.missing],
+                      MIN_ALIGNED_SHARE, "knowledge", "")
+        check_aligned(files / "blip2_captions.txt", split, len(sentences),
+                      [s.id for s in sentences if s.image_id not in captions], MIN_ALIGNED_SHARE, "a caption", "")
 
 
 def test_knowledge_missing_eos_is_error(tmp_path: Path) -> None:

@@ -107,6 +107,35 @@ def test_a_text_knowledge_model_without_z_is_refused_naming_the_fix(models, tmp_
     assert read_rows(tmp_path / "out" / "rejected.jsonl")[0]["reason"].startswith("no knowledge Z for id 'p5'")
 
 
+def test_predict_takes_a_route_as_tag_does_and_refuses_a_knowledge_model_without_z(models) -> None:
+    from typer.testing import CliRunner
+
+    from cli.main import app
+
+    def predict(model: str, *more: str):  # noqa: ANN202 - click's Result
+        return CliRunner().invoke(app, ["predict", "--run", models[model], "--text", "Obama visits Paris today",
+                                        "--artifacts-root", models["root"], *more])
+
+    refused = predict("knowledge")  # its route: Z from a file, and one post on the command line brings none
+    assert refused.exit_code == 2
+    assert "reads knowledge Z from a file, and this post brings none: give --knowledge-text TEXT" in refused.output
+    assert "--knowledge llm" in refused.output and "Traceback" not in refused.output
+    none = predict("knowledge", "--knowledge", "none")
+    assert none.exit_code == 2 and "needs knowledge Z for every post; choose a route: --knowledge-text" in none.output
+    given = predict("knowledge", "--knowledge-text", "Paris is a city in France")
+    assert given.exit_code == 0, given.output
+    assert json.loads(given.stdout)["knowledge"] == "Paris is a city in France"
+    retrieved = predict("knowledge", "--knowledge", "retrieved")  # the demo config's train posts and teacher answers
+    assert retrieved.exit_code == 0, retrieved.output
+    assert json.loads(retrieved.stdout)["knowledge"].startswith("Named entities")
+    as_text = predict("knowledge", "--knowledge", "Paris is a city in France")  # what --knowledge meant before
+    assert as_text.exit_code == 2 and "is not a knowledge route" in as_text.output and "--knowledge-text" in as_text.output
+    text_only = predict("text", "--knowledge-text", "Paris is a city in France")
+    assert text_only.exit_code == 2 and "is text-only: it never read knowledge Z" in text_only.output
+    plain = predict("text")
+    assert plain.exit_code == 0 and json.loads(plain.stdout)["knowledge"] == ""
+
+
 def _published_shards(root: Path) -> dict[str, str]:
     return {key: run for key, run in published_run_ids(root).items() if key.startswith("tag-shard/")}
 

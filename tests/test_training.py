@@ -99,9 +99,10 @@ def test_predict_command_prints_entities_as_json(tmp_path: Path) -> None:
     result = CliRunner().invoke(app, ["predict", "--run", str(tmp_path / "model"), "--text", text])
     assert result.exit_code == 0, result.output
     answer = json.loads(result.output)
-    assert answer["tokens"] == text.split() and len(answer["tags"]) == len(answer["tokens"])
+    assert answer["tokens"] == ["RT", "@", "CNN", ":", "Obama", "visits", "Paris", "today"]  # split as mner tag splits
+    assert answer["tokenization"] == "twitter2017" and len(answer["tags"]) == len(answer["tokens"])
     for entity in answer["entities"]:
-        assert entity["text"] == " ".join(answer["tokens"][entity["start"] : entity["end"]])
+        assert entity["text"] == text[entity["chars"][0]:entity["chars"][1]]
         assert answer["tags"][entity["start"]] == "B-" + entity["type"]
     missing = CliRunner().invoke(app, ["predict", "--run", "nope", "--text", text, "--artifacts-root", str(tmp_path)])
     assert missing.exit_code != 0 and "names no single trained model" in missing.output

@@ -22,6 +22,7 @@ from render_tag import tag_section
 
 RESULTS = ROOT / "benchmarks" / "results"
 OUT = ROOT / "benchmarks" / "RESULTS.md"
+README = ROOT / "README.md"  # its Results section holds the summary table, less the hardware column
 
 
 READING = ROOT / "benchmarks" / "reading_notes.md"  # prose about the figures, kept beside them
@@ -259,11 +260,37 @@ def render(results: dict[str, list[dict]]) -> str:
     return "\n".join(md)
 
 
+def headline_table(page: str) -> list[str]:
+    """The summary table of a rendered RESULTS page without its hardware column: the README's headline table."""
+    summary = page.split("\n## Summary", 1)[1].split("\n## ", 1)[0]
+    rows = [[cell.strip() for cell in line.strip().strip("|").split("|")] for line in summary.splitlines()
+            if line.startswith("|")]
+    drop = rows[0].index("hardware")
+    kept = [row[:drop] + row[drop + 1:] for row in rows]
+    return ["|" + "|".join(row) + "|" if all(set(cell) <= set("-:") for cell in row) else "| " + " | ".join(row) + " |"
+            for row in kept]
+
+
+def replace_headline_table(readme: str, table: list[str]) -> str:
+    """``readme`` with the first table of its Results section replaced by ``table``."""
+    lines = readme.split("\n")
+    start = next(i for i, line in enumerate(lines) if line.startswith("|") and "## Results" in "\n".join(lines[:i])
+                 and lines.index("## Results") < i)
+    end = next((i for i in range(start, len(lines)) if not lines[i].startswith("|")), len(lines))
+    return "\n".join(lines[:start] + table + lines[end:])
+
+
 def main() -> None:
-    """Write RESULTS.md and, when the summary has lines of ours, its figure beside it."""
+    """Write RESULTS.md, the README's headline table and, when the summary has lines of ours, its figure beside it."""
     results = read_results(RESULTS)
-    OUT.write_text(render(results), encoding="utf-8")
+    page = render(results)
+    OUT.write_text(page, encoding="utf-8")
     print(f"wrote {OUT}")
+    readme = README.read_text(encoding="utf-8")
+    updated = replace_headline_table(readme, headline_table(page))
+    if updated != readme:
+        README.write_text(updated, encoding="utf-8")
+        print(f"wrote {README} (its headline table)")
     figure = summary_figure(*summary_rows(results))
     if figure is not None:
         OUT.with_name(SUMMARY_FIGURE).write_bytes(figure)

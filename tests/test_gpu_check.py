@@ -104,6 +104,8 @@ def test_results_md_says_not_run_yet_without_the_file_and_shows_the_newest_run(
 ) -> None:
     monkeypatch.setattr(render_results, "RESULTS", tmp_path)
     monkeypatch.setattr(render_results, "OUT", tmp_path / "RESULTS.md")
+    (tmp_path / "README.md").write_text("## Results\n\n| a |\n|---|\n", encoding="utf-8")
+    monkeypatch.setattr(render_results, "README", tmp_path / "README.md")  # the renderer rewrites its headline table
     render_results.main()
     text = (tmp_path / "RESULTS.md").read_text()
     assert "## GPU check" in text and "Not run yet" in text

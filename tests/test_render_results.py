@@ -257,8 +257,16 @@ def test_the_summary_figure_plots_the_tables_rows_and_the_renderer_writes_it_bes
     write_rows(tmp_path, "stage2.jsonl", stage2)
     monkeypatch.setattr(render_results, "RESULTS", tmp_path)
     monkeypatch.setattr(render_results, "OUT", tmp_path / "RESULTS.md")
+    readme = tmp_path / "README.md"
+    readme.write_text("# x\n\n## Results\n\nText.\n\n| old | table |\n|---|---|\n| a | b |\n\nAfter.\n", encoding="utf-8")
+    monkeypatch.setattr(render_results, "README", readme)
     render_results.main()
     assert (tmp_path / "summary.png").read_bytes() == figure
+    headline = readme.read_text(encoding="utf-8").split("\n")
+    assert headline[:6] == ["# x", "", "## Results", "", "Text.", ""] and headline[-3:] == ["", "After.", ""]
+    assert headline[6].startswith("| system | knowledge Z | encoder + tagger | Twitter-2015 |") and "hardware" not in headline[6]
+    assert any(line.startswith("| mner (ours) | none (text only) (`seeds`) | all-MiniLM-L6-v2 + CRF | **71.00 ± 1.41**")
+               for line in headline)
     summary = (tmp_path / "RESULTS.md").read_text(encoding="utf-8").split("\n## ")[1]
     assert summary.startswith("Summary") and "](summary.png)" in summary
 

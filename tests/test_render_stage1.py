@@ -42,11 +42,15 @@ def test_the_bases_table_shows_each_distilled_base_with_its_verbatim_share_besid
     gemma = {**smol, "base": "gemma3-270m", "trainable_parameters": 268098176, "heldout_loss": 1.9, "verbatim_share": 0.845,
              "first_answers": ["Obama: PER."]}
     md = "\n".join(bases_section([smol, gemma]))
-    assert ("| twitter2017 | smollm2 | full | full | 1024 | 1 | 134,515,008 | 300.0 | 600.0 | 1.2 | 5000 | test (200) | "
-            "**81.2%** | 90.0% | 60.1 | 4.1 | abc1234 | 2026-11-29 10:00 UTC |") in md
-    assert "| gemma3-270m | full | full | 1024 | 1 | 268,098,176 |" in md and "**84.5%**" in md
+    assert ("| twitter2017 | smollm2 | full | full | - | 1024 | 1 | 134,515,008 | 300.0 | 600.0 | 1.2 | 5000 | test (200) | "
+            "**81.2%** | 90.0% | - | - | 60.1 | 4.1 | abc1234 | 2026-11-29 10:00 UTC |") in md
+    assert "| gemma3-270m | full | full | - | 1024 | 1 | 268,098,176 |" in md and "**84.5%**" in md
     assert "- *smollm2, full* (1024 pairs): (empty)" in md and "- *gemma3-270m, full* (1024 pairs): Obama: PER." in md
     frozen = {**gemma, "method": "full-frozen-embeddings", "answer_form": "entities", "split": "dev", "tweets": 300}
-    assert "| gemma3-270m | full-frozen-embeddings | entities | 1024 | 1 |" in "\n".join(bases_section([frozen]))
+    assert "| gemma3-270m | full-frozen-embeddings | entities | - | 1024 | 1 |" in "\n".join(bases_section([frozen]))
+    similar = {**frozen, "overrides": {"stage1.prompt.similar_answers": 3}, "answer_precision": 0.5,
+               "chatgpt_answer_precision": 0.75}
+    assert "| entities | 3 | 1024 |" in "\n".join(bases_section([similar]))
+    assert "| 90.0% | 50.0% | 75.0% | 60.1 |" in "\n".join(bases_section([similar]))
     assert "| dev (300) |" in "\n".join(bases_section([frozen]))
     assert bases_section([]) == []

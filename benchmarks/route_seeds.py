@@ -10,8 +10,9 @@ per seed the whole pipeline with only the [T;Z] variant and the tagger settings 
 benchmarks/results/stage2.jsonl rows labelled ``--train-label`` (so that the route pairs by seed with
 the text-only rows of that label, run on the same kind of machine). A step found in the store takes seconds; the row says which
 steps were computed. Each seed appends one row to benchmarks/results/route_seeds.jsonl: dev and test
-scores, the share of gold test entities found verbatim in the test Z, the distill result, and the
-minutes of each step.
+scores, the share of gold entities found verbatim in the Z of each split, the distill result, and the
+minutes of each step; for a route that generates Z, also the minutes of each split's Z, from its first
+shard's start to its last shard's end (the llm stage's shards run split by split).
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from __future__ import annotations
 import argparse
 import json
 import time
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -26,7 +28,8 @@ from harness import (STAGE2_RESULTS, RESULTS_DIR, append_rows, gold_entities, mn
                      provenance, read_rows, typed_overrides, verbatim_share)
 
 from mner.config import load_config
-from mner.samples import read_jsonl
+from mner.samples import SPLITS, read_jsonl
+from mner.store import ArtifactStore, sha256_json
 
 RESULTS = RESULTS_DIR / "route_seeds.jsonl"
 
@@ -41,6 +44,29 @@ def timed_run(config: str, overrides: dict[str, str], until: str | None = None) 
 def manifest(directory: str) -> dict[str, Any]:
     """The manifest of a stage output directory."""
     return json.loads((Path(directory) / "manifest.json").read_text(encoding="utf-8"))
+
+
+def z_verbatim(knowledge_dir: str) -> dict[str, float]:
+    """Per split, the share of gold entities found verbatim in the Z that a knowledge output joined to its posts."""
+    rows = {split: read_jsonl(Path(knowledge_dir) / f"{split}.jsonl") for split in SPLITS}
+    return {split: verbatim_share([gold_entities(r["tokens"], r["tags"]) for r in found],
+                                  [r.get("knowledge") or "" for r in found]) for split, found in rows.items()}
+
+
+def split_minutes(merged_dir: str) -> dict[str, float]:
+    """Per split, the wall minutes from the first start to the last end of the shards that a merged output (the llm
+    stage's) joined, read from the shards' manifests in its store."""
+    merged = manifest(merged_dir)
+    store = ArtifactStore(Path(merged_dir).parents[1])
+    shards = {sha256_json(e["manifest"].get("files", {})): e["manifest"] for e in store.entries(f"{merged['stage']}-shard")}
+    spans: dict[str, list[float]] = {}
+    for shard in merged["config"]["shards"]:
+        found = shards.get(shard["output"]["output"])
+        if found is None:
+            raise SystemExit(f"{merged_dir}: a shard of split {shard['split']} is not in {store.root}")
+        end = datetime.strptime(found["created"], "%Y-%m-%dT%H:%M:%S%z").timestamp()
+        spans.setdefault(shard["split"], []).extend([end - found["timings"]["total_s"], end])
+    return {split: round((max(times) - min(times)) / 60, 1) for split, times in spans.items()}
 
 
 def tagger_settings(label: str, dataset: str) -> dict[str, Any]:
@@ -72,10 +98,11 @@ def main() -> None:
         steps["distill"] = {"seconds": seconds, "created": distill["created"], "result": distill["result"]}
     if backend != "file":
         out, seconds = timed_run(args.config, typed, backend)
-        steps["knowledge"] = {"stage": backend, "seconds": seconds, "created": manifest(out[backend])["created"]}
+        steps["knowledge"] = {"stage": backend, "seconds": seconds, "created": manifest(out[backend])["created"],
+                              **({"split_minutes": split_minutes(out[backend])} if backend == "llm" else {})}
     out, _ = timed_run(args.config, typed, "knowledge")
-    test = read_jsonl(Path(out["knowledge"]) / "test.jsonl")
-    share = verbatim_share([gold_entities(r["tokens"], r["tags"]) for r in test], [r.get("knowledge") or "" for r in test])
+    verbatim = z_verbatim(out["knowledge"])
+    share = verbatim["test"]
     settings = tagger_settings(args.train_label, cfg.dataset.name)
     for seed in args.seeds:
         run = {**typed, **{k: str(v) for k, v in settings.items()}, "train.seed": str(seed), "variants": "[text+knowledge]"}
@@ -89,6 +116,7 @@ def main() -> None:
                "overrides": parse_overrides(args.set),
                "train_settings": settings, "dev_f1": scores["dev_f1"], "test_precision": scores["test_precision"],
                "test_recall": scores["test_recall"], "test_f1": scores["test_f1"], "test_verbatim_share": share,
+               "z_verbatim_share": verbatim,
                "steps": {**steps, "train": {"seconds": seconds, "train_seconds": history["train_seconds"],
                                             "best_epoch": history["best_epoch"]}},
                "model_dir": scores["model"], **provenance()}

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import sys
+import time
+from pathlib import Path
 
 from tests.conftest import PROJECT
 
@@ -98,3 +100,27 @@ def test_a_distilled_model_outside_distill_bases_is_named_by_its_recorded_or_com
     assert distilled_base(commanded, {}) == "gemma-3-270m-q4_k_m.gguf"
     assert distilled_base(commanded, {"d": "gemma"}) == "gemma"  # distill_bases' name first
     assert distilled_base({"model": "PGIM's ChatGPT files", "command": commanded["command"]}, {}) is None
+
+
+def test_each_splits_z_minutes_run_from_its_first_shards_start_to_its_last_shards_end(tmp_path) -> None:
+    import json
+
+    from route_seeds import split_minutes
+
+    from mner.store import ArtifactStore, sha256_json
+
+    store = ArtifactStore(tmp_path / "store")
+    shards = []  # (split, start, end) in seconds: train's two shards overlap, dev follows after a pause
+    for number, (split, start, end) in enumerate([("train", 0, 300), ("train", 60, 660), ("dev", 700, 820)]):
+        run = store.begin("llm-shard", {"n": str(number)}, {"split": split}, "code")
+        (run.work_dir / "results.jsonl").write_text(f"{number}\n", encoding="utf-8")
+        published = Path(run.publish().dir)
+        manifest = json.loads((published / "manifest.json").read_text())
+        manifest["created"] = time.strftime("%Y-%m-%dT%H:%M:%S%z", time.gmtime(1_800_000_000 + end))
+        manifest["timings"] = {"total_s": end - start}
+        (published / "manifest.json").write_text(json.dumps(manifest))
+        shards.append({"output": {"output": sha256_json(manifest["files"])}, "split": split})
+    merged = store.begin("llm", {}, {"shards": shards}, "code")
+    (merged.work_dir / "train.jsonl").write_text("", encoding="utf-8")
+    directory = merged.publish().dir
+    assert split_minutes(str(directory)) == {"train": 11.0, "dev": 2.0}

@@ -79,14 +79,17 @@ def student_section(runs: list[dict]) -> list[str]:
           "the llm stage and `mner tag` run now (rows leave, the shared prompt prefix read once, the head over the "
           "train answers' tokens and the forms of the train and batch posts' words, the longest train answer as the "
           "cap); `+ int8`: with the decoder body's linear layers in dynamic int8. `equal`: answers word for word the "
-          "same as `generate`'s; `verbatim` and `precision` against the split's gold entities, ChatGPT's (PGIM's file, "
-          "same answer form) beside them. Rows of one run (same commit and date) compare directly.", "",
+          "same as `generate`'s; `speed-up`: against the `generate` row that opens the same run; `verbatim` and `precision` against the split's gold entities, ChatGPT's (PGIM's file, "
+          "same answer form) beside them. A run is a `generate` row and the rows after it with the same command, commit and model.", "",
           *head("| dataset | model | mode | split (prompts) | batch | prompts/s | speed-up | equal to generate | "
                 "verbatim | ChatGPT verbatim | precision | ChatGPT precision | answer tokens (mean) | cut at cap | "
                 "vocabulary (cap) | machine | commit | date |")]
+    base: dict | None = None
     for r in runs:
-        base = next((b for b in runs if b["mode"] == "generate" and b["date"] == r["date"] and b["model"] == r["model"]
-                     and b["command"] == r["command"]), None)
+        if r["mode"] == "generate":
+            base = r
+        elif base is not None and any(base[key] != r[key] for key in ("command", "commit", "model")):
+            base = None
         speedup = f"{r['prompts_per_second'] / base['prompts_per_second']:.2f}x" if base else "-"
         md.append(f"| {r['dataset']} | `{r['model']}` | {r['mode']} | {r['split']} ({r['prompts']}) | {r['batch']} | "
                   f"**{r['prompts_per_second']}** | {speedup} | {share(r['equal_to_generate'])} | "

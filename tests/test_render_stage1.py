@@ -54,3 +54,20 @@ def test_the_bases_table_shows_each_distilled_base_with_its_verbatim_share_besid
     assert "| 90.0% | 50.0% | 75.0% | 60.1 |" in "\n".join(bases_section([similar]))
     assert "| dev (300) |" in "\n".join(bases_section([frozen]))
     assert bases_section([]) == []
+
+
+def test_the_student_table_compares_each_mode_with_the_generate_row_of_its_own_run() -> None:
+    from render_stage1 import student_section
+
+    def row(mode: str, rate: float, date: str, batch: int = 16) -> dict:
+        return {"dataset": "twitter2017", "model": "artifacts/distill/k/model", "mode": mode, "split": "dev", "prompts": 128,
+                "batch": batch, "prompts_per_second": rate, "equal_to_generate": 1.0, "verbatim_share": 0.9,
+                "chatgpt_verbatim_share": 0.91, "answer_precision": 0.5, "chatgpt_answer_precision": 0.5,
+                "mean_answer_tokens": 30.0, "cut_at_cap": 0, "answer_vocabulary": 19770, "max_answer_tokens": 83,
+                **ORIGIN, "date": date, "command": f"python benchmarks/student_speed.py --batch {batch}"}
+
+    runs = [row("generate", 1.0, "10:00"), row("answer vocabulary", 2.5, "10:03"),
+            row("generate", 3.0, "11:00", batch=64), row("answer vocabulary", 6.0, "11:04", batch=64),
+            {**row("answer vocabulary", 9.0, "12:00"), "command": "python benchmarks/student_speed.py --prompts 8"}]
+    lines = [line for line in student_section(runs) if line.startswith("| twitter2017")]
+    assert [line.split(" | ")[6] for line in lines] == ["1.00x", "2.50x", "1.00x", "2.00x", "-"]

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from harness import closing, head
+from harness import closing, cpu, head
 
 
 def _pct(value: float | None) -> str:
@@ -24,13 +24,13 @@ def tag_section(rows: list[dict], llm_rows: list[dict]) -> list[str]:
           "load (given with each row).", ""]
     if speed:
         md += head("| mode | posts | posts per shard | mner tag posts/s (flow) | mner tag posts/s (command) | mner tag posts "
-                   "per CPU-second | mner predict posts/s (posts) | speed-up | peak RSS MiB | load (1 min) | commit | date |")
+                   "per CPU-second | mner predict posts/s (posts) | speed-up | peak RSS MiB | load (1 min) | machine | commit | date |")
         for r in speed:
             ratio = r["tag_command_posts_per_second"] / r["predict_posts_per_second"] if r["predict_posts_per_second"] else 0
             md.append(f"| {r['mode']} | {r['posts']} | {r.get('shard_size', '-')} | **{r['tag_posts_per_second']}** | {r['tag_command_posts_per_second']} | "
                       f"{r.get('tag_posts_per_cpu_second', '-')} | "
                       f"{r['predict_posts_per_second']} ({r['predict_posts']}) | {ratio:.0f}x | {r['peak_rss_mib']:.0f} | "
-                      f"{r['load_1min']} | {r['commit']} | {r['date']} |")
+                      f"{r['load_1min']} | {cpu(r)} | {r['commit']} | {r['date']} |")
         for model in (r["mode"].partition("Z from the ")[2] for r in speed):
             same = [llm for llm in llm_rows if llm.get("model") == model] if model.startswith("distilled") else []
             if same:

@@ -124,3 +124,15 @@ def test_each_splits_z_minutes_run_from_its_first_shards_start_to_its_last_shard
     (merged.work_dir / "train.jsonl").write_text("", encoding="utf-8")
     directory = merged.publish().dir
     assert split_minutes(str(directory)) == {"train": 11.0, "dev": 2.0}
+
+
+def test_the_tag_table_names_each_rows_machine() -> None:
+    from render_tag import tag_section
+
+    row = {"mode": "text-only", "posts": 256, "shard_size": 1024, "tag_posts_per_second": 4.2,
+           "tag_command_posts_per_second": 3.5, "tag_posts_per_cpu_second": 15.0, "predict_posts_per_second": 0.07,
+           "predict_posts": 3, "peak_rss_mib": 811.0, "load_1min": "1.5", "commit": "abc1234", "date": "2026-12-07 08:17 UTC",
+           "command": "python benchmarks/tag_throughput.py", "machine": "AMD EPYC, 2 cores, 24 GiB, no GPU"}
+    xeon = {**row, "machine": "Intel(R) Xeon(R) Processor @ 2.80GHz, 2 cores, 24 GiB, no GPU"}
+    lines = [line for line in tag_section([row, xeon], []) if line.startswith("| text-only")]
+    assert [line.split(" | ")[-3] for line in lines] == ["AMD EPYC", "Intel(R) Xeon(R) Processor @ 2.80GHz"]

@@ -79,8 +79,9 @@ def student_section(runs: list[dict]) -> list[str]:
           "the llm stage and `mner tag` run now (rows leave, the shared prompt prefix read once, the head over the "
           "train answers' tokens and the forms of the train and batch posts' words, the longest train answer as the "
           "cap); `+ int8`: with the decoder body's linear layers in dynamic int8. `equal`: answers word for word the "
-          "same as `generate`'s; `speed-up`: against the `generate` row that opens the same run; `verbatim` and `precision` against the split's gold entities, ChatGPT's (PGIM's file, "
-          "same answer form) beside them. A run is a `generate` row and the rows after it with the same command, commit and model.", "",
+          "same as `generate`'s; `speed-up`: against the `generate` row that opens the same run; `verbatim` and "
+          "`precision` against the split's gold entities, ChatGPT's (PGIM's file, same answer form) beside them. A run "
+          "is a `generate` row and the rows after it with the same command, commit and model.", "",
           *head("| dataset | model | mode | split (prompts) | batch | prompts/s | speed-up | equal to generate | "
                 "verbatim | ChatGPT verbatim | precision | ChatGPT precision | answer tokens (mean) | cut at cap | "
                 "vocabulary (cap) | machine | commit | date |")]

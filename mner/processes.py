@@ -20,12 +20,24 @@ the LLM client check :func:`stop_requested` between requests and give up.
 
 from __future__ import annotations
 
+import inspect
 import os
 import signal
 import subprocess
 import sys
 import threading
 from typing import Any, Sequence
+
+
+def _start_time(pid: int) -> str | None:
+    """When process ``pid`` started (clock ticks after boot, from /proc), or None where it is gone or there is no
+    /proc. A PID number is reused once its process and group are gone: a different start time is another process."""
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as stat:
+            return stat.read().rsplit(b")", 1)[1].split()[19].decode()
+    except (OSError, IndexError):
+        return None
+
 
 # Runs in the child: set the parent-death signal, give up if the parent is already gone, exec.
 _EXEC_WITH_PARENT_DEATH = """
@@ -39,15 +51,15 @@ if os.getppid() != parent:
 os.execvp(command[0], command)
 """
 
-# The watchdog: reads "+PGID"/"-PGID" lines from its parent; when the parent is gone, SIGKILLs the groups.
-_WATCHDOG = """
+# The watchdog: reads "+PGID START"/"-PGID" lines from its parent; when the parent is gone (its pipe read to the end,
+# so that lines written just before a kill count, or its parent PID changed), SIGKILLs the groups whose leader is
+# still the process registered (or gone, leaving members of its group).
+_WATCHDOG = inspect.getsource(_start_time) + """
 import os, select, signal, sys
-parent, groups, pending = int(sys.argv[1]), set(), b""
+parent, groups, pending = int(sys.argv[1]), {}, b""
 signal.signal(signal.SIGINT, signal.SIG_IGN)
 while True:
     ready, _, _ = select.select([0], [], [], 0.2)
-    if os.getppid() != parent:
-        break
     if ready:
         chunk = os.read(0, 4096)
         if not chunk:
@@ -55,8 +67,17 @@ while True:
         pending += chunk
         *lines, pending = pending.split(b"\\n")
         for line in lines:
-            (groups.add if line[:1] == b"+" else groups.discard)(int(line[1:]))
-for group in groups:
+            group, _, started = line[1:].decode().partition(" ")
+            if line[:1] == b"+":
+                groups[int(group)] = started or None
+            else:
+                groups.pop(int(group), None)
+    elif os.getppid() != parent:
+        break
+for group, started in groups.items():
+    now = _start_time(group)
+    if started and now and now != started:
+        continue
     try:
         os.killpg(group, signal.SIGKILL)
     except OSError:
@@ -65,7 +86,7 @@ for group in groups:
 
 _lock = threading.Lock()
 _watchdog: subprocess.Popen | None = None
-_children: dict[int, subprocess.Popen] = {}
+_children: dict[int, tuple[subprocess.Popen, str | None]] = {}  # by PID: the process and its start time
 _stop_requested = threading.Event()
 
 
@@ -81,20 +102,21 @@ def spawn(command: Sequence[str], **popen_kwargs: Any) -> subprocess.Popen:
     with _lock:
         watchdog = _ensure_watchdog()
         process = subprocess.Popen(wrapped, **popen_kwargs)
-        _children[process.pid] = process
-        _tell_watchdog(watchdog, f"+{process.pid}")
+        _children[process.pid] = (process, _start_time(process.pid))
+        _tell_watchdog(watchdog, _registration(process.pid))
     return process
 
 
 def stop(process: subprocess.Popen, grace_s: float = 5.0) -> int:
     """Stop ``process`` and its process group: SIGTERM, then SIGKILL after ``grace_s``; returns its exit code."""
+    started = _children.get(process.pid, (process, None))[1]
     if process.poll() is None:
-        _signal_group(process.pid, signal.SIGTERM)
+        _signal_group(process.pid, signal.SIGTERM, started)
         try:
             process.wait(grace_s)
         except subprocess.TimeoutExpired:
             pass
-    _signal_group(process.pid, signal.SIGKILL)  # what is left of the group (the child's own children)
+    _signal_group(process.pid, signal.SIGKILL, started)  # what is left of the group (the child's own children)
     code = process.wait()
     with _lock:
         _children.pop(process.pid, None)
@@ -106,9 +128,9 @@ def stop(process: subprocess.Popen, grace_s: float = 5.0) -> int:
 def kill_all_children() -> None:
     """SIGKILL every child started with :func:`spawn` that is still registered, with its group (last resort)."""
     with _lock:
-        children = list(_children.values())
-    for child in children:
-        _signal_group(child.pid, signal.SIGKILL)
+        children = list(_children.items())
+    for pid, (_process, started) in children:
+        _signal_group(pid, signal.SIGKILL, started)
 
 
 def request_stop() -> None:
@@ -160,7 +182,12 @@ def stop_on_interrupt(deadline_s: float = 8.0) -> None:
     signal.signal(signal.SIGTERM, handle)
 
 
-def _signal_group(pgid: int, signum: int) -> None:
+def _signal_group(pgid: int, signum: int, started: str | None = None) -> None:
+    """Signal process group ``pgid``, unless its number now leads another process than the one that ``started`` then
+    (a child that ended without :func:`stop`, whose number was reused). A leader gone leaves its group's members."""
+    now = _start_time(pgid)
+    if started and now and now != started:
+        return
     try:
         os.killpg(pgid, signum)
     except (ProcessLookupError, PermissionError):
@@ -185,7 +212,12 @@ def _start_watchdog() -> None:
                                  start_new_session=True)
     _watchdog_owner = os.getpid()
     for pid in _children:
-        _tell_watchdog(_watchdog, f"+{pid}")
+        _tell_watchdog(_watchdog, _registration(pid))
+
+
+def _registration(pid: int) -> str:
+    """The watchdog's line that registers child ``pid``'s group with the child's start time."""
+    return f"+{pid} {_children[pid][1] or ''}"
 
 
 def _tell_watchdog(watchdog: subprocess.Popen, line: str) -> None:

@@ -220,9 +220,13 @@ def z_budget_section(budgets: list[dict]) -> list[str]:
 
 
 def step_minutes(steps: list[dict], step: str) -> str:
-    """Minutes of the run that computed ``step`` among route_seeds rows' ``steps`` (the largest), ``-`` if none ran it."""
-    seconds = [s[step]["seconds"] for s in steps if step in s]
-    return f"{max(seconds) / 60:.1f}" if seconds else "-"
+    """Minutes of the run that computed ``step`` among route_seeds rows' ``steps`` (the largest), ``-`` if none ran it;
+    `` (bf16)`` where that run's result says it trained in bf16 (``precision: auto`` on a CPU or GPU with bf16)."""
+    ran = [s[step] for s in steps if step in s]
+    if not ran:
+        return "-"
+    computed = max(ran, key=lambda found: found["seconds"])
+    return f"{computed['seconds'] / 60:.1f}" + (" (bf16)" if computed.get("result", {}).get("bf16") else "")
 
 
 def routes_section(routes: list[dict]) -> list[str]:
@@ -234,7 +238,7 @@ def routes_section(routes: list[dict]) -> list[str]:
           "model's Z for every split, or the retrieved answers), then a [T;Z] tagger per seed with the training settings "
           "of the stage2 label it pairs with. Minutes are wall-clock minutes of the step on the row's machine: distil, Z "
           "for every split, and training plus scoring one tagger; a step found in the store costs seconds, so each "
-          "column shows the run that computed it (the largest figure among the rows). `verbatim`: gold test entities "
+          "column shows the run that computed it (the largest figure among the rows); `(bf16)`: that distill ran in bf16 (`precision: auto` on a CPU with bf16, where the distilled model also answers in bf16). `verbatim`: gold test entities "
           "found word for word in the test Z.", "",
           *head("| dataset | route | answer form | base | config | seeds | dev F1 | test F1 | per-seed test F1 | verbatim | "
                 "distil min | Z min | tagger min (mean) | commit |")]

@@ -265,8 +265,10 @@ def route_tables(stage2: list[dict], routes: list[dict]) -> list[str]:
         return []
     return ["## Knowledge routes per dataset: ChatGPT, distilled, retrieved, text-only (issue 27)", "",
             "Each [T;Z] line is `benchmarks/route_seeds.py` (the whole route, `mner run` as a user runs it), paired by "
-            "seed with the text-only taggers (`benchmarks/stage2.py`) of the stage2 label it trained with, on one kind "
-            "of machine. Minutes are wall-clock: the distill stage, Z for every split, and one tagger (training and "
-            "scoring); a step found in the store costs seconds, so each column shows the run that computed it. The "
+            "seed with the text-only taggers (`benchmarks/stage2.py`) of the stage2 label it trained with, on 2-core "
+            "CPUs without a GPU (each row's machine is in its results file). Minutes are wall-clock: the distill stage, "
+            "Z for every split, and one tagger (training and scoring); a step found in the store costs seconds, so each "
+            "column shows the run that computed it; `(bf16)`: that distill ran in bf16 (`precision: auto` on a CPU with "
+            "bf16, where the distilled model also answers in bf16). The "
             "share of ChatGPT's gain compares mean gains over the seeds both lines and text-only have, in the same "
             "answer form.", ""] + tables

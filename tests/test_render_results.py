@@ -283,3 +283,18 @@ def test_the_route_table_shows_each_splits_verbatim_share_and_z_minutes_where_a_
     table = "\n".join(route_table("twitter2015", "fp32", text, [old, new]))
     assert "| 50.0% (90.0% / 81.0% / 80.0%) | 10.0 | 30.0 (20.5 / 4.5 / 4.6) | 2.0 |" in table
     assert "| 50.0% | - | 1.0 | 2.0 |" in table  # a row from before the fields: the test share and the whole step
+
+
+def test_a_distill_that_ran_in_bf16_says_so_beside_its_minutes() -> None:
+    from render_seeds import routes_section
+    from render_summary import route_table
+
+    text = [{**stage2_row("twitter2015", "text", 42, 0.70), "label": "fp32", "wall_seconds": 600.0}]
+    rows = [{**route("llm (distilled)", seed, f1, distill=seconds), "config": "configs/twitter2015-distilled.yaml",
+             "dev_f1": f1}
+            for seed, f1, seconds in ((42, 0.72, 600.0), (1, 0.73, 3.0))]
+    rows[0]["steps"]["distill"]["result"] = {"bf16": True}  # the run that computed it; the other found it stored
+    for table in ("\n".join(route_table("twitter2015", "fp32", text, rows)), "\n".join(routes_section(rows))):
+        assert "| 10.0 (bf16) |" in table
+    rows[0]["steps"]["distill"]["result"] = {"bf16": False}
+    assert "| 10.0 |" in "\n".join(route_table("twitter2015", "fp32", text, rows))

@@ -219,6 +219,13 @@ def z_budget_section(budgets: list[dict]) -> list[str]:
     return md + commands(list(newest.values()))
 
 
+def pairing_label(row: dict) -> str:
+    """The stage2 label a route_seeds row pairs with: its ``--train-label`` where its taggers trained in fp32, as the
+    labels' text-only rows did; a row trained in bf16 (``precision: auto`` on a CPU with bf16) gets a label of its own."""
+    precision = row.get("tagger_precision") or row.get("overrides", {}).get("train.precision") or "fp32"
+    return row["train_label"] if precision == "fp32" else f"{row['train_label']}, {precision} tagger"
+
+
 def step_minutes(steps: list[dict], step: str) -> str:
     """Minutes of the run that computed ``step`` among route_seeds rows' ``steps`` (the largest), ``-`` if none ran it;
     `` (bf16)`` where that run's result says it trained in bf16 (``precision: auto`` on a CPU or GPU with bf16)."""
@@ -238,19 +245,21 @@ def routes_section(routes: list[dict]) -> list[str]:
           "model's Z for every split, or the retrieved answers), then a [T;Z] tagger per seed with the training settings "
           "of the stage2 label it pairs with. Minutes are wall-clock minutes of the step on the row's machine: distil, Z "
           "for every split, and training plus scoring one tagger; a step found in the store costs seconds, so each "
-          "column shows the run that computed it (the largest figure among the rows); `(bf16)`: that distill ran in bf16 (`precision: auto` on a CPU with bf16, where the distilled model also answers in bf16). `verbatim`: gold test entities "
+          "column shows the run that computed it (the largest figure among the rows). The route's label is the stage2 "
+          "label its taggers pair with, with `bf16 tagger` where they trained in bf16 (`train.precision: auto` on a CPU "
+          "with bf16), which no text-only row did; `(bf16)`: that distill ran in bf16 (`precision: auto` on a CPU with bf16, where the distilled model also answers in bf16). `verbatim`: gold test entities "
           "found word for word in the test Z.", "",
           *head("| dataset | route | answer form | base | config | seeds | dev F1 | test F1 | per-seed test F1 | verbatim | "
                 "distil min | Z min | tagger min (mean) | commit |")]
     groups: dict[tuple, list[dict]] = {}
     for r in routes:
         groups.setdefault((r["dataset"], r["route"], r["answer_form"], str(r.get("base_model")), r["config"],
-                           json.dumps(r["overrides"], sort_keys=True)), []).append(r)
-    for (dataset, route, form, base, config, _), rows in sorted(groups.items()):
+                           json.dumps(r["overrides"], sort_keys=True), pairing_label(r)), []).append(r)
+    for (dataset, route, form, base, config, _, label), rows in sorted(groups.items()):
         rows = list(by_seed(rows).values())
         steps = [r["steps"] for r in rows]
         train = statistics.fmean(s["train"]["seconds"] for s in steps) / 60
-        md.append(f"| {dataset} | {route} | {form} | {base if base != 'None' else '-'} | `{config}` | "
+        md.append(f"| {dataset} | {route} (`{label}`) | {form} | {base if base != 'None' else '-'} | `{config}` | "
                   f"{', '.join(str(r['seed']) for r in rows)} | {spread([r['dev_f1'] for r in rows])} | "
                   f"**{spread([r['test_f1'] for r in rows])}** | {per_seed(rows)} | "
                   f"{100 * rows[0]['test_verbatim_share']:.1f}% | {step_minutes(steps, 'distill')} | {step_minutes(steps, 'knowledge')} | {train:.1f} | "

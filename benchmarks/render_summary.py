@@ -15,7 +15,8 @@ from typing import Any
 
 from harness import head
 from mner import plots
-from render_seeds import by_seed, distilled_base, knowledge_backend, per_seed, seed_of, spread, step_minutes
+from render_seeds import (by_seed, distilled_base, knowledge_backend, pairing_label, per_seed, seed_of, spread,
+                          step_minutes)
 
 DATASETS = (("twitter2015", "Twitter-2015"), ("twitter2017", "Twitter-2017"))
 SUMMARY_FIGURE = "summary.png"  # beside RESULTS.md
@@ -82,9 +83,11 @@ def route_lines(routes: list[dict], text: dict[str, dict[str, list[dict]]]) -> l
     groups: dict[tuple[str, str, str, str], dict[str, dict[int, dict]]] = defaultdict(lambda: defaultdict(dict))
     for r in routes:
         base = family(str(r.get("overrides", {}).get("stage1.distill.base_model") or r.get("base_model") or ""))
-        groups[(r["train_label"], r["route"], base, r["answer_form"])][r["dataset"]][seed_of(r)] = r
+        groups[(pairing_label(r), r["route"], base, r["answer_form"])][r["dataset"]][seed_of(r)] = r
     lines = []
     for (label, route, base, form), by_dataset in sorted(groups.items()):
+        if label not in text:  # taggers of another precision than the label's text-only ones: nothing to pair with
+            continue
         name = (f"distilled {base}, own train Z" if "distilled" in route else
                 CHATGPT if route == "file" else f"{route} (`stage1.knowledge.backend: {route}`)")
         short = f"distilled {base}" if "distilled" in route else "ChatGPT file" if route == "file" else route
@@ -207,7 +210,7 @@ def route_table(dataset: str, label: str, stage2: list[dict], routes: list[dict]
                     and "test_f1" in r])
     groups: dict[tuple[str, str], dict[int, dict]] = defaultdict(dict)
     for r in routes:
-        if r["dataset"] == dataset and r["train_label"] == label:
+        if r["dataset"] == dataset and pairing_label(r) == label:
             groups[(r["route"], r["answer_form"])][r["seed"]] = r
     if not text or not groups:
         return []
@@ -233,12 +236,13 @@ def route_table(dataset: str, label: str, stage2: list[dict], routes: list[dict]
                  f"({len(common)} seeds)" if route != "file" and common and statistics.fmean(gains(chatgpt, common))
                  else "")
         steps = [r["steps"] for r in rows.values()]
+        route_steps = [r["steps"] for r in routes if (r["dataset"], r["route"], r["answer_form"]) == (dataset, route, form)]
         md.append(f"| {order.get(route, route)} | {form} | {', '.join(map(str, rows))} | "
                   f"**{spread([r['test_f1'] for r in rows.values()])}** | "
                   f"{per_seed(rows.values())} | "
                   f"{f'{spread(own, signed=True)} ({len(own)})' if own else '-'} | {share} | "
-                  f"{verbatim_cell(next(iter(rows.values())))} | {step_minutes(steps, 'distill')} | "
-                  f"{z_minutes_cell(steps)} | {statistics.fmean(s['train']['seconds'] for s in steps) / 60:.1f} |")
+                  f"{verbatim_cell(next(iter(rows.values())))} | {step_minutes(route_steps, 'distill')} | "
+                  f"{z_minutes_cell(route_steps)} | {statistics.fmean(s['train']['seconds'] for s in steps) / 60:.1f} |")
     return md + [""]
 
 
@@ -259,7 +263,7 @@ def z_minutes_cell(steps: list[dict]) -> str:
 
 def route_tables(stage2: list[dict], routes: list[dict]) -> list[str]:
     """One :func:`route_table` per dataset and stage2 label that routes trained with."""
-    tables = [line for label in sorted({r["train_label"] for r in routes}) for dataset, _ in DATASETS
+    tables = [line for label in sorted({pairing_label(r) for r in routes}) for dataset, _ in DATASETS
               for line in route_table(dataset, label, stage2, routes)]
     if not tables:
         return []
@@ -268,7 +272,9 @@ def route_tables(stage2: list[dict], routes: list[dict]) -> list[str]:
             "seed with the text-only taggers (`benchmarks/stage2.py`) of the stage2 label it trained with, on 2-core "
             "CPUs without a GPU (each row's machine is in its results file). Minutes are wall-clock: the distill stage, "
             "Z for every split, and one tagger (training and scoring); a step found in the store costs seconds, so each "
-            "column shows the run that computed it; `(bf16)`: that distill ran in bf16 (`precision: auto` on a CPU with "
+            "column shows the run that computed it, whichever taggers it trained. A line holds only taggers trained in "
+            "fp32, as the labels' text-only taggers were; taggers trained in bf16 (`train.precision: auto` on a CPU "
+            "with bf16) are in the per-seed table below under a label of their own. `(bf16)`: that distill ran in bf16 (`precision: auto` on a CPU with "
             "bf16, where the distilled model also answers in bf16). The "
             "share of ChatGPT's gain compares mean gains over the seeds both lines and text-only have, in the same "
             "answer form.", ""] + tables

@@ -8,7 +8,9 @@ or ``file``). Each step is one child ``mner run -c CONFIG``, timed by the clock:
 (when enabled), up to the knowledge stage (``llm`` or ``retrieved``: Z for every split), then once
 per seed the whole pipeline with only the [T;Z] variant and the tagger settings of the
 benchmarks/results/stage2.jsonl rows labelled ``--train-label`` (so that the route pairs by seed with
-the text-only rows of that label, run on the same kind of machine). A step found in the store takes seconds; the row says which
+the text-only rows of that label, run on the same kind of machine). Each row records the precision its taggers
+trained in (``precision: auto`` is bf16 on a CPU with bf16): the tables pair a row with its label's text-only rows
+only where that is fp32, as those were (``--set train.precision=fp32`` on such a CPU). A step found in the store takes seconds; the row says which
 steps were computed. Each seed appends one row to benchmarks/results/route_seeds.jsonl: dev and test
 scores, the share of gold entities found verbatim in the Z of each split, the distill result, and the
 minutes of each step; for a route that generates Z, also the minutes of each split's Z, from its first
@@ -27,6 +29,7 @@ from typing import Any
 from harness import (STAGE2_RESULTS, RESULTS_DIR, append_rows, gold_entities, mner_run, parse_args, parse_overrides,
                      provenance, read_rows, typed_overrides, verbatim_share)
 
+from engine.runtime import pick_device, use_bf16
 from mner.config import load_config
 from mner.samples import SPLITS, read_jsonl
 from mner.store import ArtifactStore, sha256_json
@@ -104,6 +107,8 @@ def main() -> None:
     verbatim = z_verbatim(out["knowledge"])
     share = verbatim["test"]
     settings = tagger_settings(args.train_label, cfg.dataset.name)
+    train = load_config(args.config, {**parse_overrides(args.set), **settings}).train
+    tagger_precision = "bf16" if use_bf16(train.precision, pick_device(train.device)) else "fp32"
     for seed in args.seeds:
         run = {**typed, **{k: str(v) for k, v in settings.items()}, "train.seed": str(seed), "variants": "[text+knowledge]"}
         result, seconds = timed_run(args.config, run)
@@ -114,7 +119,7 @@ def main() -> None:
                "answer_form": cfg.stage1.knowledge.answer_form,
                "base_model": cfg.stage1.distill.base_model if cfg.stage1.distill.enabled else None,
                "overrides": parse_overrides(args.set),
-               "train_settings": settings, "dev_f1": scores["dev_f1"], "test_precision": scores["test_precision"],
+               "train_settings": settings, "tagger_precision": tagger_precision, "dev_f1": scores["dev_f1"], "test_precision": scores["test_precision"],
                "test_recall": scores["test_recall"], "test_f1": scores["test_f1"], "test_verbatim_share": share,
                "z_verbatim_share": verbatim,
                "steps": {**steps, "train": {"seconds": seconds, "train_seconds": history["train_seconds"],

@@ -298,3 +298,25 @@ def test_a_distill_that_ran_in_bf16_says_so_beside_its_minutes() -> None:
         assert "| 10.0 (bf16) |" in table
     rows[0]["steps"]["distill"]["result"] = {"bf16": False}
     assert "| 10.0 |" in "\n".join(route_table("twitter2015", "fp32", text, rows))
+
+
+def test_a_route_whose_taggers_trained_in_bf16_pairs_with_no_fp32_text_only_row_but_lends_its_step_minutes() -> None:
+    from render_seeds import routes_section
+    from render_summary import route_tables
+
+    text = [{**stage2_row("twitter2015", "text", seed, 0.70), "label": "fp32", "wall_seconds": 600.0} for seed in (42, 1)]
+    bf16 = [{**route("retrieved", seed, 0.75, knowledge=600.0), "tagger_precision": "bf16", "config": "c.yaml",
+             "dev_f1": 0.75} for seed in (42, 1)]
+    fp32 = [{**route("retrieved", seed, 0.71, knowledge=1.0), "overrides": {"train.precision": "fp32"},
+             "config": "c.yaml", "dev_f1": 0.71} for seed in (42, 1)]
+    tables = "\n".join(route_tables(text, bf16 + fp32))
+    assert "### Twitter-2015, label `fp32`" in tables and "bf16 tagger`" not in tables  # no text-only rows to pair with
+    line = next(row for row in tables.splitlines() if row.startswith("| (c) retrieved"))
+    assert "| **71.00 ± 0.00** |" in line and "+1.00 ± 0.00 (2)" in line  # the fp32 taggers alone
+    assert "| 10.0 |" in line  # Z minutes of the run that computed it, whose taggers trained in bf16
+    per_seed = "\n".join(routes_section(bf16 + fp32))
+    assert "| retrieved (`fp32, bf16 tagger`) |" in per_seed and "| retrieved (`fp32`) |" in per_seed
+    from render_summary import summary_section
+
+    summary = "\n".join(summary_section(text, [], {}, bf16 + fp32))
+    assert "bf16 tagger" not in summary and "retrieved (`stage1.knowledge.backend: retrieved`)" in summary

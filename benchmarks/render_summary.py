@@ -36,11 +36,14 @@ Line = dict[str, Any]  # one of our lines: knowledge, its short name, rows by da
 
 
 def settings(row: dict) -> dict:
-    """The tagger's training settings of a row: its ``train.*`` and ``model.*`` overrides, less the seed."""
+    """The tagger's training settings of a row: its ``train.*`` and ``model.*`` overrides, less the seed, and less a
+    ``train.precision: fp32`` (how the labels' text-only taggers trained, on CPUs without bf16; precision pairs
+    through :func:`render_seeds.pairing_label`)."""
     overrides = row.get("overrides", row.get("training", {}).get("settings", {}))
     if "train_settings" in row:  # route_seeds.jsonl: the settings its taggers trained with
         overrides = {**row["train_settings"], **overrides}
-    return {k: v for k, v in overrides.items() if k.startswith(("train.", "model.")) and k != "train.seed"}
+    return {k: v for k, v in overrides.items() if k.startswith(("train.", "model.")) and k != "train.seed"
+            and (k, v) != ("train.precision", "fp32")}
 
 
 def answer_form(row: dict) -> str:

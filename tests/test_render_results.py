@@ -308,7 +308,7 @@ def test_a_route_whose_taggers_trained_in_bf16_pairs_with_no_fp32_text_only_row_
     bf16 = [{**route("retrieved", seed, 0.75, knowledge=600.0), "tagger_precision": "bf16", "config": "c.yaml",
              "dev_f1": 0.75} for seed in (42, 1)]
     fp32 = [{**route("retrieved", seed, 0.71, knowledge=1.0), "overrides": {"train.precision": "fp32"},
-             "config": "c.yaml", "dev_f1": 0.71} for seed in (42, 1)]
+             "train_settings": {"train.epochs": 4}, "config": "c.yaml", "dev_f1": 0.71} for seed in (42, 1)]
     tables = "\n".join(route_tables(text, bf16 + fp32))
     assert "### Twitter-2015, label `fp32`" in tables and "bf16 tagger`" not in tables  # no text-only rows to pair with
     line = next(row for row in tables.splitlines() if row.startswith("| (c) retrieved"))
@@ -319,4 +319,6 @@ def test_a_route_whose_taggers_trained_in_bf16_pairs_with_no_fp32_text_only_row_
     from render_summary import summary_section
 
     summary = "\n".join(summary_section(text, [], {}, bf16 + fp32))
-    assert "bf16 tagger" not in summary and "retrieved (`stage1.knowledge.backend: retrieved`)" in summary
+    assert "bf16 tagger" not in summary
+    line = next(row for row in summary.splitlines() if "retrieved (`stage1.knowledge.backend: retrieved`)" in row)
+    assert "| +1.00 ± 0.00 (2 paired) |" in line  # the fp32 taggers pair with the label's text-only ones

@@ -219,6 +219,10 @@ def z_budget_section(budgets: list[dict]) -> list[str]:
     return md + commands(list(newest.values()))
 
 
+BF16_DISTILL = ("`(bf16)`: that distill ran in bf16 (`precision: auto` on a CPU with bf16, where the distilled model "
+                "also answers in bf16).")  # the route tables' mark beside a distill's minutes (step_minutes)
+
+
 def pairing_label(row: dict) -> str:
     """The stage2 label a route_seeds row pairs with: its ``--train-label`` where its taggers trained in fp32, as the
     labels' text-only rows did; a row trained in bf16 (``precision: auto`` on a CPU with bf16) gets a label of its own."""
@@ -247,7 +251,7 @@ def routes_section(routes: list[dict]) -> list[str]:
           "for every split, and training plus scoring one tagger; a step found in the store costs seconds, so each "
           "column shows the run that computed it (the largest figure among the rows). The route's label is the stage2 "
           "label its taggers pair with, with `bf16 tagger` where they trained in bf16 (`train.precision: auto` on a CPU "
-          "with bf16), which no text-only row did; `(bf16)`: that distill ran in bf16 (`precision: auto` on a CPU with bf16, where the distilled model also answers in bf16). `verbatim`: gold test entities "
+          "with bf16), which no text-only row did; " + BF16_DISTILL + " `verbatim`: gold test entities "
           "found word for word in the test Z.", "",
           *head("| dataset | route | answer form | base | config | seeds | dev F1 | test F1 | per-seed test F1 | verbatim | "
                 "distil min | Z min | tagger min (mean) | commit |")]

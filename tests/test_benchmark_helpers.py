@@ -1,4 +1,4 @@
-"""Helpers of the issue-14/15 benchmarks: the Z budget's percentiles and table, and the knowledge-swap sections."""
+"""Helpers of the benchmarks: the Z budget's percentiles and table, the knowledge-swap sections, the newcomer's order."""
 
 from __future__ import annotations
 
@@ -136,3 +136,47 @@ def test_the_tag_table_names_each_rows_machine() -> None:
     xeon = {**row, "machine": "Intel(R) Xeon(R) Processor @ 2.80GHz, 2 cores, 24 GiB, no GPU"}
     lines = [line for line in tag_section([row, xeon], []) if line.startswith("| text-only")]
     assert [line.split(" | ")[-3] for line in lines] == ["AMD EPYC", "Intel(R) Xeon(R) Processor @ 2.80GHz"]
+
+
+SUITE_OUTPUT = """
+============================= slowest durations ==============================
+92.30s call     tests/test_process_lifecycle.py::test_kill_9_leaves_no_process
+10.27s setup    tests/test_process_lifecycle.py::test_ctrl_c[parent-death]
+53.37s setup    tests/test_tag.py::test_jsonl_text_and_conll_files_give_the_same_entities
+0.61s teardown  tests/test_tag.py::test_predict_takes_a_route
+2 failed, 325 passed, 8 skipped, 14 warnings, 1 error in 871.02s (0:14:31)
+"""
+
+
+def test_the_newcomer_row_sums_each_test_files_durations_and_keeps_every_count_of_the_summary() -> None:
+    from newcomer_order import suite_outcome
+
+    found = suite_outcome(SUITE_OUTPUT)
+    assert found["counts"] == {"failed": 2, "passed": 325, "skipped": 8, "error": 1}
+    assert found["file_seconds"] == {"test_process_lifecycle.py": 102.6, "test_tag.py": 54.0}
+    assert list(found["file_seconds"]) == ["test_process_lifecycle.py", "test_tag.py"]  # longest first
+
+
+def test_the_second_demo_names_every_task_run_that_was_not_cached() -> None:
+    from newcomer_order import demo_outcome
+
+    output = "\n".join([
+        "13:29:14.241 | INFO    | Task run 'load-068' - Finished in state Cached(type=COMPLETED)",
+        "13:29:14.313 | INFO    | Task run 'dataset-stats-5fd' - Finished in state Completed()",
+        "13:29:16.363 | INFO    | Task run 'caption-shard-eda' - Finished in state Cached(type=COMPLETED)",
+        "13:29:16.379 | INFO    | Task run 'train-8df' - Finished in state Failed('boom')"])
+    assert demo_outcome(output) == {"task_runs": 4, "cached": 2, "not_cached": ["dataset-stats", "train"]}
+
+
+def test_the_newcomer_section_shows_each_step_and_names_a_failed_one() -> None:
+    from render_newcomer import newcomer_section
+
+    row = {**ORIGIN, "clone_commit": "abc1234", "load_1min_before": 0.1,
+           "steps": [{"step": "first demo (setup included)", "rc": 0, "seconds": 390.0},
+                     {"step": "make test", "rc": 2, "seconds": 871.0}, {"step": "second demo", "rc": 0, "seconds": 15.0}],
+           "suite": {"counts": {"failed": 2, "passed": 325}, "file_seconds": {"test_tag.py": 54.0}},
+           "second_demo": {"task_runs": 19, "cached": 18, "not_cached": ["dataset-stats"]}}
+    table = newcomer_section([row])
+    line = next(line for line in table if line.startswith("| abc1234"))
+    assert "| 6.5 | **14.5** | 2 failed, 325 passed; **failed step: make test** | 0.2 | 18 of 19 (not: dataset-stats) |" in line
+    assert "| test_tag.py | 54 |" in table

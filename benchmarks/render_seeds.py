@@ -248,8 +248,9 @@ def routes_section(routes: list[dict]) -> list[str]:
           "Each route is `mner run -c CONFIG` as a user runs it: its knowledge stage (the distill stage and the distilled "
           "model's Z for every split, or the retrieved answers), then a [T;Z] tagger per seed with the training settings "
           "of the stage2 label it pairs with. Minutes are wall-clock minutes of the step on the row's machine: distil, Z "
-          "for every split, and training plus scoring one tagger; a step found in the store costs seconds, so each "
-          "column shows the run that computed it (the largest figure among the rows). The route's label is the stage2 "
+          "for every split, and training plus scoring one tagger; a step found in the store costs seconds, so the distil "
+          "and Z columns show the run that computed the step (the largest figure among the rows of the same route, base "
+          "and config, whatever their label or overrides). The route's label is the stage2 "
           "label its taggers pair with, with `bf16 tagger` where they trained in bf16 (`train.precision: auto` on a CPU "
           "with bf16), which no text-only row did; " + BF16_DISTILL + " `verbatim`: gold test entities "
           "found word for word in the test Z.", "",
@@ -263,9 +264,11 @@ def routes_section(routes: list[dict]) -> list[str]:
         rows = list(by_seed(rows).values())
         steps = [r["steps"] for r in rows]
         train = statistics.fmean(s["train"]["seconds"] for s in steps) / 60
+        route_steps = [r["steps"] for r in routes if (r["dataset"], r["route"], r["answer_form"], str(r.get("base_model")),
+                                                      r["config"]) == (dataset, route, form, base, config)]
         md.append(f"| {dataset} | {route} (`{label}`) | {form} | {base if base != 'None' else '-'} | `{config}` | "
                   f"{', '.join(str(r['seed']) for r in rows)} | {spread([r['dev_f1'] for r in rows])} | "
                   f"**{spread([r['test_f1'] for r in rows])}** | {per_seed(rows)} | "
-                  f"{100 * rows[0]['test_verbatim_share']:.1f}% | {step_minutes(steps, 'distill')} | {step_minutes(steps, 'knowledge')} | {train:.1f} | "
+                  f"{100 * rows[0]['test_verbatim_share']:.1f}% | {step_minutes(route_steps, 'distill')} | {step_minutes(route_steps, 'knowledge')} | {train:.1f} | "
                   f"{', '.join(sorted({r['commit'] for r in rows}))} |")
     return md + closing(routes)

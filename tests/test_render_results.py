@@ -316,6 +316,8 @@ def test_a_route_whose_taggers_trained_in_bf16_pairs_with_no_fp32_text_only_row_
     assert "| 10.0 |" in line  # Z minutes of the run that computed it, whose taggers trained in bf16
     per_seed = "\n".join(routes_section(bf16 + fp32))
     assert "| retrieved (`fp32, bf16 tagger`) |" in per_seed and "| retrieved (`fp32`) |" in per_seed
+    fp32_line = next(row for row in per_seed.splitlines() if "| retrieved (`fp32`) |" in row)
+    assert "| - | 10.0 | 2.0 |" in fp32_line  # its Z was computed by the bf16-tagger run, not in the seconds it found it
     from render_summary import summary_section
 
     summary = "\n".join(summary_section(text, [], {}, bf16 + fp32))

@@ -1,10 +1,10 @@
 """The README's first two commands as a newcomer meets them: a fresh clone, `make demo`, `make test`, then `make demo`
 again once the test suite's temporary folders are gone. Each step's wall time and outcome.
 
-    python benchmarks/newcomer_order.py [--workdir DIR] [--keep]
+    python benchmarks/newcomer_order.py [--keep]
 
-The clone is of this checkout's committed HEAD (uncommitted edits are not in it), into a new folder
-(``--workdir``, default a temporary one), with ``../shared`` linked beside it when this checkout has one, so
+The clone is of this checkout's committed HEAD (uncommitted edits are not in it), into a new temporary
+folder (``--keep``: left there, with each step's log, for a look afterwards), with ``../shared`` linked beside it when this checkout has one, so
 that the tests which need the full benchmark run instead of skipping. `make` sets up a fresh ``.venv``
 there with the system ``python3``; pip's wheel cache is whatever this machine has (llama-cpp-python compiles
 from source on a cold one). The suite runs with ``--durations=0``, from which the row keeps each test
@@ -25,7 +25,7 @@ from collections import Counter
 from pathlib import Path
 from typing import Any
 
-from harness import RESULTS_DIR, ROOT, append_rows, provenance
+from harness import RESULTS_DIR, ROOT, append_rows, parse_args, provenance
 
 RESULTS = RESULTS_DIR / "newcomer.jsonl"
 SUITE_TEMP = "mner-test-"  # tests/conftest.py's prefix for the suite's Prefect home and artifact store
@@ -74,13 +74,10 @@ def suite_leftovers() -> list[str]:
 def main() -> None:
     """Clone, run the three steps, append the row, print a short summary."""
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--workdir", type=Path, help="an empty or missing folder for the clone (default: a temporary one)")
-    parser.add_argument("--keep", action="store_true", help="keep the clone and its .venv afterwards")
-    args = parser.parse_args()
+    parser.add_argument("--keep", action="store_true", help="keep the clone, its .venv and the steps' logs afterwards")
+    args = parse_args(parser)
     load_before = round(os.getloadavg()[0], 2)  # the cores should be quiet: a timing beside other work says little
-    work = args.workdir or Path(tempfile.mkdtemp(prefix="mner-newcomer-"))
-    if work.exists() and any(work.iterdir()):
-        raise SystemExit(f"{work}: not empty; name an empty or missing folder with --workdir")
+    work = Path(tempfile.mkdtemp(prefix="mner-newcomer-"))
     clone = work / "mner"
     subprocess.run(["git", "clone", "--quiet", "--no-hardlinks", str(ROOT), str(clone)], check=True)
     head = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=clone, capture_output=True, text=True).stdout.strip()
@@ -110,6 +107,8 @@ def main() -> None:
     append_rows(RESULTS, [row])
     for step in row["steps"]:
         print(f"{step['step']}: rc {step['rc']}, {step['seconds'] / 60:.1f} min")
+    if args.keep:
+        print(f"the clone and the steps' logs: {work}")
     print(f"suite: {row['suite']['counts']}; second demo: {row['second_demo']}; appended to {RESULTS}")
 
 

@@ -187,14 +187,14 @@ def artifacts_by_key(keys: list[str]) -> dict[str, object]:
     return asyncio.run(read())
 
 
-# The test files that take longest, longest first: their summed test times in a run of benchmarks/newcomer_order.py
-# on 2026-12-07 (RESULTS, "The newcomer's order", lists the newest run's). They are handed out first, so that
-# the workers finish together instead of one running a long file alone at the end; every other file keeps its
-# place after them.
-LONGEST_FIRST = ("test_deployments.py", "test_process_lifecycle.py", "test_runs_as_user.py", "test_distill.py",
-                 "test_tag.py", "test_local_generate.py", "test_stage1_local_llm.py", "test_prefect_cli.py",
-                 "test_distill_training.py", "test_training.py", "test_llm_client.py", "test_backbone_flows.py",
-                 "test_cache_trust.py", "test_char_level.py", "test_failed_samples.py", "test_flow_stage2.py")
+# The files that run whole pipelines, longest first (pytest --durations, 2026-11-29). They are handed out first, so
+# that the workers finish together instead of one running a long file alone at the end; every other file keeps its
+# place after them. benchmarks/newcomer_order.py measured this order against one by the newer summed file times
+# (test_deployments, test_process_lifecycle, test_runs_as_user, test_distill, test_tag, ... first; commit b72b987):
+# RESULTS, "The newcomer's order".
+LONGEST_FIRST = ("test_runs_as_user.py", "test_deployments.py", "test_process_lifecycle.py", "test_backbone_flows.py",
+                 "test_prefect_cli.py", "test_stage1_local_llm.py", "test_flow_stage2.py", "test_task_runners.py",
+                 "test_distill.py", "test_local_generate.py", "test_training.py", "test_failed_samples.py")
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:

@@ -1,11 +1,12 @@
 """The README's first two commands as a newcomer meets them: a fresh clone, `make demo`, `make test`, then `make demo`
 again once the test suite's temporary folders are gone. Each step's wall time and outcome.
 
-    python benchmarks/newcomer_order.py [--keep]
+    python benchmarks/newcomer_order.py [--commit REV] [--keep]
 
-The clone is of this checkout's committed HEAD (uncommitted edits are not in it), into a new temporary
-folder (``--keep``: left there, with each step's log, for a look afterwards), with ``../shared`` linked beside it when this checkout has one, so
-that the tests which need the full benchmark run instead of skipping. `make` sets up a fresh ``.venv``
+The clone is of this checkout's committed HEAD (``--commit``: another commit of it, to measure two versions
+on the same machine; uncommitted edits are in neither), into a new temporary folder (``--keep``: left there,
+with each step's log, for a look afterwards), with ``../shared`` linked beside it when this checkout has one,
+so that the tests which need the full benchmark run instead of skipping. `make` sets up a fresh ``.venv``
 there with the system ``python3``; pip's wheel cache is whatever this machine has (llama-cpp-python compiles
 from source on a cold one). The suite runs with ``--durations=0``, from which the row keeps each test
 file's summed test time (the files are what ``tests/conftest.py``'s LONGEST_FIRST orders). Appends one row to
@@ -74,12 +75,20 @@ def suite_leftovers() -> list[str]:
 def main() -> None:
     """Clone, run the three steps, append the row, print a short summary."""
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--commit", default="HEAD", help="the commit to clone (default HEAD)")
     parser.add_argument("--keep", action="store_true", help="keep the clone, its .venv and the steps' logs afterwards")
     args = parse_args(parser)
+    found = subprocess.run(["git", "rev-parse", "--verify", "--quiet", f"{args.commit}^{{commit}}"], cwd=ROOT,
+                           capture_output=True, text=True, check=False)
+    if found.returncode != 0:
+        raise SystemExit(f"--commit {args.commit}: not a commit of this checkout (git rev-parse finds none); name one "
+                         "that `git log` lists")
+    wanted = found.stdout.strip()
     load_before = round(os.getloadavg()[0], 2)  # the cores should be quiet: a timing beside other work says little
     work = Path(tempfile.mkdtemp(prefix="mner-newcomer-"))
     clone = work / "mner"
     subprocess.run(["git", "clone", "--quiet", "--no-hardlinks", str(ROOT), str(clone)], check=True)
+    subprocess.run(["git", "checkout", "--quiet", "--detach", wanted], cwd=clone, check=True)
     head = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=clone, capture_output=True, text=True).stdout.strip()
     shared = ROOT.parent / "shared"
     if shared.is_dir():

@@ -34,6 +34,7 @@ SUITE_TEMP = "mner-test-"  # tests/conftest.py's prefix for the suite's Prefect 
 CALLER_STATE = ("PREFECT_HOME", "PREFECT_API_URL", "MNER_ARTIFACTS_ROOT", "VIRTUAL_ENV", "PYTHONPATH", "PYTEST_ADDOPTS")
 DURATION = re.compile(r"^\s*([\d.]+)s (?:setup|call|teardown)\s+(tests/[^:]+)::")
 COUNT = re.compile(r"(\d+) (passed|failed|skipped|errors?|xfailed|xpassed)")
+FAILED = re.compile(r"^(?:FAILED|ERROR) (tests/\S+?)(?: - (.*))?$")  # pytest's short summary (-ra)
 TASK_STATE = re.compile(r"Task run '([\w-]+?)-[0-9a-f]{3}' - Finished in state (\w+)")
 
 
@@ -47,8 +48,8 @@ def run_step(command: list[str], cwd: Path, env: dict[str, str], log: Path) -> d
 
 
 def suite_outcome(output: str) -> dict[str, Any]:
-    """The counts of pytest's last summary line, and each test file's summed setup, call and teardown seconds
-    (``--durations=0``), longest first."""
+    """The counts of pytest's last summary line, the tests that failed or erred with the first 300 characters of
+    their message, and each test file's summed setup, call and teardown seconds (``--durations=0``), longest first."""
     summary = next((line for line in reversed(output.splitlines()) if COUNT.search(line) and " in " in line), "")
     counts = {word.rstrip("s") if word.startswith("error") else word: int(n) for n, word in COUNT.findall(summary)}
     per_file: Counter[str] = Counter()
@@ -56,7 +57,10 @@ def suite_outcome(output: str) -> dict[str, Any]:
         found = DURATION.match(line)
         if found:
             per_file[Path(found.group(2)).name] += float(found.group(1))
-    return {"counts": counts, "file_seconds": {name: round(s, 1) for name, s in per_file.most_common()}}
+    failures = [{"test": found.group(1), "message": (found.group(2) or "")[:300]}
+                for found in map(FAILED.match, output.splitlines()) if found]
+    return {"counts": counts, "failures": failures,
+            "file_seconds": {name: round(s, 1) for name, s in per_file.most_common()}}
 
 
 def demo_outcome(output: str) -> dict[str, Any]:
@@ -85,6 +89,7 @@ def main() -> None:
                          "that `git log` lists")
     wanted = found.stdout.strip()
     load_before = round(os.getloadavg()[0], 2)  # the cores should be quiet: a timing beside other work says little
+    origin = provenance()  # before the runs: the checkout may move on while they take their minutes
     work = Path(tempfile.mkdtemp(prefix="mner-newcomer-"))
     clone = work / "mner"
     subprocess.run(["git", "clone", "--quiet", "--no-hardlinks", str(ROOT), str(clone)], check=True)
@@ -107,9 +112,9 @@ def main() -> None:
         steps.append(run_step(["make", "demo"], clone, env, work / "demo-2.log"))
     finally:
         if not args.keep:
-            shutil.rmtree(work, ignore_errors=True)
+            shutil.rmtree(work, ignore_errors=True)  # a failed test is named in the row, with its message
     names = ("first demo (setup included)", "make test", "second demo")
-    row = {**provenance(), "clone_commit": head, "shared_data": shared.is_dir(), "suite_leftovers": left,
+    row = {**origin, "clone_commit": head, "shared_data": shared.is_dir(), "suite_leftovers": left,
            "steps": [{"step": name, "rc": s["rc"], "seconds": s["seconds"]} for name, s in zip(names, steps)],
            "suite": suite_outcome(steps[1]["output"]), "second_demo": demo_outcome(steps[2]["output"]),
            "load_1min_before": load_before}

@@ -30,6 +30,9 @@ def newcomer_section(rows: list[dict]) -> list[str]:
         md.append(f"| {r['clone_commit']} | {demo['seconds'] / 60:.1f} | **{test['seconds'] / 60:.1f}** | {counts}"
                   + (f"; **failed step: {', '.join(failed)}**" if failed else "") +
                   f" | {again['seconds'] / 60:.1f} | {cached} | {r['load_1min_before']} | {cpu(r)} | {r['date']} |")
+    failed = [f"- {r['clone_commit']} ({r['date']}): `{f['test']}` failed" + (f": {f['message']}" if f["message"] else "")
+              for r in rows for f in r["suite"].get("failures", [])]
+    md += ["", "Tests that failed:", "", *failed] if failed else []
     newest = rows[-1]
     md += ["", f"The newest run's slowest test files (summed setup, call and teardown of their tests, from "
                f"`--durations=0`; three workers run files side by side, so the sum of all files exceeds the wall time):",

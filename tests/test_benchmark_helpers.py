@@ -144,6 +144,11 @@ SUITE_OUTPUT = """
 10.27s setup    tests/test_process_lifecycle.py::test_ctrl_c[parent-death]
 53.37s setup    tests/test_tag.py::test_jsonl_text_and_conll_files_give_the_same_entities
 0.61s teardown  tests/test_tag.py::test_predict_takes_a_route
+=========================== short test summary info ============================
+SKIPPED [1] tests/test_gpu.py:182: needs CUDA
+FAILED tests/test_tag.py::test_predict_takes_a_route - AssertionError: assert 1 == 2
+FAILED tests/test_prefect_cli.py::test_work_pool_worker_runs_the_pipeline
+ERROR tests/test_ocr.py::test_tesseract - FileNotFoundError: tesseract
 2 failed, 325 passed, 8 skipped, 14 warnings, 1 error in 871.02s (0:14:31)
 """
 
@@ -155,6 +160,10 @@ def test_the_newcomer_row_sums_each_test_files_durations_and_keeps_every_count_o
     assert found["counts"] == {"failed": 2, "passed": 325, "skipped": 8, "error": 1}
     assert found["file_seconds"] == {"test_process_lifecycle.py": 102.6, "test_tag.py": 54.0}
     assert list(found["file_seconds"]) == ["test_process_lifecycle.py", "test_tag.py"]  # longest first
+    assert found["failures"] == [
+        {"test": "tests/test_tag.py::test_predict_takes_a_route", "message": "AssertionError: assert 1 == 2"},
+        {"test": "tests/test_prefect_cli.py::test_work_pool_worker_runs_the_pipeline", "message": ""},
+        {"test": "tests/test_ocr.py::test_tesseract", "message": "FileNotFoundError: tesseract"}]
 
 
 def test_the_second_demo_names_every_task_run_that_was_not_cached() -> None:
@@ -174,9 +183,11 @@ def test_the_newcomer_section_shows_each_step_and_names_a_failed_one() -> None:
     row = {**ORIGIN, "clone_commit": "abc1234", "load_1min_before": 0.1,
            "steps": [{"step": "first demo (setup included)", "rc": 0, "seconds": 390.0},
                      {"step": "make test", "rc": 2, "seconds": 871.0}, {"step": "second demo", "rc": 0, "seconds": 15.0}],
-           "suite": {"counts": {"failed": 2, "passed": 325}, "file_seconds": {"test_tag.py": 54.0}},
+           "suite": {"counts": {"failed": 2, "passed": 325}, "file_seconds": {"test_tag.py": 54.0},
+                     "failures": [{"test": "tests/test_tag.py::test_x", "message": "AssertionError"}]},
            "second_demo": {"task_runs": 19, "cached": 18, "not_cached": ["dataset-stats"]}}
     table = newcomer_section([row])
     line = next(line for line in table if line.startswith("| abc1234"))
     assert "| 6.5 | **14.5** | 2 failed, 325 passed; **failed step: make test** | 0.2 | 18 of 19 (not: dataset-stats) |" in line
     assert "| test_tag.py | 54 |" in table
+    assert "- abc1234 (2026-11-29 22:00 UTC): `tests/test_tag.py::test_x` failed: AssertionError" in table

@@ -191,7 +191,8 @@ def artifacts_by_key(keys: list[str]) -> dict[str, object]:
 # that the workers finish together instead of one running a long file alone at the end; every other file keeps its
 # place after them. benchmarks/newcomer_order.py measured this order against one by the newer summed file times
 # (test_deployments, test_process_lifecycle, test_runs_as_user, test_distill, test_tag, ... first; commit b72b987):
-# RESULTS, "The newcomer's order".
+# the times differed by less than the spread between runs of one order, and a run of the newer order failed a test
+# (RESULTS, "The newcomer's order").
 LONGEST_FIRST = ("test_runs_as_user.py", "test_deployments.py", "test_process_lifecycle.py", "test_backbone_flows.py",
                  "test_prefect_cli.py", "test_stage1_local_llm.py", "test_flow_stage2.py", "test_task_runners.py",
                  "test_distill.py", "test_local_generate.py", "test_training.py", "test_failed_samples.py")

@@ -44,7 +44,7 @@ def run_step(command: list[str], cwd: Path, env: dict[str, str], log: Path) -> d
     with log.open("w", encoding="utf-8") as out:
         code = subprocess.run(command, cwd=cwd, env=env, stdout=out, stderr=subprocess.STDOUT, check=False).returncode
     seconds = round(time.perf_counter() - started, 1)
-    return {"command": " ".join(command), "rc": code, "seconds": seconds, "output": log.read_text(encoding="utf-8")}
+    return {"rc": code, "seconds": seconds, "output": log.read_text(encoding="utf-8")}
 
 
 def suite_outcome(output: str) -> dict[str, Any]:

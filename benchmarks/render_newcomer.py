@@ -23,16 +23,16 @@ def newcomer_section(rows: list[dict]) -> list[str]:
     for r in rows:
         demo, test, again = r["steps"]
         counts = ", ".join(f"{n} {word}" for word, n in r["suite"]["counts"].items())
-        failed = [s["step"] for s in r["steps"] if s["rc"] != 0]
+        failed_steps = [s["step"] for s in r["steps"] if s["rc"] != 0]
         cached = f"{r['second_demo']['cached']} of {r['second_demo']['task_runs']}"
         if r["second_demo"]["not_cached"]:
             cached += f" (not: {', '.join(r['second_demo']['not_cached'])})"
         md.append(f"| {r['clone_commit']} | {demo['seconds'] / 60:.1f} | **{test['seconds'] / 60:.1f}** | {counts}"
-                  + (f"; **failed step: {', '.join(failed)}**" if failed else "") +
+                  + (f"; **failed step: {', '.join(failed_steps)}**" if failed_steps else "") +
                   f" | {again['seconds'] / 60:.1f} | {cached} | {r['load_1min_before']} | {cpu(r)} | {r['date']} |")
-    failed = [f"- {r['clone_commit']} ({r['date']}): `{f['test']}` failed" + (f": {f['message']}" if f["message"] else "")
-              for r in rows for f in r["suite"].get("failures", [])]
-    md += ["", "Tests that failed:", "", *failed] if failed else []
+    failed_tests = [f"- {r['clone_commit']} ({r['date']}): `{f['test']}` failed" + (f": {f['message']}" if f["message"] else "")
+                    for r in rows for f in r["suite"].get("failures", [])]
+    md += ["", "Tests that failed:", "", *failed_tests] if failed_tests else []
     newest = rows[-1]
     md += ["", f"The newest run's slowest test files (summed setup, call and teardown of their tests, from "
                f"`--durations=0`; three workers run files side by side, so the sum of all files exceeds the wall time):",
